@@ -1,0 +1,126 @@
+"""The main job's steps as library functions: build the dbt project, summarise what it produced."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from nextbest.dbt import run_dbt
+from nextbest.settings import Settings
+
+MART_MODELS: tuple[str, ...] = (
+    "dim_products",
+    "fct_candidates",
+    "fct_ranking_labels",
+    "feat_customer_monthly",
+    "feat_product_monthly",
+    "feat_customer_product_monthly",
+)
+
+
+def dbt_vars_for(settings: Settings, horizon_months: int = 1, activity_lookback_months: int = 3) -> dict[str, Any]:
+    """dbt vars for the ingested dataset: its observed_until and burn-in, plus the modelling choices."""
+    from ingest.store import read_dataset_meta
+
+    meta = read_dataset_meta(settings.raw_dir)
+    return {
+        "observed_until": meta.observed_until.isoformat(),
+        "burn_in_months": meta.burn_in_months,
+        "horizon_months": horizon_months,
+        "activity_lookback_months": activity_lookback_months,
+    }
+
+
+def build_warehouse(
+    settings: Settings, horizon_months: int = 1, activity_lookback_months: int = 3, quiet: bool = False
+) -> None:
+    """Run ``dbt build`` (models and their tests) over the ingested dataset."""
+    if not (settings.raw_dir / "customers.parquet").exists():
+        raise FileNotFoundError(
+            f"No ingested dataset in {settings.raw_dir}: run `nextbest ingest synthetic|completejourney|dir` first."
+        )
+    run_dbt(["build"], settings, dbt_vars_for(settings, horizon_months, activity_lookback_months), quiet=quiet)
+
+
+@dataclass(frozen=True)
+class BuildSummary:
+    """What the warehouse holds after a build."""
+
+    rows: dict[str, int]
+    snapshots: int
+    labelled_snapshots: int
+    first_labelled_snapshot: str | None
+    latest_snapshot: str | None
+    customers: int
+    products: int
+    groups: int
+    mean_candidates_per_group: float
+    positive_rate: float
+    groups_with_positive: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        """Human-readable lines for the terminal."""
+        out = [f"{name:<32} {n:>14,} rows" for name, n in self.rows.items()]
+        out += [
+            f"snapshots: {self.snapshots} ({self.labelled_snapshots} labelled, "
+            f"first labelled {self.first_labelled_snapshot}, latest {self.latest_snapshot})",
+            f"customers: {self.customers:,}  products: {self.products:,}",
+            f"ranking groups (customer x labelled snapshot): {self.groups:,}, "
+            f"{self.groups_with_positive:,} with a positive",
+            f"candidates per group: {self.mean_candidates_per_group:.2f}   positive rate: {self.positive_rate:.4%}",
+        ]
+        return out
+
+
+def _mart(settings: Settings, name: str) -> Path:
+    return settings.marts_dir / f"{name}.parquet"
+
+
+def summarize_warehouse(settings: Settings) -> BuildSummary:
+    """Counts and rates over the marts, read straight from their parquet files."""
+    con = duckdb.connect()
+    rows = {
+        name: con.execute(f"select count(*) from read_parquet('{_mart(settings, name)}')").fetchone()[0]
+        for name in MART_MODELS
+        if _mart(settings, name).exists()
+    }
+    cand = _mart(settings, "fct_candidates")
+    labels = _mart(settings, "fct_ranking_labels")
+    snaps, latest = con.execute(
+        f"select count(distinct snapshot_on), max(snapshot_on)::varchar from read_parquet('{cand}')"
+    ).fetchone()
+    lab = con.execute(
+        f"""
+        with groups as (
+            select customer_id, snapshot_on, count(*) as n, sum(label) as pos
+            from read_parquet('{labels}') group by all
+        )
+        select
+            (select count(distinct snapshot_on) from groups),
+            (select min(snapshot_on)::varchar from groups),
+            count(*), coalesce(avg(n), 0), coalesce(sum(pos) / nullif(sum(n), 0), 0),
+            count(*) filter (where pos > 0)
+        from groups
+        """
+    ).fetchone()
+    customers, products = con.execute(
+        f"select count(distinct customer_id), count(distinct product_id) from read_parquet('{cand}')"
+    ).fetchone()
+    n_products = rows.get("dim_products", products)
+    return BuildSummary(
+        rows=rows,
+        snapshots=int(snaps),
+        labelled_snapshots=int(lab[0]),
+        first_labelled_snapshot=lab[1],
+        latest_snapshot=latest,
+        customers=int(customers),
+        products=int(n_products),
+        groups=int(lab[2]),
+        mean_candidates_per_group=float(lab[3]),
+        positive_rate=float(lab[4]),
+        groups_with_positive=int(lab[5]),
+    )
