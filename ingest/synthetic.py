@@ -1,0 +1,860 @@
+"""A synthetic retail bank in the raw contract, with the true adoption probabilities (the oracle).
+
+``generate_synthetic`` simulates customers month by month: every month each population customer
+adopts each product it does not own and is eligible for with a probability ``p`` given by a known
+logistic propensity model of its state at the previous month-end; owned products close with a small
+product-specific monthly probability; new customers join and open one product; owned transactional
+products produce transactions. ``oracle.parquet`` holds, for every month-end snapshot but the last,
+one row per (population customer, candidate product) with exactly the ``p`` that was used, so
+evaluation can compare a model against the best achievable ranking.
+
+Definitions shared with the dbt project (``fct_candidates`` / ``fct_ranking_labels``), for a month-end
+snapshot ``s``:
+
+* owned at ``s``: ``started_on <= s`` and (``ended_on`` is null or ``s < ended_on``);
+* population: ``joined_on <= s`` and (owns >= 1 product at ``s`` or has a transaction whose *date* lies
+  in ``(s - 3 months, s]``; ``s - 3 months`` clamps the day like DuckDB, e.g. 2023-04-30 -> 2023-01-30);
+* candidate: population customer, product not owned at ``s`` and eligible (a product with an age bound
+  requires a known ``age = year(s) - birth_year`` with ``min_age <= age <= max_age``);
+* label 1 iff a holding of the product starts in ``(s, last_day(s + 1 month)]``.
+
+Simulation order for month ``k`` (state at ``s_{k-1}`` = last day of month ``k - 1``): candidates adopt
+with ``u < p`` (``p`` rounded to float32, the stored oracle value) on a uniform day of month ``k``;
+products owned at ``s_{k-1}`` close with ``u < c`` on a uniform day of month ``k`` (so a product closed
+in month ``k`` is not re-adopted in month ``k``, and a product adopted in month ``k`` does not close in
+it); customers joining in month ``k`` open one product on ``joined_on`` (not an adoption: they were not
+in the population at ``s_{k-1}``); then month ``k``'s transactions are drawn for the days each
+transactional product was owned.
+
+Determinism: all randomness comes from one ``numpy`` generator per block of ``RNG_BLOCK`` customers,
+seeded by ``SeedSequence(seed).spawn``-style keys ``(seed, block index)``, and every block draws the
+same sequence whatever chunk it is processed in. ``chunk_size`` is rounded up to a multiple of
+``RNG_BLOCK``; the generated data does not depend on it (only the parquet row groups, and the row order
+of ``oracle.parquet``, which is written chunk by chunk for each snapshot, do).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+RNG_BLOCK = 1000
+"""Customers per random-number block; chunks are whole blocks so results do not depend on chunk_size."""
+
+ACTIVITY_LOOKBACK_MONTHS = 3
+"""A customer owning nothing is in the population if it transacted in the last this many months."""
+
+SEGMENTS: tuple[str, ...] = ("mass", "affluent", "student", "senior", "business")
+REGIONS: tuple[str, ...] = (
+    "london", "south-east", "south-west", "east", "midlands",
+    "north-west", "north-east", "yorkshire", "scotland", "wales",
+)
+_REGION_WEIGHTS = np.array([0.16, 0.14, 0.09, 0.10, 0.14, 0.11, 0.05, 0.08, 0.08, 0.05])
+
+DATASET_NAME = "synthetic-bank"
+_INCOME_LOG_MEAN = 10.3  # log of a ~30k median income
+_INCOME_LOG_SD = 0.6
+_SPEND_LOG_CENTRE = 4.5
+_SPEND_LOG_SCALE = 2.0
+_PRESTART_JOIN_YEARS = 10.0
+_NULL_PRODUCT_TXN_SHARE = 0.10
+_LOGIT_MIN, _LOGIT_MAX = -12.0, 6.0
+
+
+@dataclass(frozen=True)
+class ProductSpec:
+    """One product of the synthetic bank and its behaviour.
+
+    Attributes:
+        product_id: contract id, readable (``current_account``).
+        product_name: display name.
+        category: one of accounts, savings, cards, loans, mortgages, investments, insurance, pensions.
+        min_age: youngest eligible age in years, or None.
+        max_age: oldest eligible age in years, or None.
+        base: intercept of the monthly adoption logit.
+        initial: logit offset (relative to ``base``) of owning the product at the start for customers
+            who joined before the first month.
+        close: monthly probability in [0, 1) that an owned product closes.
+        txn_rate: mean transactions per owned month for an average-activity customer (0 = none).
+        amount_mu: log-scale mean of one transaction's amount (currency units).
+        age_peak: age (years) at which the age effect peaks.
+        age_width: width (years) of the Gaussian age effect.
+        age_amp: logit amplitude of the age effect.
+        b_income: logit per standard deviation of log income.
+        b_spend: logit per standard unit of log recent spend.
+        segment: logit offsets by segment.
+        complements: logit offsets by other product owned at the snapshot.
+    """
+
+    product_id: str
+    product_name: str
+    category: str
+    min_age: int | None
+    max_age: int | None
+    base: float
+    initial: float
+    close: float
+    txn_rate: float = 0.0
+    amount_mu: float = 3.5
+    age_peak: float = 40.0
+    age_width: float = 25.0
+    age_amp: float = 0.0
+    b_income: float = 0.0
+    b_spend: float = 0.0
+    segment: Mapping[str, float] = field(default_factory=dict)
+    complements: Mapping[str, float] = field(default_factory=dict)
+
+
+PRODUCTS: tuple[ProductSpec, ...] = (
+    ProductSpec("current_account", "Current account", "accounts", None, None, -2.2, 3.5, 0.004,
+                txn_rate=1.0, amount_mu=3.4, b_spend=0.0, complements={"junior_account": -1.0}),
+    ProductSpec("joint_account", "Joint current account", "accounts", 18, None, -4.6, 0.5, 0.006,
+                txn_rate=0.4, amount_mu=3.8, age_peak=40, age_width=15, age_amp=1.0,
+                complements={"mortgage": 1.0, "current_account": 0.5}),
+    ProductSpec("business_account", "Business account", "accounts", 18, None, -6.6, -0.5, 0.005,
+                txn_rate=1.5, amount_mu=5.0, b_income=0.3, segment={"business": 3.5}),
+    ProductSpec("junior_account", "Junior saver account", "accounts", None, 17, -3.2, 1.0, 0.004,
+                txn_rate=0.3, amount_mu=2.5, age_peak=8, age_width=6, age_amp=1.2),
+    ProductSpec("student_account", "Student account", "accounts", 18, 25, -3.8, 0.5, 0.01,
+                txn_rate=0.8, amount_mu=3.0, segment={"student": 2.5}),
+    ProductSpec("savings_account", "Savings account", "savings", None, None, -4.0, 1.5, 0.008,
+                b_income=0.4, b_spend=0.3, complements={"current_account": 0.8, "instant_saver": -0.6}),
+    ProductSpec("instant_saver", "Instant access saver", "savings", None, None, -4.0, 0.8, 0.01,
+                b_income=0.3, b_spend=0.3, complements={"current_account": 0.7, "savings_account": -0.6}),
+    ProductSpec("isa", "Tax-free savings (ISA)", "savings", 18, None, -4.6, 0.2, 0.006,
+                b_income=0.6, segment={"affluent": 0.8}, complements={"savings_account": 0.8}),
+    ProductSpec("fixed_deposit", "Fixed-term deposit", "savings", 18, None, -5.2, 0.0, 0.02,
+                age_peak=65, age_width=20, age_amp=1.2, b_income=0.5,
+                complements={"savings_account": 0.9, "isa": 0.5}),
+    ProductSpec("senior_saver", "Senior saver", "savings", 60, None, -4.0, 0.5, 0.006,
+                segment={"senior": 1.2}, complements={"savings_account": 0.5}),
+    ProductSpec("credit_card", "Credit card", "cards", 18, None, -4.0, 1.5, 0.008,
+                txn_rate=0.7, amount_mu=3.8, age_peak=35, age_width=20, age_amp=0.8, b_income=0.3,
+                b_spend=0.5, complements={"current_account": 1.2, "premium_card": -1.0}),
+    ProductSpec("premium_card", "Premium credit card", "cards", 18, None, -6.2, -1.0, 0.006,
+                txn_rate=1.0, amount_mu=4.3, b_income=1.1, b_spend=0.6,
+                segment={"affluent": 1.4, "student": -1.5}, complements={"credit_card": 1.2}),
+    ProductSpec("overdraft", "Arranged overdraft", "loans", 18, None, -5.5, 0.8, 0.015,
+                age_peak=28, age_width=12, age_amp=0.8, b_income=-0.3, b_spend=0.6,
+                complements={"current_account": 2.5, "student_account": 1.0}),
+    ProductSpec("personal_loan", "Personal loan", "loans", 18, None, -5.0, 0.0, 0.03,
+                age_peak=35, age_width=15, age_amp=0.8, b_spend=0.4,
+                complements={"current_account": 0.6, "credit_card": 0.5, "overdraft": 0.5}),
+    ProductSpec("car_loan", "Car loan", "loans", 18, None, -5.8, 0.0, 0.025,
+                age_peak=38, age_width=15, age_amp=1.0, b_income=0.3, complements={"car_insurance": 1.0}),
+    ProductSpec("mortgage", "Mortgage", "mortgages", 18, 75, -7.0, 2.5, 0.004,
+                age_peak=34, age_width=9, age_amp=1.6, b_income=0.9, segment={"student": -2.0},
+                complements={"joint_account": 0.8, "savings_account": 0.4}),
+    ProductSpec("remortgage", "Remortgage", "mortgages", 18, 80, -8.5, -1.0, 0.003,
+                b_income=0.4, complements={"mortgage": 5.5}),
+    ProductSpec("pension", "Personal pension", "pensions", 18, 74, -6.8, 0.2, 0.002,
+                age_peak=45, age_width=12, age_amp=1.2, b_income=0.8, segment={"affluent": 0.6},
+                complements={"investment_fund": 0.6}),
+    ProductSpec("investment_fund", "Investment fund", "investments", 18, None, -6.2, 0.0, 0.01,
+                age_peak=50, age_width=18, age_amp=0.6, b_income=1.0, segment={"affluent": 1.2},
+                complements={"isa": 0.8, "stock_trading": 0.7}),
+    ProductSpec("stock_trading", "Share dealing account", "investments", 18, None, -6.2, -0.2, 0.012,
+                age_peak=32, age_width=12, age_amp=1.0, b_income=0.8, segment={"affluent": 0.8},
+                complements={"investment_fund": 0.7}),
+    ProductSpec("home_insurance", "Home insurance", "insurance", 18, None, -6.0, 1.0, 0.012,
+                age_peak=45, age_width=20, age_amp=0.6, complements={"mortgage": 3.0}),
+    ProductSpec("car_insurance", "Car insurance", "insurance", 18, None, -5.0, 1.0, 0.02,
+                age_peak=40, age_width=20, age_amp=0.6, complements={"car_loan": 2.0}),
+    ProductSpec("life_insurance", "Life insurance", "insurance", 18, None, -5.8, 0.5, 0.008,
+                age_peak=40, age_width=12, age_amp=1.0, complements={"mortgage": 1.8}),
+    ProductSpec("travel_insurance", "Travel insurance", "insurance", 18, None, -4.5, 0.0, 0.06,
+                b_income=0.5, b_spend=0.4, complements={"premium_card": 1.0, "credit_card": 0.4}),
+)
+
+_GENERIC_PREV_HELD = 1.2  # logit bonus for re-adopting a product held before
+_GENERIC_RECENT_ADD = 0.35  # logit per product added in the last 3 months (momentum, capped at 3)
+_GENERIC_COUNT = -0.10  # logit per product owned (saturation)
+_GENERIC_NEW_CUSTOMER = 0.6  # logit bonus during the first 6 months of tenure
+_AGED_OUT_CLOSE = 0.5  # monthly closure probability of a product the customer is no longer eligible for
+
+CUSTOMER_SCHEMA = pa.schema([
+    ("customer_id", pa.string()),
+    ("joined_on", pa.date32()),
+    ("birth_year", pa.int64()),
+    ("income", pa.float64()),
+    ("segment", pa.string()),
+    ("region", pa.string()),
+    ("email_opt_in", pa.bool_()),
+])
+PRODUCT_SCHEMA = pa.schema([
+    ("product_id", pa.string()),
+    ("product_name", pa.string()),
+    ("category", pa.string()),
+    ("min_age", pa.int64()),
+    ("max_age", pa.int64()),
+])
+HOLDING_SCHEMA = pa.schema([
+    ("customer_id", pa.string()),
+    ("product_id", pa.string()),
+    ("started_on", pa.date32()),
+    ("ended_on", pa.date32()),
+])
+TRANSACTION_SCHEMA = pa.schema([
+    ("customer_id", pa.string()),
+    ("product_id", pa.string()),
+    ("occurred_at", pa.timestamp("us")),
+    ("amount", pa.float64()),
+])
+ORACLE_SCHEMA = pa.schema([
+    ("customer_id", pa.string()),
+    ("snapshot_on", pa.date32()),
+    ("product_id", pa.string()),
+    ("probability", pa.float32()),
+])
+
+
+@dataclass(frozen=True)
+class SyntheticSummary:
+    """What ``generate_synthetic`` wrote: row counts per file and wall-clock seconds."""
+
+    out_dir: Path
+    customers: int
+    months: int
+    seed: int
+    first_snapshot_on: date
+    observed_until: date
+    holdings: int
+    transactions: int
+    oracle_rows: int
+    adoptions: int
+    seconds: float
+
+
+# --------------------------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True)
+class _Model:
+    """The product table as arrays, shape (P,) or (P, P); complement[p, q] = logit of p when q owned."""
+
+    ids: tuple[str, ...]
+    min_age: np.ndarray  # float, nan = no bound
+    max_age: np.ndarray
+    base: np.ndarray
+    initial: np.ndarray
+    close: np.ndarray
+    txn_rate: np.ndarray
+    amount_mu: np.ndarray
+    age_peak: np.ndarray
+    age_width: np.ndarray
+    age_amp: np.ndarray
+    b_income: np.ndarray
+    b_spend: np.ndarray
+    segment: np.ndarray  # (len(SEGMENTS) + 1, P), last row = unknown segment (0)
+    complement_t: np.ndarray  # (P, P): owned @ complement_t gives the complement logit
+
+    def index(self, product_id: str) -> int:
+        """Column index of ``product_id``."""
+        return self.ids.index(product_id)
+
+
+def _build_model(products: tuple[ProductSpec, ...] = PRODUCTS) -> _Model:
+    """Turn the product specs into arrays; raises ValueError on an unknown product or segment name."""
+    ids = tuple(p.product_id for p in products)
+    n = len(ids)
+    seg = np.zeros((len(SEGMENTS) + 1, n))
+    comp_t = np.zeros((n, n))
+    for j, p in enumerate(products):
+        for s, v in p.segment.items():
+            if s not in SEGMENTS:
+                raise ValueError(f"{p.product_id}: unknown segment {s!r}")
+            seg[SEGMENTS.index(s), j] = v
+        for q, v in p.complements.items():
+            if q not in ids:
+                raise ValueError(f"{p.product_id}: unknown complement {q!r}")
+            comp_t[ids.index(q), j] = v
+
+    def arr(name: str) -> np.ndarray:
+        return np.array([np.nan if getattr(p, name) is None else getattr(p, name) for p in products], float)
+
+    return _Model(
+        ids=ids, min_age=arr("min_age"), max_age=arr("max_age"), base=arr("base"), initial=arr("initial"),
+        close=arr("close"), txn_rate=arr("txn_rate"), amount_mu=arr("amount_mu"), age_peak=arr("age_peak"),
+        age_width=arr("age_width"), age_amp=arr("age_amp"), b_income=arr("b_income"),
+        b_spend=arr("b_spend"), segment=seg, complement_t=comp_t,
+    )
+
+
+# ------------------------------------------------------------------------------------------ calendar
+
+
+@dataclass(frozen=True)
+class _Calendar:
+    """Month arithmetic in epoch days. Month k = 0 is the first generated month; k = -1 the one before."""
+
+    m0: np.datetime64  # datetime64[M] of month 0
+
+    def first_day(self, k: int) -> int:
+        """Epoch day of the first day of month k."""
+        return int((self.m0 + k).astype("datetime64[D]").astype(np.int64))
+
+    def last_day(self, k: int) -> int:
+        """Epoch day of the last day of month k (the snapshot s_k)."""
+        return self.first_day(k + 1) - 1
+
+    def n_days(self, k: int) -> int:
+        """Number of days in month k (28..31)."""
+        return self.first_day(k + 1) - self.first_day(k)
+
+    def year(self, k: int) -> int:
+        """Calendar year of month k."""
+        return 1970 + (int(self.m0.astype(np.int64)) + k) // 12
+
+    def minus_months(self, k: int, n: int) -> int:
+        """Epoch day of ``s_k - n months`` with DuckDB's day clamping (2023-04-30 - 3 months = 2023-01-30)."""
+        return self.first_day(k - n) + min(self.n_days(k), self.n_days(k - n)) - 1
+
+
+def _year_start_day(years: np.ndarray) -> np.ndarray:
+    """Epoch day of 1 January of each year (int64 array)."""
+    return (years - 1970).astype("datetime64[Y]").astype("datetime64[D]").astype(np.int64)
+
+
+def _day_year(days: np.ndarray) -> np.ndarray:
+    """Calendar year of each epoch day."""
+    return days.astype("datetime64[D]").astype("datetime64[Y]").astype(np.int64) + 1970
+
+
+def to_date(epoch_day: int) -> date:
+    """Epoch day number -> ``datetime.date``."""
+    return np.datetime64(int(epoch_day), "D").astype(date)
+
+
+# ------------------------------------------------------------------------------------------- random
+
+
+class _BlockRng:
+    """Random draws for a chunk made of whole RNG blocks, identical whatever the chunking.
+
+    Each block of ``RNG_BLOCK`` customers owns one generator; every draw method draws each block's part
+    from that block's generator and concatenates the parts in customer order.
+    """
+
+    def __init__(self, seed: int, first_block: int, n_customers: int) -> None:
+        self.sizes = [min(RNG_BLOCK, n_customers - i) for i in range(0, n_customers, RNG_BLOCK)]
+        self.gens = [np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, first_block + b])))
+                     for b in range(len(self.sizes))]
+        self.bounds = np.cumsum([0, *self.sizes])
+
+    def uniform(self, *shape: int) -> np.ndarray:
+        """Uniform [0, 1) of shape (n_customers, *shape)."""
+        return np.concatenate([g.random((n, *shape)) for g, n in zip(self.gens, self.sizes, strict=True)])
+
+    def normal(self, *shape: int) -> np.ndarray:
+        """Standard normal of shape (n_customers, *shape)."""
+        return np.concatenate([g.standard_normal((n, *shape))
+                               for g, n in zip(self.gens, self.sizes, strict=True)])
+
+    def gamma(self, shape_k: float, scale: float) -> np.ndarray:
+        """Gamma(shape_k, scale) per customer."""
+        return np.concatenate([g.gamma(shape_k, scale, n)
+                               for g, n in zip(self.gens, self.sizes, strict=True)])
+
+    def poisson(self, lam: np.ndarray) -> np.ndarray:
+        """Poisson counts with per-cell means ``lam`` (first axis = customers)."""
+        return np.concatenate([g.poisson(lam[a:b]) for g, a, b in
+                               zip(self.gens, self.bounds[:-1], self.bounds[1:], strict=True)])
+
+    def per_event(self, counts: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """Uniform (sum(counts), width) and standard normal (sum(counts),) for customer-major events.
+
+        ``counts`` has one entry per customer (events of customer i come before those of i + 1).
+        """
+        u, z = [], []
+        for g, a, b in zip(self.gens, self.bounds[:-1], self.bounds[1:], strict=True):
+            m = int(counts[a:b].sum())
+            u.append(g.random((m, width)))
+            z.append(g.standard_normal(m))
+        return np.concatenate(u), np.concatenate(z)
+
+
+# -------------------------------------------------------------------------------------- customers
+
+
+@dataclass
+class _Customers:
+    """Attributes of a chunk of customers; birth_year -1 = unknown, segment/region -1 = unknown."""
+
+    idx: np.ndarray  # global customer index
+    joined: np.ndarray  # epoch day
+    join_month: np.ndarray  # month index of joined (< 0 before the first generated month)
+    birth_year: np.ndarray  # observed, -1 unknown
+    true_birth_year: np.ndarray
+    income: np.ndarray  # nan unknown
+    segment: np.ndarray
+    region: np.ndarray
+    email_opt_in: np.ndarray
+    activity: np.ndarray  # transaction intensity multiplier, mean 1
+
+
+def _generate_customers(rng: _BlockRng, idx: np.ndarray, cal: _Calendar, months: int) -> _Customers:
+    """Draw customer attributes; about ``min(0.5, 0.0125 * months)`` of customers join during the window."""
+    n = len(idx)
+    u = rng.uniform(14)
+    z = rng.normal(2)
+    activity = rng.gamma(2.0, 0.5)
+    ref_year = cal.year(-1)
+    # age at the month before the start: 7% minors, 12% 18-25, the rest 26-90
+    age = np.where(u[:, 0] < 0.07, np.floor(u[:, 1] * 18),
+                   np.where(u[:, 0] < 0.19, 18 + np.floor(u[:, 1] * 8),
+                            26 + np.floor(64 * _beta_like(u[:, 1], u[:, 2]))))
+    true_by = (ref_year - age).astype(np.int64)
+    birth_year = np.where(u[:, 3] < 0.03, -1, true_by)
+    adult = age >= 18
+    hump = np.exp(-(((age - 48) / 18) ** 2))
+    log_income = np.where(adult, _INCOME_LOG_MEAN - 0.3 + 0.6 * hump + _INCOME_LOG_SD * z[:, 0],
+                          7.0 + z[:, 0])
+    income = np.exp(log_income)
+    income[(u[:, 4] < 0.10) | (~adult & (u[:, 4] < 0.6))] = np.nan
+    seg = np.full(n, SEGMENTS.index("mass"))
+    seg[np.exp(log_income) > 55_000] = SEGMENTS.index("affluent")
+    seg[(u[:, 5] < 0.08) & adult] = SEGMENTS.index("business")
+    seg[(age >= 18) & (age <= 25) & (u[:, 6] < 0.6)] = SEGMENTS.index("student")
+    seg[(age >= 63) & (u[:, 6] < 0.7)] = SEGMENTS.index("senior")
+    seg[u[:, 7] < 0.05] = -1
+    region = np.searchsorted(np.cumsum(_REGION_WEIGHTS), u[:, 8] * _REGION_WEIGHTS.sum(), side="right")
+    region = np.minimum(region, len(REGIONS) - 1)
+    region[u[:, 9] < 0.04] = -1
+    # joining: new customers uniformly over the window, the others up to 10 years before it
+    joiner_share = min(0.5, 0.0125 * months)
+    is_joiner = u[:, 10] < joiner_share
+    join_month = np.where(is_joiner, np.floor(u[:, 11] * months).astype(np.int64), -1)
+    starts = np.array([cal.first_day(k) for k in range(months + 1)], np.int64)
+    lengths = np.diff(starts)
+    jm = np.clip(join_month, 0, months - 1)
+    joined_new = starts[jm] + np.floor(u[:, 12] * lengths[jm]).astype(np.int64)
+    last = cal.last_day(-1)
+    joined_old = last - np.floor(u[:, 12] * _PRESTART_JOIN_YEARS * 365.25).astype(np.int64)
+    joined_old = np.maximum(joined_old, _year_start_day(true_by))
+    joined = np.where(is_joiner, joined_new, joined_old)
+    return _Customers(idx=idx, joined=joined, join_month=join_month, birth_year=birth_year,
+                      true_birth_year=true_by, income=income, segment=seg, region=region,
+                      email_opt_in=u[:, 13] < 0.6, activity=activity)
+
+
+def _beta_like(u1: np.ndarray, u2: np.ndarray) -> np.ndarray:
+    """A right-skewed value in [0, 1) from two uniforms (mean ~0.4): min of two uniforms blended."""
+    return 0.5 * np.minimum(u1, u2) + 0.5 * (u1 + u2) / 2
+
+
+# ------------------------------------------------------------------------------------- propensity
+
+
+def _ages(cust: _Customers, year: int) -> np.ndarray:
+    """Observed age in years at ``year`` (float, nan when birth_year is unknown)."""
+    return np.where(cust.birth_year >= 0, year - cust.birth_year, np.nan).astype(float)
+
+
+def _eligible(model: _Model, age: np.ndarray) -> np.ndarray:
+    """(n, P) eligibility: products with a bound need a known age within [min_age, max_age]."""
+    a = age[:, None]
+    has_bound = ~np.isnan(model.min_age) | ~np.isnan(model.max_age)
+    ok_min = np.isnan(model.min_age) | (a >= model.min_age)
+    ok_max = np.isnan(model.max_age) | (a <= model.max_age)
+    return (ok_min & ok_max & ~np.isnan(a)) | ~has_bound
+
+
+def _static_logit(model: _Model, cust: _Customers, age: np.ndarray) -> np.ndarray:
+    """(n, P) logit part from age, income and segment (0 for unknown values)."""
+    known = ~np.isnan(age)
+    a = np.where(known, age, 0.0)[:, None]
+    age_eff = model.age_amp * (np.exp(-(((a - model.age_peak) / model.age_width) ** 2)) - 0.5)
+    age_eff = np.where(known[:, None], age_eff, 0.0)
+    z_inc = np.where(np.isnan(cust.income), 0.0,
+                     (np.log(np.maximum(cust.income, 1.0)) - _INCOME_LOG_MEAN) / _INCOME_LOG_SD)
+    return age_eff + z_inc[:, None] * model.b_income + model.segment[cust.segment]
+
+
+def adoption_logit(model: _Model, static: np.ndarray, owned: np.ndarray, prev_held: np.ndarray,
+                   tenure_months: np.ndarray, spend_3m: np.ndarray, recent_adds: np.ndarray) -> np.ndarray:
+    """Monthly adoption logit (n, P) given the state at a month-end snapshot.
+
+    Args:
+        model: product arrays.
+        static: (n, P) age / income / segment part from ``_static_logit``.
+        owned: (n, P) bool, owned at the snapshot.
+        prev_held: (n, P) bool, a holding of the product ended on or before the snapshot.
+        tenure_months: (n,) months since joined_on, >= 0.
+        spend_3m: (n,) sum of transaction amounts in the last 3 months, >= 0.
+        recent_adds: (n,) holdings started in the last 3 months, >= 0.
+
+    Returns:
+        logits clipped to [-12, 6] (probabilities ~6e-6 .. 0.9975).
+    """
+    n_owned = owned.sum(axis=1, dtype=np.float64)
+    z_spend = (np.log1p(spend_3m) - _SPEND_LOG_CENTRE) / _SPEND_LOG_SCALE
+    generic = (_GENERIC_COUNT * n_owned + _GENERIC_RECENT_ADD * np.minimum(recent_adds, 3)
+               + _GENERIC_NEW_CUSTOMER * (tenure_months < 6) - 0.08 * np.log1p(tenure_months))
+    logit = (model.base + static + owned.astype(np.float64) @ model.complement_t
+             + z_spend[:, None] * model.b_spend + generic[:, None] + _GENERIC_PREV_HELD * prev_held)
+    return np.clip(logit, _LOGIT_MIN, _LOGIT_MAX)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+# ------------------------------------------------------------------------------------- simulation
+
+
+@dataclass
+class _Rows:
+    """Column buffers of one output table, as integer codes (strings are built at write time)."""
+
+    cols: dict[str, list[np.ndarray]] = field(default_factory=dict)
+
+    def add(self, **arrays: np.ndarray) -> None:
+        for k, v in arrays.items():
+            self.cols.setdefault(k, []).append(v)
+
+    def get(self, key: str, dtype: type) -> np.ndarray:
+        parts = self.cols.get(key, [])
+        return np.concatenate(parts) if parts else np.zeros(0, dtype)
+
+
+class _Writers:
+    """Lazily opened ParquetWriters for the streamed files."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.writers: dict[str, pq.ParquetWriter] = {}
+
+    def write(self, name: str, table: pa.Table) -> None:
+        if name not in self.writers:
+            self.writers[name] = pq.ParquetWriter(self.out_dir / f"{name}.parquet", table.schema)
+        if table.num_rows:
+            self.writers[name].write_table(table)
+
+    def close(self) -> None:
+        for w in self.writers.values():
+            w.close()
+
+
+def _string_take(dictionary: pa.Array, codes: np.ndarray, null_mask: np.ndarray | None = None) -> pa.Array:
+    """Plain string array ``dictionary[codes]`` (null where ``null_mask``)."""
+    idx = pa.array(codes.astype(np.int64), mask=null_mask)
+    return dictionary.take(idx)
+
+
+def _date_array(days: np.ndarray, null_mask: np.ndarray | None = None) -> pa.Array:
+    return pa.array(days.astype("datetime64[D]"), type=pa.date32(), mask=null_mask)
+
+
+@dataclass
+class _ChunkResult:
+    holdings: int
+    transactions: int
+    oracle_rows: int
+    adoptions: int
+
+
+def _simulate_chunk(model: _Model, cal: _Calendar, months: int, seed: int, first_index: int, n: int,
+                    id_width: int, writers: _Writers, with_oracle: bool) -> _ChunkResult:
+    """Simulate customers [first_index, first_index + n) over all months and write their rows."""
+    rng = _BlockRng(seed, first_index // RNG_BLOCK, n)
+    idx = np.arange(first_index, first_index + n)
+    cust = _generate_customers(rng, idx, cal, months)
+    cust_ids = pa.array([f"C{i + 1:0{id_width}d}" for i in idx], pa.string())
+    prod_ids = pa.array(model.ids, pa.string())
+    n_prod = len(model.ids)
+    txn_products = np.flatnonzero(model.txn_rate > 0)
+
+    holdings = _Rows()
+    owned, start_day, ever_closed = _initial_state(model, cal, cust, rng, holdings)
+    spend = np.zeros((n, ACTIVITY_LOOKBACK_MONTHS))
+    adds = np.zeros((n, ACTIVITY_LOOKBACK_MONTHS))
+    last_txn = np.full(n, np.iinfo(np.int64).min // 2)
+    txns = _Rows()
+    oracle_rows = adoptions = 0
+    # population at s_{-1}: joined before and owning something (no transaction history before month 0)
+    population = (cust.joined <= cal.last_day(-1)) & owned.any(axis=1)
+
+    for k in range(months):
+        s_prev = cal.last_day(k - 1)
+        first, n_days = cal.first_day(k), cal.n_days(k)
+        # ---- adoption and closure in month k from the state at s_{k-1}
+        age = _ages(cust, cal.year(k - 1))
+        eligible = _eligible(model, age)
+        candidate = population[:, None] & ~owned & eligible
+        tenure = np.maximum((s_prev - cust.joined) / 30.4375, 0.0)
+        logit = adoption_logit(model, _static_logit(model, cust, age), owned, ever_closed & ~owned,
+                               tenure, spend.sum(axis=1), adds.sum(axis=1))
+        p = _sigmoid(logit).astype(np.float32)
+        u = rng.uniform(n_prod)
+        if with_oracle and k >= 1:
+            ci, pi = np.nonzero(candidate)
+            writers.write("oracle", pa.table({
+                "customer_id": cust_ids.take(pa.array(ci)),
+                "snapshot_on": _date_array(np.full(len(ci), s_prev)),
+                "product_id": prod_ids.take(pa.array(pi)),
+                "probability": pa.array(p[ci, pi], pa.float32()),
+            }, schema=ORACLE_SCHEMA))
+            oracle_rows += len(ci)
+        pf = p.astype(np.float64)
+        adopt = candidate & (u < pf)
+        close_p = np.where(eligible, model.close, np.maximum(model.close, _AGED_OUT_CLOSE))
+        close = owned & (u < close_p)
+        adopt_day = first + np.minimum(np.floor(u / np.where(adopt, pf, 1.0) * n_days), n_days - 1)
+        close_day = first + np.minimum(np.floor(u / np.where(close, close_p, 1.0) * n_days), n_days - 1)
+        adopt_day = adopt_day.astype(np.int64)
+        close_day = close_day.astype(np.int64)
+        ci, pi = np.nonzero(close)
+        holdings.add(c=ci, p=pi, start=start_day[ci, pi], end=close_day[ci, pi])
+        adoptions += int(adopt.sum())
+        # ---- customers joining in month k open one product on joined_on
+        joiners = np.flatnonzero(cust.join_month == k)
+        opened = np.zeros_like(owned)
+        if len(joiners):
+            opening = _opening_product(model, cust, joiners, rng.uniform()[joiners])
+            opened[joiners, opening] = True
+        open_day = np.where(opened, cust.joined[:, None], 0)
+        # ---- transactions in month k over the days each transactional product was owned
+        lo = np.where(adopt, adopt_day, np.where(opened, open_day, first))[:, txn_products]
+        hi = np.where(close, close_day, first + n_days)[:, txn_products]
+        active = (owned | adopt | opened)[:, txn_products] & (hi > lo)
+        lam = np.where(active, model.txn_rate[txn_products] * cust.activity[:, None]
+                       * (hi - lo) / n_days, 0.0)
+        counts = rng.poisson(lam)
+        month_spend, month_last = _transactions(model, cust, txn_products, counts, lo, hi, rng, txns)
+        # ---- state at s_k
+        new = adopt | opened
+        owned = (owned & ~close) | new
+        start_day = np.where(adopt, adopt_day, np.where(opened, open_day, start_day))
+        ever_closed |= close
+        slot = k % ACTIVITY_LOOKBACK_MONTHS
+        spend[:, slot] = month_spend
+        adds[:, slot] = new.sum(axis=1)
+        last_txn = np.maximum(last_txn, month_last)
+        s_k = cal.last_day(k)
+        recent_txn = last_txn > cal.minus_months(k, ACTIVITY_LOOKBACK_MONTHS)
+        population = (cust.joined <= s_k) & (owned.any(axis=1) | recent_txn)
+
+    ci, pi = np.nonzero(owned)
+    holdings.add(c=ci, p=pi, start=start_day[ci, pi], end=np.full(len(ci), -1))
+    n_hold = _write_holdings(holdings, cust_ids, prod_ids, writers)
+    n_txn = _write_transactions(txns, cust_ids, prod_ids, writers)
+    _write_customers(cust, cust_ids, writers)
+    return _ChunkResult(holdings=n_hold, transactions=n_txn, oracle_rows=oracle_rows, adoptions=adoptions)
+
+
+def _opening_product(model: _Model, cust: _Customers, who: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Product index each customer in ``who`` opens on joined_on, chosen by its age in the joining year.
+
+    Known minors open a junior account, 18-25 year olds a student account half of the time, everybody
+    else a current account (88%) or an instant saver.
+    """
+    age = np.where(cust.birth_year[who] >= 0, _day_year(cust.joined[who]) - cust.birth_year[who], -1)
+    out = np.where(u < 0.88, model.index("current_account"), model.index("instant_saver"))
+    out = np.where((age >= 18) & (age <= 25) & (u < 0.5), model.index("student_account"), out)
+    out = np.where((age >= 0) & (age <= 17), model.index("junior_account"), out)
+    return out
+
+
+def _initial_state(model: _Model, cal: _Calendar, cust: _Customers, rng: _BlockRng,
+                   holdings: _Rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Holdings of customers who joined before month 0, as of the day before month 0.
+
+    Every such customer opened one product on joined_on (5% closed it since); other eligible products
+    are owned with probability sigmoid(base + initial + static part + current-account complement),
+    started uniformly between the first eligible day and the day before month 0; not-owned products were
+    held and closed before with a quarter of that probability. Closed intervals are added to ``holdings``.
+
+    Returns:
+        owned (n, P) bool, start_day (n, P) epoch day of the open interval, ever_closed (n, P) bool.
+    """
+    n, n_prod = len(cust.idx), len(model.ids)
+    u = rng.uniform(n_prod, 4)
+    u_open = rng.uniform(2)
+    last = cal.last_day(-1)
+    old = cust.join_month < 0
+    age = _ages(cust, cal.year(-1))
+    eligible = _eligible(model, age) & old[:, None]
+    # the first day each product could have been held: joined_on, or 1 January of the min_age year
+    by = np.where(cust.birth_year >= 0, cust.birth_year, 1900)
+    min_age = np.where(np.isnan(model.min_age), -200, model.min_age).astype(np.int64)
+    lo = np.maximum(cust.joined[:, None], _year_start_day(by[:, None] + min_age[None, :]))
+    span = last - lo  # days available before month 0 (>= 0 when eligible)
+    eligible &= span >= 0
+
+    opening = np.full(n, -1)
+    who = np.flatnonzero(old)
+    opening[who] = _opening_product(model, cust, who, u_open[who, 0])
+    has_opening = np.zeros((n, n_prod), bool)
+    has_opening[who, opening[who]] = True
+
+    static = _static_logit(model, cust, age)
+    logit = (model.base + model.initial + static
+             + has_opening.astype(float) @ model.complement_t)
+    p_own = _sigmoid(logit)
+    owned = eligible & (u[:, :, 0] < p_own) & ~has_opening
+    start = lo + np.floor(u[:, :, 1] * (span + 1)).astype(np.int64)
+    start = np.where(has_opening, cust.joined[:, None], start)
+    # the opening product stays open for 95%
+    opening_closed = has_opening & (u_open[:, 1:2] < 0.05) & (last - cust.joined[:, None] >= 1)
+    owned |= has_opening & ~opening_closed
+    # earlier, closed intervals: [a, b) with lo <= a < b <= last
+    prev = (eligible & ~owned & ~has_opening & (u[:, :, 2] < 0.25 * p_own) & (span >= 1)) | opening_closed
+    a = np.where(has_opening, cust.joined[:, None], lo + np.floor(u[:, :, 3] * span).astype(np.int64))
+    b = a + 1 + np.floor(u[:, :, 2] / np.maximum(0.25 * p_own, 1e-12) * (last - a)).astype(np.int64)
+    b = np.where(opening_closed, a + 1 + np.floor(u_open[:, 1:2] / 0.05 * (last - a)).astype(np.int64), b)
+    b = np.minimum(b, last)
+    ci, pi = np.nonzero(prev)
+    holdings.add(c=ci, p=pi, start=a[ci, pi], end=b[ci, pi])
+    return owned, np.where(owned, start, 0), prev.copy()
+
+
+def _transactions(model: _Model, cust: _Customers, txn_products: np.ndarray, counts: np.ndarray,
+                  lo: np.ndarray, hi: np.ndarray, rng: _BlockRng,
+                  out: _Rows) -> tuple[np.ndarray, np.ndarray]:
+    """Draw one month's transactions of a chunk; returns per-customer spend and last transaction day."""
+    n = len(cust.idx)
+    flat = counts.ravel()
+    u, z = rng.per_event(counts.sum(axis=1), 3)
+    cell = np.repeat(np.arange(flat.size), flat)
+    c = cell // len(txn_products)
+    j = cell % len(txn_products)
+    p = txn_products[j]
+    lo_e, hi_e = lo.ravel()[cell], hi.ravel()[cell]
+    day = lo_e + np.floor(u[:, 0] * (hi_e - lo_e)).astype(np.int64)
+    seconds = np.floor(u[:, 1] * 86_400).astype(np.int64)
+    z_inc = np.where(np.isnan(cust.income[c]), 0.0,
+                     (np.log(np.maximum(cust.income[c], 1.0)) - _INCOME_LOG_MEAN) / _INCOME_LOG_SD)
+    amount = np.round(np.exp(model.amount_mu[p] + 0.3 * z_inc + 0.9 * z), 2)
+    product = np.where(u[:, 2] < _NULL_PRODUCT_TXN_SHARE, -1, p)
+    out.add(c=c, p=product, ts=(day * 86_400 + seconds) * 1_000_000, amount=amount)
+    month_spend = np.bincount(c, weights=amount, minlength=n)
+    month_last = np.full(n, np.iinfo(np.int64).min // 2)
+    np.maximum.at(month_last, c, day)
+    return month_spend, month_last
+
+
+def _write_holdings(rows: _Rows, cust_ids: pa.Array, prod_ids: pa.Array, writers: _Writers) -> int:
+    c, p = rows.get("c", np.int64), rows.get("p", np.int64)
+    start, end = rows.get("start", np.int64), rows.get("end", np.int64)
+    order = np.lexsort((start, p, c))
+    c, p, start, end = c[order], p[order], start[order], end[order]
+    writers.write("holdings", pa.table({
+        "customer_id": _string_take(cust_ids, c),
+        "product_id": _string_take(prod_ids, p),
+        "started_on": _date_array(start),
+        "ended_on": _date_array(np.maximum(end, 0), null_mask=end < 0),
+    }, schema=HOLDING_SCHEMA))
+    return len(c)
+
+
+def _write_transactions(rows: _Rows, cust_ids: pa.Array, prod_ids: pa.Array, writers: _Writers) -> int:
+    c, p = rows.get("c", np.int64), rows.get("p", np.int64)
+    ts, amount = rows.get("ts", np.int64), rows.get("amount", np.float64)
+    order = np.lexsort((p, ts, c))
+    c, p, ts, amount = c[order], p[order], ts[order], amount[order]
+    writers.write("transactions", pa.table({
+        "customer_id": _string_take(cust_ids, c),
+        "product_id": _string_take(prod_ids, np.maximum(p, 0), null_mask=p < 0),
+        "occurred_at": pa.array(ts.astype("datetime64[us]"), pa.timestamp("us")),
+        "amount": pa.array(amount, pa.float64()),
+    }, schema=TRANSACTION_SCHEMA))
+    return len(c)
+
+
+def _write_customers(cust: _Customers, cust_ids: pa.Array, writers: _Writers) -> None:
+    segs = pa.array(SEGMENTS, pa.string())
+    regions = pa.array(REGIONS, pa.string())
+    writers.write("customers", pa.table({
+        "customer_id": cust_ids,
+        "joined_on": _date_array(cust.joined),
+        "birth_year": pa.array(cust.birth_year, pa.int64(), mask=cust.birth_year < 0),
+        "income": pa.array(cust.income, pa.float64(), mask=np.isnan(cust.income)),
+        "segment": _string_take(segs, np.maximum(cust.segment, 0), null_mask=cust.segment < 0),
+        "region": _string_take(regions, np.maximum(cust.region, 0), null_mask=cust.region < 0),
+        "email_opt_in": pa.array(cust.email_opt_in, pa.bool_()),
+    }, schema=CUSTOMER_SCHEMA))
+
+
+def products_table(products: tuple[ProductSpec, ...] = PRODUCTS) -> pa.Table:
+    """The products file: one row per product with its contract columns."""
+    return pa.table({
+        "product_id": [p.product_id for p in products],
+        "product_name": [p.product_name for p in products],
+        "category": [p.category for p in products],
+        "min_age": [p.min_age for p in products],
+        "max_age": [p.max_age for p in products],
+    }, schema=PRODUCT_SCHEMA)
+
+
+def _chunks(customers: int, chunk_size: int) -> Iterator[tuple[int, int]]:
+    """(first index, size) of each chunk; chunk_size is rounded up to a multiple of RNG_BLOCK."""
+    size = -(-chunk_size // RNG_BLOCK) * RNG_BLOCK
+    for first in range(0, customers, size):
+        yield first, min(size, customers - first)
+
+
+def generate_synthetic(out_dir: Path, customers: int = 20_000, months: int = 24, seed: int = 0,
+                       start_month: date = date(2023, 1, 1), chunk_size: int = 50_000,
+                       with_oracle: bool = True) -> SyntheticSummary:
+    """Write a synthetic bank dataset in the raw contract to ``out_dir`` (created if missing).
+
+    Files: customers, products, holdings, transactions, oracle (if ``with_oracle``) parquet and
+    dataset.json (``observed_until`` = last day of the last month, ``burn_in_months`` = 0).
+
+    Args:
+        out_dir: target directory; existing files of the same names are overwritten.
+        customers: number of customers, >= 1 (ids ``C0000001`` ...).
+        months: generated months, >= 2 (snapshots: the last day of each; the oracle covers all but the last).
+        seed: any non-negative integer; the output is a pure function of (seed, customers, months,
+            start_month).
+        start_month: any day of the first generated month.
+        chunk_size: customers simulated at once (memory ~ chunk_size x 24 products x a few hundred bytes).
+        with_oracle: write oracle.parquet (about 20 rows per customer and snapshot).
+
+    Returns:
+        A summary with the row counts and the seconds taken.
+
+    Raises:
+        ValueError: on customers < 1, months < 2, seed < 0 or chunk_size < 1.
+    """
+    if customers < 1 or months < 2 or seed < 0 or chunk_size < 1:
+        raise ValueError(f"need customers >= 1, months >= 2, seed >= 0, chunk_size >= 1; got "
+                         f"customers={customers}, months={months}, seed={seed}, chunk_size={chunk_size}")
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = _build_model()
+    cal = _Calendar(np.datetime64(start_month, "M"))
+    id_width = max(7, len(str(customers)))
+    oracle_path = out_dir / "oracle.parquet"
+    if not with_oracle and oracle_path.exists():
+        oracle_path.unlink()
+    pq.write_table(products_table(), out_dir / "products.parquet")
+    writers = _Writers(out_dir)
+    totals = _ChunkResult(0, 0, 0, 0)
+    try:
+        for first, size in _chunks(customers, chunk_size):
+            r = _simulate_chunk(model, cal, months, seed, first, size, id_width, writers, with_oracle)
+            totals = _ChunkResult(totals.holdings + r.holdings, totals.transactions + r.transactions,
+                                  totals.oracle_rows + r.oracle_rows, totals.adoptions + r.adoptions)
+        if with_oracle and "oracle" not in writers.writers:
+            writers.write("oracle", ORACLE_SCHEMA.empty_table())
+    finally:
+        writers.close()
+    observed_until = to_date(cal.last_day(months - 1))
+    meta = {"name": DATASET_NAME, "observed_until": observed_until.isoformat(), "burn_in_months": 0}
+    (out_dir / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return SyntheticSummary(
+        out_dir=out_dir, customers=customers, months=months, seed=seed,
+        first_snapshot_on=to_date(cal.last_day(0)), observed_until=observed_until,
+        holdings=totals.holdings, transactions=totals.transactions, oracle_rows=totals.oracle_rows,
+        adoptions=totals.adoptions, seconds=time.perf_counter() - t0,
+    )
