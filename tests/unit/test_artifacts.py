@@ -1,0 +1,195 @@
+"""training.artifacts: bundles round-trip exactly, are written atomically, refuse mismatched features."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training import artifacts
+from training.artifacts import (
+    BundleMismatchError,
+    ModelBundle,
+    code_version,
+    file_sha256,
+    latest_bundle,
+    load_bundle,
+    save_bundle,
+)
+from training.calibration import fit_calibrators
+from training.ranker import RankerParams, fit_ranker, prepare_groups
+
+FEATURES = ["product_id", "segment", "affinity", "income"]
+
+
+def simulate(n_customers: int = 300, seed: int = 0) -> pd.DataFrame:
+    """6 products, two snapshots; ``affinity`` and the product drive adoption; income has NaN."""
+    rng = np.random.default_rng(seed)
+    n_products = 6
+    frames = []
+    for snapshot in ("2024-01-31", "2024-02-29"):
+        c = np.repeat(np.arange(n_customers), n_products)
+        p = np.tile(np.arange(n_products), n_customers)
+        affinity = rng.normal(size=c.size)
+        prob = 1 / (1 + np.exp(-(-2.5 + 0.3 * p + 2.0 * affinity)))
+        income = rng.lognormal(10, 0.5, c.size)
+        income[rng.random(c.size) < 0.1] = np.nan
+        frames.append(
+            pd.DataFrame(
+                {
+                    "customer_id": [f"C{i}" for i in c],
+                    "product_id": [f"P{j}" for j in p],
+                    "event_timestamp": pd.Timestamp(snapshot),
+                    "segment": rng.choice(["a", "b", "c"], c.size),
+                    "affinity": affinity,
+                    "income": income,
+                    "label": (rng.random(c.size) < prob).astype(int),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def data() -> pd.DataFrame:
+    return simulate()
+
+
+@pytest.fixture(scope="module")
+def bundle(data: pd.DataFrame) -> ModelBundle:
+    train_df = data[data["event_timestamp"] < "2024-02-01"]
+    valid_df = data[data["event_timestamp"] > "2024-02-01"]
+    train = prepare_groups(train_df, FEATURES)
+    valid = prepare_groups(valid_df, FEATURES, categories=train.categories)
+    ranker = fit_ranker(train, valid, RankerParams(n_estimators=50, early_stopping_rounds=10, n_jobs=1))
+    scored = valid_df.assign(score=ranker.score(valid_df))
+    calibrators = fit_calibrators(scored, feature_cols=["segment"], min_positives=30)
+    return ModelBundle(
+        ranker=ranker,
+        calibrators=calibrators,
+        feature_service_name="ranker_v1",
+        feature_service_version=1,
+        dbt_manifest_hash="abc123",
+        training_config={"max_negatives_per_group": None, "params": {"learning_rate": 0.05}},
+        data_range={"train_end": "2024-01-31", "valid_end": "2024-02-29"},
+        metrics={"ndcg_at_7": np.float64(0.8), "n_groups": np.int64(42)},
+    )
+
+
+class TestRoundTrip:
+    def test_identical_scores_and_probabilities(
+        self, bundle: ModelBundle, data: pd.DataFrame, tmp_path: Path
+    ) -> None:
+        path = save_bundle(bundle, tmp_path)
+        loaded = load_bundle(path, expected_features=FEATURES, expected_service="ranker_v1")
+        np.testing.assert_array_equal(loaded.ranker.score(data), bundle.ranker.score(data))
+        scored = data.assign(score=bundle.ranker.score(data))
+        assert bundle.calibrators is not None and loaded.calibrators is not None
+        np.testing.assert_array_equal(
+            loaded.calibrators.predict_proba(scored), bundle.calibrators.predict_proba(scored)
+        )
+
+    def test_metadata_preserved(self, bundle: ModelBundle, tmp_path: Path) -> None:
+        loaded = load_bundle(save_bundle(bundle, tmp_path))
+        assert loaded.feature_cols == FEATURES
+        assert loaded.categories == bundle.categories
+        assert loaded.ranker.best_iteration == bundle.ranker.best_iteration
+        assert (loaded.feature_service_name, loaded.feature_service_version) == ("ranker_v1", 1)
+        assert loaded.dbt_manifest_hash == "abc123"
+        assert loaded.training_config == bundle.training_config
+        assert loaded.data_range == bundle.data_range
+        assert loaded.metrics == {"ndcg_at_7": 0.8, "n_groups": 42}
+        assert loaded.code_version == bundle.code_version
+        assert loaded.created_at == bundle.created_at
+        assert loaded.version == bundle.version
+
+    def test_layout(self, bundle: ModelBundle, tmp_path: Path) -> None:
+        path = save_bundle(bundle, tmp_path)
+        assert path.parent == tmp_path and path.name == bundle.version
+        assert sorted(p.name for p in path.iterdir()) == ["bundle.json", "calibrators.joblib", "ranker.txt"]
+        assert (path / "ranker.txt").read_text().startswith("tree")  # LightGBM's text format
+        assert json.loads((path / "bundle.json").read_text())["feature_cols"] == FEATURES
+        assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary directory left
+
+    def test_without_calibrators(self, bundle: ModelBundle, tmp_path: Path) -> None:
+        bare = ModelBundle(
+            ranker=bundle.ranker,
+            calibrators=None,
+            feature_service_name="ranker_v1",
+            feature_service_version=1,
+        )
+        loaded = load_bundle(save_bundle(bare, tmp_path))
+        assert loaded.calibrators is None
+        assert not (tmp_path / bare.version / "calibrators.joblib").exists()
+
+
+class TestAtomicity:
+    def test_existing_version_not_overwritten(self, bundle: ModelBundle, tmp_path: Path) -> None:
+        path = save_bundle(bundle, tmp_path)
+        before = (path / "bundle.json").read_text()
+        with pytest.raises(FileExistsError):
+            save_bundle(bundle, tmp_path)
+        assert (path / "bundle.json").read_text() == before
+
+    def test_failed_write_leaves_nothing(
+        self, bundle: ModelBundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        def broken_dump(*args: object, **kwargs: object) -> None:
+            raise OSError("disk full")
+
+        monkeypatch.setattr(artifacts.joblib, "dump", broken_dump)
+        with pytest.raises(OSError, match="disk full"):
+            save_bundle(bundle, tmp_path)
+        assert list(tmp_path.iterdir()) == []
+        assert latest_bundle(tmp_path) is None
+
+    def test_latest_bundle_ignores_temporary_dirs(self, bundle: ModelBundle, tmp_path: Path) -> None:
+        older = ModelBundle(
+            ranker=bundle.ranker,
+            calibrators=None,
+            feature_service_name="ranker_v1",
+            feature_service_version=1,
+            created_at="2020-01-01T00:00:00.000000Z",
+        )
+        save_bundle(older, tmp_path)
+        newest = save_bundle(bundle, tmp_path)
+        (tmp_path / ".tmp-zzzz").mkdir()
+        assert latest_bundle(tmp_path) == newest
+        assert latest_bundle(tmp_path / "missing") is None
+
+
+class TestRefusal:
+    def test_missing_and_extra_features_listed(self, bundle: ModelBundle, tmp_path: Path) -> None:
+        path = save_bundle(bundle, tmp_path)
+        live = ["product_id", "segment", "affinity", "tenure_months"]
+        with pytest.raises(BundleMismatchError) as err:
+            load_bundle(path, expected_features=live)
+        message = str(err.value)
+        assert "tenure_months" in message and "income" in message
+
+    def test_reordered_features_refused(self, bundle: ModelBundle, tmp_path: Path) -> None:
+        path = save_bundle(bundle, tmp_path)
+        with pytest.raises(BundleMismatchError, match="different order"):
+            load_bundle(path, expected_features=list(reversed(FEATURES)))
+
+    def test_other_feature_service_refused(self, bundle: ModelBundle, tmp_path: Path) -> None:
+        path = save_bundle(bundle, tmp_path)
+        with pytest.raises(BundleMismatchError, match="ranker_v2"):
+            load_bundle(path, expected_service="ranker_v2")
+
+    def test_not_a_bundle(self, tmp_path: Path) -> None:
+        with pytest.raises(FileNotFoundError, match="not a model bundle"):
+            load_bundle(tmp_path)
+
+
+class TestHelpers:
+    def test_file_sha256_known_answer(self, tmp_path: Path) -> None:
+        path = tmp_path / "manifest.json"
+        path.write_bytes(b"abc")
+        assert file_sha256(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+    def test_code_version_is_non_empty(self) -> None:
+        assert code_version().strip() != ""

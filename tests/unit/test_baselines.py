@@ -1,0 +1,139 @@
+"""training.baselines: every baseline scores the same rows; known answers and the expected ordering."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.baselines import (
+    ClassifierParams,
+    OracleBaseline,
+    PerProductModels,
+    PooledClassifier,
+    PopularityBaseline,
+)
+from training.metrics import ndcg_at_k
+
+FEATURES = ["segment", "income", "affinity"]
+FAST = ClassifierParams(n_estimators=60, learning_rate=0.1)
+
+
+def simulate(n_customers: int = 400, seed: int = 0) -> pd.DataFrame:
+    """8 common products and one rare product ("P_RARE"); ``affinity`` drives adoption.
+
+    Two snapshots (train: January, test: February); ``oracle_probability`` is the truth.
+    """
+    rng = np.random.default_rng(seed)
+    products = [f"P{j}" for j in range(8)] + ["P_RARE"]
+    prior = np.array([-3.0, -2.6, -2.2, -1.8, -1.6, -1.4, -1.2, -1.0, -6.0])
+    segment = rng.choice(["young", "family", "senior"], n_customers)
+    income = rng.lognormal(10, 0.5, n_customers)
+    frames = []
+    for snapshot in ("2024-01-31", "2024-02-29"):
+        c = np.repeat(np.arange(n_customers), len(products))
+        p = np.tile(np.arange(len(products)), n_customers)
+        affinity = rng.normal(size=c.size)
+        prob = 1 / (1 + np.exp(-(prior[p] + 2.0 * affinity)))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "customer_id": [f"C{i}" for i in c],
+                    "product_id": [products[j] for j in p],
+                    "event_timestamp": pd.Timestamp(snapshot),
+                    "segment": segment[c],
+                    "income": income[c],
+                    "affinity": affinity,
+                    "oracle_probability": prob,
+                    "label": (rng.random(c.size) < prob).astype(int),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def split() -> tuple[pd.DataFrame, pd.DataFrame]:
+    df = simulate()
+    return df[df["event_timestamp"] < "2024-02-01"], df[df["event_timestamp"] > "2024-02-01"]
+
+
+class TestPopularity:
+    def test_known_rates(self) -> None:
+        train = pd.DataFrame({"product_id": ["a", "a", "a", "a", "b", "b"], "label": [1, 0, 0, 0, 0, 1]})
+        model = PopularityBaseline().fit(train)
+        scores = model.score(pd.DataFrame({"product_id": ["b", "a", "unseen"]}))
+        np.testing.assert_allclose(scores, [0.5, 0.25, 2 / 6])  # unseen product: the overall rate
+        train2 = pd.DataFrame({"product_id": ["a", "a", "a", "b"], "label": [1, 1, 0, 0]})
+        np.testing.assert_allclose(
+            PopularityBaseline().fit(train2).score(pd.DataFrame({"product_id": ["a", "b"]})), [2 / 3, 0]
+        )
+
+    def test_score_before_fit(self) -> None:
+        with pytest.raises(RuntimeError, match="before fit"):
+            PopularityBaseline().score(pd.DataFrame({"product_id": ["a"]}))
+
+
+class TestPerProductModels:
+    def test_rare_product_falls_back_to_base_rate(self, split: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+        train, test = split
+        model = PerProductModels(FEATURES, min_positives=20, params=FAST).fit(train)
+        assert model.fallback_products == ["P_RARE"]
+        assert set(model.models) == {f"P{j}" for j in range(8)}
+        rare = test["product_id"] == "P_RARE"
+        rare_rate = train.loc[train["product_id"] == "P_RARE", "label"].mean()
+        np.testing.assert_allclose(model.score(test)[rare.to_numpy()], rare_rate)
+
+    def test_product_col_is_not_a_feature_of_per_product_models(self) -> None:
+        assert PerProductModels(["product_id", "income"]).feature_cols == ["income"]
+
+    def test_score_before_fit(self, split: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+        with pytest.raises(RuntimeError, match="before fit"):
+            PerProductModels(FEATURES).score(split[1])
+
+
+class TestPooledClassifier:
+    def test_adds_product_as_categorical(self, split: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+        model = PooledClassifier(FEATURES, params=FAST).fit(split[0])
+        assert model.feature_cols[0] == "product_id"
+        assert model.categories["product_id"][-1] == "P_RARE"
+        scores = model.score(split[1])
+        assert ((scores > 0) & (scores < 1)).all()
+
+
+class TestOracle:
+    def test_reads_the_column(self) -> None:
+        df = pd.DataFrame({"oracle_probability": [0.1, 0.7]})
+        np.testing.assert_array_equal(OracleBaseline().fit(df).score(df), [0.1, 0.7])
+
+    def test_missing_or_null(self) -> None:
+        with pytest.raises(KeyError, match="oracle_probability"):
+            OracleBaseline().score(pd.DataFrame({"x": [1]}))
+        with pytest.raises(ValueError, match="missing values"):
+            OracleBaseline().score(pd.DataFrame({"oracle_probability": [0.1, None]}))
+
+
+class TestComparison:
+    def test_all_baselines_score_the_same_rows_and_order_as_expected(
+        self, split: tuple[pd.DataFrame, pd.DataFrame]
+    ) -> None:
+        train, test = split
+        models = {
+            "popularity": PopularityBaseline(),
+            "per_product": PerProductModels(FEATURES, min_positives=20, params=FAST),
+            "pooled": PooledClassifier(FEATURES, params=FAST),
+            "oracle": OracleBaseline(),
+        }
+        ndcg = {}
+        for name, model in models.items():
+            scores = model.fit(train).score(test)
+            assert scores.shape == (len(test),) and np.isfinite(scores).all()
+            ndcg[name] = ndcg_at_k(test.assign(score=scores))
+        assert ndcg["popularity"] + 0.1 < ndcg["pooled"] <= ndcg["oracle"] + 0.01
+        assert ndcg["popularity"] + 0.1 < ndcg["per_product"] <= ndcg["oracle"] + 0.01
+
+    def test_labels_must_be_binary(self) -> None:
+        with pytest.raises(ValueError, match="0/1"):
+            PopularityBaseline().fit(pd.DataFrame({"product_id": ["a"], "label": [3]}))
+        with pytest.raises(ValueError, match="empty"):
+            PopularityBaseline().fit(pd.DataFrame({"product_id": [], "label": []}))

@@ -1,0 +1,226 @@
+"""training.ranker: group preparation, categorical mapping, LambdaMART fit and scoring behaviour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.constants import LABEL
+from training.metrics import ndcg_at_k
+from training.ranker import (
+    FittedRanker,
+    RankerParams,
+    build_feature_frame,
+    fit_ranker,
+    learn_categories,
+    prepare_groups,
+)
+
+FEATURES = ["product_id", "segment", "income", "affinity"]
+SNAPSHOTS = ("2024-01-31", "2024-02-29", "2024-03-31")
+
+
+def simulate(n_customers: int = 400, n_products: int = 12, seed: int = 0) -> pd.DataFrame:
+    """Candidates where ``affinity`` (customer x product) drives adoption on top of a product prior.
+
+    80% of (customer, product) pairs are candidates at each snapshot; income has 10% NaN; seniors
+    adopt every third product more. ``oracle_probability`` is the true adoption probability.
+    """
+    rng = np.random.default_rng(seed)
+    prior = np.linspace(-4.0, -1.5, n_products)
+    segment = rng.choice(["young", "family", "senior"], n_customers)
+    income = rng.lognormal(10, 0.5, n_customers)
+    income[rng.random(n_customers) < 0.1] = np.nan
+    frames = []
+    for snapshot in SNAPSHOTS:
+        c = np.repeat(np.arange(n_customers), n_products)
+        p = np.tile(np.arange(n_products), n_customers)
+        keep = rng.random(c.size) > 0.2
+        c, p = c[keep], p[keep]
+        affinity = rng.normal(size=c.size)
+        logit = prior[p] + 2.0 * affinity + np.where((segment[c] == "senior") & (p % 3 == 0), 1.0, 0.0)
+        prob = 1 / (1 + np.exp(-logit))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "customer_id": [f"C{i:05d}" for i in c],
+                    "product_id": [f"P{j:02d}" for j in p],
+                    "event_timestamp": pd.Timestamp(snapshot),
+                    "segment": segment[c],
+                    "income": income[c],
+                    "affinity": affinity,
+                    "oracle_probability": prob,
+                    "label": (rng.random(c.size) < prob).astype(int),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def data() -> pd.DataFrame:
+    return simulate()
+
+
+@pytest.fixture(scope="module")
+def fitted(data: pd.DataFrame) -> FittedRanker:
+    train = prepare_groups(data[data["event_timestamp"] < "2024-03-01"], FEATURES)
+    valid = prepare_groups(
+        data[data["event_timestamp"] > "2024-03-01"], FEATURES, categories=train.categories
+    )
+    return fit_ranker(train, valid, RankerParams(n_estimators=200, early_stopping_rounds=20, n_jobs=1))
+
+
+TINY = pd.DataFrame(
+    {
+        "event_timestamp": pd.to_datetime(
+            ["2024-02-29", "2024-01-31", "2024-01-31", "2024-01-31", "2024-01-31"]
+        ),
+        "customer_id": ["a", "b", "a", "a", "b"],
+        "product_id": ["x", "x", "y", "x", "y"],
+        "label": [1, 0, 0, 1, 0],
+        "segment": ["s1", "s2", "s1", "s1", None],
+    }
+)
+
+
+class TestPrepareGroups:
+    def test_sorted_and_group_sizes(self) -> None:
+        data = prepare_groups(TINY, ["segment"], drop_groups_without_positive=False)
+        keys = list(
+            zip(
+                data.frame["event_timestamp"].dt.strftime("%m"),
+                data.frame["customer_id"],
+                data.frame["product_id"],
+                strict=True,
+            )
+        )
+        assert keys == [
+            ("01", "a", "x"),
+            ("01", "a", "y"),
+            ("01", "b", "x"),
+            ("01", "b", "y"),
+            ("02", "a", "x"),
+        ]
+        assert data.group_sizes.tolist() == [2, 2, 1]
+        assert data.label.tolist() == [1, 0, 0, 0, 1]
+        assert data.n_groups_dropped == 0
+
+    def test_groups_without_positive_dropped(self) -> None:
+        data = prepare_groups(TINY, ["segment"])
+        assert data.group_sizes.tolist() == [2, 1]
+        assert data.n_groups_dropped == 1
+        assert "b" not in set(data.frame["customer_id"])
+
+    def test_group_sizes_sum_to_rows(self, data: pd.DataFrame) -> None:
+        prepared = prepare_groups(data, FEATURES)
+        assert prepared.group_sizes.sum() == len(prepared.frame) == len(prepared.features)
+        assert (prepared.frame.groupby(["event_timestamp", "customer_id"])[LABEL].max() == 1).all()
+
+    def test_downsampling_keeps_all_positives(self, data: pd.DataFrame) -> None:
+        full = prepare_groups(data, FEATURES)
+        sampled = prepare_groups(data, FEATURES, max_negatives_per_group=2, seed=7)
+        assert sampled.label.sum() == full.label.sum()
+        negatives = (
+            sampled.frame[sampled.frame[LABEL] == 0].groupby(["event_timestamp", "customer_id"]).size()
+        )
+        assert negatives.max() <= 2
+        expected_rate = (sampled.label == 0).sum() / (full.label == 0).sum()
+        assert sampled.negative_keep_rate == pytest.approx(expected_rate)
+        assert 0 < sampled.negative_keep_rate < 1
+        assert sampled.group_sizes.sum() == len(sampled.frame)
+
+    def test_downsampling_is_seeded(self, data: pd.DataFrame) -> None:
+        a = prepare_groups(data, FEATURES, max_negatives_per_group=2, seed=1).frame
+        b = prepare_groups(data, FEATURES, max_negatives_per_group=2, seed=1).frame
+        c = prepare_groups(data, FEATURES, max_negatives_per_group=2, seed=2).frame
+        pd.testing.assert_frame_equal(a, b)
+        assert not a["product_id"].equals(c["product_id"]) or len(a) != len(c)
+
+    def test_categories_learned_and_unseen_mapped_to_nan(self) -> None:
+        categories = learn_categories(TINY, ["segment", "label"])
+        assert categories == {"segment": ["s1", "s2"]}  # numeric columns are not categorical
+        features = build_feature_frame(
+            TINY.assign(segment=["s1", "new", None, "s2", "s1"]), ["segment"], categories
+        )
+        assert list(features["segment"].cat.categories) == ["s1", "s2"]
+        assert features["segment"].isna().tolist() == [False, True, True, False, False]
+
+    def test_valid_uses_training_categories(self, data: pd.DataFrame) -> None:
+        train = prepare_groups(data[data["segment"] != "senior"], FEATURES)
+        valid = prepare_groups(data, FEATURES, categories=train.categories)
+        assert "senior" not in train.categories["segment"]
+        assert valid.features["segment"].isna().sum() == (valid.frame["segment"] == "senior").sum()
+
+    def test_errors(self) -> None:
+        with pytest.raises(KeyError, match="income"):
+            prepare_groups(TINY, ["income"])
+        with pytest.raises(ValueError, match="duplicate"):
+            prepare_groups(pd.concat([TINY, TINY.head(1)]), ["segment"])
+        with pytest.raises(ValueError, match="0/1"):
+            prepare_groups(TINY.assign(label=[2, 0, 0, 1, 0]), ["segment"])
+        with pytest.raises(ValueError, match="no group has a positive"):
+            prepare_groups(TINY.assign(label=0), ["segment"])
+        with pytest.raises(ValueError, match="no learned category"):
+            build_feature_frame(TINY, ["segment"], {})
+
+
+class TestFitRanker:
+    def test_beats_popularity_on_ndcg(self, data: pd.DataFrame, fitted: FittedRanker) -> None:
+        test = data[data["event_timestamp"] > "2024-03-01"]
+        train = data[data["event_timestamp"] < "2024-03-01"]
+        popularity = test["product_id"].map(train.groupby("product_id")[LABEL].mean())
+        ranker_ndcg = ndcg_at_k(test.assign(score=fitted.score(test)))
+        popularity_ndcg = ndcg_at_k(test.assign(score=popularity))
+        oracle_ndcg = ndcg_at_k(test.assign(score=test["oracle_probability"]))
+        assert ranker_ndcg > popularity_ndcg + 0.15
+        assert ranker_ndcg > oracle_ndcg - 0.05
+
+    def test_records_fit_metadata(self, fitted: FittedRanker) -> None:
+        assert fitted.feature_cols == FEATURES
+        assert fitted.categories["segment"] == ["family", "senior", "young"]
+        assert 1 <= fitted.best_iteration <= 200
+        assert 0 < fitted.best_valid_ndcg <= 1
+        assert fitted.feature_importance().index[0] == "affinity"
+
+    def test_scores_invariant_to_row_order(self, data: pd.DataFrame, fitted: FittedRanker) -> None:
+        shuffled = data.sample(frac=1.0, random_state=5)
+        by_index = pd.Series(fitted.score(shuffled), index=shuffled.index).sort_index()
+        np.testing.assert_array_equal(by_index.to_numpy(), fitted.score(data))
+
+    def test_scores_ignore_extra_columns_and_column_order(
+        self, data: pd.DataFrame, fitted: FittedRanker
+    ) -> None:
+        head = data.head(50)
+        reordered = head[list(reversed(head.columns))].assign(unrelated=1.0)
+        np.testing.assert_array_equal(fitted.score(reordered), fitted.score(head))
+
+    def test_directional_affinity_raises_score(self, data: pd.DataFrame, fitted: FittedRanker) -> None:
+        rows = data.head(200)
+        higher = fitted.score(rows.assign(affinity=rows["affinity"] + 2.0))
+        assert (higher >= fitted.score(rows) - 1e-9).mean() > 0.95
+
+    def test_unseen_category_scores_without_error(self, data: pd.DataFrame, fitted: FittedRanker) -> None:
+        scores = fitted.score(data.head(10).assign(segment="brand-new", product_id="P99"))
+        assert np.isfinite(scores).all()
+
+    def test_mismatched_categories_rejected(self, data: pd.DataFrame) -> None:
+        train = prepare_groups(data[data["event_timestamp"] < "2024-03-01"], FEATURES)
+        valid = prepare_groups(
+            data[data["event_timestamp"] > "2024-03-01"].query("segment != 'young'"), FEATURES
+        )
+        with pytest.raises(ValueError, match="categories"):
+            fit_ranker(train, valid)
+
+    def test_training_split_as_validation_rejected(self, data: pd.DataFrame) -> None:
+        train = prepare_groups(data, FEATURES)
+        with pytest.raises(ValueError, match="held-out"):
+            fit_ranker(train, train)
+
+    def test_extra_categories_are_ignored(self, data: pd.DataFrame) -> None:
+        categories = {**learn_categories(data, FEATURES), "region": ["north", "south"]}
+        train = prepare_groups(data[data["event_timestamp"] < "2024-03-01"], FEATURES, categories=categories)
+        valid = prepare_groups(data[data["event_timestamp"] > "2024-03-01"], FEATURES, categories=categories)
+        ranker = fit_ranker(train, valid, RankerParams(n_estimators=20, n_jobs=1))
+        assert np.isfinite(ranker.score(data.head(20))).all()
