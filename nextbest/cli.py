@@ -20,10 +20,16 @@ Lookback = Annotated[int, typer.Option(min=1, help="Activity look-back for the s
 
 
 def _ingest(source: Path) -> None:
+    from ingest.contract import ContractError
     from ingest.store import ingest_directory
 
     settings = get_settings()
-    summary = ingest_directory(source, settings.raw_dir)
+    try:
+        summary = ingest_directory(source, settings.raw_dir)
+    except ContractError as err:
+        console.print(f"[red]ingest rejected {source}[/red]: the current dataset is unchanged.")
+        console.print(str(err), markup=False, highlight=False)
+        raise typer.Exit(1) from err
     console.print(f"[green]ingested[/green] {source} -> {settings.raw_dir}")
     console.print(summary)
 

@@ -1,0 +1,1 @@
+"""Raw data contract (``ingest.contract``) and its validating, atomic ingest (``ingest.store``)."""
