@@ -33,7 +33,9 @@ def run_case(label: str, ingest_args: list[str], home: Path) -> dict[str, Measur
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--months", type=int, default=24)
     parser.add_argument("--no-cj", action="store_true", help="skip The Complete Journey")
@@ -43,8 +45,14 @@ def main() -> None:
     cases: list[tuple[str, list[str], int | None]] = [
         (
             f"synthetic {n:,} x {args.months}m",
-            ["synthetic", "--customers", str(n), "--months", str(args.months),
-             "--oracle" if args.oracle else "--no-oracle"],
+            [
+                "synthetic",
+                "--customers",
+                str(n),
+                "--months",
+                str(args.months),
+                "--oracle" if args.oracle else "--no-oracle",
+            ],
             n,
         )
         for n in args.sizes

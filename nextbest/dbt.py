@@ -65,9 +65,7 @@ def run_dbt(
     env = dbt_env(settings)
     env["DBT_TARGET_PATH"] = str(target_path)
     env["DBT_LOG_PATH"] = str(settings.warehouse_dir / "dbt_logs")
-    proc = subprocess.run(
-        cmd, cwd=DBT_PROJECT_DIR, env=env, text=True, capture_output=quiet, check=False
-    )
+    proc = subprocess.run(cmd, cwd=DBT_PROJECT_DIR, env=env, text=True, capture_output=quiet, check=False)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout or "").splitlines()[-60:]) if quiet else "(see dbt output above)"
         raise DbtError(f"dbt {' '.join(args)} failed (exit {proc.returncode}):\n{tail}")

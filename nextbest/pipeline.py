@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow.parquet as pq
 
 from nextbest.dbt import run_dbt
 from nextbest.settings import Settings
@@ -20,13 +21,21 @@ MART_MODELS: tuple[str, ...] = (
     "feat_customer_product_monthly",
 )
 
+TEST_SAMPLE_CUSTOMERS = 20_000
+"""Above this many customers, the heaviest dbt tests run on a hash sample of about this many."""
 
-def dbt_vars_for(settings: Settings, horizon_months: int = 1, activity_lookback_months: int = 3) -> dict[str, Any]:
+
+def dbt_vars_for(
+    settings: Settings, horizon_months: int = 1, activity_lookback_months: int = 3
+) -> dict[str, Any]:
     """dbt vars for the ingested dataset: its observed_until and burn-in, plus the modelling choices."""
     from ingest.store import read_dataset_meta
 
     meta = read_dataset_meta(settings.raw_dir)
+    customers = pq.ParquetFile(settings.raw_dir / "customers.parquet").metadata.num_rows
     return {
+        # the candidate-grain uniqueness tests check ~TEST_SAMPLE_CUSTOMERS customers on large data
+        "test_sample_modulo": max(1, customers // TEST_SAMPLE_CUSTOMERS),
         "observed_until": meta.observed_until.isoformat(),
         "burn_in_months": meta.burn_in_months,
         "horizon_months": horizon_months,
@@ -40,9 +49,12 @@ def build_warehouse(
     """Run ``dbt build`` (models and their tests) over the ingested dataset."""
     if not (settings.raw_dir / "customers.parquet").exists():
         raise FileNotFoundError(
-            f"No ingested dataset in {settings.raw_dir}: run `nextbest ingest synthetic|completejourney|dir` first."
+            f"No ingested dataset in {settings.raw_dir}: "
+            "run `nextbest ingest synthetic|completejourney|dir` first."
         )
-    run_dbt(["build"], settings, dbt_vars_for(settings, horizon_months, activity_lookback_months), quiet=quiet)
+    run_dbt(
+        ["build"], settings, dbt_vars_for(settings, horizon_months, activity_lookback_months), quiet=quiet
+    )
 
 
 @dataclass(frozen=True)
@@ -71,7 +83,8 @@ class BuildSummary:
             f"customers: {self.customers:,}  products: {self.products:,}",
             f"ranking groups (customer x labelled snapshot): {self.groups:,}, "
             f"{self.groups_with_positive:,} with a positive",
-            f"candidates per group: {self.mean_candidates_per_group:.2f}   positive rate: {self.positive_rate:.4%}",
+            f"candidates per group: {self.mean_candidates_per_group:.2f}   "
+            f"positive rate: {self.positive_rate:.4%}",
         ]
         return out
 
@@ -124,3 +137,23 @@ def summarize_warehouse(settings: Settings) -> BuildSummary:
         positive_rate=float(lab[4]),
         groups_with_positive=int(lab[5]),
     )
+
+
+def sample_latest_customers(settings: Settings, n: int = 3, seed: int = 0) -> list[str]:
+    """``n`` customers (a reproducible sample) with candidates at the latest snapshot."""
+    cand = _mart(settings, "fct_candidates")
+    rows = (
+        duckdb.connect()
+        .execute(
+            f"""
+        select customer_id from read_parquet('{cand}')
+        where snapshot_on = (select max(snapshot_on) from read_parquet('{cand}'))
+        group by customer_id
+        order by hash(customer_id || ?), customer_id
+        limit ?
+        """,
+            [str(seed), n],
+        )
+        .fetchall()
+    )
+    return [r[0] for r in rows]

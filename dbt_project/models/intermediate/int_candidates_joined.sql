@@ -1,0 +1,63 @@
+{#-
+  Stored with integer keys only (plus the low-cardinality segment): ~20 rows per customer-month, so the
+  write must be cheap; the marts join the string ids back while streaming to parquet.
+-#}
+with
+
+population as (
+    select * from {{ ref('int_customer_snapshots_filtered') }}
+),
+
+products as (
+    select * from {{ ref('int_products_keyed') }}
+),
+
+segments as (
+    select * from {{ ref('int_holdings_segmented') }}
+),
+
+-- a product with an age bound needs a known age inside the bounds
+eligible as (
+    select
+        population.customer_key,
+        products.product_key,
+        population.month_index,
+        population.segment,
+    from population
+    inner join products
+        on (products.min_age is null and products.max_age is null)
+        or (
+            population.age_years is not null
+            and population.age_years >= coalesce(products.min_age, population.age_years)
+            and population.age_years <= coalesce(products.max_age, population.age_years)
+        )
+),
+
+-- at most one segment contains the snapshot month (segments are disjoint)
+located as (
+    select
+        eligible.*,
+        coalesce(segments.is_owned, false) as is_owned,
+        segments.next_start_month_index,
+        segments.last_end_month_index,
+    from eligible
+    left join segments
+        on eligible.customer_key = segments.customer_key
+        and eligible.product_key = segments.product_key
+        and eligible.month_index >= segments.segment_start_month_index
+        and eligible.month_index < segments.segment_end_month_index
+),
+
+final as (
+    select
+        customer_key,
+        product_key,
+        month_index,
+        segment,
+        next_start_month_index,
+        last_end_month_index,
+    from located
+    where not is_owned
+)
+
+select * from final

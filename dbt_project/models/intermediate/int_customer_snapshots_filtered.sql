@@ -1,0 +1,124 @@
+{%- set lookback = var('activity_lookback_months') | int -%}
+
+with
+
+customers as (
+    select * from {{ ref('stg_raw__customers') }}
+),
+
+customer_keys as (
+    select * from {{ ref('int_customers_keyed') }}
+),
+
+spine as (
+    select * from {{ ref('int_snapshots_spined') }}
+),
+
+events as (
+    select * from {{ ref('int_customer_events_monthly') }}
+),
+
+-- every customer x snapshot on or after the day they joined
+customer_snapshots as (
+    select
+        customers.customer_id,
+        spine.month_index,
+    from customers
+    inner join spine
+        on customers.joined_on <= spine.snapshot_on
+),
+
+-- snapshot rows and event-history rows side by side, so that windows see all history
+timeline as (
+    select
+        coalesce(customer_snapshots.customer_id, events.customer_id) as customer_id,
+        coalesce(customer_snapshots.month_index, events.month_index) as month_index,
+        customer_snapshots.customer_id is not null as is_snapshot,
+        coalesce(events.count_holdings_started, 0) as count_holdings_started,
+        coalesce(events.count_holdings_ended, 0) as count_holdings_ended,
+        coalesce(events.count_transactions, 0) as count_transactions,
+        coalesce(events.sum_amount, 0.0) as sum_amount,
+    from customer_snapshots
+    full outer join events
+        on customer_snapshots.customer_id = events.customer_id
+        and customer_snapshots.month_index = events.month_index
+),
+
+windowed as (
+    select
+        customer_id,
+        month_index,
+        is_snapshot,
+        sum(count_holdings_started) over history - sum(count_holdings_ended) over history
+            as count_products_owned,
+        sum(count_holdings_started) over last_3 as count_products_added_last_3_months,
+        sum(count_holdings_started) over last_6 as count_products_added_last_6_months,
+        sum(count_holdings_started) over last_12 as count_products_added_last_12_months,
+        sum(count_holdings_ended) over last_3 as count_products_dropped_last_3_months,
+        sum(count_holdings_ended) over last_6 as count_products_dropped_last_6_months,
+        sum(count_holdings_ended) over last_12 as count_products_dropped_last_12_months,
+        sum(sum_amount) over last_1 as sum_spend_last_1_months,
+        sum(sum_amount) over last_3 as sum_spend_last_3_months,
+        sum(sum_amount) over last_12 as sum_spend_last_12_months,
+        sum(count_transactions) over last_1 as count_transactions_last_1_months,
+        sum(count_transactions) over last_3 as count_transactions_last_3_months,
+        sum(count_transactions) over last_12 as count_transactions_last_12_months,
+        sum(count_transactions) over last_lookback as count_transactions_lookback,
+        max(case when count_transactions > 0 then month_index end) over history
+            as last_transaction_month_index,
+    from timeline
+    window
+        history as (partition by customer_id order by month_index rows between unbounded preceding and current row),
+        last_1 as (partition by customer_id order by month_index range between 0 preceding and current row),
+        last_3 as (partition by customer_id order by month_index range between 2 preceding and current row),
+        last_6 as (partition by customer_id order by month_index range between 5 preceding and current row),
+        last_12 as (partition by customer_id order by month_index range between 11 preceding and current row),
+        last_lookback as (
+            partition by customer_id order by month_index
+            range between {{ lookback - 1 }} preceding and current row
+        )
+),
+
+final as (
+    select
+        windowed.customer_id,
+        customer_keys.customer_key,
+        spine.month_index,
+        spine.snapshot_on,
+        spine.event_timestamp,
+        spine.is_labelled,
+        spine.is_latest,
+        {{ month_index('customers.joined_on') }} as joined_month_index,
+        spine.month_index - {{ month_index('customers.joined_on') }} as tenure_months,
+        year(spine.snapshot_on) - customers.birth_year as age_years,
+        customers.income,
+        customers.segment,
+        customers.region,
+        cast(windowed.count_products_owned as integer) as count_products_owned,
+        cast(windowed.count_products_added_last_3_months as integer) as count_products_added_last_3_months,
+        cast(windowed.count_products_added_last_6_months as integer) as count_products_added_last_6_months,
+        cast(windowed.count_products_added_last_12_months as integer) as count_products_added_last_12_months,
+        cast(windowed.count_products_dropped_last_3_months as integer) as count_products_dropped_last_3_months,
+        cast(windowed.count_products_dropped_last_6_months as integer) as count_products_dropped_last_6_months,
+        cast(windowed.count_products_dropped_last_12_months as integer)
+            as count_products_dropped_last_12_months,
+        cast(windowed.sum_spend_last_1_months as double) as sum_spend_last_1_months,
+        cast(windowed.sum_spend_last_3_months as double) as sum_spend_last_3_months,
+        cast(windowed.sum_spend_last_12_months as double) as sum_spend_last_12_months,
+        cast(windowed.count_transactions_last_1_months as integer) as count_transactions_last_1_months,
+        cast(windowed.count_transactions_last_3_months as integer) as count_transactions_last_3_months,
+        cast(windowed.count_transactions_last_12_months as integer) as count_transactions_last_12_months,
+        cast(spine.month_index - windowed.last_transaction_month_index as integer)
+            as months_since_last_transaction,
+    from windowed
+    inner join spine
+        on windowed.month_index = spine.month_index
+    inner join customers
+        on windowed.customer_id = customers.customer_id
+    inner join customer_keys
+        on windowed.customer_id = customer_keys.customer_id
+    where windowed.is_snapshot
+        and (windowed.count_products_owned >= 1 or windowed.count_transactions_lookback >= 1)
+)
+
+select * from final

@@ -1,0 +1,17 @@
+with
+
+source as (
+    select * from {{ source('raw', 'products') }}
+),
+
+final as (
+    select
+        cast(product_id as varchar) as product_id,
+        cast(product_name as varchar) as product_name,
+        cast(category as varchar) as category,
+        cast(min_age as integer) as min_age,
+        cast(max_age as integer) as max_age,
+    from source
+)
+
+select * from final

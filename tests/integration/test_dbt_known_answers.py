@@ -1,0 +1,275 @@
+"""The dbt project on the hand-made fixture (tests/integration/dbt_fixtures.py): exact, hand-computed answers.
+
+Real dbt + DuckDB; the marts are read back from their parquet files. Snapshots are written as month-end
+dates; event_timestamp is the next midnight. Ages at the 2024 snapshots: C1 44, C2 14, C3 unknown, C5 24.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pandas as pd
+import pytest
+
+from nextbest.dbt import DbtError
+from tests.integration.dbt_fixtures import HOLDINGS, build, read_mart, write_raw
+
+pytestmark = pytest.mark.integration
+
+JAN, FEB, MAR, APR, MAY, JUN = (
+    date(2024, 1, 31), date(2024, 2, 29), date(2024, 3, 31), date(2024, 4, 30), date(2024, 5, 31),
+    date(2024, 6, 30),
+)
+SNAPSHOTS = [JAN, FEB, MAR, APR, MAY, JUN]
+
+
+def ts(snapshot_on: date) -> pd.Timestamp:
+    """The event_timestamp of a snapshot: the midnight after snapshot_on."""
+    return pd.Timestamp(snapshot_on) + pd.Timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def marts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
+    home = tmp_path_factory.mktemp("dbt_known_answers")
+    write_raw(home / "raw")
+    settings = build(home)
+    names = ["dim_products", "fct_candidates", "fct_ranking_labels", "feat_customer_monthly",
+             "feat_product_monthly", "feat_customer_product_monthly"]
+    return {name: read_mart(settings, name) for name in names}
+
+
+def row(frame: pd.DataFrame, **keys: object) -> pd.Series:
+    """The single row of ``frame`` matching ``keys`` (fails if there is not exactly one)."""
+    mask = pd.Series(True, index=frame.index)
+    for column, value in keys.items():
+        mask &= frame[column] == value
+    matched = frame[mask]
+    assert len(matched) == 1, f"{len(matched)} rows for {keys}"
+    return matched.iloc[0]
+
+
+def key_set(frame: pd.DataFrame) -> set[tuple[str, str, pd.Timestamp]]:
+    return {(r.customer_id, r.product_id, pd.Timestamp(r.event_timestamp)) for r in frame.itertuples()}
+
+
+# --- snapshots and population -------------------------------------------------------------------------
+
+def test_snapshots_are_the_month_ends_of_the_observed_months(marts: dict[str, pd.DataFrame]) -> None:
+    timestamps = sorted(pd.to_datetime(marts["feat_product_monthly"]["event_timestamp"]).unique())
+    assert timestamps == [ts(s) for s in SNAPSHOTS]
+
+
+def test_population_is_joined_customers_owning_or_recently_active(marts: dict[str, pd.DataFrame]) -> None:
+    expected = (
+        {("C1", ts(s)) for s in SNAPSHOTS}
+        | {("C2", ts(s)) for s in [FEB, MAR, APR, MAY, JUN]}  # joined 2024-02-10
+        | {("C3", ts(s)) for s in [JAN, MAR, APR, MAY, JUN]}  # owns nothing and inactive in February
+        | {("C5", ts(s)) for s in SNAPSHOTS}
+    )  # C4 has no holdings and no transactions
+    features = marts["feat_customer_monthly"]
+    actual = {(r.customer_id, pd.Timestamp(r.event_timestamp)) for r in features.itertuples()}
+    assert actual == expected
+
+
+# --- candidates and labels -----------------------------------------------------------------------------
+
+EXPECTED_CANDIDATES = (
+    {("C1", "P2", ts(s)) for s in [JAN, FEB]}  # P2 owned from 2024-03-10; P3 ineligible (age 44)
+    | {("C1", "P4", ts(s)) for s in SNAPSHOTS}
+    | {("C2", "P3", ts(s)) for s in [FEB, MAR]}  # P2 ineligible (age 14), P3 owned from April
+    | {("C2", "P4", ts(s)) for s in [FEB, MAR, APR, MAY, JUN]}
+    | {("C2", "P1", ts(s)) for s in [MAY, JUN]}  # P1 closed on 2024-05-20
+    | {("C3", "P1", ts(s)) for s in [JAN, MAR, APR, MAY, JUN]}  # unknown age: P2 and P3 ineligible
+    | {("C3", "P4", ts(s)) for s in [MAR, APR]}  # P4 closed 2024-02-15, held again from 2024-05-02
+    | {("C5", "P2", ts(s)) for s in [JAN, FEB, MAR, APR, MAY]}  # in and out within January: not owned
+    | {("C5", "P4", ts(s)) for s in SNAPSHOTS}
+)
+
+
+def test_candidates_exclude_owned_and_ineligible_products(marts: dict[str, pd.DataFrame]) -> None:
+    candidates = marts["fct_candidates"]
+    assert len(EXPECTED_CANDIDATES) == 35
+    assert key_set(candidates) == EXPECTED_CANDIDATES
+    assert len(candidates) == 35
+
+
+def test_candidates_carry_the_snapshot_date(marts: dict[str, pd.DataFrame]) -> None:
+    candidates = marts["fct_candidates"]
+    snapshot = pd.to_datetime(candidates["snapshot_on"])
+    assert (pd.to_datetime(candidates["event_timestamp"]) - snapshot == pd.Timedelta(days=1)).all()
+
+
+def test_labels_cover_candidates_of_the_labelled_snapshots(marts: dict[str, pd.DataFrame]) -> None:
+    labels = marts["fct_ranking_labels"]
+    expected_keys = {k for k in EXPECTED_CANDIDATES if k[2] != ts(JUN)}  # June's label window is open
+    assert key_set(labels) == expected_keys
+    assert len(labels) == 30
+
+
+def test_label_is_one_exactly_for_a_start_in_the_next_month(marts: dict[str, pd.DataFrame]) -> None:
+    labels = marts["fct_ranking_labels"]
+    positives = key_set(labels[labels["label"] == 1])
+    assert positives == {
+        ("C1", "P2", ts(FEB)),  # started 2024-03-10
+        ("C2", "P3", ts(MAR)),  # started 2024-04-05 (not a positive at February: two months later)
+        ("C3", "P4", ts(APR)),  # held again from 2024-05-02
+        ("C5", "P2", ts(MAY)),  # held again from 2024-06-10
+    }
+    assert set(labels["label"]) == {0, 1}
+
+
+def test_longer_horizon_and_burn_in_change_labels(tmp_path) -> None:
+    write_raw(tmp_path / "raw")
+    settings = build(tmp_path, {"horizon_months": 2, "burn_in_months": 2}, select="+fct_ranking_labels")
+    labels = read_mart(settings, "fct_ranking_labels")
+    # horizon 2: windows must end by 2024-06-30 -> snapshots up to April; burn-in 2: from February on,
+    # and per customer from their second month (C2 joined 2024-02-10: labelled from March)
+    assert sorted(pd.to_datetime(labels["event_timestamp"]).unique()) == [ts(s) for s in [FEB, MAR, APR]]
+    positives = key_set(labels[labels["label"] == 1])
+    assert positives == {
+        ("C1", "P2", ts(FEB)),
+        ("C2", "P3", ts(MAR)),  # April; C2's February is burn-in
+        ("C3", "P4", ts(MAR)),
+        ("C3", "P4", ts(APR)),
+        ("C5", "P2", ts(APR)),  # June is within two months of April
+    }
+
+
+# --- customer features ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("customer_id", "snapshot_on", "expected"),
+    [
+        ("C1", FEB, {"tenure_months": 8, "age_years": 44, "count_products_owned": 1,
+                     "sum_spend_last_1_months": 50.0, "sum_spend_last_3_months": 150.0,
+                     "count_transactions_last_12_months": 2, "months_since_last_transaction": 0}),
+        ("C1", MAR, {"count_products_owned": 2, "count_products_added_last_3_months": 1,
+                     "count_products_added_last_12_months": 2, "sum_spend_last_1_months": 0.0,
+                     "count_transactions_last_1_months": 0, "months_since_last_transaction": 1}),
+        ("C1", APR, {"sum_spend_last_1_months": 30.0, "sum_spend_last_3_months": 80.0,
+                     "sum_spend_last_12_months": 180.0, "count_transactions_last_3_months": 2}),
+        ("C3", JAN, {"count_products_owned": 1, "count_products_added_last_12_months": 0,
+                     "tenure_months": 12, "months_since_last_transaction": None}),
+        ("C3", MAR, {"count_products_owned": 0, "count_products_dropped_last_3_months": 1,
+                     "sum_spend_last_1_months": 20.0, "months_since_last_transaction": 0, "age_years": None,
+                     "income": None, "segment": "mass"}),
+        ("C5", JAN, {"tenure_months": 0, "count_products_owned": 1, "count_products_added_last_3_months": 2,
+                     "count_products_dropped_last_3_months": 1, "count_products_dropped_last_12_months": 1}),
+        ("C5", JUN, {"count_products_owned": 2, "sum_spend_last_1_months": 10.0,
+                     "count_products_dropped_last_3_months": 0, "count_products_dropped_last_6_months": 1}),
+        ("C2", MAY, {"count_products_owned": 1, "count_products_dropped_last_3_months": 1,
+                     "months_since_last_transaction": 2, "count_transactions_last_3_months": 1,
+                     "segment": None, "region": None}),
+    ],
+)
+def test_customer_features(marts: dict[str, pd.DataFrame], customer_id: str, snapshot_on: date,
+                           expected: dict[str, object]) -> None:
+    actual = row(marts["feat_customer_monthly"], customer_id=customer_id, event_timestamp=ts(snapshot_on))
+    for column, value in expected.items():
+        if value is None:
+            assert pd.isna(actual[column]), column
+        else:
+            assert actual[column] == value, column
+
+
+def test_customer_feature_columns(marts: dict[str, pd.DataFrame]) -> None:
+    features = marts["feat_customer_monthly"]
+    assert features.columns[:2].tolist() == ["customer_id", "event_timestamp"]
+    assert "snapshot_on" not in features.columns
+
+
+# --- product features ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("product_id", "snapshot_on", "expected"),
+    [
+        ("P1", JAN, {"count_owners": 2, "share_population_owning": 2 / 3,
+                     "adoption_rate_last_1_months": None}),
+        ("P1", MAR, {"count_owners": 3, "share_population_owning": 0.75}),
+        ("P4", MAY, {"count_owners": 1, "share_population_owning": 0.25,
+                     "adoption_rate_last_1_months": 0.25}),  # 1 of the 4 April candidates started in May
+        ("P2", MAR, {"adoption_rate_last_1_months": 0.5, "adoption_rate_last_3_months": None}),
+        ("P2", APR, {"adoption_rate_last_3_months": 0.5}),  # January candidates C1, C5; C1 started in March
+        ("P2", JUN, {"adoption_rate_last_1_months": 1.0, "adoption_rate_last_3_months": 1.0,
+                     "adoption_rate_last_12_months": None, "popularity_trend_3_vs_12_months": None}),
+        ("P3", APR, {"adoption_rate_last_1_months": 1.0, "max_age": 17, "min_age": None}),
+    ],
+)
+def test_product_features(marts: dict[str, pd.DataFrame], product_id: str, snapshot_on: date,
+                          expected: dict[str, object]) -> None:
+    actual = row(marts["feat_product_monthly"], product_id=product_id, event_timestamp=ts(snapshot_on))
+    for column, value in expected.items():
+        if value is None:
+            assert pd.isna(actual[column]), column
+        else:
+            assert actual[column] == pytest.approx(value), column
+
+
+def test_product_features_one_row_per_product_and_snapshot(marts: dict[str, pd.DataFrame]) -> None:
+    assert len(marts["feat_product_monthly"]) == 4 * 6
+
+
+# --- customer x product features -----------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("customer_id", "product_id", "snapshot_on", "expected"),
+    [
+        ("C5", "P2", JAN, {"is_previously_held": 1, "months_since_last_held": 0}),  # closed 2024-01-25
+        ("C5", "P2", FEB, {"is_previously_held": 1, "months_since_last_held": 1,
+                           "share_segment_owning": 0.0}),
+        ("C3", "P4", MAR, {"is_previously_held": 1, "months_since_last_held": 1}),
+        ("C3", "P1", MAR, {"is_previously_held": 0, "months_since_last_held": None,
+                           "share_segment_owning": 0.5,  # mass at March: C1 (owns P1) and C3
+                           "sum_spend_category_last_12_months": 0.0}),  # C3's transaction has no product
+        ("C1", "P4", JAN, {"share_segment_owning": 0.5}),  # mass at January: C1, C3 (owns P4)
+        ("C1", "P4", MAY, {"share_segment_owning": 0.5}),
+        ("C2", "P4", FEB, {"share_segment_owning": 0.0}),  # null segment is its own group: only C2
+        ("C2", "P1", MAY, {"is_previously_held": 1, "months_since_last_held": 0,
+                           "sum_spend_category_last_12_months": 40.0}),  # accounts spend on 2024-03-10
+        ("C2", "P1", JUN, {"months_since_last_held": 1, "sum_spend_category_last_12_months": 40.0}),
+        ("C1", "P2", FEB, {"sum_spend_category_last_12_months": 0.0}),  # card spend only from April
+    ],
+)
+def test_customer_product_features(marts: dict[str, pd.DataFrame], customer_id: str, product_id: str,
+                                   snapshot_on: date, expected: dict[str, object]) -> None:
+    actual = row(marts["feat_customer_product_monthly"], customer_id=customer_id, product_id=product_id,
+                 event_timestamp=ts(snapshot_on))
+    for column, value in expected.items():
+        if value is None:
+            assert pd.isna(actual[column]), column
+        else:
+            assert actual[column] == pytest.approx(value), column
+
+
+def test_customer_product_features_have_the_candidate_keys(marts: dict[str, pd.DataFrame]) -> None:
+    assert key_set(marts["feat_customer_product_monthly"]) == EXPECTED_CANDIDATES
+    assert len(marts["feat_customer_product_monthly"]) == len(EXPECTED_CANDIDATES)
+
+
+def test_dim_products(marts: dict[str, pd.DataFrame]) -> None:
+    products = marts["dim_products"].set_index("product_id")
+    assert sorted(products.index) == ["P1", "P2", "P3", "P4"]
+    assert products.loc["P2", "min_age"] == 18
+    assert products.loc["P3", "max_age"] == 17
+    assert products.loc["P3", "category"] == "savings"
+
+
+# --- error cases ---------------------------------------------------------------------------------------
+
+def test_overlapping_holdings_fail_the_build(tmp_path) -> None:
+    """A duplicated holdings row breaks the holdings grain: the build fails instead of double counting."""
+    write_raw(tmp_path / "raw", holdings=[*HOLDINGS, HOLDINGS[0]])
+    with pytest.raises(DbtError, match="unique_combination_of_columns_stg_raw__holdings"):
+        build(tmp_path, select="stg_raw__holdings")
+
+
+def test_empty_transactions_are_allowed(tmp_path) -> None:
+    """Without transactions the spine starts at the earliest joined_on / started_on (2023-01)."""
+    write_raw(tmp_path / "raw", transactions=[])
+    settings = build(tmp_path, select="+feat_customer_monthly")
+    features = read_mart(settings, "feat_customer_monthly")
+    timestamps = pd.to_datetime(features["event_timestamp"])
+    assert timestamps.min() == pd.Timestamp(datetime(2023, 2, 1))
+    assert timestamps.max() == ts(JUN)
+    assert (features["count_transactions_last_12_months"] == 0).all()
+    assert features["months_since_last_transaction"].isna().all()
