@@ -1,0 +1,1 @@
+"""nextbest's Feast feature store, generated from the dbt feature marts' manifest."""

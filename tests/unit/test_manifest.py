@@ -1,0 +1,295 @@
+"""features.manifest, features.schema and features.staleness: pure functions, known answers, error cases."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.definitions import FEATURE_SERVICE_NAME, build_definitions, feature_list_sha
+from features.manifest import (
+    ManifestError,
+    feature_specs_from_dict,
+    feature_specs_from_manifest,
+    spec_from_node,
+)
+from features.schema import normalise
+from features.staleness import stale_views, staleness_report
+
+MARTS = Path("/data/marts")
+
+
+def column(name: str, data_type: str | None, description: str = "a column") -> dict:
+    return {"name": name, "data_type": data_type, "description": description}
+
+
+def model_node(
+    name: str = "feat_customer_monthly",
+    entities: list[str] | None = None,
+    view: str | None = "customer_monthly",
+    ttl_days: object = 40,
+    features: list[tuple[str, str | None]] | None = None,
+    meta_at: str = "config",
+) -> dict:
+    entities = ["customer"] if entities is None else entities
+    keys = [
+        {"customer": "customer_id", "product": "product_id"}[e]
+        for e in entities
+        if e in ("customer", "product")
+    ]
+    features = [("tenure_months", "integer"), ("income", "double")] if features is None else features
+    cols = [column(k, "varchar") for k in keys] + [column("event_timestamp", "timestamp")]
+    cols += [column(n, t) for n, t in features]
+    feast = {"entities": entities, "ttl_days": ttl_days, **({"view": view} if view else {})}
+    node = {
+        "resource_type": "model",
+        "name": name,
+        "description": "One row per customer x snapshot.",
+        "config": {"meta": {}},
+        "meta": {},
+        "columns": {c["name"]: c for c in cols},
+    }
+    if meta_at == "config":
+        node["config"]["meta"]["feast"] = feast
+    else:
+        node["meta"]["feast"] = feast
+    return node
+
+
+def manifest(*nodes: dict) -> dict:
+    return {"nodes": {f"model.nextbest.{n['name']}": n for n in nodes}}
+
+
+THREE_MARTS = manifest(
+    model_node(),
+    model_node(
+        "feat_product_monthly",
+        ["product"],
+        "product_monthly",
+        features=[("count_owners", "bigint"), ("segment_name", "varchar")],
+    ),
+    model_node(
+        "feat_customer_product_monthly",
+        ["customer", "product"],
+        "customer_product_monthly",
+        features=[("is_previously_held", "integer"), ("is_eligible", "boolean")],
+    ),
+    {"resource_type": "model", "name": "dim_products", "config": {"meta": {}}, "columns": {}},
+    {"resource_type": "test", "name": "not_null_x", "config": {"meta": {"feast": {"entities": ["bogus"]}}}},
+)
+
+
+class TestFeatureSpecs:
+    def test_three_marts_give_three_specs_sorted_by_view(self) -> None:
+        specs = feature_specs_from_dict(THREE_MARTS, MARTS)
+        assert [s.view for s in specs] == ["customer_monthly", "customer_product_monthly", "product_monthly"]
+        cp = specs[1]
+        assert cp.model == "feat_customer_product_monthly"
+        assert cp.entities == ("customer", "product") and cp.join_keys == ("customer_id", "product_id")
+        assert cp.parquet_path == MARTS / "feat_customer_product_monthly.parquet"
+        assert cp.source_name == "customer_product_monthly_source"
+        assert cp.ttl == timedelta(days=40)
+        assert cp.description == "One row per customer x snapshot."
+
+    def test_fields_keep_yml_order_and_map_types(self) -> None:
+        specs = {s.view: s for s in feature_specs_from_dict(THREE_MARTS, MARTS)}
+        assert [(f.name, f.feast_type) for f in specs["customer_monthly"].fields] == [
+            ("tenure_months", "Int32"),
+            ("income", "Float64"),
+        ]
+        assert [(f.name, f.feast_type) for f in specs["product_monthly"].fields] == [
+            ("count_owners", "Int64"),
+            ("segment_name", "String"),
+        ]
+        assert specs["customer_product_monthly"].fields[1].feast_type == "Bool"
+
+    def test_data_type_is_case_insensitive(self) -> None:
+        spec = spec_from_node(model_node(features=[("income", "DOUBLE")]), MARTS)
+        assert spec is not None and spec.fields[0].feast_type == "Float64"
+
+    def test_node_level_meta_is_read_when_config_meta_has_no_feast(self) -> None:
+        spec = spec_from_node(model_node(meta_at="node"), MARTS)
+        assert spec is not None and spec.view == "customer_monthly"
+
+    def test_view_name_defaults_to_the_model_name_without_prefix(self) -> None:
+        spec = spec_from_node(model_node(view=None), MARTS)
+        assert spec is not None and spec.view == "customer_monthly"
+
+    def test_created_timestamp_column_is_not_a_feature(self) -> None:
+        node = model_node(features=[("income", "double"), ("created_at", "timestamp")])
+        node["config"]["meta"]["feast"]["created_timestamp_column"] = "created_at"
+        spec = spec_from_node(node, MARTS)
+        assert spec is not None and spec.created_timestamp_column == "created_at"
+        assert spec.feature_names == ["income"]
+        assert build_definitions([spec]).sources[0].created_timestamp_column == "created_at"
+
+    def test_undocumented_created_timestamp_column_is_rejected(self) -> None:
+        node = model_node()
+        node["config"]["meta"]["feast"]["created_timestamp_column"] = "loaded_at"
+        with pytest.raises(ManifestError, match="loaded_at"):
+            spec_from_node(node, MARTS)
+
+    def test_model_without_feast_meta_is_not_a_view(self) -> None:
+        assert spec_from_node({"name": "dim_products", "config": {"meta": {}}, "columns": {}}, MARTS) is None
+
+    def test_reads_a_manifest_file(self, tmp_path: Path) -> None:
+        path = tmp_path / "manifest.json"
+        path.write_text(json.dumps(THREE_MARTS))
+        assert len(feature_specs_from_manifest(path, tmp_path)) == 3
+
+    def test_missing_manifest_file_says_to_build(self, tmp_path: Path) -> None:
+        with pytest.raises(FileNotFoundError, match="dbt build"):
+            feature_specs_from_manifest(tmp_path / "manifest.json", tmp_path)
+
+    @pytest.mark.parametrize(
+        ("node", "message"),
+        [
+            (model_node(features=[("income", "float")]), "income.*data_type 'float'"),
+            (model_node(features=[("income", None)]), "income.*data_type None"),
+            (model_node(entities=["household"]), "entities"),
+            (model_node(entities=[]), "entities"),
+            (model_node(ttl_days=0), "ttl_days"),
+            (model_node(ttl_days="40"), "ttl_days"),
+            (model_node(ttl_days=True), "ttl_days"),
+            (model_node(features=[]), "no feature columns"),
+        ],
+    )
+    def test_invalid_model_is_rejected_naming_the_problem(self, node: dict, message: str) -> None:
+        with pytest.raises(ManifestError, match=message):
+            spec_from_node(node, MARTS)
+
+    def test_feature_without_description_is_rejected(self) -> None:
+        node = model_node()
+        node["columns"]["income"]["description"] = " "
+        with pytest.raises(ManifestError, match="income.*no description"):
+            spec_from_node(node, MARTS)
+
+    def test_undocumented_key_column_is_rejected(self) -> None:
+        node = model_node()
+        del node["columns"]["customer_id"]
+        with pytest.raises(ManifestError, match="customer_id"):
+            spec_from_node(node, MARTS)
+
+    def test_two_models_for_one_view_are_rejected(self) -> None:
+        other = model_node("feat_customer_monthly_v2", features=[("age_years", "integer")])
+        with pytest.raises(ManifestError, match="customer_monthly"):
+            feature_specs_from_dict(manifest(model_node(), other), MARTS)
+
+    def test_a_feature_name_in_two_views_is_rejected(self) -> None:
+        other = model_node(
+            "feat_product_monthly", ["product"], "product_monthly", features=[("income", "double")]
+        )
+        with pytest.raises(ManifestError, match="'income'.*unique"):
+            feature_specs_from_dict(manifest(model_node(), other), MARTS)
+
+    def test_a_manifest_without_feature_marts_is_rejected(self) -> None:
+        with pytest.raises(ManifestError, match="no model"):
+            feature_specs_from_dict(manifest({"resource_type": "model", "name": "dim_products"}), MARTS)
+
+
+class TestDefinitions:
+    def test_names_chain_source_view_service(self) -> None:
+        defs = build_definitions(feature_specs_from_dict(THREE_MARTS, MARTS))
+        assert [e.name for e in defs.entities] == ["customer", "product"]
+        assert [s.name for s in defs.sources] == [f"{v.name}_source" for v in defs.views]
+        assert defs.service.name == FEATURE_SERVICE_NAME
+        assert [p.name for p in defs.service.feature_view_projections] == [v.name for v in defs.views]
+
+    def test_feature_list_sha_changes_with_the_feature_list_only(self) -> None:
+        specs = feature_specs_from_dict(THREE_MARTS, MARTS)
+        assert feature_list_sha(specs) == feature_list_sha(list(reversed(specs)))
+        assert len(feature_list_sha(specs)) == 12
+        bigger = manifest(
+            model_node(
+                features=[("tenure_months", "integer"), ("income", "double"), ("age_years", "integer")]
+            )
+        )
+        smaller = manifest(model_node())
+        assert feature_list_sha(feature_specs_from_dict(bigger, MARTS)) != feature_list_sha(
+            feature_specs_from_dict(smaller, MARTS)
+        )
+
+
+class TestNormalise:
+    SPECS = feature_specs_from_dict(THREE_MARTS, MARTS)
+
+    def test_offline_and_online_shapes_become_equal(self) -> None:
+        offline = pd.DataFrame(
+            {
+                "customer_id": ["c1", "c2"],
+                "event_timestamp": pd.to_datetime(["2024-03-01", "2024-03-01"]),
+                "tenure_months": [3.0, np.nan],  # nullable int read offline: float64 + NaN
+                "income": [1.5, np.nan],
+                "segment_name": ["mass", None],
+                "is_eligible": [True, None],
+            }
+        )
+        online = pd.DataFrame(
+            {
+                "customer_id": pd.Series(["c1", "c2"], dtype="object"),
+                "event_timestamp": pd.to_datetime(["2024-03-01", "2024-03-01"], utc=True),
+                "tenure_months": pd.Series([3, None], dtype="object"),  # proto: int / None
+                "income": pd.Series([1.5, None], dtype="object"),
+                "segment_name": pd.Series(["mass", None], dtype="object"),
+                "is_eligible": pd.Series([True, None], dtype="object"),
+            }
+        )
+        a, b = normalise(offline, self.SPECS), normalise(online, self.SPECS)
+        pd.testing.assert_frame_equal(a, b)
+        assert a.dtypes.astype(str).to_dict() == {
+            "customer_id": "string",
+            "event_timestamp": "datetime64[ns, UTC]",
+            "tenure_months": "Int64",
+            "income": "Float64",
+            "segment_name": "string",
+            "is_eligible": "boolean",
+        }
+
+    def test_columns_outside_the_specs_are_untouched(self) -> None:
+        df = pd.DataFrame({"label": [1, 0], "income": [1.0, 2.0]})
+        out = normalise(df, self.SPECS)
+        assert out["label"].dtype == np.int64 and str(out["income"].dtype) == "Float64"
+
+    def test_non_integral_value_for_an_integer_feature_is_an_error(self) -> None:
+        with pytest.raises(ValueError, match="tenure_months"):
+            normalise(pd.DataFrame({"tenure_months": [1.5]}), self.SPECS)
+
+
+class TestStaleness:
+    SPECS = feature_specs_from_dict(THREE_MARTS, MARTS)
+    NOW = datetime(2024, 3, 15, tzinfo=UTC)
+
+    def test_age_exactly_the_ttl_is_fresh_and_one_second_more_is_stale(self) -> None:
+        ttl = timedelta(days=40)
+        stamps = {
+            "customer_monthly": self.NOW - ttl,
+            "product_monthly": self.NOW - ttl - timedelta(seconds=1),
+            "customer_product_monthly": self.NOW,
+        }
+        report = {r.view: r for r in staleness_report(stamps, self.SPECS, self.NOW)}
+        assert not report["customer_monthly"].is_stale and report["customer_monthly"].age == ttl
+        assert report["product_monthly"].is_stale
+        assert not report["customer_product_monthly"].is_stale
+        assert stale_views(report.values()) == ["product_monthly"]
+
+    def test_missing_views_are_stale(self) -> None:
+        report = staleness_report({"customer_monthly": None}, self.SPECS, self.NOW)
+        assert [(r.view, r.is_missing, r.is_stale) for r in report] == [
+            ("customer_monthly", True, True),
+            ("customer_product_monthly", True, True),
+            ("product_monthly", True, True),
+        ]
+
+    def test_a_value_from_the_future_is_stale(self) -> None:
+        stamps = {"customer_monthly": self.NOW + timedelta(days=1)}
+        assert "customer_monthly" in stale_views(staleness_report(stamps, self.SPECS, self.NOW))
+
+    def test_naive_times_are_rejected(self) -> None:
+        with pytest.raises(ValueError, match="timezone-aware"):
+            staleness_report({}, self.SPECS, datetime(2024, 3, 15))
+        with pytest.raises(ValueError, match="customer_monthly"):
+            staleness_report({"customer_monthly": datetime(2024, 3, 1)}, self.SPECS, self.NOW)
