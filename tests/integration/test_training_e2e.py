@@ -1,0 +1,311 @@
+"""Training end to end on real dbt + Feast + LightGBM over a small synthetic bank.
+
+The first tests (no marker) check the pure pieces the pipeline is assembled from: the snapshot
+split, the config file, the expected-metric check and the summary table.
+
+One module-scoped pipeline run (generate -> ingest -> dbt build -> Feast apply -> train) feeds every
+test: artefacts exist and load, the split never lets the test month into training, the ranking
+groups are well formed, the ranker beats popularity and does not beat the oracle (leak detector),
+MAP counts the groups without an adoption, and ``expected_metrics`` fail a regressed run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from features.store import apply_definitions, get_store
+from ingest.store import ingest_directory
+from ingest.synthetic import generate_synthetic
+from nextbest.pipeline import build_warehouse
+from nextbest.settings import Settings
+from training import metrics as m
+from training.artifacts import BundleMismatchError, load_bundle
+from training.cli import train_app
+from training.config import CONFIG_DIR, SplitConfig, TrainingConfig, default_config_path, load_config
+from training.constants import GROUP_COLS, LABEL, SORT_COLS
+from training.datasets import feature_columns, labelled_snapshots
+from training.evaluate import ORACLE, POPULARITY, RANKER, check_expected, quantile_reliability, score_col
+from training.report import REPORT_HTML, REPORT_JSON, summary_table
+from training.train import (
+    QualityRegressionError,
+    SnapshotSplit,
+    TrainResult,
+    evaluate_bundle,
+    split_snapshots,
+    train,
+)
+
+K = 7
+
+
+def small_config(**overrides: object) -> TrainingConfig:
+    """A fast config: 5 training snapshots, single-threaded LightGBM, score + 1 feature calibration."""
+    base: dict = {
+        "name": "synthetic-test",
+        "split": {"max_train_snapshots": 5},
+        "ranker": {"n_estimators": 300, "n_jobs": 1, "early_stopping_rounds": 30, "min_child_samples": 30},
+        "baseline_params": {"n_estimators": 60, "n_jobs": 1},
+        "calibration": {"feature_cols": ["tenure_months"], "min_positives": 30},
+    }
+    return TrainingConfig.model_validate(base | overrides)
+
+
+# --------------------------------------------------------------------------- pure pieces
+
+
+def _months(n: int) -> list[date]:
+    return [date(2023 + (i // 12), i % 12 + 1, 1) for i in range(n)]
+
+
+def test_split_defaults_last_is_test_previous_is_valid_rest_is_train() -> None:
+    snaps = _months(6)
+    split = split_snapshots(list(reversed(snaps)), SplitConfig())
+    assert split == SnapshotSplit(train=snaps[:4], valid=[snaps[4]], test=[snaps[5]])
+
+
+def test_split_with_cap_gap_and_several_test_months() -> None:
+    snaps = _months(12)
+    split = split_snapshots(
+        snaps, SplitConfig(test_snapshots=2, valid_snapshots=1, max_train_snapshots=3, gap_snapshots=1)
+    )
+    assert split.test == snaps[10:]
+    assert split.valid == [snaps[8]]
+    assert split.train == snaps[4:7]
+    assert split.as_dict()["train_start"] == snaps[4].isoformat()
+
+
+def test_split_needs_one_training_snapshot() -> None:
+    assert split_snapshots(_months(3), SplitConfig()).train == _months(1)
+    with pytest.raises(ValueError, match="needs at least 3"):
+        split_snapshots(_months(2), SplitConfig())
+
+
+def test_shipped_configs_load_and_unknown_keys_are_rejected(tmp_path: Path) -> None:
+    for family in ("synthetic", "completejourney"):
+        config = load_config(CONFIG_DIR / f"{family}.yaml")
+        assert config.feature_service == "ranker_v1"
+    assert default_config_path("synthetic-bank").name == "synthetic.yaml"
+    assert default_config_path("completejourney-product_category").name == "completejourney.yaml"
+    with pytest.raises(ValueError, match="no training config"):
+        default_config_path("acme")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("split:\n  test_snapshot: 1\n")
+    with pytest.raises(ValidationError, match="test_snapshot"):
+        load_config(bad)
+    with pytest.raises(FileNotFoundError):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_check_expected_reports_missing_and_low_metrics() -> None:
+    flat = {"ranker.ndcg@7": 0.5, "ranker.map@7": 0.1}
+    assert check_expected(flat, {"ranker.ndcg@7": 0.5}) == []
+    failures = check_expected(flat, {"ranker.ndcg@7": 0.6, "oracle.ndcg@7": 0.1})
+    assert failures == [
+        "oracle.ndcg@7: not computed (expected >= 0.1)",
+        "ranker.ndcg@7 = 0.5000 < expected minimum 0.6",
+    ]
+
+
+def test_summary_table_known_layout() -> None:
+    models = {"ranker": {"ndcg@7": 0.5, "ece": None}, "popularity": {"ndcg@7": 0.25}}
+    text = summary_table(models, ["ndcg@7", "ece"])
+    assert text.splitlines() == [
+        "model       ndcg@7  ece",
+        "----------  ------  ---",
+        "ranker      0.5000    -",
+        "popularity  0.2500    -",
+    ]
+
+
+def test_quantile_reliability_uses_equal_count_bins() -> None:
+    curve = quantile_reliability([0.4, 0.1, 0.3, 0.2], [1, 0, 1, 0], n_bins=2)
+    assert curve["count"].tolist() == [2, 2]
+    assert curve["mean_prob"].tolist() == pytest.approx([0.15, 0.35])
+    assert curve["observed_rate"].tolist() == [0.0, 1.0]
+    assert curve[["lower", "upper"]].to_numpy().tolist() == [[0.1, 0.2], [0.3, 0.4]]
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """A synthetic bank (3,000 customers x 10 months) ingested, built by dbt and applied to Feast."""
+    home = tmp_path_factory.mktemp("training_e2e")
+    settings = Settings(home=home / "nextbest")
+    generate_synthetic(home / "src", customers=3000, months=10, seed=1)
+    ingest_directory(home / "src", settings.raw_dir)
+    build_warehouse(settings, quiet=True)
+    apply_definitions(settings)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def result(built: Settings) -> TrainResult:
+    """The trained ranker, baselines, calibrators, bundle and report."""
+    return train(built, small_config())
+
+
+@pytest.mark.integration
+def test_bundle_and_report_are_written(built: Settings, result: TrainResult) -> None:
+    assert result.bundle_path is not None
+    files = {p.name for p in result.bundle_path.iterdir()}
+    assert files == {"bundle.json", "ranker.txt", "calibrators.joblib"}
+    for name in (REPORT_JSON, REPORT_HTML, "gains.png", "reliability.png", "feature_importance.png"):
+        assert (result.report_dir / name).stat().st_size > 0, name
+    report = json.loads((result.report_dir / REPORT_JSON).read_text())
+    assert set(report["models"]) == {"ranker", "per_product", "pooled", "popularity", "oracle"}
+    assert len(report["per_product"]) == result.scored_test["product_id"].nunique()
+    assert "ndcg_diff" in report["per_product"][0]
+    html = (result.report_dir / REPORT_HTML).read_text()
+    assert 'class="sortable"' in html and "<script>" in html
+
+
+@pytest.mark.integration
+def test_bundle_records_provenance_and_loads_against_the_live_service(
+    built: Settings, result: TrainResult
+) -> None:
+    config = small_config()
+    live = feature_columns(get_store(built), config)
+    bundle = load_bundle(result.bundle_path, expected_features=live, expected_service="ranker_v1")
+    assert bundle.feature_cols == live and live[0] == "product_id"
+    assert bundle.feature_service_version == 1
+    assert bundle.dbt_manifest_hash is not None and len(bundle.dbt_manifest_hash) == 64
+    assert bundle.data_range["test_start"] == result.split.test[0].isoformat()
+    assert bundle.metrics["ranker.ndcg@7"] == pytest.approx(result.evaluation.flat["ranker.ndcg@7"])
+    assert bundle.training_config["split"]["max_train_snapshots"] == 5
+    scored = result.scored_test.head(200)
+    np.testing.assert_allclose(bundle.ranker.score(scored), scored[score_col(RANKER)].to_numpy())
+    with pytest.raises(BundleMismatchError, match="not served"):
+        load_bundle(result.bundle_path, expected_features=live[:-1])
+
+
+@pytest.mark.integration
+def test_split_holds_out_the_latest_snapshot(built: Settings, result: TrainResult) -> None:
+    snapshots = labelled_snapshots(built)
+    assert result.split.test == [snapshots[-1]]
+    assert result.split.valid == [snapshots[-2]]
+    assert result.split.train == snapshots[-7:-2]
+    train_ts = result.models.train_data.frame["event_timestamp"]
+    test_ts = result.scored_test["event_timestamp"]
+    assert train_ts.max() < test_ts.min()
+    assert test_ts.nunique() == 1
+
+
+@pytest.mark.integration
+def test_training_groups_are_sorted_contiguous_and_have_a_positive(result: TrainResult) -> None:
+    data = result.models.train_data
+    frame = data.frame
+    keys = frame[list(SORT_COLS)]
+    assert keys.equals(keys.sort_values(list(SORT_COLS), kind="mergesort").reset_index(drop=True))
+    assert int(data.group_sizes.sum()) == len(frame) == result.train_rows
+    assert len(data.group_sizes) == frame.groupby(list(GROUP_COLS)).ngroups
+    starts = np.concatenate([[0], np.cumsum(data.group_sizes)[:-1]])
+    first_rows = frame.iloc[starts]
+    assert not first_rows.duplicated(list(GROUP_COLS)).any()
+    assert (frame.groupby(list(GROUP_COLS))[LABEL].max() == 1).all()
+    assert result.train_groups_dropped > result.train_groups  # most customers adopt nothing in a month
+
+
+@pytest.mark.integration
+def test_groups_without_adoption_are_kept_in_test_and_count_zero_in_map(result: TrainResult) -> None:
+    scored = result.scored_test
+    per_group = scored.groupby(list(GROUP_COLS))[LABEL].max()
+    assert (per_group == 0).sum() > 0
+    flat = result.evaluation.flat
+    assert flat["ranker.groups"] == len(per_group)
+    map_positive_only = m.map_at_k(
+        scored, K, include_groups_without_positive=False, score_col=score_col(RANKER)
+    )
+    assert flat["ranker.map@7"] == pytest.approx(map_positive_only * (per_group == 1).mean())
+
+
+@pytest.mark.integration
+def test_ranker_beats_popularity(result: TrainResult) -> None:
+    flat = result.evaluation.flat
+    assert flat["ranker.ndcg@7"] > flat[f"{POPULARITY}.ndcg@7"]
+
+
+@pytest.mark.integration
+def test_ranker_does_not_beat_the_oracle_beyond_noise(result: TrainResult) -> None:
+    """A ranker better than the true probabilities by > 2 standard errors is reading the future."""
+    flat = result.evaluation.flat
+    diff, se = result.evaluation.oracle_gap
+    assert math.isfinite(se) and se > 0
+    assert diff <= 2 * se, f"ranker beats the oracle by {diff:.4f} (s.e. {se:.4f}): leakage?"
+    assert flat["ranker.ndcg@7"] <= flat[f"{ORACLE}.ndcg@7"] + 2 * flat[f"{ORACLE}.ndcg@7_se"]
+
+
+@pytest.mark.integration
+def test_every_model_is_scored_on_the_same_rows(result: TrainResult) -> None:
+    table = result.evaluation.models
+    assert table["groups"].nunique() == 1 and table["groups_with_positive"].nunique() == 1
+    assert result.scored_test[[score_col(n) for n in table.index]].notna().all().all()
+
+
+@pytest.mark.integration
+def test_calibrated_probabilities_are_probabilities_and_calibrated(result: TrainResult) -> None:
+    prob = result.scored_test["probability"]
+    assert prob.between(0, 1).all()
+    base_rate = result.scored_test[LABEL].mean()
+    assert prob.mean() == pytest.approx(base_rate, rel=0.35)
+    assert result.evaluation.flat["ranker.ece"] < 0.01
+
+
+@pytest.mark.integration
+def test_evaluate_cli_prints_the_latest_summary(
+    built: Settings, result: TrainResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEXTBEST_HOME", str(built.home))
+    out = CliRunner().invoke(train_app, ["evaluate"])
+    assert out.exit_code == 0, out.output
+    assert result.bundle_path.name in out.output.replace("\n", "")
+    for model in ("ranker", "per_product", "pooled", "popularity", "oracle"):
+        assert model in out.output
+
+
+@pytest.mark.integration
+def test_reevaluating_the_bundle_reproduces_the_test_metrics(built: Settings, result: TrainResult) -> None:
+    bundle, table = evaluate_bundle(built, result.bundle_path)
+    assert bundle.version == result.bundle.version
+    for metric in ("ndcg@7", "map@7", "recall@1", "ece"):
+        assert table.loc["ranker", metric] == pytest.approx(result.evaluation.flat[f"ranker.{metric}"])
+
+
+@pytest.mark.integration
+def test_expected_metrics_fail_a_regressed_run_without_saving_a_bundle(
+    built: Settings, result: TrainResult
+) -> None:
+    before = sorted(p.name for p in built.models_dir.iterdir())
+    config = small_config(
+        split={"max_train_snapshots": 1},
+        ranker={"n_estimators": 3, "n_jobs": 1},
+        baselines=["popularity"],
+        expected_metrics={"ranker.ndcg@7": 1.01},
+    )
+    with pytest.raises(QualityRegressionError, match=r"ranker.ndcg@7 = .* < expected minimum 1.01"):
+        train(built, config)
+    assert sorted(p.name for p in built.models_dir.iterdir()) == before
+
+
+@pytest.mark.integration
+def test_too_few_snapshots_for_the_split_is_an_error(built: Settings) -> None:
+    config = small_config(split={"test_snapshots": 5, "valid_snapshots": 5})
+    with pytest.raises(ValueError, match="the split needs at least 11"):
+        train(built, config)
+
+
+@pytest.mark.integration
+def test_scored_test_frame_is_sorted_by_group(result: TrainResult) -> None:
+    keys = result.scored_test[list(SORT_COLS)]
+    assert keys.equals(keys.sort_values(list(SORT_COLS)).reset_index(drop=True))
+    assert isinstance(result.scored_test, pd.DataFrame)

@@ -1,0 +1,111 @@
+"""``nextbest train`` and ``nextbest evaluate``: parse options, show progress, delegate to ``training``.
+
+``train_app`` holds both commands; ``register(app)`` adds them as top-level commands of another
+Typer app (``nextbest train`` / ``nextbest evaluate``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from nextbest.settings import Settings, get_settings
+
+train_app = typer.Typer(help="Train and evaluate the ranker.", no_args_is_help=True)
+console = Console()
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", exists=True, dir_okay=False,
+        help="Training config YAML (default: configs/training/<synthetic|completejourney>.yaml "
+        "from the ingested dataset's name).",
+    ),
+]
+
+
+def resolve_config_path(settings: Settings, config: Path | None) -> Path:
+    """``config`` if given, else the shipped config of the ingested dataset (dataset.json name)."""
+    if config is not None:
+        return config
+    from ingest.store import read_dataset_meta
+    from training.config import default_config_path
+
+    return default_config_path(read_dataset_meta(settings.raw_dir).name)
+
+
+def run_training(settings: Settings, config_path: Path, console: Console = console) -> int:
+    """Train with progress lines and a spinner; print the summary; return the exit code (1 = regression)."""
+    from training.config import load_config
+    from training.report import summary_table
+    from training.train import QualityRegressionError, train
+
+    config = load_config(config_path)
+    console.print(f"training with [bold]{config_path}[/bold] on {settings.home}")
+    started = time.perf_counter()
+    with console.status("training...") as status:
+
+        def progress(message: str) -> None:
+            status.update(message)
+            console.log(f"{time.perf_counter() - started:7.1f}s  {message}")
+
+        try:
+            result = train(settings, config, progress)
+        except QualityRegressionError as err:
+            console.print(f"[red]{err}[/red]")
+            return 1
+    console.print(summary_table(result.evaluation.models.to_dict(orient="index")))
+    console.print(f"report: {result.report_dir / 'report.html'}")
+    console.print(f"bundle: {result.bundle_path}")
+    return 0
+
+
+def show_evaluation(settings: Settings, reevaluate: bool, console: Console = console) -> int:
+    """Print the latest bundle's summary table (from its report, or re-evaluated); exit code."""
+    from training.artifacts import latest_bundle
+    from training.report import load_report, reports_dir, summary_table
+
+    bundle_path = latest_bundle(settings.models_dir)
+    if bundle_path is None:
+        console.print(f"[red]no model bundle in {settings.models_dir}: run `nextbest train` first[/red]")
+        return 1
+    console.print(f"bundle: {bundle_path}")
+    if reevaluate:
+        from training.train import evaluate_bundle
+
+        with console.status("re-evaluating on the test month...") as status:
+            _, table = evaluate_bundle(settings, bundle_path, progress=status.update)
+        console.print(summary_table(table.to_dict(orient="index")))
+        return 0
+    report = load_report(reports_dir(settings) / bundle_path.name)
+    console.print(summary_table(report["models"]))
+    for failure in report.get("failures", []):
+        console.print(f"[red]{failure}[/red]")
+    return 0
+
+
+@train_app.command("train")
+def train_command(config: ConfigOption = None) -> None:
+    """Train the ranker, its calibrators and the baselines; evaluate; save the bundle and the report."""
+    settings = get_settings()
+    raise typer.Exit(run_training(settings, resolve_config_path(settings, config)))
+
+
+@train_app.command("evaluate")
+def evaluate_command(
+    reevaluate: Annotated[
+        bool, typer.Option("--reevaluate", help="Re-score the latest bundle on its test month now.")
+    ] = False,
+) -> None:
+    """Print the latest bundle's metrics table (ranker vs every baseline)."""
+    raise typer.Exit(show_evaluation(get_settings(), reevaluate))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``train`` and ``evaluate`` as top-level commands of ``app``."""
+    app.command("train")(train_command)
+    app.command("evaluate")(evaluate_command)
