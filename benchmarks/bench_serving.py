@@ -1,0 +1,216 @@
+"""Serving latency and batch throughput, measured next to Feast's own feature server in the same run.
+
+For one customer with all candidate products, prints p50/p99 (ms) of
+  - in-process ``Scorer.rank``: total and each part (fetch, filter, predict, calibrate);
+  - HTTP ``POST /rank`` of our API (uvicorn subprocess on 127.0.0.1);
+  - HTTP ``POST /get-online-features`` of ``feast serve`` (subprocess, same registry and online store)
+    answering only the feature fetch for the same entities (the customer x every product);
+for the sqlite and the redis online store (redis: a throw-away redis-server on a free port), the ratio
+of our /rank p99 to feast serve's fetch-only p99, and the throughput (customers/s) of ``score_batch``.
+Targets (issue 5, ~24 candidates): in-process p99 <= 3 ms, HTTP p99 <= 6 ms, ratio <= 1.0.
+
+    python benchmarks/bench_serving.py                      # build a small bank in a temp dir
+    python benchmarks/bench_serving.py --home /tmp/srv/home # reuse a built deployment (with a bundle)
+    python benchmarks/bench_serving.py --requests 2000 --no-redis
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from features.store import apply_definitions, materialize  # noqa: E402
+from nextbest.settings import FEATURE_REPO_DIR, Settings  # noqa: E402
+from serving.cli import score_batch  # noqa: E402
+from serving.scorer import Scorer  # noqa: E402
+from serving.settings import ServingSettings  # noqa: E402
+from tests.integration.serving_fixtures import (  # noqa: E402
+    RedisServer,
+    build_deployment,
+    free_port,
+    latest_candidates,
+    wait_for_port,
+)
+
+PARTS = ("fetch", "filter", "predict", "calibrate", "total")
+
+
+def pct(values: list[float]) -> tuple[float, float]:
+    """(p50, p99) of ``values``."""
+    arr = np.asarray(values, dtype=float)
+    return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
+
+
+def in_process(scorer: Scorer, customer: str, n: int) -> dict[str, tuple[float, float]]:
+    """p50/p99 (ms) of each part of ``Scorer.rank`` over ``n`` calls (after a warm-up)."""
+    for _ in range(20):
+        scorer.rank(customer, k=100)
+    timings = [scorer.rank(customer, k=100).timings_ms for _ in range(n)]
+    return {part: pct([t[part] for t in timings]) for part in PARTS}
+
+
+def http_loop(url: str, body: dict, n: int) -> tuple[float, float]:
+    """p50/p99 (ms) of ``n`` sequential POSTs of ``body`` on one keep-alive connection."""
+    with httpx.Client(timeout=30.0) as client:
+        for _ in range(20):
+            client.post(url, json=body).raise_for_status()
+        times = []
+        for _ in range(n):
+            start = time.perf_counter()
+            client.post(url, json=body).raise_for_status()
+            times.append((time.perf_counter() - start) * 1e3)
+    return pct(times)
+
+
+def start(cmd: list[str], env: dict[str, str], port: int, cwd: Path | None = None) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, timeout_s=90)
+    except TimeoutError:
+        proc.terminate()
+        raise
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def feast_repo(tmp: Path, online: str, redis_url: str) -> Path:
+    """A copy of feature_repo/ whose feature_store.yaml points at the chosen online store."""
+    repo = tmp / f"feature_repo_{online}"
+    shutil.copytree(FEATURE_REPO_DIR, repo, dirs_exist_ok=True)
+    if online == "redis":
+        yaml = (repo / "feature_store.yaml").read_text()
+        head = yaml.split("online_store:")[0]
+        tail = yaml.split("entity_key_serialization_version")[1]
+        online_block = (
+            f'online_store:\n  type: redis\n  connection_string: "{redis_url}"\n  skip_dedup: true\n'
+        )
+        (repo / "feature_store.yaml").write_text(
+            head + online_block + "entity_key_serialization_version" + tail
+        )
+    return repo
+
+
+def bench_store(settings: Settings, online: str, customer: str, products: list[str], args, tmp: Path) -> dict:
+    """In-process, our HTTP and feast serve's HTTP figures for one online store kind."""
+    env = {
+        **os.environ,
+        "NEXTBEST_HOME": str(settings.home),
+        "NEXTBEST_SERVING_ONLINE_STORE": online,
+        "NEXTBEST_ONLINE_STORE": online,
+        "PYTHONPATH": str(ROOT),
+    }
+    scorer = Scorer(settings, ServingSettings(online_store=online))  # type: ignore[arg-type]
+    result: dict = {"in_process": in_process(scorer, customer, args.requests)}
+    result["candidates"] = scorer.rank(customer, k=100).n_candidates
+
+    port = free_port()
+    ours = start(
+        [sys.executable, "-c", f"from serving.cli import serve; serve('127.0.0.1', {port})"], env, port
+    )
+    try:
+        result["http_rank"] = http_loop(
+            f"http://127.0.0.1:{port}/rank", {"customer_id": customer, "k": 100}, args.requests
+        )
+    finally:
+        stop(ours)
+
+    port = free_port()
+    repo = feast_repo(tmp, online, os.environ.get("NEXTBEST_REDIS_URL", ""))
+    feast_cmd = [str(Path(sys.executable).parent / "feast"), "serve", "-h", "127.0.0.1", "-p", str(port)]
+    feast = start([*feast_cmd, "--no-access-log"], env, port, cwd=repo)
+    try:
+        body = {
+            "feature_service": "ranker_v1",
+            "entities": {"customer_id": [customer] * len(products), "product_id": products},
+        }
+        result["feast_serve"] = http_loop(f"http://127.0.0.1:{port}/get-online-features", body, args.requests)
+    finally:
+        stop(feast)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--home", type=Path, help="a built deployment to reuse (default: build one)")
+    parser.add_argument("--customers", type=int, default=1500)
+    parser.add_argument("--months", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=300, help="timed requests per measurement")
+    parser.add_argument("--no-redis", action="store_true")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="nextbest-bench-serving-") as tmp_name:
+        tmp = Path(tmp_name)
+        if args.home:
+            settings = Settings(home=args.home)
+        else:
+            print(f"building {args.customers:,} customers x {args.months} months ...", flush=True)
+            settings = build_deployment(tmp / "home", customers=args.customers, months=args.months)
+        candidates = latest_candidates(settings)
+        counts = candidates.groupby("customer_id").size()
+        customer = str(counts.idxmax())
+        scorer = Scorer(settings, ServingSettings(online_store="sqlite"))
+        products = scorer.product_ids
+        print(f"customer {customer}: {counts.max()} candidates of {len(products)} products")
+
+        results = {"sqlite": bench_store(settings, "sqlite", customer, products, args, tmp)}
+        if not args.no_redis and shutil.which("redis-server"):
+            redis = RedisServer(free_port())
+            redis.start()
+            os.environ["NEXTBEST_REDIS_URL"] = redis.url
+            try:
+                apply_definitions(settings, "redis")
+                materialize(settings, "redis", progress=False)
+                results["redis"] = bench_store(settings, "redis", customer, products, args, tmp)
+            finally:
+                redis.stop()
+
+        snapshot = (candidates["event_timestamp"].max() - np.timedelta64(1, "D")).date()
+        n_customers = candidates["customer_id"].nunique()
+        start_batch = time.perf_counter()
+        rows = score_batch(
+            snapshot, tmp / "batch.parquet", chunk_size=5_000, settings=settings, progress=False
+        )
+        batch_s = time.perf_counter() - start_batch
+
+    print(f"\n{'store':<7} {'measurement':<34} {'p50 ms':>8} {'p99 ms':>8} {'target p99':>11}")
+    print("-" * 72)
+    for store, res in results.items():
+        for part in PARTS:
+            target = "3" if part == "total" else ""
+            p50, p99 = res["in_process"][part]
+            print(f"{store:<7} {'in-process ' + part:<34} {p50:>8.2f} {p99:>8.2f} {target:>11}")
+        p50, p99 = res["http_rank"]
+        print(f"{store:<7} {'HTTP POST /rank (ours)':<34} {p50:>8.2f} {p99:>8.2f} {'6':>11}")
+        p50, p99 = res["feast_serve"]
+        print(f"{store:<7} {'HTTP feast serve fetch only':<34} {p50:>8.2f} {p99:>8.2f} {'':>11}")
+        ratio = res["http_rank"][1] / res["feast_serve"][1]
+        print(f"{store:<7} {'ratio p99 ours / feast serve':<34} {'':>8} {ratio:>8.2f} {'<= 1.0':>11}")
+    print(
+        f"\nscore_batch: {n_customers:,} customers ({rows:,} candidate rows) in {batch_s:.1f} s = "
+        f"{n_customers / batch_s:,.0f} customers/s"
+    )
+
+
+if __name__ == "__main__":
+    main()

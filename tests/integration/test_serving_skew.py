@@ -1,0 +1,131 @@
+"""Training/serving skew: the online path scores exactly what training's code scores offline.
+
+For customers at the latest snapshot, the Scorer (online store -> candidate rule -> compiled model)
+must return the same candidates as ``fct_candidates`` and the same raw scores and probabilities as
+training's ``rank_candidates`` (ranker + calibrators) on Feast historical features at that snapshot.
+``score_batch`` (offline features, compiled model) must agree too.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.definitions import FEATURE_SERVICE_NAME
+from features.store import get_store, historical_features
+from nextbest.settings import Settings
+from serving.cli import rank_within_customer, score_batch
+from serving.scorer import CompiledBundle, Scorer, candidate_mask
+from serving.settings import ServingSettings
+from tests.integration.serving_fixtures import build_deployment, latest_candidates
+from training.predict import rank_candidates
+
+pytestmark = pytest.mark.integration
+
+N_CUSTOMERS = 40
+TOLERANCE = 1e-9
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return build_deployment(tmp_path_factory.mktemp("serving_skew"), customers=1000, months=8, seed=9)
+
+
+@pytest.fixture(scope="module")
+def scorer(deployment: Settings) -> Scorer:
+    return Scorer(deployment, ServingSettings(online_store="sqlite"))
+
+
+@pytest.fixture(scope="module")
+def offline(deployment: Settings, scorer: Scorer) -> pd.DataFrame:
+    """Training's ranking (``training.predict.rank_candidates``) of sampled latest-snapshot customers."""
+    candidates = latest_candidates(deployment)
+    sample = candidates["customer_id"].drop_duplicates().sort_values().iloc[:: max(1, 1000 // N_CUSTOMERS)]
+    rows = candidates[candidates["customer_id"].isin(sample)].reset_index(drop=True)
+    frame = historical_features(get_store(deployment, "sqlite"), rows, FEATURE_SERVICE_NAME)
+    ranked = rank_candidates(scorer.bundle, frame)
+    return frame.merge(ranked, on=["customer_id", "event_timestamp", "product_id"], validate="1:1")
+
+
+class TestCandidateRule:
+    def test_a_pair_row_of_the_customers_snapshot_is_a_candidate(self) -> None:
+        assert candidate_mask(np.array([100, 100]), np.array([100, 100])).tolist() == [True, True]
+
+    def test_an_older_or_missing_pair_row_is_not(self) -> None:
+        assert candidate_mask(np.array([100, 100]), np.array([40, 0])).tolist() == [False, False]
+
+    def test_nothing_is_a_candidate_of_a_customer_without_a_row(self) -> None:
+        assert candidate_mask(np.array([0, 0]), np.array([0, 100])).tolist() == [False, False]
+
+    def test_shapes_must_agree(self) -> None:
+        with pytest.raises(ValueError, match="shape"):
+            candidate_mask(np.array([1, 2]), np.array([1]))
+
+    def test_online_candidates_equal_fct_candidates(self, scorer: Scorer, offline: pd.DataFrame) -> None:
+        for customer, rows in offline.groupby("customer_id"):
+            ranking = scorer.rank(str(customer), k=scorer.serving.max_k)
+            assert {p.product_id for p in ranking.products} == set(rows["product_id"]), customer
+
+
+class TestScoresAgree:
+    def test_online_scores_equal_offline_scores(self, scorer: Scorer, offline: pd.DataFrame) -> None:
+        online = pd.DataFrame(
+            [
+                (p.product_id, customer, p.score, p.probability)
+                for customer in offline["customer_id"].unique()
+                for p in scorer.rank(str(customer), k=scorer.serving.max_k).products
+            ],
+            columns=["product_id", "customer_id", "score_online", "probability_online"],
+        )
+        merged = offline.merge(online, on=["customer_id", "product_id"], how="outer", validate="1:1")
+        assert len(merged) == len(offline) > N_CUSTOMERS
+        np.testing.assert_allclose(merged["score_online"], merged["score"], rtol=0, atol=TOLERANCE)
+        np.testing.assert_allclose(
+            merged["probability_online"], merged["probability"], rtol=0, atol=TOLERANCE
+        )
+
+    def test_the_compiled_model_equals_the_training_code_on_the_same_frame(
+        self, scorer: Scorer, offline: pd.DataFrame
+    ) -> None:
+        scored = CompiledBundle(scorer.bundle).score(offline, len(offline))
+        np.testing.assert_allclose(scored.score, offline["score"], rtol=0, atol=TOLERANCE)
+        np.testing.assert_allclose(scored.probability, offline["probability"], rtol=0, atol=TOLERANCE)
+
+    def test_score_batch_equals_the_online_path(
+        self, deployment: Settings, scorer: Scorer, offline: pd.DataFrame, tmp_path
+    ) -> None:
+        snapshot = (pd.Timestamp(offline["event_timestamp"].max()) - pd.Timedelta(days=1)).date()
+        out = tmp_path / "scores.parquet"
+        rows = score_batch(snapshot, out, chunk_size=300, settings=deployment, progress=False)
+        batch = pd.read_parquet(out)
+        assert rows == len(batch) == len(latest_candidates(deployment))
+        assert not list(tmp_path.glob(".*.tmp")), "the temporary file must be renamed away"
+        mine = batch.merge(offline, on=["customer_id", "product_id"], suffixes=("", "_training"))
+        assert len(mine) == len(offline)
+        np.testing.assert_allclose(mine["score"], mine["score_training"], rtol=0, atol=TOLERANCE)
+        np.testing.assert_allclose(mine["probability"], mine["probability_training"], rtol=0, atol=TOLERANCE)
+        assert (mine["rank"] == mine["rank_training"]).all()
+        first = str(offline["customer_id"].iloc[0])
+        online = [p.product_id for p in scorer.rank(first, k=3).products]
+        assert (
+            batch[batch["customer_id"] == first].sort_values("rank")["product_id"].head(3).tolist() == online
+        )
+
+    def test_score_batch_names_the_snapshots_when_one_has_no_candidate(
+        self, deployment: Settings, tmp_path
+    ) -> None:
+        with pytest.raises(ValueError, match="snapshots with candidates"):
+            score_batch(date(1999, 1, 31), tmp_path / "x.parquet", settings=deployment, progress=False)
+        assert not (tmp_path / "x.parquet").exists()
+
+
+class TestRankWithinCustomer:
+    def test_known_answer(self) -> None:
+        customers = np.array(["b", "a", "b", "a", "b"], dtype=object)
+        products = np.array(["p1", "p1", "p2", "p2", "p3"], dtype=object)
+        score = np.array([0.5, 0.1, 0.9, 0.1, 0.5])
+        # b: p2 (0.9) 1st, then p1 and p3 tie at 0.5 -> product id order; a: p1/p2 tie -> p1 first
+        assert rank_within_customer(customers, products, score).tolist() == [2, 1, 1, 2, 3]
