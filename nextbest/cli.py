@@ -143,8 +143,9 @@ def demo(
     seed: int = 0,
 ) -> None:
     """The main job end to end on the embedded default (the synthetic bank)."""
-    from nextbest.pipeline import sample_latest_customers
+    from nextbest.pipeline import latest_event_timestamp, sample_latest_customers
     from serving.cli import rank as rank_customer
+    from serving.settings import ServingSettings
 
     settings = get_settings()
     ingest_synthetic(customers=customers, months=months, seed=seed, oracle=True)
@@ -153,8 +154,10 @@ def demo(
     if code:
         raise typer.Exit(code)
     console.rule("ranked online (Feast online store -> candidates -> score -> calibrate)")
+    # the synthetic bank is dated in the past: judge feature staleness as of its latest snapshot
+    serving = ServingSettings(as_of=latest_event_timestamp(settings))
     for customer_id in sample_latest_customers(settings, n=3, seed=seed):
-        rank_customer(customer_id, k=5, settings=settings)
+        rank_customer(customer_id, k=5, settings=settings, serving=serving)
 
 
 @app.command("serve")

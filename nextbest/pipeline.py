@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +158,11 @@ def sample_latest_customers(settings: Settings, n: int = 3, seed: int = 0) -> li
         .fetchall()
     )
     return [r[0] for r in rows]
+
+
+def latest_event_timestamp(settings: Settings) -> datetime:
+    """The latest snapshot's ``event_timestamp`` (UTC): the moment the newest features became knowable."""
+    cand = _mart(settings, "fct_candidates")
+    query = f"select max(event_timestamp) from read_parquet('{cand}')"
+    (latest,) = duckdb.connect().execute(query).fetchone()
+    return latest.replace(tzinfo=UTC)

@@ -76,9 +76,11 @@ def ranking_table(ranking: Ranking) -> Table:
     return table
 
 
-def rank(customer_id: str, k: int = 7, settings: Settings | None = None) -> Ranking:
+def rank(
+    customer_id: str, k: int = 7, settings: Settings | None = None, serving: ServingSettings | None = None
+) -> Ranking:
     """Rank one customer through the online path and print the result as a table."""
-    scorer = Scorer(settings or get_settings(), get_serving_settings())
+    scorer = Scorer(settings or get_settings(), serving or get_serving_settings())
     ranking = scorer.rank(customer_id, k)
     console.print(ranking_table(ranking))
     if ranking.reason:
