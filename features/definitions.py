@@ -11,9 +11,9 @@ import hashlib
 from dataclasses import dataclass
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
-from feast.types import Bool, FeastType, Float64, Int32, Int64, String
+from feast.types import Array, Bool, FeastType, Float64, Int32, Int64, String
 
-from features.manifest import ENTITY_JOIN_KEYS, EVENT_TIMESTAMP, FeatureViewSpec
+from features.manifest import ENTITY_JOIN_KEYS, EVENT_TIMESTAMP, PACKED_PRODUCTS, FeatureViewSpec, FieldSpec
 
 FEATURE_SERVICE_NAME = "ranker_v1"
 """The only feature list training and serving use. Bump the version when the feature list changes
@@ -27,6 +27,9 @@ FEAST_TYPES: dict[str, FeastType] = {
     "Float64": Float64,
     "Bool": Bool,
 }
+
+ELEMENT_TYPE_TAG = "element_type"
+"""Field tag of a packed feature: the Feast type name of one element (what the model sees)."""
 
 ENTITY_DESCRIPTIONS = {
     "customer": "A bank customer (raw contract customers.customer_id).",
@@ -73,12 +76,39 @@ def build_source(spec: FeatureViewSpec) -> FileSource:
     )
 
 
+def packed_transport_type(field: FieldSpec) -> FeastType:
+    """The Feast list type carrying a packed feature: strings as Array(String), anything else as
+    Array(Float64) (NaN = null; see ``features.packing``)."""
+    return Array(String) if field.feast_type == "String" else Array(Float64)
+
+
+def build_fields(spec: FeatureViewSpec) -> list[Field]:
+    """The view's feature fields. A packed view gets ``candidate_product_ids`` and one list field per
+    pair feature, tagged with its element type."""
+    if not spec.packed:
+        return [
+            Field(name=f.name, dtype=FEAST_TYPES[f.feast_type], description=f.description)
+            for f in spec.fields
+        ]
+    listed = Field(
+        name=PACKED_PRODUCTS,
+        dtype=Array(String),
+        description="The customer's candidate products; element i of every feature list is for element i.",
+    )
+    return [listed] + [
+        Field(
+            name=f.name,
+            dtype=packed_transport_type(f),
+            description=f.description,
+            tags={ELEMENT_TYPE_TAG: f.feast_type},
+        )
+        for f in spec.fields
+    ]
+
+
 def build_view(spec: FeatureViewSpec, entities: dict[str, Entity], source: FileSource) -> FeatureView:
     """The FeatureView of one mart, with an explicit schema (keys + features) taken from the yml."""
-    schema = [Field(name=key, dtype=String) for key in spec.join_keys]
-    schema += [
-        Field(name=f.name, dtype=FEAST_TYPES[f.feast_type], description=f.description) for f in spec.fields
-    ]
+    schema = [Field(name=key, dtype=String) for key in spec.join_keys] + build_fields(spec)
     return FeatureView(
         name=spec.view,
         entities=[entities[e] for e in spec.entities],
@@ -87,13 +117,15 @@ def build_view(spec: FeatureViewSpec, entities: dict[str, Entity], source: FileS
         source=source,
         online=True,
         description=spec.description,
-        tags={"dbt_model": spec.model},
+        tags={"dbt_model": spec.model} | ({"packs": spec.packs} if spec.packs else {}),
     )
 
 
 def feature_list_sha(specs: list[FeatureViewSpec]) -> str:
-    """A 12-hex-digit fingerprint of the feature list (view:feature:type, sorted)."""
-    refs = sorted(f"{s.view}:{f.name}:{f.feast_type}" for s in specs for f in s.fields)
+    """A 12-hex-digit fingerprint of the feature list (view:feature:type[:packed], sorted)."""
+    refs = sorted(
+        f"{s.view}:{f.name}:{f.feast_type}" + (":packed" if s.packed else "") for s in specs for f in s.fields
+    )
     return hashlib.sha256("\n".join(refs).encode()).hexdigest()[:12]
 
 

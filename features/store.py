@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,13 +18,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
-import numpy as np
 import pandas as pd
-from feast import FeatureService, FeatureStore, FeatureView, RepoConfig
+from feast import FeatureStore, FeatureView, RepoConfig
 
-from features.definitions import FEATURE_SERVICE_NAME, Definitions, build_definitions
+from features.definitions import Definitions, build_definitions
 from features.manifest import EVENT_TIMESTAMP, FeatureViewSpec, feature_specs_from_manifest
-from features.schema import PANDAS_DTYPES, cast_column
 from nextbest.settings import FEATURE_REPO_DIR, Settings
 
 PROJECT = "nextbest"
@@ -36,8 +33,6 @@ ONLINE_KINDS: tuple[OnlineKind, ...] = ("sqlite", "redis")
 DEFAULT_REDIS_URL = "127.0.0.1:6379"
 ONLINE_WRITE_BATCH_ROWS = 50_000
 """Rows converted to protobuf and written to the online store per batch during materialization."""
-ROW_ORDER_COLUMN = "__nextbest_row"
-"""Temporary entity-df column used to restore the caller's row order after a Feast PIT join."""
 
 
 # --------------------------------------------------------------------------- configuration
@@ -368,133 +363,6 @@ def status(settings: Settings, online: OnlineKind | None = None) -> list[ViewSta
             )
         )
     return out
-
-
-# --------------------------------------------------------------------------- retrieval
-
-
-_SERVICE_CACHE: weakref.WeakKeyDictionary[FeatureStore, dict[str, FeatureService]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def get_service(store: FeatureStore, service: FeatureService | str = FEATURE_SERVICE_NAME) -> FeatureService:
-    """The registered FeatureService (by name, cached per store object; or passed through).
-
-    Caching the object matters online: Feast caches its request plan per service object, and a fresh
-    object per call costs ~40 ms. A re-applied service is seen by a new FeatureStore (``get_store``).
-    """
-    if isinstance(service, FeatureService):
-        return service
-    per_store = _SERVICE_CACHE.setdefault(store, {})
-    if service not in per_store:
-        per_store[service] = store.get_feature_service(service)
-    return per_store[service]
-
-
-def service_feature_views(store: FeatureStore, service: FeatureService | str) -> dict[str, list[str]]:
-    """View name -> feature names served by ``service``, in service order."""
-    svc = get_service(store, service)
-    return {p.name: [f.name for f in p.features] for p in svc.feature_view_projections}
-
-
-def service_dtypes(service: FeatureService) -> dict[str, str]:
-    """Feature name -> canonical pandas dtype (``features.schema.PANDAS_DTYPES``) for ``service``."""
-    return {f.name: PANDAS_DTYPES[str(f.dtype)] for p in service.feature_view_projections for f in p.features}
-
-
-def historical_features(
-    store: FeatureStore, entity_df: pd.DataFrame, service: FeatureService | str = FEATURE_SERVICE_NAME
-) -> pd.DataFrame:
-    """Point-in-time features for every row of ``entity_df``, in ``entity_df``'s row order.
-
-    For each row and view, the value is the view's row with the same keys and the latest
-    ``event_timestamp <= entity event_timestamp`` that is not older than the view's ttl (else null).
-
-    Args:
-        store: the feature store.
-        entity_df: ``customer_id`` (and ``product_id`` if any view needs it), ``event_timestamp``
-            (naive = UTC, or tz-aware) and any extra columns, which are passed through.
-        service: the feature service (default ``ranker_v1``).
-
-    Returns:
-        ``entity_df``'s columns unchanged (same index) followed by one column per feature.
-    """
-    if EVENT_TIMESTAMP not in entity_df.columns:
-        raise ValueError(f"entity_df needs an {EVENT_TIMESTAMP!r} column")
-    if ROW_ORDER_COLUMN in entity_df.columns:
-        raise ValueError(f"entity_df must not contain the reserved column {ROW_ORDER_COLUMN!r}")
-    svc = get_service(store, service)
-    feature_cols = [f for feats in service_feature_views(store, svc).values() for f in feats]
-    if entity_df.empty:
-        out = entity_df.copy()
-        for col, dtype in service_dtypes(svc).items():
-            out[col] = pd.Series(dtype=dtype, index=out.index)
-        return out
-    keyed = entity_df.reset_index(drop=True)
-    keyed.insert(0, ROW_ORDER_COLUMN, range(len(keyed)))
-    job_input = keyed[
-        [ROW_ORDER_COLUMN, *[c for c in keyed.columns if c in ("customer_id", "product_id")], EVENT_TIMESTAMP]
-    ]
-    result = store.get_historical_features(entity_df=job_input, features=svc).to_df()
-    result = result.sort_values(ROW_ORDER_COLUMN, kind="stable").reset_index(drop=True)
-    if len(result) != len(entity_df):
-        raise RuntimeError(f"Feast returned {len(result)} rows for {len(entity_df)} entity rows")
-    out = entity_df.copy()
-    dtypes = service_dtypes(svc)
-    for col in feature_cols:
-        out[col] = pd.Series(cast_column(result[col], dtypes[col]).array, index=out.index)
-    return out
-
-
-@dataclass(frozen=True)
-class OnlineFeatures:
-    """Online features for one customer and a list of products.
-
-    Attributes:
-        frame: one row per requested product (request order): ``customer_id``, ``product_id``, every
-            feature of the service, and ``<view>__event_timestamp`` (UTC, NaT when missing) per view.
-        feature_timestamps: view -> the OLDEST event_timestamp served for that view across the rows
-            (None if any row had no value for the view); feed it to ``staleness_report``.
-    """
-
-    frame: pd.DataFrame
-    feature_timestamps: dict[str, datetime | None]
-
-
-def online_features(
-    store: FeatureStore,
-    customer_id: str,
-    product_ids: Sequence[str],
-    service: FeatureService | str = FEATURE_SERVICE_NAME,
-) -> OnlineFeatures:
-    """Read the service's features online for ``customer_id`` x each of ``product_ids``.
-
-    Feast's online read ignores ttl; the returned event timestamps let the caller check staleness.
-    """
-    svc = get_service(store, service)
-    views = service_feature_views(store, svc)
-    n = len(product_ids)
-    entity_rows = {"customer_id": [str(customer_id)] * n, "product_id": [str(p) for p in product_ids]}
-    if n == 0:
-        resp: dict[str, list[Any]] = {f: [] for fs in views.values() for f in fs}
-        resp |= {f"{fs[0]}__ts": [] for fs in views.values()}
-    else:
-        response = store.get_online_features(features=svc, entity_rows=entity_rows)
-        resp = response.to_dict(include_event_timestamps=True)
-    dtypes = service_dtypes(svc)
-    columns: dict[str, Any] = {k: pd.array(v, dtype="string") for k, v in entity_rows.items()}
-    stamps: dict[str, datetime | None] = {}
-    for view, feats in views.items():
-        for f in feats:
-            columns[f] = pd.array(resp[f], dtype=dtypes[f])
-        secs = np.asarray(resp[f"{feats[0]}__ts"], dtype="int64")
-        ts = pd.DatetimeIndex(
-            np.where(secs > 0, secs, np.iinfo("int64").min).astype("datetime64[s]"), tz="UTC"
-        )
-        columns[f"{view}__{EVENT_TIMESTAMP}"] = ts.astype("datetime64[ns, UTC]")
-        stamps[view] = None if ts.hasnans or ts.empty else ts.min().to_pydatetime()
-    return OnlineFeatures(frame=pd.DataFrame(columns), feature_timestamps=stamps)
 
 
 def now_utc() -> datetime:

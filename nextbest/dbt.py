@@ -21,7 +21,7 @@ class DbtError(RuntimeError):
     """dbt exited non-zero; the message carries the tail of its log."""
 
 
-def dbt_env(settings: Settings) -> dict[str, str]:
+def dbt_env(settings: Settings, project_dir: Path = DBT_PROJECT_DIR) -> dict[str, str]:
     """Environment for a dbt run: where the raw contract lives and where the warehouse goes."""
     env = dict(os.environ)
     env.update(
@@ -29,7 +29,7 @@ def dbt_env(settings: Settings) -> dict[str, str]:
         NEXTBEST_WAREHOUSE_DIR=str(settings.warehouse_dir.resolve()),
         NEXTBEST_DBT_THREADS=str(settings.dbt_threads),
         NEXTBEST_DBT_MEMORY_LIMIT=settings.dbt_memory_limit,
-        DBT_PROFILES_DIR=str(DBT_PROJECT_DIR),
+        DBT_PROFILES_DIR=str(project_dir),
         DBT_SEND_ANONYMOUS_USAGE_STATS="false",
         DBT_PARTIAL_PARSE="false",
     )
@@ -47,6 +47,7 @@ def run_dbt(
     settings: Settings,
     dbt_vars: Mapping[str, Any] | None = None,
     quiet: bool = False,
+    project_dir: Path = DBT_PROJECT_DIR,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``dbt <args>`` in the project directory; raise DbtError with dbt's output on failure.
 
@@ -55,17 +56,18 @@ def run_dbt(
         settings: paths of the raw dataset and the warehouse.
         dbt_vars: values for ``--vars`` (horizon_months, burn_in_months, ...).
         quiet: capture dbt's output instead of streaming it to the terminal.
+        project_dir: the dbt project (default: the repo's ``dbt_project``; tests run edited copies).
     """
     settings.warehouse_dir.mkdir(parents=True, exist_ok=True)
     settings.marts_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [dbt_executable(), *args, "--project-dir", str(DBT_PROJECT_DIR)]
+    cmd = [dbt_executable(), *args, "--project-dir", str(project_dir)]
     if dbt_vars:
         cmd += ["--vars", json.dumps(dict(dbt_vars), default=str)]
     target_path = settings.warehouse_dir / "dbt_target"
-    env = dbt_env(settings)
+    env = dbt_env(settings, project_dir)
     env["DBT_TARGET_PATH"] = str(target_path)
     env["DBT_LOG_PATH"] = str(settings.warehouse_dir / "dbt_logs")
-    proc = subprocess.run(cmd, cwd=DBT_PROJECT_DIR, env=env, text=True, capture_output=quiet, check=False)
+    proc = subprocess.run(cmd, cwd=project_dir, env=env, text=True, capture_output=quiet, check=False)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout or "").splitlines()[-60:]) if quiet else "(see dbt output above)"
         raise DbtError(f"dbt {' '.join(args)} failed (exit {proc.returncode}):\n{tail}")

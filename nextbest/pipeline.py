@@ -20,6 +20,7 @@ MART_MODELS: tuple[str, ...] = (
     "feat_customer_monthly",
     "feat_product_monthly",
     "feat_customer_product_monthly",
+    "feat_customer_candidates_monthly",
 )
 
 TEST_SAMPLE_CUSTOMERS = 20_000

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -34,7 +35,7 @@ def marts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
     write_raw(home / "raw")
     settings = build(home)
     names = ["dim_products", "fct_candidates", "fct_ranking_labels", "feat_customer_monthly",
-             "feat_product_monthly", "feat_customer_product_monthly"]
+             "feat_product_monthly", "feat_customer_product_monthly", "feat_customer_candidates_monthly"]
     return {name: read_mart(settings, name) for name in names}
 
 
@@ -244,6 +245,45 @@ def test_customer_product_features(marts: dict[str, pd.DataFrame], customer_id: 
 def test_customer_product_features_have_the_candidate_keys(marts: dict[str, pd.DataFrame]) -> None:
     assert key_set(marts["feat_customer_product_monthly"]) == EXPECTED_CANDIDATES
     assert len(marts["feat_customer_product_monthly"]) == len(EXPECTED_CANDIDATES)
+
+
+# --- the packed (online) layout of the customer x product features ----------------------------------------
+
+def packed_row(marts: dict[str, pd.DataFrame], customer_id: str, snapshot_on: date) -> dict[str, list]:
+    actual = row(marts["feat_customer_candidates_monthly"], customer_id=customer_id,
+                 event_timestamp=ts(snapshot_on))
+    return {k: list(v) for k, v in actual.items() if k not in ("customer_id", "event_timestamp")}
+
+
+def test_packed_model_has_one_row_per_population_customer_and_snapshot(
+        marts: dict[str, pd.DataFrame]) -> None:
+    packed, customers = marts["feat_customer_candidates_monthly"], marts["feat_customer_monthly"]
+    keys = {(r.customer_id, pd.Timestamp(r.event_timestamp)) for r in packed.itertuples()}
+    assert keys == {(r.customer_id, pd.Timestamp(r.event_timestamp)) for r in customers.itertuples()}
+    assert len(packed) == 22
+
+
+@pytest.mark.parametrize(
+    ("customer_id", "snapshot_on", "products"),
+    [("C1", JAN, ["P2", "P4"]), ("C1", MAR, ["P4"]), ("C2", MAR, ["P3", "P4"]), ("C2", MAY, ["P1", "P4"]),
+     ("C3", APR, ["P1", "P4"]), ("C5", JUN, ["P4"])],
+)
+def test_packed_model_lists_the_candidates_sorted(marts: dict[str, pd.DataFrame], customer_id: str,
+                                                  snapshot_on: date, products: list[str]) -> None:
+    assert packed_row(marts, customer_id, snapshot_on)["candidate_product_ids"] == products
+
+
+def test_packed_lists_are_aligned_with_the_products_and_encode_null_as_nan(
+        marts: dict[str, pd.DataFrame]) -> None:
+    c5_feb = packed_row(marts, "C5", FEB)  # candidates P2 (held in January) and P4
+    assert c5_feb["candidate_product_ids"] == ["P2", "P4"]
+    assert c5_feb["is_previously_held"] == [1.0, 0.0]
+    assert c5_feb["months_since_last_held"][0] == 1.0 and np.isnan(c5_feb["months_since_last_held"][1])
+    assert c5_feb["share_segment_owning"][0] == 0.0
+    c3_mar = packed_row(marts, "C3", MAR)  # candidates P1 (never held) and P4 (closed in February)
+    assert c3_mar["candidate_product_ids"] == ["P1", "P4"]
+    assert np.isnan(c3_mar["months_since_last_held"][0]) and c3_mar["months_since_last_held"][1] == 1.0
+    assert c3_mar["share_segment_owning"][0] == pytest.approx(0.5)
 
 
 def test_dim_products(marts: dict[str, pd.DataFrame]) -> None:

@@ -20,16 +20,15 @@ import pytest
 
 from features.definitions import FEATURE_SERVICE_NAME, feature_list_sha
 from features.manifest import EVENT_TIMESTAMP
+from features.retrieval import historical_features, online_features
 from features.schema import normalise
 from features.staleness import stale_views, staleness_report
 from features.store import (
     apply_definitions,
     get_store,
-    historical_features,
     load_specs,
     manifest_path,
     materialize,
-    online_features,
     repo_config,
     sqlite_path,
     status,
@@ -63,8 +62,10 @@ FEATURE_COLUMNS: dict[str, list[tuple[str, str]]] = {
 VIEWS = {
     "feat_customer_monthly": (["customer"], "customer_monthly"),
     "feat_product_monthly": (["product"], "product_monthly"),
-    "feat_customer_product_monthly": (["customer", "product"], "customer_product_monthly"),
+    "feat_customer_candidates_monthly": (["customer"], "customer_product_monthly"),
 }
+"""Feature model -> (entities, Feast view). The customer x product model reaches Feast packed."""
+PAIR_MODEL, PACKED_MODEL = "feat_customer_product_monthly", "feat_customer_candidates_monthly"
 
 
 # --------------------------------------------------------------------------- hand-made marts
@@ -81,13 +82,17 @@ def _manifest(columns: dict[str, list[tuple[str, str]]]) -> dict:
             "columns": {},
         }
     }
-    for model, (entities, view) in VIEWS.items():
-        cols = [(keys[e], "varchar") for e in entities] + [(EVENT_TIMESTAMP, "timestamp"), *columns[model]]
+    models = {**VIEWS, PAIR_MODEL: (["customer", "product"], None)}
+    for model, (entities, view) in models.items():
+        own = [("candidate_product_ids", "varchar[]")] if model == PACKED_MODEL else columns[model]
+        cols = [(keys[e], "varchar") for e in entities] + [(EVENT_TIMESTAMP, "timestamp"), *own]
+        feast = {"entities": entities, "ttl_days": TTL_DAYS, "view": view}
+        feast |= {"packs": PAIR_MODEL} if model == PACKED_MODEL else {}
         nodes[f"model.nextbest.{model}"] = {
             "resource_type": "model",
             "name": model,
             "description": f"One row per {' x '.join(entities)} x snapshot.",
-            "config": {"meta": {"feast": {"entities": entities, "ttl_days": TTL_DAYS, "view": view}}},
+            "config": {"meta": {"feast": feast} if view else {}},
             "columns": {n: {"name": n, "data_type": t, "description": f"{n} (test)"} for n, t in cols},
         }
     return {"metadata": {"dbt_version": "1.11"}, "nodes": nodes}
@@ -156,16 +161,31 @@ def _customer_product_frame(rng: np.random.Generator) -> pd.DataFrame:
     return df
 
 
+def _packed_frame(customers: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    """The pair rows packed per customer x snapshot as the pack_features macro does, written here
+    independently: every customer row gets a row, products sorted, null -> NaN (numbers)."""
+    features = [c for c, _ in FEATURE_COLUMNS[PAIR_MODEL]]
+    rows = []
+    for (cid, ts), _ in customers.groupby(["customer_id", EVENT_TIMESTAMP], sort=True):
+        mine = pairs[(pairs["customer_id"] == cid) & (pairs[EVENT_TIMESTAMP] == ts)].sort_values("product_id")
+        row = {"customer_id": cid, EVENT_TIMESTAMP: ts, "candidate_product_ids": mine["product_id"].tolist()}
+        for f in features:
+            row[f] = [np.nan if pd.isna(v) else float(v) for v in mine[f]]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def write_handmade(settings: Settings, seed: int = 7) -> None:
-    """Write the three marts and the manifest where a dbt build would leave them."""
+    """Write the marts and the manifest where a dbt build would leave them."""
     rng = np.random.default_rng(seed)
     settings.marts_dir.mkdir(parents=True, exist_ok=True)
     manifest_path(settings).parent.mkdir(parents=True, exist_ok=True)
-    _customer_frame(rng).to_parquet(settings.marts_dir / "feat_customer_monthly.parquet", index=False)
+    customers = _customer_frame(rng)
+    customers.to_parquet(settings.marts_dir / "feat_customer_monthly.parquet", index=False)
     _product_frame().to_parquet(settings.marts_dir / "feat_product_monthly.parquet", index=False)
-    _customer_product_frame(rng).to_parquet(
-        settings.marts_dir / "feat_customer_product_monthly.parquet", index=False
-    )
+    pairs = _customer_product_frame(rng)
+    pairs.to_parquet(settings.marts_dir / f"{PAIR_MODEL}.parquet", index=False)
+    _packed_frame(customers, pairs).to_parquet(settings.marts_dir / f"{PACKED_MODEL}.parquet", index=False)
     manifest_path(settings).write_text(json.dumps(_manifest(FEATURE_COLUMNS)))
 
 
@@ -255,7 +275,9 @@ class TestDefinitions:
         assert set(views) == {"customer_monthly", "product_monthly", "customer_product_monthly"}
         for model, (entities, view) in VIEWS.items():
             fv = views[view]
-            assert [f.name for f in fv.features] == [c for c, _ in FEATURE_COLUMNS[model]]
+            packed = model == PACKED_MODEL
+            expected = [c for c, _ in FEATURE_COLUMNS[PAIR_MODEL if packed else model]]
+            assert [f.name for f in fv.features] == ["candidate_product_ids"] * packed + expected
             assert fv.entities == entities
             assert fv.ttl == timedelta(days=TTL_DAYS)
             assert fv.tags["dbt_model"] == model
@@ -266,13 +288,17 @@ class TestDefinitions:
         assert types["tenure_months"] == "Int32" and types["count_owners"] == "Int64"
         assert types["income"] == "Float64" and types["segment"] == "String"
         assert types["has_transactions"] == "Bool"
+        assert types["candidate_product_ids"] == "Array(String)"
+        assert types["is_previously_held"] == types["share_segment_owning"] == "Array(Float64)"
+        assert views["customer_product_monthly"].tags["packs"] == PAIR_MODEL
 
     def test_feature_service_lists_every_feature_of_every_view(self, handmade: Settings) -> None:
         apply_definitions(handmade, "sqlite")
         service = get_store(handmade, "sqlite").get_feature_service(FEATURE_SERVICE_NAME)
         served = {(p.name, f.name) for p in service.feature_view_projections for f in p.features}
-        expected = {(VIEWS[m][1], c) for m, cols in FEATURE_COLUMNS.items() for c, _ in cols}
-        assert served == expected
+        view_of = {m: v for m, (_, v) in VIEWS.items()} | {PAIR_MODEL: VIEWS[PACKED_MODEL][1]}
+        expected = {(view_of[m], c) for m, cols in FEATURE_COLUMNS.items() for c, _ in cols}
+        assert served == expected | {("customer_product_monthly", "candidate_product_ids")}
         assert service.tags["feature_list_sha"] == feature_list_sha(load_specs(handmade))
 
     def test_a_new_yml_column_reaches_the_service_without_python_edits(self, handmade: Settings) -> None:
@@ -534,13 +560,19 @@ class TestOnRealDbtMarts:
             for n in manifest["nodes"].values()
             if n.get("resource_type") == "model" and n["name"].startswith("feat_")
         }
-        assert set(views) == set(feature_models) == set(VIEWS)
+        assert set(views) == set(VIEWS) == set(feature_models) - {PAIR_MODEL}
         keys = {"customer_id", "product_id", EVENT_TIMESTAMP}
-        for model, node in feature_models.items():
-            yml = [c for c in node["columns"] if c not in keys]
+        pair_yml = [c for c in feature_models[PAIR_MODEL]["columns"] if c not in keys]
+        for model in views:
+            yml = [c for c in feature_models[model]["columns"] if c not in keys]
+            if model == PACKED_MODEL:  # its own yml documents the product list; the features are the pair's
+                assert yml == ["candidate_product_ids"]
+                yml = yml + pair_yml
             assert [f.name for f in views[model].features] == yml, model
             parquet_cols = set(pd.read_parquet(dbt_built.marts_dir / f"{model}.parquet").columns)
             assert set(yml) | {k for k in keys if k in parquet_cols} == parquet_cols, model
+        pair_cols = set(pd.read_parquet(dbt_built.marts_dir / f"{PAIR_MODEL}.parquet").columns)
+        assert pair_cols == set(pair_yml) | keys
         service = store.get_feature_service(FEATURE_SERVICE_NAME)
         served = {(p.name, f.name) for p in service.feature_view_projections for f in p.features}
         assert served == {(v.name, f.name) for v in views.values() for f in v.features}

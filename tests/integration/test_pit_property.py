@@ -24,8 +24,9 @@ from hypothesis import strategies as st
 
 from features.definitions import build_definitions
 from features.manifest import EVENT_TIMESTAMP, FeatureViewSpec, FieldSpec
+from features.retrieval import historical_features, online_features
 from features.schema import normalise
-from features.store import apply_definitions, get_store, historical_features, materialize, online_features
+from features.store import apply_definitions, get_store, materialize
 from nextbest.settings import Settings
 
 pytestmark = pytest.mark.integration

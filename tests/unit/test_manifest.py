@@ -191,6 +191,95 @@ class TestFeatureSpecs:
             feature_specs_from_dict(manifest({"resource_type": "model", "name": "dim_products"}), MARTS)
 
 
+def pair_and_packed_nodes(pair_features: list[tuple[str, str | None]] | None = None) -> tuple[dict, dict]:
+    """A customer x product model without meta.feast and the packed model that carries it to Feast."""
+    pair = model_node(
+        "feat_customer_product_monthly",
+        ["customer", "product"],
+        None,
+        features=[("is_previously_held", "integer"), ("channel", "varchar")]
+        if pair_features is None
+        else pair_features,
+    )
+    del pair["config"]["meta"]["feast"]
+    packed = model_node(
+        "feat_customer_candidates_monthly", ["customer"], "customer_product_monthly", features=[]
+    )
+    packed["columns"]["candidate_product_ids"] = column("candidate_product_ids", "varchar[]")
+    packed["config"]["meta"]["feast"]["packs"] = "feat_customer_product_monthly"
+    return pair, packed
+
+
+class TestPackedSpecs:
+    def test_packed_view_takes_the_pair_models_features_and_is_keyed_by_customer(self) -> None:
+        pair, packed = pair_and_packed_nodes()
+        specs = {s.view: s for s in feature_specs_from_dict(manifest(model_node(), pair, packed), MARTS)}
+        assert set(specs) == {"customer_monthly", "customer_product_monthly"}
+        spec = specs["customer_product_monthly"]
+        assert spec.packed and spec.packs == "feat_customer_product_monthly"
+        assert spec.model == "feat_customer_candidates_monthly"
+        assert spec.parquet_path == MARTS / "feat_customer_candidates_monthly.parquet"
+        assert spec.join_keys == ("customer_id",)
+        assert spec.row_keys == ("customer_id", "product_id")
+        assert [(f.name, f.feast_type) for f in spec.fields] == [
+            ("is_previously_held", "Int32"),
+            ("channel", "String"),
+        ]
+        assert not specs["customer_monthly"].packed
+
+    def test_feast_fields_are_lists_tagged_with_their_element_type(self) -> None:
+        pair, packed = pair_and_packed_nodes()
+        spec = spec_from_node(packed, MARTS, manifest(pair, packed)["nodes"])
+        assert spec is not None
+        view = build_definitions([spec]).views[0]
+        fields = {f.name: (str(f.dtype), f.tags.get("element_type")) for f in view.features}
+        assert fields == {
+            "candidate_product_ids": ("Array(String)", None),
+            "is_previously_held": ("Array(Float64)", "Int32"),
+            "channel": ("Array(String)", "String"),
+        }
+        assert [e.name for e in view.entity_columns] == ["customer_id"]
+
+    def test_packing_changes_the_feature_list_sha(self) -> None:
+        pair, packed = pair_and_packed_nodes()
+        packed_spec = spec_from_node(packed, MARTS, manifest(pair, packed)["nodes"])
+        plain = model_node(
+            "feat_customer_product_monthly",
+            ["customer", "product"],
+            "customer_product_monthly",
+            features=[("is_previously_held", "integer"), ("channel", "varchar")],
+        )
+        plain_spec = spec_from_node(plain, MARTS)
+        assert packed_spec is not None and plain_spec is not None
+        assert feature_list_sha([packed_spec]) != feature_list_sha([plain_spec])
+
+    def test_packed_model_must_be_keyed_by_customer(self) -> None:
+        pair, packed = pair_and_packed_nodes()
+        packed["config"]["meta"]["feast"]["entities"] = ["customer", "product"]
+        packed["columns"]["product_id"] = column("product_id", "varchar")
+        with pytest.raises(ManifestError, match=r"must have entities \[customer\]"):
+            spec_from_node(packed, MARTS, manifest(pair, packed)["nodes"])
+
+    def test_packed_model_must_document_its_product_list(self) -> None:
+        pair, packed = pair_and_packed_nodes()
+        packed["columns"]["candidate_product_ids"]["data_type"] = "varchar"
+        with pytest.raises(ManifestError, match="candidate_product_ids as data_type varchar\\[\\]"):
+            spec_from_node(packed, MARTS, manifest(pair, packed)["nodes"])
+
+    def test_unknown_pair_model_is_named(self) -> None:
+        pair, packed = pair_and_packed_nodes()
+        packed["config"]["meta"]["feast"]["packs"] = "feat_nope"
+        with pytest.raises(ManifestError, match="'feat_nope', which is not a model"):
+            spec_from_node(packed, MARTS, manifest(pair, packed)["nodes"])
+
+    def test_pair_feature_without_type_is_rejected_naming_the_pair_model(self) -> None:
+        pair, packed = pair_and_packed_nodes([("is_previously_held", None)])
+        with pytest.raises(
+            ManifestError, match="model feat_customer_product_monthly: column 'is_previously_held'"
+        ):
+            spec_from_node(packed, MARTS, manifest(pair, packed)["nodes"])
+
+
 class TestDefinitions:
     def test_names_chain_source_view_service(self) -> None:
         defs = build_definitions(feature_specs_from_dict(THREE_MARTS, MARTS))

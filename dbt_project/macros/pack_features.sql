@@ -1,0 +1,92 @@
+{#-
+    The online layout of a customer x product feature model: one row per customer x snapshot with the
+    customer's candidate products in `candidate_product_ids` and, aligned element by element with it,
+    one list per feature column documented in the pair model's yml.
+
+    Lists carry no nulls (Feast's online store would turn a null element into 0), so a missing value is
+    encoded explicitly and decoded by features.packing: numbers and booleans travel as double with NaN
+    for null, strings as varchar with '' for null.
+-#}
+
+{% macro packed_feature_columns(model_name) %}
+    {#- The pair model's documented feature columns (yml order): every column but the keys. -#}
+    {%- set keys = ['customer_id', 'product_id', 'event_timestamp'] -%}
+    {%- set columns = [] -%}
+    {%- if execute -%}
+        {%- for node in graph.nodes.values() -%}
+            {%- if node.resource_type == 'model' and node.name == model_name -%}
+                {%- for column in node.columns.values() -%}
+                    {%- if column.name not in keys -%}
+                        {%- do columns.append(column) -%}
+                    {%- endif -%}
+                {%- endfor -%}
+            {%- endif -%}
+        {%- endfor -%}
+        {%- if columns | length == 0 -%}
+            {{ exceptions.raise_compiler_error("pack_features: model " ~ model_name ~ " documents no feature column in its yml") }}
+        {%- endif -%}
+    {%- endif -%}
+    {{ return(columns) }}
+{% endmacro %}
+
+
+{% macro packed_element(column) %}
+    {#- One feature value as a list element: NaN / '' stand for null (see features.packing). -#}
+    {%- set data_type = (column.data_type or '') | lower -%}
+    {%- if data_type == 'varchar' -%}
+        coalesce(cast({{ column.name }} as varchar), '')
+    {%- elif data_type in ['integer', 'bigint', 'double', 'boolean'] -%}
+        coalesce(cast({{ column.name }} as double), 'nan'::double)
+    {%- else -%}
+        {{ exceptions.raise_compiler_error("pack_features: column " ~ column.name ~ " has data_type '" ~ data_type ~ "'; expected varchar, integer, bigint, double or boolean") }}
+    {%- endif -%}
+{% endmacro %}
+
+
+{% macro packed_empty(column) %}
+    {%- if (column.data_type or '') | lower == 'varchar' -%} []::varchar[] {%- else -%} []::double[] {%- endif -%}
+{% endmacro %}
+
+
+{% macro pack_features(pair_model_name, population_relation) %}
+    {#- population_relation: one row per (customer_id, event_timestamp) that must get a row, with or
+        without candidates (so the online store's latest row is always the latest snapshot's). -#}
+    {%- set columns = packed_feature_columns(pair_model_name) -%}
+with
+
+population as (
+    select customer_id, event_timestamp from {{ population_relation }}
+),
+
+pairs as (
+    select * from {{ ref(pair_model_name) }}
+),
+
+packed as (
+    select
+        customer_id,
+        event_timestamp,
+        list(product_id order by product_id) as candidate_product_ids,
+        {%- for column in columns %}
+        list({{ packed_element(column) }} order by product_id) as {{ column.name }},
+        {%- endfor %}
+    from pairs
+    group by customer_id, event_timestamp
+),
+
+final as (
+    select
+        population.customer_id,
+        population.event_timestamp,
+        coalesce(packed.candidate_product_ids, []::varchar[]) as candidate_product_ids,
+        {%- for column in columns %}
+        coalesce(packed.{{ column.name }}, {{ packed_empty(column) }}) as {{ column.name }},
+        {%- endfor %}
+    from population
+    left join packed
+        on population.customer_id = packed.customer_id
+        and population.event_timestamp = packed.event_timestamp
+)
+
+select * from final
+{% endmacro %}
