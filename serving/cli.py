@@ -25,7 +25,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from features.definitions import FEATURE_SERVICE_NAME
-from features.store import get_store, historical_features
+from features.retrieval import historical_features
+from features.store import get_store
 from nextbest.settings import Settings, get_settings
 from serving.scorer import CompiledBundle, Ranking, Scorer, resolve_bundle_path
 from serving.settings import ServingSettings, get_serving_settings

@@ -1,9 +1,10 @@
 """Online scoring: a customer's online features -> candidates -> ranker score -> calibrated probability.
 
 The ``Scorer`` loads a model bundle once, refuses it when its feature list differs from the live
-FeatureService, keeps the product catalogue in memory and, per request, reads the online store ONCE
-for the customer x every requested product, keeps the candidates (``select_candidates``: the same rule
-as training's ``fct_candidates``), scores them in one vectorised predict and calibrates them.
+FeatureService, keeps the product catalogue in memory and, per request, reads the customer's online
+row (customer features and the packed candidate list with its pair features), keeps the candidates
+(``candidate_mask``: the list dbt wrote from ``fct_candidates``' rule), reads the candidates' product
+features, scores them in one vectorised predict and calibrates them.
 
 ``score_frame`` is the single scoring function of serving: the online path and ``score_batch`` (offline,
 historical features) both call it, so the two can only differ through their features.
@@ -28,9 +29,18 @@ from feast import FeatureService, FeatureStore
 from sklearn.isotonic import IsotonicRegression
 
 from features.definitions import FEATURE_SERVICE_NAME
-from features.manifest import FeatureViewSpec
+from features.manifest import PACKED_PRODUCTS
+from features.retrieval import (
+    OnlineRows,
+    ServedView,
+    assemble_online,
+    customer_read,
+    get_service,
+    product_read,
+    served_views,
+)
 from features.staleness import ViewStaleness, stale_views, staleness_report
-from features.store import get_service, get_store, load_specs, service_feature_views
+from features.store import get_store, load_specs
 from nextbest.settings import Settings
 from serving.settings import ServingSettings
 from training.artifacts import METADATA_FILE, ModelBundle, latest_bundle, load_bundle
@@ -151,42 +161,50 @@ class Ranking:
 
 @dataclass(frozen=True)
 class CandidateViews:
-    """The two views the candidate rule reads: the customer's and the customer x product one."""
+    """The two views the candidate rule reads: the customer's and the packed customer x product one."""
 
     customer_view: str
-    pair_view: str
+    packed_view: str
 
 
-def candidate_views(specs: Sequence[FeatureViewSpec]) -> CandidateViews:
-    """The customer view (join keys = customer_id) and the customer x product view among ``specs``."""
-    by_keys = {tuple(s.join_keys): s.view for s in specs}
-    customer, pair = by_keys.get((CUSTOMER_ID,)), by_keys.get((CUSTOMER_ID, PRODUCT_ID))
-    if customer is None or pair is None:
-        raise ValueError(f"need a customer view and a customer x product view, got {sorted(by_keys)}")
-    return CandidateViews(customer, pair)
+def candidate_views(views: Sequence[ServedView]) -> CandidateViews:
+    """The customer view (keyed by customer_id, not packed) and the packed view among ``views``."""
+    customer = [v.name for v in views if v.join_keys == (CUSTOMER_ID,) and not v.packed]
+    packed = [v.name for v in views if v.packed]
+    if len(customer) != 1 or len(packed) != 1:
+        raise ValueError(
+            f"need one customer view and one packed customer x product view, got {customer} and {packed}"
+        )
+    return CandidateViews(customer[0], packed[0])
 
 
-def candidate_mask(customer_ts: np.ndarray, pair_ts: np.ndarray) -> np.ndarray:
-    """Which (customer, product) rows are candidates: THE serving implementation of the candidate rule.
+def candidate_mask(listed: np.ndarray, customer_ts: int, packed_ts: int) -> np.ndarray:
+    """Which listed products are candidates: THE serving implementation of the candidate rule.
 
-    ``feat_customer_product_monthly`` (dbt, the one implementation of "not owned and eligible") has
-    exactly one row per candidate per snapshot, and the online store keeps the latest row per key. So a
-    product is a candidate iff its customer x product row has the same event timestamp as the
-    customer's latest ``customer_monthly`` row; owned or ineligible products have an older row or none.
+    dbt (the one implementation of "not owned and eligible") writes, per customer and snapshot, the
+    candidate products into ``candidate_product_ids``, and an (empty) list for a customer without any,
+    so the customer's packed row is refreshed at every snapshot. A listed product is a candidate iff
+    the packed row is from the same snapshot as the customer's latest ``customer_monthly`` row: an
+    older packed row means the lists are out of date, and nothing is ranked.
 
     Args:
-        customer_ts: per row, the event timestamp (epoch seconds; 0 = no row) of the customer's
-            ``customer_monthly`` value.
-        pair_ts: per row, the event timestamp (epoch seconds; 0 = no row) of the row's
-            ``customer_product_monthly`` value.
+        listed: per product asked about, True when it is in the packed row's ``candidate_product_ids``.
+        customer_ts: event timestamp (epoch seconds; 0 = no row) of the customer's customer row.
+        packed_ts: event timestamp (epoch seconds; 0 = no row) of the customer's packed row.
 
     Returns:
-        A boolean array, True for candidates.
+        A boolean array shaped like ``listed``, True for candidates.
     """
-    customer_ts, pair_ts = np.asarray(customer_ts, dtype=np.int64), np.asarray(pair_ts, dtype=np.int64)
-    if customer_ts.shape != pair_ts.shape:
-        raise ValueError(f"timestamp arrays differ in shape: {customer_ts.shape} vs {pair_ts.shape}")
-    return (pair_ts == customer_ts) & (customer_ts > 0)
+    listed = np.asarray(listed, dtype=bool)
+    return listed & bool(customer_ts > 0 and packed_ts == customer_ts)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What ``Scorer.fetch`` read: the candidates' rows and the customer row's event timestamp."""
+
+    rows: OnlineRows
+    customer_ts: int
 
 
 def epoch_to_utc(seconds: int) -> datetime:
@@ -404,24 +422,6 @@ def expected_bundle_features(bundle_path: Path, served: Sequence[str]) -> list[s
     return expected
 
 
-def response_columns(response: Any) -> dict[str, list[Any]]:
-    """A Feast ``OnlineResponse`` as columns, like ``to_dict(include_event_timestamps=True)``, ~3x faster.
-
-    Reads the protobuf directly: per feature, its values (None when missing) and ``<feature>__ts``
-    (event timestamp in epoch seconds; 0 when no row).
-    """
-    proto = response.proto
-    out: dict[str, list[Any]] = {}
-    for name, vector in zip(proto.metadata.feature_names.val, proto.results, strict=True):
-        values = []
-        for value in vector.values:
-            kind = value.WhichOneof("val")
-            values.append(None if kind is None or kind == "null_val" else getattr(value, kind))
-        out[name] = values
-        out[f"{name}__ts"] = [ts.seconds for ts in vector.event_timestamps]
-    return out
-
-
 class Scorer:
     """Ranks a customer's candidate products from the online store with one loaded model bundle.
 
@@ -441,10 +441,14 @@ class Scorer:
         self.store: FeatureStore = get_store(settings, self.serving.online_store)
         self.online_kind: str = self.store.config.online_store.type
         self.service: FeatureService = get_service(self.store, FEATURE_SERVICE_NAME)
-        self.views = service_feature_views(self.store, self.service)
-        self.features = [f for fs in self.views.values() for f in fs]
-        self.specs = [s for s in load_specs(settings) if s.view in self.views]
-        self.candidate_views = candidate_views(self.specs)
+        self.views = served_views(self.store, self.service)
+        self.features = [f for v in self.views for f in v.features]
+        names = {v.name for v in self.views}
+        self.specs = [s for s in load_specs(settings) if s.view in names]
+        self.candidate_views = candidate_views(self.views)
+        self._customer_ts_field = next(
+            v.timestamp_field for v in self.views if v.name == self.candidate_views.customer_view
+        )
         self.bundle_path = resolve_bundle_path(settings, self.serving)
         self.bundle = load_bundle(
             self.bundle_path,
@@ -456,7 +460,6 @@ class Scorer:
         self.product_ids: list[str] = self.products["product_id"].astype(str).tolist()
         self._known_products = frozenset(self.product_ids)
         self._lock = threading.Lock() if self.online_kind == "sqlite" else None
-        self._ts_key = {view: f"{feats[0]}__ts" for view, feats in self.views.items()}
 
     @property
     def model_version(self) -> str:
@@ -472,42 +475,54 @@ class Scorer:
             raise UnknownProductError("product_ids is empty: omit it to rank every product")
         return ids
 
-    def fetch(self, customer_id: str, product_ids: Sequence[str]) -> dict[str, list[Any]]:
-        """ONE online read of the FeatureService for ``customer_id`` x each of ``product_ids``.
-
-        Returns:
-            Column -> values (request order): ``customer_id``, ``product_id``, every feature (None =
-            missing) and ``<feature>__ts`` (event timestamp, epoch seconds; 0 = no row).
-
-        Raises:
-            OnlineStoreUnavailableError: the online store cannot be reached.
-        """
-        n = len(product_ids)
-        rows = {CUSTOMER_ID: [customer_id] * n, PRODUCT_ID: list(product_ids)}
+    def _read(self, read: Callable[[], dict[str, list[Any]]]) -> dict[str, list[Any]]:
         try:
             if self._lock is None:
-                response = self.store.get_online_features(features=self.service, entity_rows=rows)
-            else:
-                with self._lock:
-                    response = self.store.get_online_features(features=self.service, entity_rows=rows)
-            return response_columns(response)
+                return read()
+            with self._lock:
+                return read()
         except UNAVAILABLE_ERRORS as exc:
             raise OnlineStoreUnavailableError(
                 f"the {self.online_kind} online store is unreachable "
                 f"({type(exc).__name__}: {exc}); retry later"
             ) from exc
 
-    def view_timestamps(self, data: Mapping[str, Any], view: str) -> np.ndarray:
-        """Per row, the event timestamp (epoch seconds, 0 = missing) of ``view``'s served value."""
-        return np.asarray([v or 0 for v in data[self._ts_key[view]]], dtype=np.int64)
+    def fetch(self, customer_id: str, product_ids: Sequence[str] | None = None) -> Fetched:
+        """The customer's online row, then the candidates' product rows (two reads).
 
-    def staleness(self, data: Mapping[str, Any], rows: np.ndarray) -> list[ViewStaleness]:
-        """Staleness per view of the values served for ``rows`` (the oldest one counts), judged now."""
+        Candidates are the customer's listed products (``candidate_mask``), restricted to
+        ``product_ids`` when given (None = every product).
+
+        Raises:
+            OnlineStoreUnavailableError: the online store cannot be reached.
+        """
+        customer = self._read(lambda: customer_read(self.store, self.views, customer_id))
+        customer_ts = int(customer.get(f"{self._customer_ts_field}__ts", [0])[0] or 0) if customer else 0
+        listed = customer.get(PACKED_PRODUCTS, [None])[0] if customer else None
+        packed_ts = int(customer.get(f"{PACKED_PRODUCTS}__ts", [0])[0] or 0) if customer else 0
+        listed = [] if listed is None else [str(p) for p in listed]
+        if product_ids is not None:
+            wanted = set(product_ids)
+            listed = [p for p in listed if p in wanted]
+        mask = candidate_mask(np.ones(len(listed), dtype=bool), customer_ts, packed_ts)
+        ids = [p for p, keep in zip(listed, mask, strict=True) if keep]
+        products = self._read(lambda: product_read(self.store, self.views, customer_id, ids)) if ids else {}
+        rows = assemble_online(self.views, customer_id, ids, customer, products)
+        return Fetched(rows=rows, customer_ts=customer_ts)
+
+    def staleness(self, fetched: Fetched) -> list[ViewStaleness]:
+        """Staleness per view of the values served (the oldest one counts), judged now. Without any
+        candidate, only the customer-keyed views are judged (nothing else was served)."""
         oldest: dict[str, datetime | None] = {}
-        for view in self.views:
-            ts = self.view_timestamps(data, view)[rows]
+        served = len(fetched.rows.columns[PRODUCT_ID]) > 0
+        for view, ts in fetched.rows.timestamps.items():
+            if view == self.candidate_views.packed_view:
+                ts = np.asarray([fetched.rows.packed_timestamp])
+            elif len(ts) == 0 and view == self.candidate_views.customer_view:
+                ts = np.asarray([fetched.customer_ts])
             oldest[view] = None if len(ts) == 0 or (ts <= 0).any() else epoch_to_utc(ts.min())
-        return staleness_report(oldest, self.specs, self._clock())
+        specs = self.specs if served else [s for s in self.specs if s.join_keys == (CUSTOMER_ID,)]
+        return staleness_report(oldest, specs, self._clock())
 
     def rank(
         self, customer_id: str, k: int | None = None, product_ids: Sequence[str] | None = None
@@ -523,32 +538,31 @@ class Scorer:
         k = self.serving.default_k if k is None else k
         if not 1 <= k <= self.serving.max_k:
             raise InvalidRequestError(f"k must be in [1, {self.serving.max_k}], got {k}")
-        ids = self.product_ids if product_ids is None else self._check_products(product_ids)
+        ids = None if product_ids is None else self._check_products(product_ids)
         t0 = time.perf_counter()
-        data = self.fetch(str(customer_id), ids)
+        fetched = self.fetch(str(customer_id), ids)
         t1 = time.perf_counter()
-        customer_ts = self.view_timestamps(data, self.candidate_views.customer_view)
-        if not (customer_ts > 0).any():
+        if fetched.customer_ts <= 0:
             raise UnknownCustomerError(f"unknown customer {customer_id!r}: no features in the online store")
-        mask = candidate_mask(customer_ts, self.view_timestamps(data, self.candidate_views.pair_view))
-        rows = np.flatnonzero(mask)
-        report = self.staleness(data, rows if len(rows) else np.flatnonzero(customer_ts > 0))
+        data = fetched.rows.columns
+        n = len(data[PRODUCT_ID])
+        report = self.staleness(fetched)
         stale = stale_views(report)
         if stale and self.serving.refuse_stale:
             raise StaleFeaturesError(
                 f"stale features for customer {customer_id!r}: views {stale} are older than their ttl", report
             )
-        candidates = {col: _take(data[col], rows) for col in self.model.input_columns}
+        candidates = {col: data[col] for col in self.model.input_columns}
         t2 = time.perf_counter()
-        scored = self.model.score(candidates, len(rows))
-        ranked = top_k(candidates[PRODUCT_ID], scored, k)
+        scored = self.model.score(candidates, n)
+        ranked = top_k(data[PRODUCT_ID], scored, k)
         t3 = time.perf_counter()
         return Ranking(
             customer_id=str(customer_id),
-            snapshot_at=epoch_to_utc(customer_ts.max()),
+            snapshot_at=epoch_to_utc(fetched.customer_ts),
             products=ranked,
             reason=None if ranked else NO_CANDIDATE_REASON,
-            n_candidates=len(rows),
+            n_candidates=n,
             staleness=report,
             timings_ms={
                 "fetch": (t1 - t0) * 1e3,
@@ -562,7 +576,7 @@ class Scorer:
     def ping(self) -> bool:
         """True when the online store answers a read (of a key that need not exist)."""
         try:
-            self.fetch("__nextbest_ping__", self.product_ids[:1])
+            self._read(lambda: customer_read(self.store, self.views, "__nextbest_ping__"))
         except OnlineStoreUnavailableError:
             return False
         return True

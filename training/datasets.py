@@ -18,8 +18,9 @@ import duckdb
 import pandas as pd
 from feast import FeatureStore
 
+from features.retrieval import historical_features, service_dtypes, service_feature_views
 from features.schema import normalise_dtypes
-from features.store import get_store, historical_features, service_dtypes, service_feature_views
+from features.store import get_store
 from nextbest.settings import Settings
 from training.config import TrainingConfig
 from training.constants import CUSTOMER_ID, LABEL, ORACLE_PROBABILITY, PRODUCT_ID, SORT_COLS
@@ -122,19 +123,22 @@ def feature_columns(store: FeatureStore, config: TrainingConfig) -> list[str]:
 def retrieve_features(
     store: FeatureStore, entities: pd.DataFrame, service: str, progress: Progress | None = None
 ) -> pd.DataFrame:
-    """Point-in-time features of ``entities`` through ``service``, one Feast call per snapshot.
+    """Point-in-time features of ``entities`` through ``service``, one retrieval per snapshot.
+
+    Every entity row must be a candidate (listed in its customer's packed ``candidate_product_ids``).
 
     Returns ``entities``' columns plus the service's features in canonical nullable dtypes, keys as
     strings and ``event_timestamp`` as UTC, sorted by (event_timestamp, customer_id, product_id).
     """
-    dtypes = service_dtypes(store.get_feature_service(service))
+    dtypes = service_dtypes(store, service)
     if entities.empty:
         return normalise_dtypes(historical_features(store, entities, service), dtypes)
     parts = []
     snapshots = sorted(entities["event_timestamp"].unique())
     for i, ts in enumerate(snapshots, start=1):
         part = entities[entities["event_timestamp"] == ts]
-        parts.append(normalise_dtypes(historical_features(store, part, service), dtypes))
+        features = historical_features(store, part, service, candidates_only=True)
+        parts.append(normalise_dtypes(features, dtypes))
         if progress:
             progress(f"features {i}/{len(snapshots)}: {pd.Timestamp(ts).date()} ({len(part):,} rows)")
     frame = pd.concat(parts, ignore_index=True)

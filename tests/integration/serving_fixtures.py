@@ -79,7 +79,8 @@ def fit_small_bundle(settings: Settings) -> Path:
     The last labelled snapshot is the validation split (early stopping and calibration).
     """
     from features.definitions import FEATURE_SERVICE_NAME
-    from features.store import get_store, historical_features, service_feature_views
+    from features.retrieval import historical_features, service_feature_views
+    from features.store import get_store
     from training.artifacts import ModelBundle, save_bundle
     from training.calibration import fit_calibrators
     from training.ranker import RankerParams, fit_ranker, prepare_groups

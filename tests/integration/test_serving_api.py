@@ -30,6 +30,7 @@ from training.artifacts import BundleMismatchError, latest_bundle
 pytestmark = pytest.mark.integration
 
 OWNS_ALL = "ZZ_OWNS_EVERYTHING"
+STALE_LIST = "ZZ_STALE_CANDIDATE_LIST"
 
 
 def _mart(settings: Settings, name: str) -> pd.DataFrame:
@@ -37,18 +38,27 @@ def _mart(settings: Settings, name: str) -> pd.DataFrame:
 
 
 def add_customer_without_candidates(settings: Settings, online: str) -> None:
-    """Write OWNS_ALL online: a customer row at the latest snapshot, customer x product rows one month older
-    for half of the products and none for the others (what an owner of everything looks like)."""
+    """Write two customers online, each with a customer row at the latest snapshot:
+    OWNS_ALL with a packed row at the latest snapshot listing nothing (what dbt writes for an owner of
+    everything), and STALE_LIST with only a packed row one month older, listing products (a list that is
+    out of date must not be ranked)."""
     store = get_store(settings, online)
     customers = _mart(settings, "feat_customer_monthly")
     latest = customers["event_timestamp"].max()
-    row = customers[customers["event_timestamp"] == latest].head(1).assign(customer_id=OWNS_ALL)
-    store.write_to_online_store("customer_monthly", row)
-    pairs = _mart(settings, "feat_customer_product_monthly")
-    older = pairs[pairs["event_timestamp"] < latest]
-    older = older[older["event_timestamp"] == older["event_timestamp"].max()]
-    older = older.drop_duplicates("product_id").iloc[::2].assign(customer_id=OWNS_ALL)
-    store.write_to_online_store("customer_product_monthly", older)
+    row = customers[customers["event_timestamp"] == latest].head(1)
+    store.write_to_online_store(
+        "customer_monthly", pd.concat([row.assign(customer_id=OWNS_ALL), row.assign(customer_id=STALE_LIST)])
+    )
+    packed = _mart(settings, "feat_customer_candidates_monthly")
+    lists = [c for c in packed.columns if c not in ("customer_id", "event_timestamp")]
+    empty = packed[packed["event_timestamp"] == latest].head(1).assign(customer_id=OWNS_ALL)
+    for col in lists:
+        empty[col] = [[]]
+    older = packed[(packed["event_timestamp"] < latest) & (packed["candidate_product_ids"].map(len) > 2)]
+    older = older[older["event_timestamp"] == older["event_timestamp"].max()].head(1)
+    store.write_to_online_store(
+        "customer_product_monthly", pd.concat([empty, older.assign(customer_id=STALE_LIST)])
+    )
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +135,12 @@ class TestRank:
         body = response.json()
         assert body["products"] == [] and body["n_candidates"] == 0
         assert "owns, or is not eligible for, every requested product" in body["reason"]
+        # only its customer row and its (empty) list were served, so only those views are judged
+        assert {v["view"] for v in body["staleness"]} == {"customer_monthly", "customer_product_monthly"}
+
+    def test_a_candidate_list_older_than_the_customer_row_is_not_ranked(self, client: TestClient) -> None:
+        body = client.post("/rank", json={"customer_id": STALE_LIST, "k": 5}).json()
+        assert body["products"] == [] and body["n_candidates"] == 0
 
     def test_unknown_customer_is_404_with_a_message(self, client: TestClient) -> None:
         response = client.post("/rank", json={"customer_id": "NOBODY", "k": 3})

@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from features.definitions import FEATURE_SERVICE_NAME
-from features.store import get_store, historical_features
+from features.retrieval import historical_features
+from features.store import get_store
 from nextbest.settings import Settings
 from serving.cli import rank_within_customer, score_batch
 from serving.scorer import CompiledBundle, Scorer, candidate_mask
@@ -51,18 +52,15 @@ def offline(deployment: Settings, scorer: Scorer) -> pd.DataFrame:
 
 
 class TestCandidateRule:
-    def test_a_pair_row_of_the_customers_snapshot_is_a_candidate(self) -> None:
-        assert candidate_mask(np.array([100, 100]), np.array([100, 100])).tolist() == [True, True]
+    def test_listed_products_of_the_customers_snapshot_are_candidates(self) -> None:
+        assert candidate_mask(np.array([True, False, True]), 100, 100).tolist() == [True, False, True]
 
-    def test_an_older_or_missing_pair_row_is_not(self) -> None:
-        assert candidate_mask(np.array([100, 100]), np.array([40, 0])).tolist() == [False, False]
+    def test_a_packed_row_older_than_the_customer_row_lists_nothing(self) -> None:
+        assert candidate_mask(np.array([True, True]), 100, 40).tolist() == [False, False]
+        assert candidate_mask(np.array([True, True]), 100, 0).tolist() == [False, False]
 
     def test_nothing_is_a_candidate_of_a_customer_without_a_row(self) -> None:
-        assert candidate_mask(np.array([0, 0]), np.array([0, 100])).tolist() == [False, False]
-
-    def test_shapes_must_agree(self) -> None:
-        with pytest.raises(ValueError, match="shape"):
-            candidate_mask(np.array([1, 2]), np.array([1]))
+        assert candidate_mask(np.array([True, True]), 0, 0).tolist() == [False, False]
 
     def test_online_candidates_equal_fct_candidates(self, scorer: Scorer, offline: pd.DataFrame) -> None:
         for customer, rows in offline.groupby("customer_id"):
