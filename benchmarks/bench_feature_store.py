@@ -153,15 +153,30 @@ def ensure_built(home: Path, customers: int, months: int) -> Settings:
 
 
 def entity_rows(settings: Settings, n: int, seed: int = 0) -> pd.DataFrame:
-    """``n`` (customer, product, event_timestamp) rows sampled with replacement from fct_candidates."""
+    """About ``n`` (customer, product, event_timestamp) rows of fct_candidates: whole ranking groups
+    (customer x snapshot, all its candidates, as training and batch scoring ask), drawn at random with
+    replacement, the last group cut at ``n`` rows."""
     con = duckdb.connect()
     cands = con.execute(
-        "select customer_id, product_id, event_timestamp from read_parquet(?)",
+        "select customer_id, product_id, event_timestamp from read_parquet(?) "
+        "order by customer_id, event_timestamp, product_id",
         [str(settings.marts_dir / "fct_candidates.parquet")],
     ).df()
     con.close()
-    idx = np.random.default_rng(seed).integers(0, len(cands), n)
-    return cands.iloc[idx].reset_index(drop=True)
+    starts = np.flatnonzero(
+        (
+            cands["customer_id"].ne(cands["customer_id"].shift())
+            | cands["event_timestamp"].ne(cands["event_timestamp"].shift())
+        ).to_numpy()
+    )
+    sizes = np.diff(np.append(starts, len(cands)))
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(starts), int(n / sizes.mean()) + 2)
+    idx = np.concatenate([np.arange(starts[g], starts[g] + sizes[g]) for g in picks])
+    while len(idx) < n:  # a short draw: add groups until n rows
+        g = rng.integers(0, len(starts))
+        idx = np.concatenate([idx, np.arange(starts[g], starts[g] + sizes[g])])
+    return cands.iloc[idx[:n]].reset_index(drop=True)
 
 
 def decoded_element(field: FieldSpec, column: str) -> str:
