@@ -163,6 +163,20 @@ def _point_in_time(store: FeatureStore, rows: pd.DataFrame, refs: list[str]) -> 
     return result.take(pa.array(order))
 
 
+def _group_codes(keys: Sequence[pd.Series], timestamps: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the index of its distinct (keys..., timestamp) combination, numbered in order of first
+    appearance, and the row index of each combination's first appearance."""
+    combined = pd.factorize(timestamps.array.asi8 if hasattr(timestamps.array, "asi8") else timestamps)[0]
+    for key in keys:
+        codes, uniques = pd.factorize(key)
+        combined = combined * np.int64(len(uniques) + 1) + codes
+    _, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # number the combinations by first appearance
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return rank[inverse.ravel()], first[order]
+
+
 def _unpacked_positions(
     packed: pa.Table, views: Sequence[ServedView], group: np.ndarray, products: pd.Series
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -171,12 +185,12 @@ def _unpacked_positions(
     lists = {f: packed.column(f) for v in views for f in v.features}
     strings = [f for v in views for f in v.string_features]
     decoded = unpack(packed.column(PACKED_PRODUCTS), lists, strings)
-    elements = pd.DataFrame(
-        {"g": decoded.row, PRODUCT_ID: decoded.product_id.astype(str), "pos": np.arange(len(decoded))}
-    )
-    wanted = pd.DataFrame({"g": group, PRODUCT_ID: products.astype(str).to_numpy()})
-    found = wanted.merge(elements, on=["g", PRODUCT_ID], how="left", sort=False, validate="many_to_one")
-    return decoded.features, found["pos"].fillna(-1).to_numpy(dtype=np.int64)
+    wanted = products.astype(str).to_numpy(dtype=object)
+    codes, uniques = pd.factorize(np.concatenate([decoded.product_id.astype(object), wanted]))
+    n_codes = np.int64(len(uniques))
+    element_keys = decoded.row * n_codes + codes[: len(decoded)]
+    wanted_keys = group.astype(np.int64) * n_codes + codes[len(decoded) :]
+    return decoded.features, pd.Index(element_keys).get_indexer(wanted_keys)
 
 
 def _take_or_missing(values: np.ndarray, pos: np.ndarray) -> np.ndarray:
@@ -231,14 +245,13 @@ def historical_features(
             )
         frame = pd.DataFrame({k: entity_df[k].astype(str).to_numpy() for k in keys})
         frame[EVENT_TIMESTAMP] = timestamps.array
-        group = frame.groupby([*keys, EVENT_TIMESTAMP], sort=False).ngroup().to_numpy()
-        first = np.unique(group, return_index=True)[1]
+        group, first = _group_codes([frame[k] for k in keys], timestamps)
         distinct = frame.iloc[first].reset_index(drop=True)
         result = _point_in_time(store, distinct, [r for v in group_views for r in v.refs])
         for v in (v for v in group_views if not v.packed):
             for f in v.features:
                 values = result.column(f).to_pandas().rename(f)
-                columns[f] = cast_column(values, v.dtypes[f]).to_numpy()[group]
+                columns[f] = cast_column(values, v.dtypes[f]).array.take(group)
         packed = [v for v in group_views if v.packed]
         if packed:
             decoded, pos = _unpacked_positions(result, packed, group, entity_df[PRODUCT_ID])
@@ -251,12 +264,12 @@ def historical_features(
             for v in packed:
                 for f in v.features:
                     values = pd.Series(_take_or_missing(decoded[f], pos), name=f)
-                    columns[f] = cast_column(values, v.dtypes[f]).to_numpy()
+                    columns[f] = cast_column(values, v.dtypes[f]).array
     out = entity_df.copy()
     dtypes = service_dtypes(store, service)
     for v in views:
         for f in v.features:
-            out[f] = pd.Series(pd.array(columns[f], dtype=dtypes[f]), index=out.index)
+            out[f] = pd.Series(pd.array(columns[f], dtype=dtypes[f], copy=False), index=out.index)
     return out
 
 

@@ -46,7 +46,20 @@ def cast_column(values: pd.Series, dtype: str) -> pd.Series:
         finite = values.dropna().to_numpy()
         if not np.all(np.mod(finite, 1) == 0):
             raise ValueError(f"column {values.name!r} holds non-integral values for an integer feature")
+    if values.dtype.kind == "f" and dtype in ("Int64", "Float64", "boolean"):
+        return pd.Series(_from_floats(values.to_numpy(), dtype), index=values.index, name=values.name)
     return _missing_to_none(values).astype(dtype)
+
+
+def _from_floats(values: np.ndarray, dtype: str) -> pd.api.extensions.ExtensionArray:
+    """A float64 array (NaN = missing) as a nullable ``dtype`` array, without a per-value Python loop."""
+    mask = np.isnan(values)
+    filled = np.where(mask, 0.0, values)
+    if dtype == "Float64":
+        return pd.arrays.FloatingArray(filled, mask)
+    if dtype == "Int64":
+        return pd.arrays.IntegerArray(filled.astype(np.int64), mask)
+    return pd.arrays.BooleanArray(filled != 0, mask)
 
 
 def normalise_dtypes(df: pd.DataFrame, dtypes: Mapping[str, str]) -> pd.DataFrame:
