@@ -200,6 +200,21 @@ def candidate_mask(listed: np.ndarray, customer_ts: int, packed_ts: int) -> np.n
 
 
 @dataclass(frozen=True)
+class ProductCache:
+    """Product rows of the whole catalogue read at ``read_at`` (``time.monotonic()``): column -> values
+    in catalogue order, and product -> position."""
+
+    columns: dict[str, list[Any]]
+    position: dict[str, int]
+    read_at: float
+
+    def take(self, product_ids: Sequence[str]) -> dict[str, list[Any]]:
+        """The columns for ``product_ids`` (all in the catalogue), in that order."""
+        idx = [self.position[p] for p in product_ids]
+        return {col: [values[i] for i in idx] for col, values in self.columns.items()}
+
+
+@dataclass(frozen=True)
 class Fetched:
     """What ``Scorer.fetch`` read: the candidates' rows and the customer row's event timestamp."""
 
@@ -460,6 +475,10 @@ class Scorer:
         self.product_ids: list[str] = self.products["product_id"].astype(str).tolist()
         self._known_products = frozenset(self.product_ids)
         self._lock = threading.Lock() if self.online_kind == "sqlite" else None
+        others = [v for v in self.views if v.join_keys != (CUSTOMER_ID,)]
+        self._cacheable = all(v.join_keys == (PRODUCT_ID,) for v in others)
+        self._product_cache: ProductCache | None = None
+        self._cache_lock = threading.Lock()
 
     @property
     def model_version(self) -> str:
@@ -487,6 +506,28 @@ class Scorer:
                 f"({type(exc).__name__}: {exc}); retry later"
             ) from exc
 
+    def _cached_products(self) -> ProductCache | None:
+        """The catalogue's product rows, re-read when older than ``product_cache_seconds`` (None when
+        caching is off or the service has views keyed by more than the product)."""
+        ttl = self.serving.product_cache_seconds
+        if ttl <= 0 or not self._cacheable:
+            return None
+        cache = self._product_cache
+        if cache is None or time.monotonic() - cache.read_at > ttl:
+            with self._cache_lock:
+                cache = self._product_cache
+                if cache is None or time.monotonic() - cache.read_at > ttl:
+                    ids = self.product_ids
+                    columns = self._read(lambda: product_read(self.store, self.views, "", ids))
+                    cache = ProductCache(columns, {p: i for i, p in enumerate(ids)}, time.monotonic())
+                    self._product_cache = cache
+        return cache
+
+    def refresh_products(self) -> None:
+        """Drop the product cache: the next request re-reads the catalogue's product rows."""
+        with self._cache_lock:
+            self._product_cache = None
+
     def fetch(self, customer_id: str, product_ids: Sequence[str] | None = None) -> Fetched:
         """The customer's online row, then the candidates' product rows (two reads).
 
@@ -506,7 +547,13 @@ class Scorer:
             listed = [p for p in listed if p in wanted]
         mask = candidate_mask(np.ones(len(listed), dtype=bool), customer_ts, packed_ts)
         ids = [p for p, keep in zip(listed, mask, strict=True) if keep]
-        products = self._read(lambda: product_read(self.store, self.views, customer_id, ids)) if ids else {}
+        cache = self._cached_products() if ids else None
+        if cache is not None and all(p in cache.position for p in ids):
+            products = cache.take(ids)
+        else:
+            products = (
+                self._read(lambda: product_read(self.store, self.views, customer_id, ids)) if ids else {}
+            )
         rows = assemble_online(self.views, customer_id, ids, customer, products)
         return Fetched(rows=rows, customer_ts=customer_ts)
 

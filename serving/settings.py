@@ -35,6 +35,13 @@ class ServingSettings(BaseSettings):
         description="Judge staleness at this (tz-aware) time instead of the wall clock, e.g. when "
         "replaying a historical dataset. None = now.",
     )
+    product_cache_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="Keep the catalogue's product features in memory this long (one online read of every "
+        "product per period instead of one per request); they change only when the store is materialized. "
+        "0 = read them on every request.",
+    )
     default_k: int = Field(default=7, ge=1, le=1000, description="Products returned when k is not given.")
     max_k: int = Field(default=100, ge=1, le=1000, description="Largest k a request may ask for.")
     max_batch: int = Field(default=100, ge=1, description="Most customers one /rank/batch request may hold.")

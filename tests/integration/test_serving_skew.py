@@ -127,3 +127,44 @@ class TestRankWithinCustomer:
         score = np.array([0.5, 0.1, 0.9, 0.1, 0.5])
         # b: p2 (0.9) 1st, then p1 and p3 tie at 0.5 -> product id order; a: p1/p2 tie -> p1 first
         assert rank_within_customer(customers, products, score).tolist() == [2, 1, 1, 2, 3]
+
+
+class TestProductCache:
+    """The Scorer keeps product features in memory (``product_cache_seconds``); cached and uncached
+    rankings must agree, and a re-read picks up what was materialized since."""
+
+    def test_cached_and_uncached_rankings_agree(self, deployment: Settings, offline: pd.DataFrame) -> None:
+        cached = Scorer(deployment, ServingSettings(online_store="sqlite", product_cache_seconds=3600))
+        uncached = Scorer(deployment, ServingSettings(online_store="sqlite", product_cache_seconds=0))
+        for customer in offline["customer_id"].unique()[:10]:
+            a, b = cached.rank(str(customer), k=100), uncached.rank(str(customer), k=100)
+            assert a.products == b.products, customer
+            assert [(v.view, v.served_ts) for v in a.staleness] == [
+                (v.view, v.served_ts) for v in b.staleness
+            ]
+
+    def test_new_product_rows_are_seen_after_a_refresh(
+        self, deployment: Settings, offline: pd.DataFrame
+    ) -> None:
+        scorer = Scorer(deployment, ServingSettings(online_store="sqlite", product_cache_seconds=3600))
+        customer = str(offline["customer_id"].iloc[0])
+        product = str(offline[offline["customer_id"] == customer]["product_id"].iloc[0])
+        store = get_store(deployment, "sqlite")
+        products = pd.read_parquet(deployment.marts_dir / "feat_product_monthly.parquet")
+        original = products[
+            (products["product_id"] == product)
+            & (products["event_timestamp"] == products["event_timestamp"].max())
+        ]
+
+        def served_owners() -> int:
+            rows = scorer.fetch(customer).rows
+            return int(rows.columns["count_owners"][rows.columns["product_id"].index(product)])
+
+        before = served_owners()
+        try:
+            store.write_to_online_store("product_monthly", original.assign(count_owners=before + 1000))
+            assert served_owners() == before  # still the cached row
+            scorer.refresh_products()
+            assert served_owners() == before + 1000
+        finally:
+            store.write_to_online_store("product_monthly", original)
