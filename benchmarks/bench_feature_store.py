@@ -50,7 +50,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.manifest import ENTITY_JOIN_KEYS, EVENT_TIMESTAMP, PACKED_PRODUCTS, FeatureViewSpec, FieldSpec
-from features.retrieval import historical_features, online_rows, served_views
+from features.retrieval import customer_read, historical_features, online_rows, served_views
 from features.schema import normalise
 from features.store import (
     apply_definitions,
@@ -555,6 +555,20 @@ def sdk_latency(settings: Settings, kind: str, customer: str, n: int) -> tuple[l
     return samples, len(rows.columns[PRODUCT_ID])
 
 
+def customer_read_latency(settings: Settings, kind: str, customer: str, n: int) -> tuple[list[float], int]:
+    """Seconds per ``customer_read`` (the customer's views incl. the packed candidate lists: the one read
+    a request makes when the Scorer's product cache is warm), and the candidates listed."""
+    store = get_store(settings, kind)
+    views = served_views(store)
+    row = customer_read(store, views, customer)  # warm-up
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        customer_read(store, views, customer)
+        samples.append(time.perf_counter() - t0)
+    return samples, len(row[PACKED_PRODUCTS][0])
+
+
 @contextmanager
 def feast_serve(settings: Settings):
     """``feast serve`` (sqlite online store of ``settings``) on a free 127.0.0.1 port; yields its URL."""
@@ -657,11 +671,13 @@ def bench_latency(settings: Settings, n: int, with_redis: bool) -> None:
         print(f"{label:<44} {percentiles(samples)}{note}")
 
     show("ours online_rows(customer, None)  sqlite", sdk_latency(settings, "sqlite", customer, n))
+    show("ours customer_read only           sqlite", customer_read_latency(settings, "sqlite", customer, n))
     if with_redis:
         redis_client().flushdb()
         with quiet_feast():
             materialize(settings, "redis", progress=False, full=True)
         show("ours online_rows(customer, None)  redis", sdk_latency(settings, "redis", customer, n))
+        show("ours customer_read only           redis", customer_read_latency(settings, "redis", customer, n))
         redis_client().flushdb()
     show("feast serve HTTP, same 2 reads     sqlite", http_latency(settings, customer, n), "  (1 worker)")
 

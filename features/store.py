@@ -1,4 +1,6 @@
-"""The Feast feature store of nextbest: configuration in code, apply, materialize, status, retrieval.
+"""The Feast feature store of nextbest: configuration in code, apply, materialize, status.
+
+Reading features (point in time, online) is ``features.retrieval``.
 
 The registry lives at ``settings.feast_dir / "registry.db"``, the offline store is DuckDB over the dbt
 parquet marts, the online store is sqlite (``settings.feast_dir / "online_store.db"``) or redis, chosen
