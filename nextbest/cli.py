@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +18,15 @@ app.add_typer(ingest_app, name="ingest")
 features_app = typer.Typer(help="The Feast feature store built from the dbt models.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
 console = Console()
+
+THIRD_PARTY_NOISE = r"fetch_arrow_table\(\) is deprecated"
+"""A DeprecationWarning raised inside ibis (used by Feast's DuckDB offline store) on every query."""
+
+
+@app.callback()
+def _main() -> None:
+    """nextbest: one LambdaMART ranker for the next best product."""
+    warnings.filterwarnings("ignore", message=THIRD_PARTY_NOISE, category=DeprecationWarning)
 
 Horizon = Annotated[int, typer.Option(min=1, help="Label horizon in months.")]
 Lookback = Annotated[int, typer.Option(min=1, help="Activity look-back for the snapshot population, months.")]
