@@ -105,12 +105,13 @@ def build(
 @features_app.command("apply")
 def features_apply() -> None:
     """Register entities, sources, feature views and the FeatureService from the last dbt build."""
+    from features.manifest import PACKED_PRODUCTS
     from features.store import apply_definitions
 
     definitions = apply_definitions(get_settings())
     console.print(
         f"[green]applied[/green] {len(definitions.views)} feature views, service {definitions.service.name} "
-        f"({sum(len(v.features) for v in definitions.views)} features)"
+        f"({sum(f.name != PACKED_PRODUCTS for v in definitions.views for f in v.features)} features)"
     )
 
 
