@@ -312,6 +312,11 @@ def _timestamps(t: pd.Timestamp, m: int) -> pa.Array:
     return pa.array(np.full(m, t.to_datetime64()).astype("datetime64[us]"))
 
 
+def _one_chunk(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``pa.array`` may return a ChunkedArray for large inputs; ``ListArray.from_arrays`` needs one array."""
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
 def packed_table(
     spec: FeatureViewSpec,
     cust_ids: np.ndarray,
@@ -324,7 +329,7 @@ def packed_table(
     (sorted) and one aligned list per feature (random values in the transport encoding)."""
     customers, k = picks.shape
     offsets = pa.array(np.arange(customers + 1, dtype=np.int32) * k)
-    listed = pa.ListArray.from_arrays(offsets, pa.array(prod_ids[picks.ravel()]))
+    listed = pa.ListArray.from_arrays(offsets, _one_chunk(pa.array(prod_ids[picks.ravel()].astype(object))))
     tables = []
     for t in ts:
         columns = {
@@ -333,7 +338,7 @@ def packed_table(
             PACKED_PRODUCTS: listed,
         }
         for f in spec.fields:
-            values = pa.array(_random_values(f, customers * k, rng, packed=True))
+            values = _one_chunk(pa.array(_random_values(f, customers * k, rng, packed=True)))
             columns[f.name] = pa.ListArray.from_arrays(offsets, values)
         tables.append(pa.table(columns))
     return pa.concat_tables(tables)
