@@ -238,6 +238,8 @@ def _float_column(values: Any) -> np.ndarray:
     """Numeric/boolean values as float64, missing (None, NA, NaN) -> NaN (as ``build_feature_frame``)."""
     if isinstance(values, pd.Series):
         return pd.to_numeric(values, errors="raise").astype("float64").to_numpy()
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f":  # unpacked pair features
+        return values.astype(np.float64, copy=False)
     return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
 
 
