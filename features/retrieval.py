@@ -344,6 +344,22 @@ def product_read(
     return _read(store, [r for v in others for r in v.refs], rows)
 
 
+def read_value(row: Mapping[str, list[Any]], field: str) -> Any:
+    """The value of ``field`` in a one-key read (``customer_read``); None when nothing was read."""
+    return row[field][0] if row and field in row else None
+
+
+def read_timestamp(row: Mapping[str, list[Any]], field: str) -> int:
+    """The event timestamp (epoch seconds; 0 = no row) of ``field`` in a one-key read."""
+    return int(read_value(row, f"{field}__ts") or 0)
+
+
+def listed_products(customer: Mapping[str, list[Any]]) -> list[str] | None:
+    """The customer's ``candidate_product_ids`` from a ``customer_read`` (None: no packed row)."""
+    listed = read_value(customer, PACKED_PRODUCTS)
+    return None if listed is None else [str(p) for p in listed]
+
+
 def assemble_online(
     views: Sequence[ServedView],
     customer_id: str,
@@ -361,15 +377,13 @@ def assemble_online(
     for v in views:
         if v.join_keys == (CUSTOMER_ID,) and not v.packed:
             for f in v.features:
-                columns[f] = [customer[f][0]] * n if customer else [None] * n
-            ts = customer[f"{v.timestamp_field}__ts"][0] if customer else 0
-            timestamps[v.name] = np.full(n, ts or 0, dtype=np.int64)
+                columns[f] = [read_value(customer, f)] * n
+            timestamps[v.name] = np.full(n, read_timestamp(customer, v.timestamp_field), dtype=np.int64)
         elif v.packed:
-            listed = customer.get(PACKED_PRODUCTS, [None])[0] if customer else None
-            packed_ts = int(customer[f"{PACKED_PRODUCTS}__ts"][0] or 0) if customer else 0
-            candidates = None if listed is None else [str(p) for p in listed]
-            lists = {f: [customer[f][0]] if listed is not None else [None] for f in v.features}
-            decoded = unpack([listed], lists, v.string_features)
+            candidates = listed_products(customer)
+            packed_ts = read_timestamp(customer, PACKED_PRODUCTS)
+            lists = {f: [read_value(customer, f)] for f in v.features}
+            decoded = unpack([candidates], lists, v.string_features)
             where = {p: i for i, p in enumerate(decoded.product_id)}
             pos = np.fromiter((where.get(p, -1) for p in product_ids), dtype=np.int64, count=n)
             for f in v.features:
@@ -393,10 +407,7 @@ def online_rows(
     customer's candidate products). Two reads: the customer's views, then the products' views."""
     views = served_views(store, service)
     customer = customer_read(store, views, str(customer_id))
-    if product_ids is None:
-        listed = customer.get(PACKED_PRODUCTS, [None])[0] if customer else None
-        product_ids = [] if listed is None else [str(p) for p in listed]
-    ids = [str(p) for p in product_ids]
+    ids = [str(p) for p in (listed_products(customer) or [] if product_ids is None else product_ids)]
     products = product_read(store, views, str(customer_id), ids)
     return assemble_online(views, str(customer_id), ids, customer, products)
 

@@ -36,7 +36,9 @@ from features.retrieval import (
     assemble_online,
     customer_read,
     get_service,
+    listed_products,
     product_read,
+    read_timestamp,
     served_views,
 )
 from features.staleness import ViewStaleness, stale_views, staleness_report
@@ -540,10 +542,9 @@ class Scorer:
             OnlineStoreUnavailableError: the online store cannot be reached.
         """
         customer = self._read(lambda: customer_read(self.store, self.views, customer_id))
-        customer_ts = int(customer.get(f"{self._customer_ts_field}__ts", [0])[0] or 0) if customer else 0
-        listed = customer.get(PACKED_PRODUCTS, [None])[0] if customer else None
-        packed_ts = int(customer.get(f"{PACKED_PRODUCTS}__ts", [0])[0] or 0) if customer else 0
-        listed = [] if listed is None else [str(p) for p in listed]
+        customer_ts = read_timestamp(customer, self._customer_ts_field)
+        packed_ts = read_timestamp(customer, PACKED_PRODUCTS)
+        listed = listed_products(customer) or []
         if product_ids is not None:
             wanted = set(product_ids)
             listed = [p for p in listed if p in wanted]
