@@ -17,7 +17,8 @@ customers
        2024-02-15, held again from 2024-05-02 (a re-held product); one transaction without a product on
        2024-03-15 (20).  Owns nothing at the end of February and has no activity then: not in the
        February population.
-    C4 joined 2024-05-20, born 1990, affluent, no holdings and no transactions: never in the population.
+    C4 joined 2024-05-20, born 1990, affluent, no holdings and no transactions: a prospect, in the
+       population from the May snapshot on (never held a product, so never dormant).
     C5 joined 2024-01-01, born 2000, affluent, south: P1 since join; P2 opened 2024-01-20 and closed
        2024-01-25 (in and out inside January: not owned at any month-end, "previously held" from
        January); P2 again from 2024-06-10; a transaction on 2024-06-30 23:00 (P1 10) counts at June.

@@ -60,13 +60,14 @@ def test_snapshots_are_the_month_ends_of_the_observed_months(marts: dict[str, pd
     assert timestamps == [ts(s) for s in SNAPSHOTS]
 
 
-def test_population_is_joined_customers_owning_or_recently_active(marts: dict[str, pd.DataFrame]) -> None:
+def test_population_is_joined_customers_who_are_not_dormant(marts: dict[str, pd.DataFrame]) -> None:
     expected = (
         {("C1", ts(s)) for s in SNAPSHOTS}
         | {("C2", ts(s)) for s in [FEB, MAR, APR, MAY, JUN]}  # joined 2024-02-10
-        | {("C3", ts(s)) for s in [JAN, MAR, APR, MAY, JUN]}  # owns nothing and inactive in February
+        | {("C3", ts(s)) for s in [JAN, MAR, APR, MAY, JUN]}  # held P4, owns nothing, inactive: dormant in Feb
+        | {("C4", ts(s)) for s in [MAY, JUN]}  # joined 2024-05-20, never held anything: a prospect
         | {("C5", ts(s)) for s in SNAPSHOTS}
-    )  # C4 has no holdings and no transactions
+    )
     features = marts["feat_customer_monthly"]
     actual = {(r.customer_id, pd.Timestamp(r.event_timestamp)) for r in features.itertuples()}
     assert actual == expected
@@ -84,14 +85,15 @@ EXPECTED_CANDIDATES = (
     | {("C3", "P4", ts(s)) for s in [MAR, APR]}  # P4 closed 2024-02-15, held again from 2024-05-02
     | {("C5", "P2", ts(s)) for s in [JAN, FEB, MAR, APR, MAY]}  # in and out within January: not owned
     | {("C5", "P4", ts(s)) for s in SNAPSHOTS}
+    | {("C4", p, ts(s)) for p in ["P1", "P2", "P4"] for s in [MAY, JUN]}  # a prospect (age 34: not P3)
 )
 
 
 def test_candidates_exclude_owned_and_ineligible_products(marts: dict[str, pd.DataFrame]) -> None:
     candidates = marts["fct_candidates"]
-    assert len(EXPECTED_CANDIDATES) == 35
+    assert len(EXPECTED_CANDIDATES) == 41
     assert key_set(candidates) == EXPECTED_CANDIDATES
-    assert len(candidates) == 35
+    assert len(candidates) == 41
 
 
 def test_candidates_carry_the_snapshot_date(marts: dict[str, pd.DataFrame]) -> None:
@@ -104,7 +106,7 @@ def test_labels_cover_candidates_of_the_labelled_snapshots(marts: dict[str, pd.D
     labels = marts["fct_ranking_labels"]
     expected_keys = {k for k in EXPECTED_CANDIDATES if k[2] != ts(JUN)}  # June's label window is open
     assert key_set(labels) == expected_keys
-    assert len(labels) == 30
+    assert len(labels) == 33
 
 
 def test_label_is_one_exactly_for_a_start_in_the_next_month(marts: dict[str, pd.DataFrame]) -> None:
@@ -161,6 +163,11 @@ def test_longer_horizon_and_burn_in_change_labels(tmp_path) -> None:
         ("C2", MAY, {"count_products_owned": 1, "count_products_dropped_last_3_months": 1,
                      "months_since_last_transaction": 2, "count_transactions_last_3_months": 1,
                      "segment": None, "region": None}),
+        ("C1", APR, {"count_holdings_started_ever": 2, "months_since_last_holding_start": 1,
+                     "label_month_of_year": 5}),
+        ("C4", MAY, {"count_products_owned": 0, "count_holdings_started_ever": 0,
+                     "months_since_last_holding_start": None, "label_month_of_year": 6, "tenure_months": 0}),
+        ("C3", MAR, {"count_holdings_started_ever": 1, "months_since_last_holding_start": 14}),
     ],
 )
 def test_customer_features(marts: dict[str, pd.DataFrame], customer_id: str, snapshot_on: date,
@@ -187,11 +194,12 @@ def test_customer_feature_columns(marts: dict[str, pd.DataFrame]) -> None:
         ("P1", JAN, {"count_owners": 2, "share_population_owning": 2 / 3,
                      "adoption_rate_last_1_months": None}),
         ("P1", MAR, {"count_owners": 3, "share_population_owning": 0.75}),
-        ("P4", MAY, {"count_owners": 1, "share_population_owning": 0.25,
+        ("P4", MAY, {"count_owners": 1, "share_population_owning": 0.2,  # C1, C2, C3, C4, C5
                      "adoption_rate_last_1_months": 0.25}),  # 1 of the 4 April candidates started in May
         ("P2", MAR, {"adoption_rate_last_1_months": 0.5, "adoption_rate_last_3_months": None}),
         ("P2", APR, {"adoption_rate_last_3_months": 0.5}),  # January candidates C1, C5; C1 started in March
-        ("P2", JUN, {"adoption_rate_last_1_months": 1.0, "adoption_rate_last_3_months": 1.0,
+        # May candidates C5 (started P2 in June) and the prospect C4
+        ("P2", JUN, {"adoption_rate_last_1_months": 0.5, "adoption_rate_last_3_months": 1.0,
                      "adoption_rate_last_12_months": None, "popularity_trend_3_vs_12_months": None}),
         ("P3", APR, {"adoption_rate_last_1_months": 1.0, "max_age": 17, "min_age": None}),
     ],
@@ -229,6 +237,28 @@ def test_product_features_one_row_per_product_and_snapshot(marts: dict[str, pd.D
                            "sum_spend_category_last_12_months": 40.0}),  # accounts spend on 2024-03-10
         ("C2", "P1", JUN, {"months_since_last_held": 1, "sum_spend_category_last_12_months": 40.0}),
         ("C1", "P2", FEB, {"sum_spend_category_last_12_months": 0.0}),  # card spend only from April
+        ("C2", "P1", JUN, {"sum_spend_category_last_3_months": 0.0,  # the March spend is 3 months back
+                           "count_transactions_category_last_3_months": 0,
+                           "count_products_owned_in_category": 0}),
+        ("C2", "P1", MAY, {"sum_spend_category_last_3_months": 40.0, "count_transactions_category_last_3_months": 1}),
+        # cross-sell, P1 -> P2 at April from January..March: owners of P1 not owning P2 were 2 + 3 + 2
+        # customer-months, one of whom (C1, February) started P2 the next month; P2's base rate among the
+        # population not owning it: 1 adoption in 3 + 3 + 3 customer-months. Prior 20 at the base rate:
+        # rate (1 + 20 / 9) / (7 + 20) = 29 / 243, lift = 29 / 243 * 9 = 261 / 243.
+        ("C5", "P2", APR, {"max_transition_lift_from_owned": 261 / 243,
+                           "sum_log_transition_lift_from_owned": np.log(261 / 243),
+                           "transition_lift_from_latest_started": 261 / 243,
+                           # owned sets at April: C1 {P1, P2}, C2 {P1, P3}, C5 {P1}: (1 + 20) / (3 * 1 / 3 + 20)
+                           "max_coownership_lift_with_owned": 1.0}),
+        # a customer owning nothing relates to nothing: neutral values, not nulls
+        ("C3", "P1", APR, {"max_transition_lift_from_owned": 1.0, "sum_log_transition_lift_from_owned": 0.0,
+                           "transition_lift_from_latest_started": 1.0, "max_coownership_lift_with_owned": 1.0}),
+        ("C4", "P2", MAY, {"max_transition_lift_from_owned": 1.0, "sum_log_transition_lift_from_owned": 0.0}),
+        # life stage: no P4 adopter with a known age by January (C3's birth year is unknown), so the profile
+        # is the prior: the January population's ages (C1 44, C5 24): mean 34, sd 10
+        ("C1", "P4", JAN, {"age_gap_to_adopters_years": 10.0, "age_z_score_among_adopters": 1.0}),
+        ("C5", "P4", JAN, {"age_gap_to_adopters_years": -10.0, "age_z_score_among_adopters": -1.0}),
+        ("C3", "P4", MAR, {"age_gap_to_adopters_years": None}),  # unknown age
     ],
 )
 def test_customer_product_features(marts: dict[str, pd.DataFrame], customer_id: str, product_id: str,
@@ -260,7 +290,7 @@ def test_packed_model_has_one_row_per_population_customer_and_snapshot(
     packed, customers = marts["feat_customer_candidates_monthly"], marts["feat_customer_monthly"]
     keys = {(r.customer_id, pd.Timestamp(r.event_timestamp)) for r in packed.itertuples()}
     assert keys == {(r.customer_id, pd.Timestamp(r.event_timestamp)) for r in customers.itertuples()}
-    assert len(packed) == 22
+    assert len(packed) == 24
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@
 with
 
 candidates as (
-    select * from {{ ref('int_candidates_joined') }}
+    select * from {{ ref('int_candidates_eligible') }}
 ),
 
 customers as (
@@ -32,6 +32,9 @@ final as (
         candidates.customer_key,
         candidates.month_index,
         candidates.segment,
+        candidates.age_years,
+        candidates.owned_set_id,
+        candidates.product_key,
         candidates.next_start_month_index,
         candidates.last_end_month_index,
         customers.joined_month_index,

@@ -2,7 +2,7 @@
 with
 
 candidates as (
-    select * from {{ ref('int_candidates_joined') }}
+    select * from {{ ref('int_candidates_eligible') }}
 ),
 
 products as (

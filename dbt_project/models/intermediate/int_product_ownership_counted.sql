@@ -13,7 +13,7 @@ spine as (
 ),
 
 population as (
-    select * from {{ ref('int_customer_snapshots_filtered') }}
+    select * from {{ ref('int_customers_in_population') }}
 ),
 
 products as (

@@ -1,7 +1,7 @@
 with
 
 population as (
-    select * from {{ ref('int_customer_snapshots_filtered') }}
+    select * from {{ ref('int_customers_in_population') }}
 ),
 
 final as (
@@ -27,6 +27,9 @@ final as (
         count_transactions_last_3_months,
         count_transactions_last_12_months,
         months_since_last_transaction,
+        count_holdings_started_ever,
+        months_since_last_holding_start,
+        label_month_of_year,
     from population
 )
 

@@ -8,8 +8,16 @@ ownership as (
     select * from {{ ref('int_product_ownership_counted') }}
 ),
 
-category_spend as (
-    select * from {{ ref('int_customer_category_spend_windowed') }}
+category_activity as (
+    select * from {{ ref('int_customer_category_activity_windowed') }}
+),
+
+cross_sold as (
+    select * from {{ ref('int_owned_sets_cross_sold') }}
+),
+
+adopter_profiles as (
+    select * from {{ ref('int_product_adopter_profiles') }}
 ),
 
 final as (
@@ -20,17 +28,39 @@ final as (
         cast(candidates.last_end_month_index is not null as integer) as is_previously_held,
         cast(candidates.month_index - candidates.last_end_month_index as integer) as months_since_last_held,
         cast(ownership.count_owners / nullif(ownership.count_population, 0) as double) as share_segment_owning,
-        cast(coalesce(category_spend.sum_spend_last_12_months, 0.0) as double)
+        cast(coalesce(category_activity.sum_spend_last_12_months, 0.0) as double)
             as sum_spend_category_last_12_months,
+        cast(coalesce(category_activity.sum_spend_last_3_months, 0.0) as double)
+            as sum_spend_category_last_3_months,
+        cast(coalesce(category_activity.count_transactions_last_3_months, 0) as integer)
+            as count_transactions_category_last_3_months,
+        cast(coalesce(category_activity.count_products_owned, 0) as integer) as count_products_owned_in_category,
+        -- a customer owning nothing relates to no product: neutral lift 1, log-lift sum 0
+        cast(coalesce(cross_sold.max_transition_lift, 1.0) as double) as max_transition_lift_from_owned,
+        cast(coalesce(cross_sold.sum_log_transition_lift, 0.0) as double) as sum_log_transition_lift_from_owned,
+        cast(coalesce(cross_sold.latest_transition_lift, 1.0) as double) as transition_lift_from_latest_started,
+        cast(coalesce(cross_sold.max_coownership_lift, 1.0) as double) as max_coownership_lift_with_owned,
+        cast(candidates.age_years - adopter_profiles.mean_adopter_age_years as double)
+            as age_gap_to_adopters_years,
+        cast(
+            (candidates.age_years - adopter_profiles.mean_adopter_age_years)
+            / adopter_profiles.sd_adopter_age_years as double
+        ) as age_z_score_among_adopters,
     from candidates
     left join ownership
         on candidates.product_id = ownership.product_id
         and candidates.segment is not distinct from ownership.segment
         and candidates.month_index = ownership.month_index
-    left join category_spend
-        on candidates.customer_key = category_spend.customer_key
-        and candidates.category = category_spend.category
-        and candidates.month_index = category_spend.month_index
+    left join category_activity
+        on candidates.customer_key = category_activity.customer_key
+        and candidates.category = category_activity.category
+        and candidates.month_index = category_activity.month_index
+    left join cross_sold
+        on candidates.owned_set_id = cross_sold.owned_set_id
+        and candidates.product_key = cross_sold.to_product_key
+    left join adopter_profiles
+        on candidates.product_key = adopter_profiles.product_key
+        and candidates.month_index = adopter_profiles.month_index
 )
 
 select * from final

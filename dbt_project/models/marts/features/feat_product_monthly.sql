@@ -40,6 +40,9 @@ adoption_rates as (
         spine_1.month_index is not null as has_snapshot_1,
         spine_3.month_index is not null as has_snapshot_3,
         spine_12.month_index is not null as has_snapshot_12,
+        -- the label window of the snapshot 12 months earlier is the same calendar month as this one's
+        adoptions_12.count_adopted_within_1_months / nullif(adoptions_12.count_candidates, 0)
+            as adoption_rate_same_month_last_year,
     from products
     cross join spine
     left join spine as spine_1
@@ -73,6 +76,11 @@ final as (
             adoption_rates.adoption_rate_last_3_months / nullif(adoption_rates.adoption_rate_last_12_months, 0)
             as double
         ) as popularity_trend_3_vs_12_months,
+        cast(adoption_rates.adoption_rate_same_month_last_year as double) as adoption_rate_same_month_last_year,
+        cast(
+            adoption_rates.adoption_rate_same_month_last_year
+            / nullif(adoption_rates.adoption_rate_last_12_months / 12, 0) as double
+        ) as seasonality_ratio_same_month_last_year,
         products.min_age,
         products.max_age,
     from products

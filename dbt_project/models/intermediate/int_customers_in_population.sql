@@ -1,4 +1,11 @@
+{#-
+  The population rule: at snapshot s a customer who joined on or before s is in the population unless
+  dormant. Dormant = held a product before, owns nothing at s and made no transaction in the
+  activity_lookback_months months ending at s. A customer who never held a product is a prospect: in the
+  population from joining (for prospect_window_months after the join month when that var is set).
+-#}
 {%- set lookback = var('activity_lookback_months') | int -%}
+{%- set prospect_window = var('prospect_window_months') -%}
 
 with
 
@@ -51,6 +58,9 @@ windowed as (
         is_snapshot,
         sum(count_holdings_started) over history - sum(count_holdings_ended) over history
             as count_products_owned,
+        sum(count_holdings_started) over history as count_holdings_started_ever,
+        max(case when count_holdings_started > 0 then month_index end) over history
+            as last_holding_start_month_index,
         sum(count_holdings_started) over last_3 as count_products_added_last_3_months,
         sum(count_holdings_started) over last_6 as count_products_added_last_6_months,
         sum(count_holdings_started) over last_12 as count_products_added_last_12_months,
@@ -110,6 +120,11 @@ final as (
         cast(windowed.count_transactions_last_12_months as integer) as count_transactions_last_12_months,
         cast(spine.month_index - windowed.last_transaction_month_index as integer)
             as months_since_last_transaction,
+        cast(windowed.count_holdings_started_ever as integer) as count_holdings_started_ever,
+        cast(spine.month_index - windowed.last_holding_start_month_index as integer)
+            as months_since_last_holding_start,
+        -- the calendar month (1..12) in which the label window starts: seasonality
+        cast(month(spine.snapshot_on + interval 1 day) as integer) as label_month_of_year,
     from windowed
     inner join spine
         on windowed.month_index = spine.month_index
@@ -118,7 +133,16 @@ final as (
     inner join customer_keys
         on windowed.customer_id = customer_keys.customer_id
     where windowed.is_snapshot
-        and (windowed.count_products_owned >= 1 or windowed.count_transactions_lookback >= 1)
+        and (
+            windowed.count_products_owned >= 1
+            or windowed.count_transactions_lookback >= 1
+            or (
+                windowed.count_holdings_started_ever = 0
+                {%- if prospect_window is not none %}
+                and spine.month_index - {{ month_index('customers.joined_on') }} < {{ prospect_window | int }}
+                {%- endif %}
+            )
+        )
 )
 
 select * from final

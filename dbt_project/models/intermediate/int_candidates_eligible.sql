@@ -5,7 +5,7 @@
 with
 
 population as (
-    select * from {{ ref('int_customer_snapshots_filtered') }}
+    select * from {{ ref('int_customers_in_population') }}
 ),
 
 products as (
@@ -16,20 +16,40 @@ segments as (
     select * from {{ ref('int_holdings_segmented') }}
 ),
 
+owned_sets as (
+    select * from {{ ref('int_customer_owned_sets') }}
+),
+
+-- the owned set a customer's cross-sell features come from (null when the customer owns nothing)
+population_sets as (
+    select
+        population.customer_key,
+        population.month_index,
+        population.segment,
+        population.age_years,
+        owned_sets.owned_set_id,
+    from population
+    left join owned_sets
+        on population.customer_key = owned_sets.customer_key
+        and population.month_index = owned_sets.month_index
+),
+
 -- a product with an age bound needs a known age inside the bounds
 eligible as (
     select
-        population.customer_key,
+        population_sets.customer_key,
         products.product_key,
-        population.month_index,
-        population.segment,
-    from population
+        population_sets.month_index,
+        population_sets.segment,
+        population_sets.age_years,
+        population_sets.owned_set_id,
+    from population_sets
     inner join products
         on (products.min_age is null and products.max_age is null)
         or (
-            population.age_years is not null
-            and population.age_years >= coalesce(products.min_age, population.age_years)
-            and population.age_years <= coalesce(products.max_age, population.age_years)
+            population_sets.age_years is not null
+            and population_sets.age_years >= coalesce(products.min_age, population_sets.age_years)
+            and population_sets.age_years <= coalesce(products.max_age, population_sets.age_years)
         )
 ),
 
@@ -54,6 +74,8 @@ final as (
         product_key,
         month_index,
         segment,
+        age_years,
+        owned_set_id,
         next_start_month_index,
         last_end_month_index,
     from located

@@ -1,0 +1,148 @@
+{#-
+  How adopting one product relates to owning another, per snapshot s, estimated from history strictly
+  before s: counts of int_product_transitions_counted at the months t with s - cross_sell_history_months
+  <= t <= s - 1, so that every adoption counted (in month t + 1 <= s) is known at s.
+  - base_adoption_rate: share of population customers not owning c who started it the next month;
+  - transition_rate: (adopted + k * base rate) / (exposed + k) among owners of j not owning c, k =
+    cross_sell_prior_strength pseudo-customers adopting at the base rate;
+  - transition_lift = transition_rate / base_adoption_rate (1 when c has no adoption in the window);
+  - coownership_lift at s itself (ownership at s is known at s): (co-owners + k) / (expected co-owners under
+    independence + k), expected = owners(j) * owners(c) / customers with an owned set.
+-#}
+{%- set history = var('cross_sell_history_months') | int -%}
+{%- set prior = var('cross_sell_prior_strength') | float -%}
+
+with
+
+counted as (
+    select * from {{ ref('int_product_transitions_counted') }}
+),
+
+spine as (
+    select * from {{ ref('int_snapshots_spined') }}
+),
+
+sets as (
+    select * from {{ ref('int_owned_sets_distinct') }}
+),
+
+pairs as (
+    select distinct from_product_key, to_product_key from counted
+),
+
+pair_months as (
+    select
+        pairs.from_product_key,
+        pairs.to_product_key,
+        spine.month_index,
+    from pairs
+    cross join spine
+),
+
+pair_history as (
+    select
+        pair_months.from_product_key,
+        pair_months.to_product_key,
+        pair_months.month_index,
+        coalesce(counted.count_exposed, 0) as count_exposed,
+        coalesce(counted.count_adopted_next_month, 0) as count_adopted_next_month,
+        counted.count_co_owned,
+        counted.count_from_owners,
+    from pair_months
+    left join counted
+        on pair_months.from_product_key = counted.from_product_key
+        and pair_months.to_product_key = counted.to_product_key
+        and pair_months.month_index = counted.month_index
+),
+
+pair_windowed as (
+    select
+        *,
+        sum(count_exposed) over before_snapshot as count_exposed_windowed,
+        sum(count_adopted_next_month) over before_snapshot as count_adopted_windowed,
+    from pair_history
+    window before_snapshot as (
+        partition by from_product_key, to_product_key order by month_index
+        range between {{ history }} preceding and 1 preceding
+    )
+),
+
+base_history as (
+    select distinct
+        to_product_key,
+        month_index,
+        count_base_exposed,
+        count_base_adopted_next_month,
+    from counted
+),
+
+base_windowed as (
+    select
+        to_product_key,
+        month_index,
+        sum(count_base_adopted_next_month) over before_snapshot
+            / nullif(sum(count_base_exposed) over before_snapshot, 0) as base_adoption_rate,
+    from base_history
+    window before_snapshot as (
+        partition by to_product_key order by month_index
+        range between {{ history }} preceding and 1 preceding
+    )
+),
+
+owner_counts as (
+    select
+        from_product_key as product_key,
+        month_index,
+        any_value(count_from_owners) as count_owners,
+    from counted
+    group by all
+),
+
+set_customers as (
+    select
+        month_index,
+        sum(count_customers) as count_customers,
+    from sets
+    group by all
+),
+
+final as (
+    select
+        pair_windowed.from_product_key,
+        pair_windowed.to_product_key,
+        pair_windowed.month_index,
+        cast(coalesce(pair_windowed.count_exposed_windowed, 0) as integer) as count_exposed_windowed,
+        cast(coalesce(pair_windowed.count_adopted_windowed, 0) as integer) as count_adopted_windowed,
+        cast(base_windowed.base_adoption_rate as double) as base_adoption_rate,
+        cast(
+            case
+                when coalesce(base_windowed.base_adoption_rate, 0) = 0 then 1.0
+                else (
+                    (coalesce(pair_windowed.count_adopted_windowed, 0) + {{ prior }} * base_windowed.base_adoption_rate)
+                    / (coalesce(pair_windowed.count_exposed_windowed, 0) + {{ prior }})
+                ) / base_windowed.base_adoption_rate
+            end as double
+        ) as transition_lift,
+        cast(
+            (coalesce(pair_windowed.count_co_owned, 0) + {{ prior }})
+            / (
+                coalesce(from_owners.count_owners, 0) * coalesce(to_owners.count_owners, 0)
+                / nullif(set_customers.count_customers, 0)
+                + {{ prior }}
+            ) as double
+        ) as coownership_lift,
+    from pair_windowed
+    left join base_windowed
+        on pair_windowed.to_product_key = base_windowed.to_product_key
+        and pair_windowed.month_index = base_windowed.month_index
+    left join owner_counts as from_owners
+        on pair_windowed.from_product_key = from_owners.product_key
+        and pair_windowed.month_index = from_owners.month_index
+    left join owner_counts as to_owners
+        on pair_windowed.to_product_key = to_owners.product_key
+        and pair_windowed.month_index = to_owners.month_index
+    left join set_customers
+        on pair_windowed.month_index = set_customers.month_index
+)
+
+select * from final
