@@ -237,7 +237,7 @@ class SyntheticSummary:
 
 
 @dataclass(frozen=True)
-class _Model:
+class ProductModel:
     """The product table as arrays, shape (P,) or (P, P); complement[p, q] = logit of p when q owned."""
 
     ids: tuple[str, ...]
@@ -261,7 +261,7 @@ class _Model:
         return self.ids.index(product_id)
 
 
-def _build_model(products: tuple[ProductSpec, ...] = PRODUCTS) -> _Model:
+def build_model(products: tuple[ProductSpec, ...] = PRODUCTS) -> ProductModel:
     """Turn the product specs into arrays; raises ValueError on an unknown product or segment name."""
     ids = tuple(p.product_id for p in products)
     n = len(ids)
@@ -280,7 +280,7 @@ def _build_model(products: tuple[ProductSpec, ...] = PRODUCTS) -> _Model:
     def arr(name: str) -> np.ndarray:
         return np.array([np.nan if getattr(p, name) is None else getattr(p, name) for p in products], float)
 
-    return _Model(
+    return ProductModel(
         ids=ids, min_age=arr("min_age"), max_age=arr("max_age"), base=arr("base"), initial=arr("initial"),
         close=arr("close"), txn_rate=arr("txn_rate"), amount_mu=arr("amount_mu"), age_peak=arr("age_peak"),
         age_width=arr("age_width"), age_amp=arr("age_amp"), b_income=arr("b_income"),
@@ -458,7 +458,7 @@ def _ages(cust: _Customers, year: int) -> np.ndarray:
     return np.where(cust.birth_year >= 0, year - cust.birth_year, np.nan).astype(float)
 
 
-def _eligible(model: _Model, age: np.ndarray) -> np.ndarray:
+def _eligible(model: ProductModel, age: np.ndarray) -> np.ndarray:
     """(n, P) eligibility: products with a bound need a known age within [min_age, max_age]."""
     a = age[:, None]
     has_bound = ~np.isnan(model.min_age) | ~np.isnan(model.max_age)
@@ -467,7 +467,7 @@ def _eligible(model: _Model, age: np.ndarray) -> np.ndarray:
     return (ok_min & ok_max & ~np.isnan(a)) | ~has_bound
 
 
-def _static_logit(model: _Model, cust: _Customers, age: np.ndarray) -> np.ndarray:
+def _static_logit(model: ProductModel, cust: _Customers, age: np.ndarray) -> np.ndarray:
     """(n, P) logit part from age, income and segment (0 for unknown values)."""
     known = ~np.isnan(age)
     a = np.where(known, age, 0.0)[:, None]
@@ -478,7 +478,7 @@ def _static_logit(model: _Model, cust: _Customers, age: np.ndarray) -> np.ndarra
     return age_eff + z_inc[:, None] * model.b_income + model.segment[cust.segment]
 
 
-def adoption_logit(model: _Model, static: np.ndarray, owned: np.ndarray, prev_held: np.ndarray,
+def adoption_logit(model: ProductModel, static: np.ndarray, owned: np.ndarray, prev_held: np.ndarray,
                    tenure_months: np.ndarray, spend_3m: np.ndarray, recent_adds: np.ndarray) -> np.ndarray:
     """Monthly adoption logit (n, P) given the state at a month-end snapshot.
 
@@ -561,7 +561,7 @@ class _ChunkResult:
     adoptions: int
 
 
-def _simulate_chunk(model: _Model, cal: _Calendar, months: int, seed: int, first_index: int, n: int,
+def _simulate_chunk(model: ProductModel, cal: _Calendar, months: int, seed: int, first_index: int, n: int,
                     id_width: int, writers: _Writers, with_oracle: bool) -> _ChunkResult:
     """Simulate customers [first_index, first_index + n) over all months and write their rows."""
     rng = _BlockRng(seed, first_index // RNG_BLOCK, n)
@@ -650,7 +650,7 @@ def _simulate_chunk(model: _Model, cal: _Calendar, months: int, seed: int, first
     return _ChunkResult(holdings=n_hold, transactions=n_txn, oracle_rows=oracle_rows, adoptions=adoptions)
 
 
-def _opening_product(model: _Model, cust: _Customers, who: np.ndarray, u: np.ndarray) -> np.ndarray:
+def _opening_product(model: ProductModel, cust: _Customers, who: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Product index each customer in ``who`` opens on joined_on, chosen by its age in the joining year.
 
     Known minors open a junior account, 18-25 year olds a student account half of the time, everybody
@@ -663,7 +663,7 @@ def _opening_product(model: _Model, cust: _Customers, who: np.ndarray, u: np.nda
     return out
 
 
-def _initial_state(model: _Model, cal: _Calendar, cust: _Customers, rng: _BlockRng,
+def _initial_state(model: ProductModel, cal: _Calendar, cust: _Customers, rng: _BlockRng,
                    holdings: _Rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Holdings of customers who joined before month 0, as of the day before month 0.
 
@@ -716,7 +716,7 @@ def _initial_state(model: _Model, cal: _Calendar, cust: _Customers, rng: _BlockR
     return owned, np.where(owned, start, 0), prev.copy()
 
 
-def _transactions(model: _Model, cust: _Customers, txn_products: np.ndarray, counts: np.ndarray,
+def _transactions(model: ProductModel, cust: _Customers, txn_products: np.ndarray, counts: np.ndarray,
                   lo: np.ndarray, hi: np.ndarray, rng: _BlockRng,
                   out: _Rows) -> tuple[np.ndarray, np.ndarray]:
     """Draw one month's transactions of a chunk; returns per-customer spend and last transaction day."""
@@ -831,7 +831,7 @@ def generate_synthetic(out_dir: Path, customers: int = 20_000, months: int = 24,
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = _build_model()
+    model = build_model()
     cal = _Calendar(np.datetime64(start_month, "M"))
     id_width = max(7, len(str(customers)))
     oracle_path = out_dir / "oracle.parquet"
