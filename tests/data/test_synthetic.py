@@ -100,7 +100,10 @@ def _candidates(path: Path, snapshots: list[pd.Timestamp]) -> pd.DataFrame:
         owned = holdings.loc[owned_mask, ["customer_id", "product_id"]].drop_duplicates()
         cutoff = s - pd.DateOffset(months=3)  # clamps the day like DuckDB: 2023-04-30 -> 2023-01-30
         active = set(txns.loc[(txn_day > cutoff) & (txn_day <= s), "customer_id"])
-        pop = customers[(joined <= s) & (customers["customer_id"].isin(set(owned["customer_id"]) | active))]
+        ever_held = set(holdings.loc[started <= s, "customer_id"])
+        not_dormant = customers["customer_id"].isin(set(owned["customer_id"]) | active) | ~customers[
+            "customer_id"].isin(ever_held)
+        pop = customers[(joined <= s) & not_dormant]
         age = s.year - pop["birth_year"]
         pairs = pop[["customer_id"]].assign(age=age.to_numpy()).merge(products, how="cross")
         bounded = pairs["min_age"].notna() | pairs["max_age"].notna()
