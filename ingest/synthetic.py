@@ -148,14 +148,14 @@ class ProductSpec:
 
 PRODUCTS: tuple[ProductSpec, ...] = (
     ProductSpec("current_account", "Current account", "accounts", None, None, -2.2, 3.5, 0.004,
-                txn_rate=1.0, amount_mu=3.4, b_spend=0.0, complements={"junior_account": -1.0}, first=2.5),
+                txn_rate=1.0, amount_mu=3.4, b_spend=0.0, complements={"junior_account": -1.0}, first=1.5),
     ProductSpec("joint_account", "Joint current account", "accounts", 18, None, -4.6, 0.5, 0.006,
                 txn_rate=0.4, amount_mu=3.8, age_peak=40, age_width=15, age_amp=1.0,
                 complements={"mortgage": 0.5, "current_account": 0.5}, follow_ons={"mortgage": 1.5}),
     ProductSpec("business_account", "Business account", "accounts", 18, None, -6.6, -0.5, 0.005,
                 txn_rate=1.5, amount_mu=5.0, b_income=0.3, segment={"business": 3.5}),
     ProductSpec("junior_account", "Junior saver account", "accounts", None, 17, -3.2, 1.0, 0.004,
-                txn_rate=0.3, amount_mu=2.5, age_peak=8, age_width=6, age_amp=1.2, first=3.5),
+                txn_rate=0.3, amount_mu=2.5, age_peak=8, age_width=6, age_amp=1.2, first=3.0),
     ProductSpec("student_account", "Student account", "accounts", 18, 25, -3.8, 0.5, 0.01,
                 txn_rate=0.8, amount_mu=3.0, segment={"student": 2.5}, first=1.5),
     ProductSpec("savings_account", "Savings account", "savings", None, None, -4.0, 1.5, 0.008,
