@@ -3,17 +3,30 @@
 ``generate_synthetic`` simulates customers month by month: every month each population customer
 adopts each product it does not own and is eligible for with a probability ``p`` given by a known
 logistic propensity model of its state at the previous month-end; owned products close with a small
-product-specific monthly probability; new customers join and open one product; owned transactional
-products produce transactions. ``oracle.parquet`` holds, for every month-end snapshot but the last,
-one row per (population customer, candidate product) with exactly the ``p`` that was used, so
-evaluation can compare a model against the best achievable ranking.
+product-specific monthly probability; new customers join and open one product, except a share
+``COLD_START_SHARE`` of them who join owning nothing and adopt a first product later; owned
+transactional products produce transactions. ``oracle.parquet`` holds, for every month-end snapshot
+but the last, one row per (population customer, candidate product) with exactly the ``p`` that was
+used, so evaluation can compare a model against the best achievable ranking.
+
+The propensity (``adoption_logit``) adds to a product's intercept: age / income / segment effects;
+static complements (an offset while another product is owned); follow-on boosts that decay after
+another product was adopted (``boost * exp(-m / FOLLOW_ON_TAU_MONTHS)``, ``m`` = months from the start
+day of the current holding of that product to the snapshot, e.g. home insurance just after a
+mortgage); a first-product offset while the customer owns nothing (a current account above all); recent
+spend; re-adopting a product held before; tenure, momentum and saturation terms.
 
 Definitions shared with the dbt project (``fct_candidates`` / ``fct_ranking_labels``), for a month-end
 snapshot ``s``:
 
 * owned at ``s``: ``started_on <= s`` and (``ended_on`` is null or ``s < ended_on``);
-* population: ``joined_on <= s`` and (owns >= 1 product at ``s`` or has a transaction whose *date* lies
-  in ``(s - 3 months, s]``; ``s - 3 months`` clamps the day like DuckDB, e.g. 2023-04-30 -> 2023-01-30);
+* held on or before ``s``: some holding with ``started_on <= s``;
+* population: ``joined_on <= s`` and not dormant, i.e. (owns >= 1 product at ``s`` or has a transaction
+  whose *date* lies in ``(s - 3 months, s]`` or has never held any product on or before ``s``);
+  ``s - 3 months`` clamps the day like DuckDB, e.g. 2023-04-30 -> 2023-01-30. A customer who held a
+  product before, owns nothing now and has not transacted in the lookback is dormant; a customer who
+  never held one is in from joining on (the dbt project's prospect window var, unbounded by default,
+  is not modelled here);
 * candidate: population customer, product not owned at ``s`` and eligible (a product with an age bound
   requires a known ``age = year(s) - birth_year`` with ``min_age <= age <= max_age``);
 * label 1 iff a holding of the product starts in ``(s, last_day(s + 1 month)]``.
@@ -23,8 +36,11 @@ with ``u < p`` (``p`` rounded to float32, the stored oracle value) on a uniform 
 products owned at ``s_{k-1}`` close with ``u < c`` on a uniform day of month ``k`` (so a product closed
 in month ``k`` is not re-adopted in month ``k``, and a product adopted in month ``k`` does not close in
 it); customers joining in month ``k`` open one product on ``joined_on`` (not an adoption: they were not
-in the population at ``s_{k-1}``); then month ``k``'s transactions are drawn for the days each
-transactional product was owned.
+in the population at ``s_{k-1}``), except the cold starts, who open nothing, are in the population from
+``s_k`` on and adopt like everybody else (their first adoption is in month ``k + 1`` at the earliest);
+then month ``k``'s transactions are drawn for the days each transactional product was owned. Customers
+who joined before month 0 all opened a product on joining (so they have held one), and no transactions
+exist before month 0.
 
 Determinism: all randomness comes from one ``numpy`` generator per block of ``RNG_BLOCK`` customers,
 seeded by ``SeedSequence(seed).spawn``-style keys ``(seed, block index)``, and every block draws the
@@ -50,7 +66,17 @@ RNG_BLOCK = 1000
 """Customers per random-number block; chunks are whole blocks so results do not depend on chunk_size."""
 
 ACTIVITY_LOOKBACK_MONTHS = 3
-"""A customer owning nothing is in the population if it transacted in the last this many months."""
+"""A customer owning nothing who held a product before is in the population if it transacted in the
+last this many months (otherwise it is dormant)."""
+
+FOLLOW_ON_TAU_MONTHS = 3.0
+"""Decay time (months) of a follow-on boost: ``boost * exp(-months_since_start_of_q / TAU)``."""
+
+COLD_START_SHARE = 0.35
+"""Share of customers joining during the window who open no product on joining (they own nothing)."""
+
+DAYS_PER_MONTH = 30.4375
+"""Days per month when a duration in days is expressed in months (tenure, months since a start)."""
 
 SEGMENTS: tuple[str, ...] = ("mass", "affluent", "student", "senior", "business")
 REGIONS: tuple[str, ...] = (
@@ -92,6 +118,11 @@ class ProductSpec:
         b_spend: logit per standard unit of log recent spend.
         segment: logit offsets by segment.
         complements: logit offsets by other product owned at the snapshot.
+        follow_ons: logit boosts by other product ``q`` the customer adopted recently:
+            ``boost * exp(-m / FOLLOW_ON_TAU_MONTHS)`` while ``q`` is owned at the snapshot, ``m`` =
+            months from the start day of the current holding of ``q`` to the snapshot.
+        first: logit offset applied only when the customer owns no product at the snapshot (the
+            first product of a customer who joined without one, or of one who closed everything).
     """
 
     product_id: str
@@ -111,26 +142,31 @@ class ProductSpec:
     b_spend: float = 0.0
     segment: Mapping[str, float] = field(default_factory=dict)
     complements: Mapping[str, float] = field(default_factory=dict)
+    follow_ons: Mapping[str, float] = field(default_factory=dict)
+    first: float = 0.0
 
 
 PRODUCTS: tuple[ProductSpec, ...] = (
     ProductSpec("current_account", "Current account", "accounts", None, None, -2.2, 3.5, 0.004,
-                txn_rate=1.0, amount_mu=3.4, b_spend=0.0, complements={"junior_account": -1.0}),
+                txn_rate=1.0, amount_mu=3.4, b_spend=0.0, complements={"junior_account": -1.0}, first=1.5),
     ProductSpec("joint_account", "Joint current account", "accounts", 18, None, -4.6, 0.5, 0.006,
                 txn_rate=0.4, amount_mu=3.8, age_peak=40, age_width=15, age_amp=1.0,
-                complements={"mortgage": 1.0, "current_account": 0.5}),
+                complements={"mortgage": 0.5, "current_account": 0.5}, follow_ons={"mortgage": 1.5}),
     ProductSpec("business_account", "Business account", "accounts", 18, None, -6.6, -0.5, 0.005,
                 txn_rate=1.5, amount_mu=5.0, b_income=0.3, segment={"business": 3.5}),
     ProductSpec("junior_account", "Junior saver account", "accounts", None, 17, -3.2, 1.0, 0.004,
-                txn_rate=0.3, amount_mu=2.5, age_peak=8, age_width=6, age_amp=1.2),
+                txn_rate=0.3, amount_mu=2.5, age_peak=8, age_width=6, age_amp=1.2, first=3.0),
     ProductSpec("student_account", "Student account", "accounts", 18, 25, -3.8, 0.5, 0.01,
-                txn_rate=0.8, amount_mu=3.0, segment={"student": 2.5}),
+                txn_rate=0.8, amount_mu=3.0, segment={"student": 2.5}, first=1.5),
     ProductSpec("savings_account", "Savings account", "savings", None, None, -4.0, 1.5, 0.008,
-                b_income=0.4, b_spend=0.3, complements={"current_account": 0.8, "instant_saver": -0.6}),
+                b_income=0.4, b_spend=0.3, complements={"current_account": 0.6, "instant_saver": -0.6},
+                follow_ons={"current_account": 0.8}),
     ProductSpec("instant_saver", "Instant access saver", "savings", None, None, -4.0, 0.8, 0.01,
-                b_income=0.3, b_spend=0.3, complements={"current_account": 0.7, "savings_account": -0.6}),
+                b_income=0.3, b_spend=0.3, complements={"current_account": 0.7, "savings_account": -0.6},
+                first=1.0),
     ProductSpec("isa", "Tax-free savings (ISA)", "savings", 18, None, -4.6, 0.2, 0.006,
-                b_income=0.6, segment={"affluent": 0.8}, complements={"savings_account": 0.8}),
+                b_income=0.6, segment={"affluent": 0.8}, complements={"savings_account": 0.5},
+                follow_ons={"savings_account": 1.0}),
     ProductSpec("fixed_deposit", "Fixed-term deposit", "savings", 18, None, -5.2, 0.0, 0.02,
                 age_peak=65, age_width=20, age_amp=1.2, b_income=0.5,
                 complements={"savings_account": 0.9, "isa": 0.5}),
@@ -138,13 +174,16 @@ PRODUCTS: tuple[ProductSpec, ...] = (
                 segment={"senior": 1.2}, complements={"savings_account": 0.5}),
     ProductSpec("credit_card", "Credit card", "cards", 18, None, -4.0, 1.5, 0.008,
                 txn_rate=0.7, amount_mu=3.8, age_peak=35, age_width=20, age_amp=0.8, b_income=0.3,
-                b_spend=0.5, complements={"current_account": 1.2, "premium_card": -1.0}),
+                b_spend=0.5, complements={"current_account": 1.0, "premium_card": -1.0},
+                follow_ons={"current_account": 1.0}, first=0.5),
     ProductSpec("premium_card", "Premium credit card", "cards", 18, None, -6.2, -1.0, 0.006,
                 txn_rate=1.0, amount_mu=4.3, b_income=1.1, b_spend=0.6,
-                segment={"affluent": 1.4, "student": -1.5}, complements={"credit_card": 1.2}),
+                segment={"affluent": 1.4, "student": -1.5}, complements={"credit_card": 1.0},
+                follow_ons={"credit_card": 1.0}),
     ProductSpec("overdraft", "Arranged overdraft", "loans", 18, None, -5.5, 0.8, 0.015,
                 age_peak=28, age_width=12, age_amp=0.8, b_income=-0.3, b_spend=0.6,
-                complements={"current_account": 2.5, "student_account": 1.0}),
+                complements={"current_account": 2.3, "student_account": 0.8},
+                follow_ons={"current_account": 1.0, "student_account": 1.0}),
     ProductSpec("personal_loan", "Personal loan", "loans", 18, None, -5.0, 0.0, 0.03,
                 age_peak=35, age_width=15, age_amp=0.8, b_spend=0.4,
                 complements={"current_account": 0.6, "credit_card": 0.5, "overdraft": 0.5}),
@@ -157,21 +196,25 @@ PRODUCTS: tuple[ProductSpec, ...] = (
                 b_income=0.4, complements={"mortgage": 5.5}),
     ProductSpec("pension", "Personal pension", "pensions", 18, 74, -6.8, 0.2, 0.002,
                 age_peak=45, age_width=12, age_amp=1.2, b_income=0.8, segment={"affluent": 0.6},
-                complements={"investment_fund": 0.6}),
+                complements={"investment_fund": 0.4}, follow_ons={"investment_fund": 0.8}),
     ProductSpec("investment_fund", "Investment fund", "investments", 18, None, -6.2, 0.0, 0.01,
                 age_peak=50, age_width=18, age_amp=0.6, b_income=1.0, segment={"affluent": 1.2},
-                complements={"isa": 0.8, "stock_trading": 0.7}),
+                complements={"isa": 0.5, "stock_trading": 0.7}, follow_ons={"isa": 1.5}),
     ProductSpec("stock_trading", "Share dealing account", "investments", 18, None, -6.2, -0.2, 0.012,
                 age_peak=32, age_width=12, age_amp=1.0, b_income=0.8, segment={"affluent": 0.8},
-                complements={"investment_fund": 0.7}),
+                complements={"investment_fund": 0.4}, follow_ons={"investment_fund": 1.5}),
     ProductSpec("home_insurance", "Home insurance", "insurance", 18, None, -6.0, 1.0, 0.012,
-                age_peak=45, age_width=20, age_amp=0.6, complements={"mortgage": 3.0}),
+                age_peak=45, age_width=20, age_amp=0.6, complements={"mortgage": 1.5},
+                follow_ons={"mortgage": 2.5}),
     ProductSpec("car_insurance", "Car insurance", "insurance", 18, None, -5.0, 1.0, 0.02,
-                age_peak=40, age_width=20, age_amp=0.6, complements={"car_loan": 2.0}),
+                age_peak=40, age_width=20, age_amp=0.6, complements={"car_loan": 1.0},
+                follow_ons={"car_loan": 2.5}),
     ProductSpec("life_insurance", "Life insurance", "insurance", 18, None, -5.8, 0.5, 0.008,
-                age_peak=40, age_width=12, age_amp=1.0, complements={"mortgage": 1.8}),
+                age_peak=40, age_width=12, age_amp=1.0, complements={"mortgage": 1.0},
+                follow_ons={"mortgage": 1.5}),
     ProductSpec("travel_insurance", "Travel insurance", "insurance", 18, None, -4.5, 0.0, 0.06,
-                b_income=0.5, b_spend=0.4, complements={"premium_card": 1.0, "credit_card": 0.4}),
+                b_income=0.5, b_spend=0.4, complements={"premium_card": 0.5, "credit_card": 0.4},
+                follow_ons={"premium_card": 2.0}),
 )
 
 _GENERIC_PREV_HELD = 1.2  # logit bonus for re-adopting a product held before
@@ -237,8 +280,8 @@ class SyntheticSummary:
 
 
 @dataclass(frozen=True)
-class _Model:
-    """The product table as arrays, shape (P,) or (P, P); complement[p, q] = logit of p when q owned."""
+class ProductModel:
+    """The product table as arrays, shape (P,) or (P, P); ``*_t[q, p]`` = effect of ``q`` on ``p``."""
 
     ids: tuple[str, ...]
     min_age: np.ndarray  # float, nan = no bound
@@ -255,18 +298,21 @@ class _Model:
     b_spend: np.ndarray
     segment: np.ndarray  # (len(SEGMENTS) + 1, P), last row = unknown segment (0)
     complement_t: np.ndarray  # (P, P): owned @ complement_t gives the complement logit
+    follow_on_t: np.ndarray  # (P, P): follow_on_t[q, p] = boost of p shortly after adopting q
+    first: np.ndarray  # (P,) logit offset when the customer owns nothing
 
     def index(self, product_id: str) -> int:
         """Column index of ``product_id``."""
         return self.ids.index(product_id)
 
 
-def _build_model(products: tuple[ProductSpec, ...] = PRODUCTS) -> _Model:
+def build_model(products: tuple[ProductSpec, ...] = PRODUCTS) -> ProductModel:
     """Turn the product specs into arrays; raises ValueError on an unknown product or segment name."""
     ids = tuple(p.product_id for p in products)
     n = len(ids)
     seg = np.zeros((len(SEGMENTS) + 1, n))
     comp_t = np.zeros((n, n))
+    follow_t = np.zeros((n, n))
     for j, p in enumerate(products):
         for s, v in p.segment.items():
             if s not in SEGMENTS:
@@ -276,15 +322,19 @@ def _build_model(products: tuple[ProductSpec, ...] = PRODUCTS) -> _Model:
             if q not in ids:
                 raise ValueError(f"{p.product_id}: unknown complement {q!r}")
             comp_t[ids.index(q), j] = v
+        for q, v in p.follow_ons.items():
+            if q not in ids:
+                raise ValueError(f"{p.product_id}: unknown follow-on {q!r}")
+            follow_t[ids.index(q), j] = v
 
     def arr(name: str) -> np.ndarray:
         return np.array([np.nan if getattr(p, name) is None else getattr(p, name) for p in products], float)
 
-    return _Model(
+    return ProductModel(
         ids=ids, min_age=arr("min_age"), max_age=arr("max_age"), base=arr("base"), initial=arr("initial"),
         close=arr("close"), txn_rate=arr("txn_rate"), amount_mu=arr("amount_mu"), age_peak=arr("age_peak"),
         age_width=arr("age_width"), age_amp=arr("age_amp"), b_income=arr("b_income"),
-        b_spend=arr("b_spend"), segment=seg, complement_t=comp_t,
+        b_spend=arr("b_spend"), segment=seg, complement_t=comp_t, follow_on_t=follow_t, first=arr("first"),
     )
 
 
@@ -398,12 +448,16 @@ class _Customers:
     region: np.ndarray
     email_opt_in: np.ndarray
     activity: np.ndarray  # transaction intensity multiplier, mean 1
+    opens_on_joining: np.ndarray  # bool; False for the COLD_START_SHARE of window joiners
 
 
 def _generate_customers(rng: _BlockRng, idx: np.ndarray, cal: _Calendar, months: int) -> _Customers:
-    """Draw customer attributes; about ``min(0.5, 0.0125 * months)`` of customers join during the window."""
+    """Draw customer attributes; about ``min(0.5, 0.0125 * months)`` of customers join during the window.
+
+    Of those joiners, ``COLD_START_SHARE`` open no product on joining; everybody else opens one.
+    """
     n = len(idx)
-    u = rng.uniform(14)
+    u = rng.uniform(15)
     z = rng.normal(2)
     activity = rng.gamma(2.0, 0.5)
     ref_year = cal.year(-1)
@@ -442,7 +496,8 @@ def _generate_customers(rng: _BlockRng, idx: np.ndarray, cal: _Calendar, months:
     joined = np.where(is_joiner, joined_new, joined_old)
     return _Customers(idx=idx, joined=joined, join_month=join_month, birth_year=birth_year,
                       true_birth_year=true_by, income=income, segment=seg, region=region,
-                      email_opt_in=u[:, 13] < 0.6, activity=activity)
+                      email_opt_in=u[:, 13] < 0.6, activity=activity,
+                      opens_on_joining=~is_joiner | (u[:, 14] >= COLD_START_SHARE))
 
 
 def _beta_like(u1: np.ndarray, u2: np.ndarray) -> np.ndarray:
@@ -458,7 +513,7 @@ def _ages(cust: _Customers, year: int) -> np.ndarray:
     return np.where(cust.birth_year >= 0, year - cust.birth_year, np.nan).astype(float)
 
 
-def _eligible(model: _Model, age: np.ndarray) -> np.ndarray:
+def _eligible(model: ProductModel, age: np.ndarray) -> np.ndarray:
     """(n, P) eligibility: products with a bound need a known age within [min_age, max_age]."""
     a = age[:, None]
     has_bound = ~np.isnan(model.min_age) | ~np.isnan(model.max_age)
@@ -467,7 +522,7 @@ def _eligible(model: _Model, age: np.ndarray) -> np.ndarray:
     return (ok_min & ok_max & ~np.isnan(a)) | ~has_bound
 
 
-def _static_logit(model: _Model, cust: _Customers, age: np.ndarray) -> np.ndarray:
+def _static_logit(model: ProductModel, cust: _Customers, age: np.ndarray) -> np.ndarray:
     """(n, P) logit part from age, income and segment (0 for unknown values)."""
     known = ~np.isnan(age)
     a = np.where(known, age, 0.0)[:, None]
@@ -478,14 +533,34 @@ def _static_logit(model: _Model, cust: _Customers, age: np.ndarray) -> np.ndarra
     return age_eff + z_inc[:, None] * model.b_income + model.segment[cust.segment]
 
 
-def adoption_logit(model: _Model, static: np.ndarray, owned: np.ndarray, prev_held: np.ndarray,
-                   tenure_months: np.ndarray, spend_3m: np.ndarray, recent_adds: np.ndarray) -> np.ndarray:
+def follow_on_logit(model: ProductModel, owned: np.ndarray, months_since_start: np.ndarray) -> np.ndarray:
+    """(n, P) follow-on part of the adoption logit: sum over owned q of ``boost[q, p] * exp(-m_q / TAU)``.
+
+    Args:
+        model: product arrays (``follow_on_t[q, p]`` = boost of ``p`` after adopting ``q``).
+        owned: (n, P) bool, owned at the snapshot.
+        months_since_start: (n, P) months from the start day of the current holding to the snapshot,
+            >= 0 where owned (ignored elsewhere).
+
+    Returns:
+        logit boosts, >= 0 when all boosts are (at most the sum of the boosts, decaying with e-folding
+        time ``FOLLOW_ON_TAU_MONTHS``).
+    """
+    recency = np.where(owned, np.exp(-np.maximum(months_since_start, 0.0) / FOLLOW_ON_TAU_MONTHS), 0.0)
+    return recency @ model.follow_on_t
+
+
+def adoption_logit(model: ProductModel, static: np.ndarray, owned: np.ndarray, months_since_start: np.ndarray,
+                   prev_held: np.ndarray, tenure_months: np.ndarray, spend_3m: np.ndarray,
+                   recent_adds: np.ndarray) -> np.ndarray:
     """Monthly adoption logit (n, P) given the state at a month-end snapshot.
 
     Args:
         model: product arrays.
         static: (n, P) age / income / segment part from ``_static_logit``.
-        owned: (n, P) bool, owned at the snapshot.
+        owned: (n, P) bool, owned at the snapshot (no product owned adds ``model.first``).
+        months_since_start: (n, P) months (days / ``DAYS_PER_MONTH``) from the start day of the current
+            holding to the snapshot, >= 0 where owned, ignored elsewhere (see ``follow_on_logit``).
         prev_held: (n, P) bool, a holding of the product ended on or before the snapshot.
         tenure_months: (n,) months since joined_on, >= 0.
         spend_3m: (n,) sum of transaction amounts in the last 3 months, >= 0.
@@ -498,7 +573,9 @@ def adoption_logit(model: _Model, static: np.ndarray, owned: np.ndarray, prev_he
     z_spend = (np.log1p(spend_3m) - _SPEND_LOG_CENTRE) / _SPEND_LOG_SCALE
     generic = (_GENERIC_COUNT * n_owned + _GENERIC_RECENT_ADD * np.minimum(recent_adds, 3)
                + _GENERIC_NEW_CUSTOMER * (tenure_months < 6) - 0.08 * np.log1p(tenure_months))
+    owns_nothing = ~owned.any(axis=1)
     logit = (model.base + static + owned.astype(np.float64) @ model.complement_t
+             + follow_on_logit(model, owned, months_since_start) + owns_nothing[:, None] * model.first
              + z_spend[:, None] * model.b_spend + generic[:, None] + _GENERIC_PREV_HELD * prev_held)
     return np.clip(logit, _LOGIT_MIN, _LOGIT_MAX)
 
@@ -561,7 +638,7 @@ class _ChunkResult:
     adoptions: int
 
 
-def _simulate_chunk(model: _Model, cal: _Calendar, months: int, seed: int, first_index: int, n: int,
+def _simulate_chunk(model: ProductModel, cal: _Calendar, months: int, seed: int, first_index: int, n: int,
                     id_width: int, writers: _Writers, with_oracle: bool) -> _ChunkResult:
     """Simulate customers [first_index, first_index + n) over all months and write their rows."""
     rng = _BlockRng(seed, first_index // RNG_BLOCK, n)
@@ -579,8 +656,9 @@ def _simulate_chunk(model: _Model, cal: _Calendar, months: int, seed: int, first
     last_txn = np.full(n, np.iinfo(np.int64).min // 2)
     txns = _Rows()
     oracle_rows = adoptions = 0
-    # population at s_{-1}: joined before and owning something (no transaction history before month 0)
-    population = (cust.joined <= cal.last_day(-1)) & owned.any(axis=1)
+    # every customer who joined before month 0 opened a product; there are no transactions before month 0
+    ever_held = cust.join_month < 0
+    population = (cust.joined <= cal.last_day(-1)) & (owned.any(axis=1) | ~ever_held)
 
     for k in range(months):
         s_prev = cal.last_day(k - 1)
@@ -589,9 +667,10 @@ def _simulate_chunk(model: _Model, cal: _Calendar, months: int, seed: int, first
         age = _ages(cust, cal.year(k - 1))
         eligible = _eligible(model, age)
         candidate = population[:, None] & ~owned & eligible
-        tenure = np.maximum((s_prev - cust.joined) / 30.4375, 0.0)
-        logit = adoption_logit(model, _static_logit(model, cust, age), owned, ever_closed & ~owned,
-                               tenure, spend.sum(axis=1), adds.sum(axis=1))
+        tenure = np.maximum((s_prev - cust.joined) / DAYS_PER_MONTH, 0.0)
+        since_start = (s_prev - start_day) / DAYS_PER_MONTH
+        logit = adoption_logit(model, _static_logit(model, cust, age), owned, since_start,
+                               ever_closed & ~owned, tenure, spend.sum(axis=1), adds.sum(axis=1))
         p = _sigmoid(logit).astype(np.float32)
         u = rng.uniform(n_prod)
         if with_oracle and k >= 1:
@@ -614,8 +693,8 @@ def _simulate_chunk(model: _Model, cal: _Calendar, months: int, seed: int, first
         ci, pi = np.nonzero(close)
         holdings.add(c=ci, p=pi, start=start_day[ci, pi], end=close_day[ci, pi])
         adoptions += int(adopt.sum())
-        # ---- customers joining in month k open one product on joined_on
-        joiners = np.flatnonzero(cust.join_month == k)
+        # ---- customers joining in month k open one product on joined_on (but the cold starts)
+        joiners = np.flatnonzero((cust.join_month == k) & cust.opens_on_joining)
         opened = np.zeros_like(owned)
         if len(joiners):
             opening = _opening_product(model, cust, joiners, rng.uniform()[joiners])
@@ -634,13 +713,14 @@ def _simulate_chunk(model: _Model, cal: _Calendar, months: int, seed: int, first
         owned = (owned & ~close) | new
         start_day = np.where(adopt, adopt_day, np.where(opened, open_day, start_day))
         ever_closed |= close
+        ever_held |= new.any(axis=1)
         slot = k % ACTIVITY_LOOKBACK_MONTHS
         spend[:, slot] = month_spend
         adds[:, slot] = new.sum(axis=1)
         last_txn = np.maximum(last_txn, month_last)
         s_k = cal.last_day(k)
         recent_txn = last_txn > cal.minus_months(k, ACTIVITY_LOOKBACK_MONTHS)
-        population = (cust.joined <= s_k) & (owned.any(axis=1) | recent_txn)
+        population = (cust.joined <= s_k) & (owned.any(axis=1) | recent_txn | ~ever_held)
 
     ci, pi = np.nonzero(owned)
     holdings.add(c=ci, p=pi, start=start_day[ci, pi], end=np.full(len(ci), -1))
@@ -650,7 +730,7 @@ def _simulate_chunk(model: _Model, cal: _Calendar, months: int, seed: int, first
     return _ChunkResult(holdings=n_hold, transactions=n_txn, oracle_rows=oracle_rows, adoptions=adoptions)
 
 
-def _opening_product(model: _Model, cust: _Customers, who: np.ndarray, u: np.ndarray) -> np.ndarray:
+def _opening_product(model: ProductModel, cust: _Customers, who: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Product index each customer in ``who`` opens on joined_on, chosen by its age in the joining year.
 
     Known minors open a junior account, 18-25 year olds a student account half of the time, everybody
@@ -663,7 +743,7 @@ def _opening_product(model: _Model, cust: _Customers, who: np.ndarray, u: np.nda
     return out
 
 
-def _initial_state(model: _Model, cal: _Calendar, cust: _Customers, rng: _BlockRng,
+def _initial_state(model: ProductModel, cal: _Calendar, cust: _Customers, rng: _BlockRng,
                    holdings: _Rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Holdings of customers who joined before month 0, as of the day before month 0.
 
@@ -716,7 +796,7 @@ def _initial_state(model: _Model, cal: _Calendar, cust: _Customers, rng: _BlockR
     return owned, np.where(owned, start, 0), prev.copy()
 
 
-def _transactions(model: _Model, cust: _Customers, txn_products: np.ndarray, counts: np.ndarray,
+def _transactions(model: ProductModel, cust: _Customers, txn_products: np.ndarray, counts: np.ndarray,
                   lo: np.ndarray, hi: np.ndarray, rng: _BlockRng,
                   out: _Rows) -> tuple[np.ndarray, np.ndarray]:
     """Draw one month's transactions of a chunk; returns per-customer spend and last transaction day."""
@@ -831,7 +911,7 @@ def generate_synthetic(out_dir: Path, customers: int = 20_000, months: int = 24,
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = _build_model()
+    model = build_model()
     cal = _Calendar(np.datetime64(start_month, "M"))
     id_width = max(7, len(str(customers)))
     oracle_path = out_dir / "oracle.parquet"

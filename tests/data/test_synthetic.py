@@ -6,6 +6,7 @@ only the definitions of the README / dbt project, and compare them with oracle.p
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import date
 from pathlib import Path
@@ -19,13 +20,20 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from ingest.synthetic import (
+    COLD_START_SHARE,
     CUSTOMER_SCHEMA,
+    DAYS_PER_MONTH,
+    FOLLOW_ON_TAU_MONTHS,
     HOLDING_SCHEMA,
     ORACLE_SCHEMA,
     PRODUCT_SCHEMA,
     PRODUCTS,
     TRANSACTION_SCHEMA,
+    ProductSpec,
     SyntheticSummary,
+    adoption_logit,
+    build_model,
+    follow_on_logit,
     generate_synthetic,
 )
 
@@ -84,6 +92,21 @@ def _labelled_oracle(path: Path) -> pd.DataFrame:
     return table.to_pandas()
 
 
+def _cold_starts(path: Path, window_start: date) -> pd.DataFrame:
+    """Customers who joined on or after ``window_start`` without a holding starting on joined_on, with
+    the start of their first holding (NaT if none)."""
+    customers, holdings = _read(path, "customers"), _read(path, "holdings")
+    joiners = customers[pd.to_datetime(customers["joined_on"]) >= pd.Timestamp(window_start)]
+    opened = holdings.merge(joiners[["customer_id", "joined_on"]], on="customer_id")
+    opened = set(opened.loc[opened["started_on"] == opened["joined_on"], "customer_id"])
+    cold = joiners.loc[~joiners["customer_id"].isin(opened), ["customer_id", "joined_on"]]
+    first = holdings.groupby("customer_id", as_index=False)["started_on"].min()
+    cold = cold.merge(first.rename(columns={"started_on": "first_started_on"}), on="customer_id", how="left")
+    for col in ("joined_on", "first_started_on"):
+        cold[col] = pd.to_datetime(cold[col])
+    return cold
+
+
 def _candidates(path: Path, snapshots: list[pd.Timestamp]) -> pd.DataFrame:
     """The candidate set recomputed from the raw files with the README / dbt definitions."""
     customers = _read(path, "customers")
@@ -100,7 +123,10 @@ def _candidates(path: Path, snapshots: list[pd.Timestamp]) -> pd.DataFrame:
         owned = holdings.loc[owned_mask, ["customer_id", "product_id"]].drop_duplicates()
         cutoff = s - pd.DateOffset(months=3)  # clamps the day like DuckDB: 2023-04-30 -> 2023-01-30
         active = set(txns.loc[(txn_day > cutoff) & (txn_day <= s), "customer_id"])
-        pop = customers[(joined <= s) & (customers["customer_id"].isin(set(owned["customer_id"]) | active))]
+        ever_held = set(holdings.loc[started <= s, "customer_id"])
+        not_dormant = customers["customer_id"].isin(set(owned["customer_id"]) | active) | ~customers[
+            "customer_id"].isin(ever_held)
+        pop = customers[(joined <= s) & not_dormant]
         age = s.year - pop["birth_year"]
         pairs = pop[["customer_id"]].assign(age=age.to_numpy()).merge(products, how="cross")
         bounded = pairs["min_age"].notna() | pairs["max_age"].notna()
@@ -142,6 +168,7 @@ class TestDeterminism:
             if f == "oracle":  # written per snapshot and chunk: same rows, another order
                 a, b = (x.sort_values(keys, ignore_index=True) for x in (a, b))
             pd.testing.assert_frame_equal(a, b, obj=f)
+        assert len(_cold_starts(tmp_path / "one", date(2023, 1, 1))) > 0, "no cold start to compare"
 
 
 # --------------------------------------------------------------------------------------- contract
@@ -320,6 +347,129 @@ class TestOracle:
         summary = generate_synthetic(tmp_path, customers=50, months=3, seed=0, with_oracle=False)
         assert not (tmp_path / "oracle.parquet").exists() and summary.oracle_rows == 0
         assert summary.holdings == len(_read(tmp_path, "holdings"))
+
+
+# ------------------------------------------------------------------------------------- cold start
+
+
+class TestColdStart:
+    def test_the_cold_start_share_of_joiners_open_nothing(self, medium) -> None:
+        path, _ = medium
+        customers = _read(path, "customers")
+        joiners = (pd.to_datetime(customers["joined_on"]) >= pd.Timestamp("2023-01-01")).sum()
+        cold = _cold_starts(path, date(2023, 1, 1))
+        assert joiners > 2000
+        assert abs(len(cold) / joiners - COLD_START_SHARE) < 0.04  # ~4 sigma at ~3000 joiners
+
+    def test_cold_starts_are_in_the_oracle_from_joining_until_they_adopt(self, small) -> None:
+        path, _ = small
+        snapshots = _month_ends(date(2023, 9, 1), 8)[:-1]
+        cold = _cold_starts(path, date(2023, 9, 1))
+        assert len(cold) > 10
+        oracle = _read(path, "oracle")
+        oracle["snapshot_on"] = pd.to_datetime(oracle["snapshot_on"])
+        rows = oracle[oracle["customer_id"].isin(set(cold["customer_id"]))].merge(cold, on="customer_id")
+        never_held = rows["first_started_on"].isna() | (rows["snapshot_on"] < rows["first_started_on"])
+        got = set(map(tuple, rows.loc[never_held, ["customer_id", "snapshot_on"]].to_numpy()))
+        expected = {(c.customer_id, s) for c in cold.itertuples() for s in snapshots
+                    if c.joined_on <= s and (pd.isna(c.first_started_on) or s < c.first_started_on)}
+        assert got == expected and len(expected) > len(cold) / 2
+        assert (rows["snapshot_on"] >= rows["joined_on"]).all()
+        # owning nothing, every product without an age bound is a candidate (current account first)
+        current = rows[never_held & (rows["product_id"] == "current_account")]
+        assert len(current) == len(expected)
+
+    def test_some_cold_starts_adopt_a_first_product_after_their_joining_month(self, small) -> None:
+        path, _ = small
+        cold = _cold_starts(path, date(2023, 9, 1))
+        adopted = cold.dropna(subset=["first_started_on"])
+        assert len(adopted) > len(cold) / 2  # most within the window; the latest joiners cannot yet
+        joining_month_end = adopted["joined_on"].dt.to_period("M").dt.to_timestamp(how="end").dt.normalize()
+        assert (adopted["first_started_on"] > joining_month_end).all()
+
+    def test_owning_nothing_is_a_visible_share_of_the_oracle(self, medium) -> None:
+        path, labelled = medium
+        cold = _cold_starts(path, date(2023, 1, 1))
+        rows = labelled[labelled["customer_id"].isin(set(cold["customer_id"]))].merge(
+            cold, on="customer_id")
+        nothing = rows[rows["first_started_on"].isna() | (rows["snapshot_on"] < rows["first_started_on"])]
+        assert 0.003 < len(nothing) / len(labelled) < 0.05
+        # their first product is mostly a current account, and the oracle says so
+        by_product = nothing.groupby("product_id", observed=True)["probability"].mean()
+        assert by_product.idxmax() in {"current_account", "junior_account"}
+        assert by_product["current_account"] > 0.2
+
+
+# ------------------------------------------------------------------------------------- propensity
+
+
+def _two_products(first: float = 1.5) -> tuple[ProductSpec, ProductSpec]:
+    """Product ``a`` (follow-on +2 after ``b``, first-product offset ``first``) and a plain ``b``."""
+    a = ProductSpec("a", "A", "accounts", None, None, -3.0, 0.0, 0.01, follow_ons={"b": 2.0}, first=first)
+    b = ProductSpec("b", "B", "accounts", None, None, -4.0, 0.0, 0.01)
+    return a, b
+
+
+def _logit(products: tuple[ProductSpec, ...], owned: list[list[bool]],
+           months: list[list[float]]) -> np.ndarray:
+    """adoption_logit with everything but ownership and months since start equal across rows."""
+    model = build_model(products)
+    own = np.array(owned, bool)
+    n = len(own)
+    return adoption_logit(model, np.zeros(own.shape), own, np.array(months, float), np.zeros(own.shape, bool),
+                          np.full(n, 12.0), np.full(n, 100.0), np.zeros(n))
+
+
+class TestPropensity:
+    def test_follow_on_logit_is_the_boost_decayed_by_months_since_the_start(self) -> None:
+        model = build_model(_two_products())
+        owned = np.array([[False, True], [False, True], [False, False], [True, False]])
+        months = np.array([[0.0, 0.0], [0.0, 3.0], [0.0, 0.0], [0.0, 0.0]])
+        got = follow_on_logit(model, owned, months)
+        decayed = 2.0 * np.exp(-3.0 / FOLLOW_ON_TAU_MONTHS)
+        expected = np.array([[2.0, 0.0], [decayed, 0.0], [0.0, 0.0], [0.0, 0.0]])
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+        assert FOLLOW_ON_TAU_MONTHS == 3.0
+
+    def test_a_follow_on_is_likelier_just_after_the_adoption_than_much_later(self) -> None:
+        logit = _logit(_two_products(), [[False, True], [False, True]], [[0.0, 0.5], [0.0, 24.0]])
+        assert logit[0, 0] - logit[1, 0] == pytest.approx(2.0 * (np.exp(-0.5 / 3.0) - np.exp(-24.0 / 3.0)))
+        assert logit[0, 1] == logit[1, 1]  # b has no follow-on
+
+    def test_first_product_offset_applies_only_when_nothing_is_owned(self) -> None:
+        owned, months = [[False, False], [False, True], [True, False]], [[0.0] * 2, [0.0, 30.0], [30.0, 0.0]]
+        with_first = _logit(_two_products(1.5), owned, months)
+        without = _logit(_two_products(0.0), owned, months)
+        np.testing.assert_allclose(with_first - without, [[1.5, 0.0], [0.0, 0.0], [0.0, 0.0]], atol=1e-12)
+
+    def test_the_bank_has_realistic_follow_ons_and_first_products(self) -> None:
+        pairs = {(q, p.product_id): v for p in PRODUCTS for q, v in p.follow_ons.items()}
+        assert 10 <= len(pairs) <= 14 and all(v > 0 for v in pairs.values())
+        assert pairs[("mortgage", "home_insurance")] >= 2.0 and pairs[("car_loan", "car_insurance")] >= 2.0
+        first = {p.product_id: p.first for p in PRODUCTS}
+        assert max(first, key=first.get) == "junior_account"  # only minors are eligible
+        adult = {k: v for k, v in first.items() if k != "junior_account"}
+        assert max(adult, key=adult.get) in {"current_account", "student_account"}
+
+    def test_an_unknown_follow_on_raises(self) -> None:
+        bad = dataclasses.replace(_two_products()[0], follow_ons={"zzz": 1.0})
+        with pytest.raises(ValueError, match="unknown follow-on 'zzz'"):
+            build_model((bad, _two_products()[1]))
+
+    @pytest.mark.parametrize(("q", "p"), [("mortgage", "home_insurance"), ("car_loan", "car_insurance")])
+    def test_oracle_favours_a_follow_on_in_the_months_after_the_adoption(self, medium, q: str,
+                                                                         p: str) -> None:
+        path, labelled = medium
+        h = _read(path, "holdings")
+        h = h[h["product_id"] == q]
+        rows = labelled[labelled["product_id"] == p].merge(h[["customer_id", "started_on", "ended_on"]],
+                                                             on="customer_id")
+        started, ended = pd.to_datetime(rows["started_on"]), pd.to_datetime(rows["ended_on"])
+        rows = rows[(started <= rows["snapshot_on"]) & (ended.isna() | (rows["snapshot_on"] < ended))]
+        months = (rows["snapshot_on"] - pd.to_datetime(rows["started_on"])).dt.days / DAYS_PER_MONTH
+        recent, later = rows.loc[months < 1, "probability"], rows.loc[months >= 6, "probability"]
+        assert len(recent) > 50 and len(later) > 50
+        assert recent.mean() > 3 * later.mean()
 
 
 # ----------------------------------------------------------------------------------------- errors
