@@ -1,0 +1,162 @@
+{#-
+  The population rule, recomputed by brute force from the staged raw rows for a hash sample of customers:
+  at each snapshot s, a customer who joined on or before s is in the population unless dormant (held a
+  product on or before s, owns none at s, no transaction in the activity_lookback_months months ending at
+  s); a prospect who never held one stays in for prospect_window_months after the join month when set.
+  Returns every customer x snapshot on which the brute force and feat_customer_monthly disagree, and every
+  population customer x snapshot with an eligible product not owned but no candidate row.
+-#}
+{%- set lookback = var('activity_lookback_months') | int -%}
+{%- set prospect_window = var('prospect_window_months') -%}
+
+with
+
+customers as (
+    select * from {{ ref('stg_raw__customers') }}
+),
+
+holdings as (
+    select * from {{ ref('stg_raw__holdings') }}
+),
+
+transactions as (
+    select * from {{ ref('stg_raw__transactions') }}
+),
+
+products as (
+    select * from {{ ref('stg_raw__products') }}
+),
+
+spine as (
+    select * from {{ ref('int_snapshots_spined') }}
+),
+
+customer_features as (
+    select * from {{ ref('feat_customer_monthly') }}
+),
+
+candidates as (
+    select * from {{ ref('fct_candidates') }}
+),
+
+sampled_customers as (
+    select *
+    from customers
+    order by hash(customer_id)
+    limit {{ var('leakage_test_sample_customers') }}
+),
+
+joined as (
+    select
+        sampled_customers.customer_id,
+        sampled_customers.joined_on,
+        sampled_customers.birth_year,
+        spine.snapshot_on,
+        spine.event_timestamp,
+    from sampled_customers
+    inner join spine
+        on sampled_customers.joined_on <= spine.snapshot_on
+),
+
+states as (
+    select
+        joined.customer_id,
+        joined.snapshot_on,
+        joined.event_timestamp,
+        joined.joined_on,
+        exists (
+            select 1 from holdings
+            where holdings.customer_id = joined.customer_id
+                and holdings.started_on <= joined.snapshot_on
+                and (holdings.ended_on is null or joined.snapshot_on < holdings.ended_on)
+        ) as owns_something,
+        exists (
+            select 1 from holdings
+            where holdings.customer_id = joined.customer_id
+                and holdings.started_on <= joined.snapshot_on
+        ) as held_something,
+        exists (
+            select 1 from transactions
+            where transactions.customer_id = joined.customer_id
+                and transactions.occurred_on <= joined.snapshot_on
+                and transactions.occurred_on > last_day(joined.snapshot_on - interval {{ lookback }} month)
+        ) as active_in_lookback,
+    from joined
+),
+
+expected as (
+    select customer_id, event_timestamp, snapshot_on
+    from states
+    where owns_something
+        or active_in_lookback
+        or (
+            not held_something
+            {%- if prospect_window is not none %}
+            and date_diff('month', date_trunc('month', joined_on), date_trunc('month', snapshot_on))
+                < {{ prospect_window | int }}
+            {%- endif %}
+        )
+),
+
+actual as (
+    select customer_features.customer_id, customer_features.event_timestamp
+    from customer_features
+    semi join sampled_customers
+        using (customer_id)
+),
+
+missing as (
+    select customer_id, event_timestamp, 'in the population by the rule, not in feat_customer_monthly' as problem,
+    from (select customer_id, event_timestamp from expected except select * from actual)
+),
+
+extra as (
+    select customer_id, event_timestamp, 'in feat_customer_monthly, not in the population by the rule' as problem,
+    from (select * from actual except select customer_id, event_timestamp from expected)
+),
+
+-- a population customer with an eligible product not owned at s must have that candidate row
+open_products as (
+    select
+        expected.customer_id,
+        expected.event_timestamp,
+        products.product_id,
+    from expected
+    inner join sampled_customers
+        using (customer_id)
+    cross join products
+    where (
+            (products.min_age is null and products.max_age is null)
+            or (
+                sampled_customers.birth_year is not null
+                and year(expected.snapshot_on) - sampled_customers.birth_year
+                    between coalesce(products.min_age, -1000) and coalesce(products.max_age, 1000)
+            )
+        )
+        and not exists (
+            select 1 from holdings
+            where holdings.customer_id = expected.customer_id
+                and holdings.product_id = products.product_id
+                and holdings.started_on <= expected.snapshot_on
+                and (holdings.ended_on is null or expected.snapshot_on < holdings.ended_on)
+        )
+),
+
+without_candidate as (
+    select customer_id, event_timestamp, 'an open product has no candidate row' as problem,
+    from (
+        select customer_id, event_timestamp, product_id from open_products
+        except
+        select customer_id, event_timestamp, product_id from candidates
+    )
+),
+
+final as (
+    select * from missing
+    union all
+    select * from extra
+    union all
+    select * from without_candidate
+)
+
+select * from final
