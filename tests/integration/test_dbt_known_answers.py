@@ -64,7 +64,7 @@ def test_population_is_joined_customers_who_are_not_dormant(marts: dict[str, pd.
     expected = (
         {("C1", ts(s)) for s in SNAPSHOTS}
         | {("C2", ts(s)) for s in [FEB, MAR, APR, MAY, JUN]}  # joined 2024-02-10
-        | {("C3", ts(s)) for s in [JAN, MAR, APR, MAY, JUN]}  # held P4, owns nothing, inactive: dormant in Feb
+        | {("C3", ts(s)) for s in [JAN, MAR, APR, MAY, JUN]}  # dormant in Feb
         | {("C4", ts(s)) for s in [MAY, JUN]}  # joined 2024-05-20, never held anything: a prospect
         | {("C5", ts(s)) for s in SNAPSHOTS}
     )
@@ -240,7 +240,8 @@ def test_product_features_one_row_per_product_and_snapshot(marts: dict[str, pd.D
         ("C2", "P1", JUN, {"sum_spend_category_last_3_months": 0.0,  # the March spend is 3 months back
                            "count_transactions_category_last_3_months": 0,
                            "count_products_owned_in_category": 0}),
-        ("C2", "P1", MAY, {"sum_spend_category_last_3_months": 40.0, "count_transactions_category_last_3_months": 1}),
+        ("C2", "P1", MAY, {"sum_spend_category_last_3_months": 40.0,
+                           "count_transactions_category_last_3_months": 1}),
         # cross-sell, P1 -> P2 at April from January..March: owners of P1 not owning P2 were 2 + 3 + 2
         # customer-months, one of whom (C1, February) started P2 the next month; P2's base rate among the
         # population not owning it: 1 adoption in 3 + 3 + 3 customer-months. Prior 20 at the base rate:
@@ -248,11 +249,13 @@ def test_product_features_one_row_per_product_and_snapshot(marts: dict[str, pd.D
         ("C5", "P2", APR, {"max_transition_lift_from_owned": 261 / 243,
                            "sum_log_transition_lift_from_owned": np.log(261 / 243),
                            "transition_lift_from_latest_started": 261 / 243,
-                           # owned sets at April: C1 {P1, P2}, C2 {P1, P3}, C5 {P1}: (1 + 20) / (3 * 1 / 3 + 20)
+                           # owned sets at April: C1 {P1, P2}, C2 {P1, P3}, C5 {P1}:
+                           # (1 + 20) / (3 * 1 / 3 + 20)
                            "max_coownership_lift_with_owned": 1.0}),
         # a customer owning nothing relates to nothing: neutral values, not nulls
         ("C3", "P1", APR, {"max_transition_lift_from_owned": 1.0, "sum_log_transition_lift_from_owned": 0.0,
-                           "transition_lift_from_latest_started": 1.0, "max_coownership_lift_with_owned": 1.0}),
+                           "transition_lift_from_latest_started": 1.0,
+                           "max_coownership_lift_with_owned": 1.0}),
         ("C4", "P2", MAY, {"max_transition_lift_from_owned": 1.0, "sum_log_transition_lift_from_owned": 0.0}),
         # life stage: no P4 adopter with a known age by January (C3's birth year is unknown), so the profile
         # is the prior: the January population's ages (C1 44, C5 24): mean 34, sd 10
