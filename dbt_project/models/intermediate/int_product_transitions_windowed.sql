@@ -67,13 +67,26 @@ pair_windowed as (
     )
 ),
 
-base_history as (
+base_counted as (
     select distinct
         to_product_key,
         month_index,
         count_base_exposed,
         count_base_adopted_next_month,
     from counted
+),
+
+base_history as (
+    select
+        products.to_product_key,
+        spine.month_index,
+        coalesce(base_counted.count_base_exposed, 0) as count_base_exposed,
+        coalesce(base_counted.count_base_adopted_next_month, 0) as count_base_adopted_next_month,
+    from (select distinct to_product_key from counted) as products
+    cross join spine
+    left join base_counted
+        on products.to_product_key = base_counted.to_product_key
+        and spine.month_index = base_counted.month_index
 ),
 
 base_windowed as (
@@ -126,8 +139,10 @@ final as (
         cast(
             (coalesce(pair_windowed.count_co_owned, 0) + {{ prior }})
             / (
-                coalesce(from_owners.count_owners, 0) * coalesce(to_owners.count_owners, 0)
-                / nullif(set_customers.count_customers, 0)
+                coalesce(
+                    from_owners.count_owners * to_owners.count_owners / nullif(set_customers.count_customers, 0),
+                    0
+                )
                 + {{ prior }}
             ) as double
         ) as coownership_lift,
