@@ -23,19 +23,28 @@ ConfigOption = Annotated[
     typer.Option(
         "--config", exists=True, dir_okay=False,
         help="Training config YAML (default: configs/training/<synthetic|completejourney>.yaml "
-        "from the ingested dataset's name).",
+        "from the ingested dataset's name, configs/training/default.yaml for any other dataset).",
     ),
 ]
 
 
-def resolve_config_path(settings: Settings, config: Path | None) -> Path:
-    """``config`` if given, else the shipped config of the ingested dataset (dataset.json name)."""
+def resolve_config_path(settings: Settings, config: Path | None, console: Console = console) -> Path:
+    """``config`` if given, else the shipped config of the ingested dataset (dataset.json name; the
+    documented ``default.yaml`` when the name matches no shipped config); says which one it chose."""
     if config is not None:
         return config
     from ingest.store import read_dataset_meta
-    from training.config import default_config_path
+    from training.config import DEFAULT_FAMILY, dataset_family, default_config_path
 
-    return default_config_path(read_dataset_meta(settings.raw_dir).name)
+    name = read_dataset_meta(settings.raw_dir).name
+    path = default_config_path(name)
+    why = (
+        "no shipped config for this dataset: the default one"
+        if dataset_family(name) == DEFAULT_FAMILY
+        else "the shipped config of its family"
+    )
+    console.print(f"no --config: dataset {name!r} -> {path.name} ({why})")
+    return path
 
 
 def run_training(settings: Settings, config_path: Path, console: Console = console) -> int:

@@ -26,6 +26,12 @@ CONFIG_DIR = PROJECT_ROOT / "configs" / "training"
 DATASET_CONFIGS: dict[str, str] = {"synthetic": "synthetic.yaml", "completejourney": "completejourney.yaml"}
 """Dataset family -> its shipped config file name."""
 
+DEFAULT_FAMILY = "default"
+"""The family of a dataset whose name matches no shipped config (e.g. your own ``ingest dir``)."""
+
+DEFAULT_CONFIG = "default.yaml"
+"""The documented config for datasets of the default family."""
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -167,18 +173,18 @@ def load_config(path: Path) -> TrainingConfig:
 
 
 def dataset_family(dataset_name: str) -> str:
-    """``synthetic`` or ``completejourney`` from a dataset.json name (e.g. ``synthetic-bank``).
+    """``synthetic``, ``completejourney`` or ``default`` from a dataset.json name.
 
-    Raises:
-        ValueError: the name matches neither family.
+    A name containing a shipped family (e.g. ``synthetic-bank``, ``completejourney-product_category``;
+    case, ``-`` and ``_`` ignored) gives that family; any other name gives ``DEFAULT_FAMILY``.
     """
     lowered = dataset_name.lower().replace("_", "").replace("-", "")
     for family in DATASET_CONFIGS:
         if lowered.startswith(family) or family in lowered:
             return family
-    raise ValueError(f"no training config for dataset {dataset_name!r}; pass --config")
+    return DEFAULT_FAMILY
 
 
 def default_config_path(dataset_name: str) -> Path:
-    """The shipped config for a dataset name (see ``dataset_family``)."""
-    return CONFIG_DIR / DATASET_CONFIGS[dataset_family(dataset_name)]
+    """The shipped config for a dataset name: its family's (see ``dataset_family``), else ``default.yaml``."""
+    return CONFIG_DIR / DATASET_CONFIGS.get(dataset_family(dataset_name), DEFAULT_CONFIG)

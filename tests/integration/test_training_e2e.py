@@ -90,13 +90,12 @@ def test_split_needs_one_training_snapshot() -> None:
 
 
 def test_shipped_configs_load_and_unknown_keys_are_rejected(tmp_path: Path) -> None:
-    for family in ("synthetic", "completejourney"):
+    for family in ("synthetic", "completejourney", "default"):
         config = load_config(CONFIG_DIR / f"{family}.yaml")
         assert config.feature_service == "ranker_v1"
     assert default_config_path("synthetic-bank").name == "synthetic.yaml"
     assert default_config_path("completejourney-product_category").name == "completejourney.yaml"
-    with pytest.raises(ValueError, match="no training config"):
-        default_config_path("acme")
+    assert default_config_path("acme").name == "default.yaml"
     bad = tmp_path / "bad.yaml"
     bad.write_text("split:\n  test_snapshot: 1\n")
     with pytest.raises(ValidationError, match="test_snapshot"):
