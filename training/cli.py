@@ -50,7 +50,7 @@ def resolve_config_path(settings: Settings, config: Path | None, console: Consol
 def run_training(settings: Settings, config_path: Path, console: Console = console) -> int:
     """Train with progress lines and a spinner; print the summary; return the exit code (1 = regression)."""
     from training.config import load_config
-    from training.report import summary_table
+    from training.report import details_text, load_report, summary_table
     from training.train import QualityRegressionError, train
 
     config = load_config(config_path)
@@ -68,6 +68,7 @@ def run_training(settings: Settings, config_path: Path, console: Console = conso
             console.print(f"[red]{err}[/red]")
             return 1
     console.print(summary_table(result.evaluation.models.to_dict(orient="index")))
+    console.print(details_text(load_report(result.report_dir)), markup=False)
     console.print(f"report: {result.report_dir / 'report.html'}")
     console.print(f"bundle: {result.bundle_path}")
     return 0
@@ -76,7 +77,7 @@ def run_training(settings: Settings, config_path: Path, console: Console = conso
 def show_evaluation(settings: Settings, reevaluate: bool, console: Console = console) -> int:
     """Print the latest bundle's summary table (from its report, or re-evaluated); exit code."""
     from training.artifacts import latest_bundle
-    from training.report import load_report, reports_dir, summary_table
+    from training.report import details_text, load_report, reports_dir, summary_table
 
     bundle_path = latest_bundle(settings.models_dir)
     if bundle_path is None:
@@ -92,6 +93,7 @@ def show_evaluation(settings: Settings, reevaluate: bool, console: Console = con
         return 0
     report = load_report(reports_dir(settings) / bundle_path.name)
     console.print(summary_table(report["models"]))
+    console.print(details_text(report), markup=False)
     for failure in report.get("failures", []):
         console.print(f"[red]{failure}[/red]")
     return 0
