@@ -362,14 +362,14 @@ def ablation_table(
         without, _ = ndcg_mean_and_se(frame, "__ablated", k)
         diff, se = paired_ndcg_difference(frame, "__ablated", score_col(full), k)
         rows[group] = {
-            "n_features": float(n_features.get(group, math.nan)),
+            "n_features": int(n_features.get(group, 0)),
             f"ndcg@{k}_without": without,
             f"ndcg@{k}_diff": diff,
             f"ndcg@{k}_diff_se": se,
             "diff_over_se": diff / se if se and not math.isnan(se) else math.nan,
         }
     columns = ["n_features", f"ndcg@{k}_without", f"ndcg@{k}_diff", f"ndcg@{k}_diff_se", "diff_over_se"]
-    out = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
+    out = pd.DataFrame.from_dict(rows, orient="index", columns=columns).astype({"n_features": int})
     out.index.name = "group"
     return out
 

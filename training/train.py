@@ -378,7 +378,7 @@ def evaluate_scored(
     ablation_frame = pd.DataFrame()
     if ablation is not None:
         ablation_frame = ev.ablation_table(scored, ablation.scores, ablation.n_features, k)
-        ablation_frame["best_iteration"] = pd.Series(ablation.best_iterations, dtype=float)
+        ablation_frame["best_iteration"] = pd.Series(ablation.best_iterations, dtype=int)
         flat |= ev.flatten_ablation(ablation_frame, k)
     segments, segment_note = {}, ""
     if ev.COLD_START_FEATURE in scored.columns:
@@ -386,6 +386,8 @@ def evaluate_scored(
         flat |= counts | ev.flatten_segments(segments)
         if ev.COLD_START not in segments:
             segment_note = f"no cold-start group in the test month ({ev.COLD_START_FEATURE} == 0 nowhere)"
+        elif not counts[f"{ev.COLD_START}.groups_with_positive"]:
+            segment_note = "no cold-start group adopts anything in the test month: nDCG, recall undefined"
     else:
         segment_note = f"{ev.COLD_START_FEATURE} is not a feature: cold-start groups cannot be told apart"
     return Evaluation(
