@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from nextbest.settings import Settings, get_settings
 
@@ -59,8 +60,8 @@ def run_training(settings: Settings, config_path: Path, console: Console = conso
     with console.status("training...") as status:
 
         def progress(message: str) -> None:
-            status.update(message)
-            console.log(f"{time.perf_counter() - started:7.1f}s  {message}")
+            status.update(escape(message))
+            console.log(f"{time.perf_counter() - started:7.1f}s  {escape(message)}")
 
         try:
             result = train(settings, config, progress)

@@ -284,7 +284,7 @@ def _html_table(
     cls = ' class="sortable"' if sortable else ""
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in [index_name, *df.columns])
     body = []
-    for idx, row in df.iterrows():
+    for idx, row in zip(df.index, df.to_dict(orient="records"), strict=True):  # keeps each column's type
         cells = [f"<td>{html.escape(str(idx))}</td>"]
         for col, value in row.items():
             css = ""
@@ -317,11 +317,11 @@ def _html_wins(evaluation: Evaluation) -> str:
     share = evaluation.flat.get(share_key)
     summary = (
         f"The ranker wins on {share:.1%} of the {eligible} product(s) with at least {WIN_MIN_POSITIVES} "
-        "test adoptions"
+        f"test adoptions (<code>{share_key}</code>)."
         if share is not None
-        else f"No product has {WIN_MIN_POSITIVES} test adoptions: <code>{share_key}</code> is not computed"
+        else f"No product has {WIN_MIN_POSITIVES} test adoptions: <code>{share_key}</code> is not computed."
     )
-    return f"""<p>{summary} (<code>{share_key}</code>). A product is won when the ranker's per-product nDCG
+    return f"""<p>{summary} A product is won when the ranker's per-product nDCG
 contribution exceeds the per-product models'; every product, most test adoptions first:</p>
 {_html_table(evaluation.product_wins, "product_id", sortable=True, diff_cols=("ndcg_diff",))}"""
 

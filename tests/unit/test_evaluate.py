@@ -18,7 +18,14 @@ import pytest
 from training import evaluate as ev
 from training.config import TrainingConfig
 from training.ranker import fit_ranker, prepare_groups
-from training.report import REPORT_HTML, REPORT_JSON, details_text, load_report, write_report
+from training.report import (
+    REPORT_HTML,
+    REPORT_JSON,
+    details_text,
+    load_report,
+    report_payload,
+    write_report,
+)
 from training.train import ablate_feature_groups, evaluate_scored, fit_models, score_test
 
 SECOND = 1 / math.log2(3)
@@ -239,7 +246,7 @@ def fitted() -> dict:
     ablation = ablate_feature_groups(models, scored, GROUPS, config)
     evaluation = evaluate_scored(scored, models, config, GROUPS | {"product_id": "product_id"}, ablation)
     return {
-        "config": config, "scored": scored, "ablation": ablation, "evaluation": evaluation,
+        "config": config, "models": models, "scored": scored, "ablation": ablation, "evaluation": evaluation,
         "train": train, "valid": valid,
     }
 
@@ -286,6 +293,18 @@ def test_evaluation_carries_groups_wins_and_cold_start(fitted: dict) -> None:
                 "ranker.cold_start.recall@7", "ranker.ablation.signal.ndcg@7_diff"):
         assert key in flat, key
     assert evaluation.segment_note == ""
+
+
+def test_cold_start_section_says_why_it_has_no_table(fitted: dict) -> None:
+    scored, models, config = fitted["scored"], fitted["models"], fitted["config"]
+    warm = evaluate_scored(scored.assign(count_products_owned=2), models, config)
+    assert list(warm.segments) == ["warm"] and warm.flat["cold_start.groups"] == 0
+    assert warm.segment_note.startswith("no cold-start group in the test month")
+    assert warm.ablation.empty and "ranker.ablation.signal.ndcg@7_diff" not in warm.flat
+    unknown = evaluate_scored(scored.drop(columns="count_products_owned"), models, config)
+    assert unknown.segments == {} and "cannot be told apart" in unknown.segment_note
+    text = details_text(report_payload(unknown, {"k": 7}))
+    assert "count_products_owned is not a feature" in text
 
 
 def test_report_json_html_and_text_show_the_new_sections(fitted: dict, tmp_path: Path) -> None:
