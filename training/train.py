@@ -269,8 +269,8 @@ def ablate_feature_groups(
     Every refit trains on the full ranker's training groups (``models.train_data``) with the same
     parameters and early stopping on the same validation groups (``models.valid_data``); the trees
     are capped (``config.ablation.n_estimators``; default: twice the ranker's best iteration, see
-    ``AblationConfig``). Groups in
-    ``config.ablation.skip_groups`` and a group holding every feature are not ablated.
+    ``AblationConfig``). Groups in ``config.ablation.skip_groups`` and a group holding every feature
+    are not ablated; a feature missing from ``groups`` is its own group.
     """
     say = progress or (lambda _msg: None)
     if models.valid_data is None:
