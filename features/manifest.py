@@ -12,12 +12,17 @@ customer x candidate in the online store (about 20M at 1M customers). Instead a 
 customer x snapshot with ``candidate_product_ids`` and one list per pair feature, aligned with it. Its
 spec is keyed by customer, takes its fields from the pair model's yml and is marked ``packed``;
 ``features.packing`` turns it back into customer x product rows, identically offline and online.
+
+Every feature belongs to one *feature group* (what evaluation sums importances over and drops together
+in an ablation): ``meta: {feature_group: <name>}`` on the column in the model yml (read from the column's
+``config.meta`` first, then its ``meta``; a packed view's fields take the pair model's column meta),
+else the feature view's name.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +33,9 @@ EVENT_TIMESTAMP = "event_timestamp"
 
 ENTITY_JOIN_KEYS: dict[str, str] = {"customer": "customer_id", "product": "product_id"}
 """Entity name -> join key column."""
+
+FEATURE_GROUP_META = "feature_group"
+"""The column meta key naming a feature's group (default: the feature view's name)."""
 
 PACKED_PRODUCTS = "candidate_product_ids"
 """The list column of a packed model: the customer's candidate products, aligned with every feature list."""
@@ -51,12 +59,22 @@ class ManifestError(ValueError):
 
 @dataclass(frozen=True)
 class FieldSpec:
-    """One feature column of a feature mart."""
+    """One feature column of a feature mart.
+
+    Attributes:
+        name: the column (= feature) name.
+        dbt_type: the yml ``data_type`` (lower case, a key of ``DBT_TO_FEAST``).
+        feast_type: the Feast type it becomes.
+        description: the yml description.
+        group: the feature group (column ``meta.feature_group``, else the view's name); empty only for a
+            spec built by hand, where ``FeatureViewSpec.feature_groups`` reads it as the view's name.
+    """
 
     name: str
     dbt_type: str
     feast_type: FeastType
     description: str
+    group: str = ""
 
 
 @dataclass(frozen=True)
@@ -111,6 +129,11 @@ class FeatureViewSpec:
         """Feature column names in yml order."""
         return [f.name for f in self.fields]
 
+    @property
+    def feature_groups(self) -> dict[str, str]:
+        """Feature name -> its group (yml order; the view's name where a field has no group)."""
+        return {f.name: f.group or self.view for f in self.fields}
+
 
 def load_manifest(manifest_path: Path) -> dict[str, Any]:
     """Parse a dbt ``manifest.json``; raise FileNotFoundError with a hint when it is missing."""
@@ -128,8 +151,23 @@ def _feast_meta(node: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return None
 
 
-def _field_spec(model: str, column: Mapping[str, Any]) -> FieldSpec:
-    """A FieldSpec from one manifest column entry; raise ManifestError on an unknown or missing type."""
+def _feature_group(model: str, column: Mapping[str, Any], default: str) -> str:
+    """The column's ``feature_group`` meta (``config.meta`` first, then ``meta``), else ``default``."""
+    for meta in ((column.get("config") or {}).get("meta") or {}, column.get("meta") or {}):
+        if FEATURE_GROUP_META in meta:
+            group = meta[FEATURE_GROUP_META]
+            if not isinstance(group, str) or not group.strip():
+                raise ManifestError(
+                    f"model {model}: column {column['name']!r} has meta.{FEATURE_GROUP_META} {group!r}; "
+                    "expected a non-empty string"
+                )
+            return group.strip()
+    return default
+
+
+def _field_spec(model: str, column: Mapping[str, Any], default_group: str) -> FieldSpec:
+    """A FieldSpec from one manifest column entry (``default_group`` unless the column names one);
+    raise ManifestError on an unknown or missing type or an invalid group."""
     name = column["name"]
     dbt_type = (column.get("data_type") or "").strip().lower()
     if dbt_type not in DBT_TO_FEAST:
@@ -140,11 +178,21 @@ def _field_spec(model: str, column: Mapping[str, Any]) -> FieldSpec:
     description = (column.get("description") or "").strip()
     if not description:
         raise ManifestError(f"model {model}: column {name!r} has no description")
-    return FieldSpec(name=name, dbt_type=dbt_type, feast_type=DBT_TO_FEAST[dbt_type], description=description)
+    return FieldSpec(
+        name=name,
+        dbt_type=dbt_type,
+        feast_type=DBT_TO_FEAST[dbt_type],
+        description=description,
+        group=_feature_group(model, column, default_group),
+    )
 
 
 def _packed_fields(
-    model: str, pair_model: str, columns: Mapping[str, Mapping[str, Any]], nodes: Mapping[str, Any]
+    model: str,
+    pair_model: str,
+    columns: Mapping[str, Mapping[str, Any]],
+    nodes: Mapping[str, Any],
+    default_group: str,
 ) -> tuple[FieldSpec, ...]:
     """The fields of a packed model: the documented features of ``pair_model`` (see module docstring)."""
     listed = columns.get(PACKED_PRODUCTS)
@@ -162,7 +210,9 @@ def _packed_fields(
     missing = [k for k in keys if k not in pair_columns]
     if missing:
         raise ManifestError(f"model {pair_model}: the yml does not document key column(s) {missing}")
-    return tuple(_field_spec(pair_model, col) for name, col in pair_columns.items() if name not in keys)
+    return tuple(
+        _field_spec(pair_model, col, default_group) for name, col in pair_columns.items() if name not in keys
+    )
 
 
 def spec_from_node(
@@ -206,10 +256,10 @@ def spec_from_node(
             raise ManifestError(
                 f"model {model}: a packed model (meta.feast.packs) must have entities [customer]"
             )
-        fields = _packed_fields(model, str(packs), columns, nodes or {})
+        fields = _packed_fields(model, str(packs), columns, nodes or {}, view)
     else:
         all_keys = set(ENTITY_JOIN_KEYS.values()) | {EVENT_TIMESTAMP, created}
-        fields = tuple(_field_spec(model, col) for name, col in columns.items() if name not in all_keys)
+        fields = tuple(_field_spec(model, col, view) for name, col in columns.items() if name not in all_keys)
     if not fields:
         raise ManifestError(f"model {model}: no feature columns documented")
     return FeatureViewSpec(
@@ -261,3 +311,15 @@ def feature_specs_from_dict(manifest: Mapping[str, Any], marts_dir: Path) -> lis
 def feature_specs_from_manifest(manifest_path: Path, marts_dir: Path) -> list[FeatureViewSpec]:
     """Specs of every feature mart in the dbt manifest at ``manifest_path`` (see feature_specs_from_dict)."""
     return feature_specs_from_dict(load_manifest(manifest_path), marts_dir)
+
+
+def feature_groups(specs: Sequence[FeatureViewSpec], features: Sequence[str] | None = None) -> dict[str, str]:
+    """Feature name -> feature group of ``specs`` (every feature, or only ``features``, in that order).
+
+    A requested feature that no spec declares is its own group (e.g. ``product_id``, the ranker's
+    categorical product feature, is group ``product_id``).
+    """
+    groups = {name: group for spec in specs for name, group in spec.feature_groups.items()}
+    if features is None:
+        return groups
+    return {name: groups.get(name, name) for name in features}

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from nextbest.settings import Settings, get_settings
 
@@ -23,25 +24,34 @@ ConfigOption = Annotated[
     typer.Option(
         "--config", exists=True, dir_okay=False,
         help="Training config YAML (default: configs/training/<synthetic|completejourney>.yaml "
-        "from the ingested dataset's name).",
+        "from the ingested dataset's name, configs/training/default.yaml for any other dataset).",
     ),
 ]
 
 
-def resolve_config_path(settings: Settings, config: Path | None) -> Path:
-    """``config`` if given, else the shipped config of the ingested dataset (dataset.json name)."""
+def resolve_config_path(settings: Settings, config: Path | None, console: Console = console) -> Path:
+    """``config`` if given, else the shipped config of the ingested dataset (dataset.json name; the
+    documented ``default.yaml`` when the name matches no shipped config); says which one it chose."""
     if config is not None:
         return config
     from ingest.store import read_dataset_meta
-    from training.config import default_config_path
+    from training.config import DEFAULT_FAMILY, dataset_family, default_config_path
 
-    return default_config_path(read_dataset_meta(settings.raw_dir).name)
+    name = read_dataset_meta(settings.raw_dir).name
+    path = default_config_path(name)
+    why = (
+        "no shipped config for this dataset: the default one"
+        if dataset_family(name) == DEFAULT_FAMILY
+        else "the shipped config of its family"
+    )
+    console.print(f"no --config: dataset {name!r} -> {path.name} ({why})")
+    return path
 
 
 def run_training(settings: Settings, config_path: Path, console: Console = console) -> int:
     """Train with progress lines and a spinner; print the summary; return the exit code (1 = regression)."""
     from training.config import load_config
-    from training.report import summary_table
+    from training.report import details_text, load_report, summary_table
     from training.train import QualityRegressionError, train
 
     config = load_config(config_path)
@@ -50,8 +60,8 @@ def run_training(settings: Settings, config_path: Path, console: Console = conso
     with console.status("training...") as status:
 
         def progress(message: str) -> None:
-            status.update(message)
-            console.log(f"{time.perf_counter() - started:7.1f}s  {message}")
+            status.update(escape(message))
+            console.log(f"{time.perf_counter() - started:7.1f}s  {escape(message)}")
 
         try:
             result = train(settings, config, progress)
@@ -59,6 +69,7 @@ def run_training(settings: Settings, config_path: Path, console: Console = conso
             console.print(f"[red]{err}[/red]")
             return 1
     console.print(summary_table(result.evaluation.models.to_dict(orient="index")))
+    console.print(details_text(load_report(result.report_dir)), markup=False)
     console.print(f"report: {result.report_dir / 'report.html'}")
     console.print(f"bundle: {result.bundle_path}")
     return 0
@@ -67,7 +78,7 @@ def run_training(settings: Settings, config_path: Path, console: Console = conso
 def show_evaluation(settings: Settings, reevaluate: bool, console: Console = console) -> int:
     """Print the latest bundle's summary table (from its report, or re-evaluated); exit code."""
     from training.artifacts import latest_bundle
-    from training.report import load_report, reports_dir, summary_table
+    from training.report import details_text, load_report, reports_dir, summary_table
 
     bundle_path = latest_bundle(settings.models_dir)
     if bundle_path is None:
@@ -83,6 +94,7 @@ def show_evaluation(settings: Settings, reevaluate: bool, console: Console = con
         return 0
     report = load_report(reports_dir(settings) / bundle_path.name)
     console.print(summary_table(report["models"]))
+    console.print(details_text(report), markup=False)
     for failure in report.get("failures", []):
         console.print(f"[red]{failure}[/red]")
     return 0

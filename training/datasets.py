@@ -18,9 +18,10 @@ import duckdb
 import pandas as pd
 from feast import FeatureStore
 
+from features.manifest import feature_groups as manifest_feature_groups
 from features.retrieval import historical_features, service_dtypes, service_feature_views
 from features.schema import normalise_dtypes
-from features.store import get_store
+from features.store import get_store, load_specs
 from nextbest.settings import Settings
 from training.config import TrainingConfig
 from training.constants import CUSTOMER_ID, LABEL, ORACLE_PROBABILITY, PRODUCT_ID, SORT_COLS
@@ -118,6 +119,16 @@ def feature_columns(store: FeatureStore, config: TrainingConfig) -> list[str]:
     """The ranker's ordered feature list: ``product_id`` (if configured) then the service's features."""
     served = [f for feats in service_feature_views(store, config.feature_service).values() for f in feats]
     return [PRODUCT_ID, *served] if config.use_product_id else served
+
+
+def feature_groups(settings: Settings, feature_cols: Sequence[str]) -> dict[str, str]:
+    """Feature -> feature group of the ranker's features, in ``feature_cols`` order.
+
+    The group is the dbt column's ``meta.feature_group``, else the feature view's name, read from the
+    dbt manifest of the last build (the one the FeatureService was applied from); ``product_id`` (the
+    categorical product feature) is group ``product_id``.
+    """
+    return manifest_feature_groups(load_specs(settings), feature_cols)
 
 
 def retrieve_features(

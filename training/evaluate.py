@@ -293,3 +293,186 @@ def frame_summary(df: pd.DataFrame, columns: Sequence[str] = GROUP_COLS) -> dict
         "groups_with_positive": float((groups > 0).sum()),
         "positives": float(df[LABEL].sum()) if len(df) else 0.0,
     }
+
+
+# --------------------------------------------------------------------------- feature groups
+
+
+def importance_by_group(importance: pd.Series, groups: Mapping[str, str]) -> pd.DataFrame:
+    """The ranker's feature importance summed per feature group, largest first.
+
+    Args:
+        importance: feature -> importance (e.g. total gain, >= 0).
+        groups: feature -> group; a feature missing here is its own group.
+
+    Returns:
+        Index ``group``; columns ``n_features``, ``gain`` (the sum) and ``share`` (gain / total gain,
+        0..1, NaN when the total is 0), sorted by gain descending, then group.
+    """
+    frame = pd.DataFrame(
+        {"group": [groups.get(str(f), str(f)) for f in importance.index], "gain": importance.to_numpy(float)}
+    )
+    out = frame.groupby("group", sort=True).agg(n_features=("gain", "size"), gain=("gain", "sum"))
+    total = float(out["gain"].sum())
+    out["share"] = out["gain"] / total if total > 0 else math.nan
+    out = out.reset_index().sort_values(["gain", "group"], ascending=[False, True], kind="mergesort")
+    return out.set_index("group")
+
+
+def importance_table(importance: pd.Series, groups: Mapping[str, str]) -> pd.DataFrame:
+    """Per feature (largest first): ``group``, ``gain`` and ``share`` of the total (0..1)."""
+    total = float(importance.sum())
+    out = pd.DataFrame(
+        {
+            "group": [groups.get(str(f), str(f)) for f in importance.index],
+            "gain": importance.to_numpy(float),
+        },
+        index=pd.Index([str(f) for f in importance.index], name="feature"),
+    )
+    out["share"] = out["gain"] / total if total > 0 else math.nan
+    return out.sort_values("gain", ascending=False, kind="mergesort")
+
+
+def ablation_table(
+    scored: pd.DataFrame,
+    ablated: Mapping[str, np.ndarray],
+    n_features: Mapping[str, int],
+    k: int = DEFAULT_K,
+    full: str = RANKER,
+) -> pd.DataFrame:
+    """Feature-group ablation: nDCG@k of the ranker refitted without each group against the full ranker.
+
+    Args:
+        scored: the scored test frame (group columns, ``label`` and ``score__<full>``).
+        ablated: group -> test scores of the ranker refitted without that group, aligned with ``scored``.
+        n_features: group -> number of features dropped.
+        k: the nDCG cut-off.
+        full: the model the ablated rankers are compared with.
+
+    Returns:
+        Index ``group`` (in ``ablated`` order); columns ``n_features``, ``ndcg@k_without`` (0..1),
+        ``ndcg@k_diff`` = ablated - full (negative: the group helps), ``ndcg@k_diff_se`` (paired
+        over the test groups with a positive, see ``paired_ndcg_difference``) and ``diff_over_se``.
+    """
+    cols = [*GROUP_COLS, LABEL, score_col(full)]
+    frame = scored[cols].copy()
+    rows = {}
+    for group, scores in ablated.items():
+        frame["__ablated"] = np.asarray(scores, dtype=float)
+        without, _ = ndcg_mean_and_se(frame, "__ablated", k)
+        diff, se = paired_ndcg_difference(frame, "__ablated", score_col(full), k)
+        rows[group] = {
+            "n_features": int(n_features.get(group, 0)),
+            f"ndcg@{k}_without": without,
+            f"ndcg@{k}_diff": diff,
+            f"ndcg@{k}_diff_se": se,
+            "diff_over_se": diff / se if se and not math.isnan(se) else math.nan,
+        }
+    columns = ["n_features", f"ndcg@{k}_without", f"ndcg@{k}_diff", f"ndcg@{k}_diff_se", "diff_over_se"]
+    out = pd.DataFrame.from_dict(rows, orient="index", columns=columns).astype({"n_features": int})
+    out.index.name = "group"
+    return out
+
+
+def flatten_ablation(table: pd.DataFrame, k: int = DEFAULT_K) -> dict[str, float]:
+    """``ranker.ablation.<group>.ndcg@k_diff`` and ``..._diff_se`` of an ``ablation_table`` (NaN dropped)."""
+    out = {}
+    for group, row in table.iterrows():
+        for metric in (f"ndcg@{k}_diff", f"ndcg@{k}_diff_se"):
+            if not pd.isna(row[metric]):
+                out[f"{RANKER}.ablation.{group}.{metric}"] = float(row[metric])
+    return out
+
+
+# --------------------------------------------------------------------------- per product
+
+
+WIN_MIN_POSITIVES = 50
+"""Products need this many test positives to count in ``share_products_won`` (fewer: too noisy)."""
+
+
+def product_wins(per_product: pd.DataFrame, reference: str = PER_PRODUCT) -> pd.DataFrame:
+    """Every product of a ``per_product_table`` with its test positives, most positives first.
+
+    Columns: ``positives``, ``ndcg`` (the ranker's per-product nDCG contribution), ``<reference>_ndcg``,
+    ``ndcg_diff`` (ranker minus reference) and ``won`` (diff > 0); empty without a reference.
+    """
+    cols = ["positives", "ndcg", f"{reference}_ndcg", "ndcg_diff"]
+    if f"{reference}_ndcg" not in per_product.columns:
+        return pd.DataFrame(columns=[*cols, "won"])
+    out = per_product[cols].copy()
+    out["won"] = out["ndcg_diff"] > 0
+    out = out.reset_index(names=PRODUCT_ID)
+    out = out.sort_values(["positives", PRODUCT_ID], ascending=[False, True], kind="mergesort")
+    return out.set_index(PRODUCT_ID)
+
+
+def share_products_won(
+    per_product: pd.DataFrame, min_positives: int = WIN_MIN_POSITIVES
+) -> tuple[float, int]:
+    """Share of the products with >= ``min_positives`` test positives on which the ranker's per-product
+    nDCG contribution beats the reference's (``ndcg_diff`` > 0; a tie is not a win), and how many
+    products qualify. (NaN, 0) when none does or there is no reference."""
+    if "ndcg_diff" not in per_product.columns:
+        return math.nan, 0
+    eligible = per_product[per_product["positives"] >= min_positives]
+    if eligible.empty:
+        return math.nan, 0
+    return float((eligible["ndcg_diff"] > 0).mean()), len(eligible)
+
+
+# --------------------------------------------------------------------------- cold start
+
+
+COLD_START_FEATURE = "count_products_owned"
+"""The customer feature that marks a cold-start group: the customer owns nothing at the snapshot."""
+
+COLD_START, WARM = "cold_start", "warm"
+"""The two segments of ``cold_start_split``."""
+
+
+def cold_start_mask(df: pd.DataFrame, feature: str = COLD_START_FEATURE) -> pd.Series:
+    """Per row: True when the row's group is cold-start (``feature`` == 0 on any of its rows; the
+    feature is a customer feature, constant within a group). A missing value is not cold-start.
+
+    Raises:
+        KeyError: ``feature`` is not a column of ``df``.
+    """
+    if feature not in df.columns:
+        raise KeyError(f"{feature!r} is not in the frame: cannot tell cold-start groups")
+    zero = pd.to_numeric(df[feature], errors="coerce").eq(0).fillna(False).astype(bool)
+    return zero.groupby([df[c] for c in GROUP_COLS], sort=False).transform("max").astype(bool)
+
+
+def cold_start_split(
+    df: pd.DataFrame,
+    k: int = DEFAULT_K,
+    n_bins: int = 10,
+    popularity: pd.Series | None = None,
+    feature: str = COLD_START_FEATURE,
+) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
+    """``compare_models`` separately on cold-start groups (the customer owns nothing) and the rest.
+
+    Returns:
+        segment (``cold_start`` / ``warm``) -> its ``compare_models`` table, only for segments with
+        rows; and the counts ``<segment>.groups`` and ``<segment>.groups_with_positive`` of both.
+    """
+    cold = cold_start_mask(df, feature)
+    tables, counts = {}, {}
+    for segment, rows in ((COLD_START, df[cold.to_numpy()]), (WARM, df[~cold.to_numpy()])):
+        groups = rows.groupby(list(GROUP_COLS), sort=False)[LABEL].max()
+        counts[f"{segment}.groups"] = float(len(groups))
+        counts[f"{segment}.groups_with_positive"] = float((groups > 0).sum())
+        if len(rows):
+            tables[segment] = compare_models(rows, k, n_bins, popularity)
+    return tables, counts
+
+
+def flatten_segments(tables: Mapping[str, pd.DataFrame]) -> dict[str, float]:
+    """``{"<model>.<segment>.<metric>": value}`` of ``cold_start_split`` tables (NaN dropped)."""
+    out = {}
+    for segment, table in tables.items():
+        for key, value in flatten(table).items():
+            model, metric = key.split(".", 1)
+            out[f"{model}.{segment}.{metric}"] = value
+    return out

@@ -2,8 +2,11 @@
 
 Written to ``<NEXTBEST_HOME>/reports/<bundle version>/``: overall metrics of the ranker and every
 baseline, a sortable per-product table (nDCG / recall / AUC / ECE and the ranker-minus-per-product
-difference), reliability diagrams, a gains chart (recall@k by k) and the ranker's feature importance.
-``summary_table`` renders the overall metrics as text for the terminal (``nextbest evaluate``).
+difference), the products won against the per-product models, the metrics of cold-start customers
+(owning nothing) and of the rest, reliability diagrams, a gains chart (recall@k by k), the ranker's
+gain-based feature importance per feature and per feature group, and the feature-group ablation.
+``summary_table`` renders the overall metrics as text for the terminal and ``details_text`` the
+ablation, product-win and cold-start sections (``nextbest evaluate``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from nextbest.settings import Settings
+from training.constants import DEFAULT_K
+from training.evaluate import COLD_START_FEATURE, WIN_MIN_POSITIVES, importance_table
 
 if TYPE_CHECKING:
     from training.train import Evaluation
@@ -64,6 +69,15 @@ def report_payload(evaluation: Evaluation, context: Mapping[str, Any]) -> dict[s
             "gains": evaluation.gains.to_dict(orient="list"),
             "drift": _records(evaluation.drift, "snapshot"),
             "feature_importance": evaluation.feature_importance.to_dict(),
+            "feature_groups": dict(evaluation.feature_groups),
+            "feature_importance_groups": _records(evaluation.importance_groups, "group"),
+            "ablation": _records(evaluation.ablation, "group"),
+            "product_wins": _records(evaluation.product_wins, "product_id"),
+            "cold_start": {
+                "feature": COLD_START_FEATURE,
+                "note": evaluation.segment_note,
+                "segments": {s: t.to_dict(orient="index") for s, t in evaluation.segments.items()},
+            },
             "oracle_gap": list(evaluation.oracle_gap) if evaluation.oracle_gap else None,
             "failures": list(evaluation.failures),
         }
@@ -84,6 +98,8 @@ def load_report(report_dir: Path) -> dict[str, Any]:
 def _fmt(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.4f}"
     return str(value)
@@ -96,18 +112,81 @@ def summary_table(models: Mapping[str, Mapping[str, Any]], metrics: Sequence[str
         models: model -> metric -> value (``report.json``'s ``models``).
         metrics: the columns, in order.
     """
-    header = ["model", *metrics]
-    rows = [[name, *(_fmt(values.get(metric)) for metric in metrics)] for name, values in models.items()]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return _text_table([{"model": name, **values} for name, values in models.items()], ["model", *metrics])
+
+
+def _text_table(records: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """Records as a fixed-width table: first column left-aligned, the others right, "-" when absent."""
+    rows = [[_fmt(r.get(c)) for c in columns] for r in records]
+    widths = [max(len(r[i]) for r in [list(columns), *rows]) for i in range(len(columns))]
 
     def line(cells: Sequence[str]) -> str:
         pairs = enumerate(zip(cells, widths, strict=True))
-        padded = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in pairs]
-        return "  ".join(padded)
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in pairs)
 
-    lines = [line(r) for r in [header, *rows]]
+    lines = [line(r) for r in [list(columns), *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def _ablation_text(report: Mapping[str, Any], k: int) -> list[str]:
+    ablation = report.get("ablation") or []
+    if not ablation:
+        return []
+    full = _fmt(report.get("metrics", {}).get(f"ranker.ndcg@{k}"))
+    cols = ["group", "n_features", f"ndcg@{k}_without", f"ndcg@{k}_diff", f"ndcg@{k}_diff_se", "diff_over_se"]
+    return [
+        f"feature-group ablation: the ranker refitted without each group (full nDCG@{k} {full}); "
+        "diff = without - full, s.e. paired over the test groups",
+        _text_table(ablation, cols),
+        "",
+    ]
+
+
+def _wins_text(report: Mapping[str, Any], max_products: int) -> list[str]:
+    wins = report.get("product_wins") or []
+    if not wins:
+        return []
+    metrics = report.get("metrics", {})
+    share = f"ranker.share_products_won_vs_per_product_min{WIN_MIN_POSITIVES}"
+    eligible = int(metrics.get(f"products_min{WIN_MIN_POSITIVES}", 0))
+    won = int(metrics.get("ranker.products_won_vs_per_product", 0))
+    shown = wins[:max_products]
+    return [
+        f"{share} = {_fmt(metrics.get(share))} ({eligible} product(s) with >= {WIN_MIN_POSITIVES} "
+        f"test positives; {won} of {len(wins)} products won in all)",
+        f"ranker vs per-product models by product, most test positives first ({len(shown)} of {len(wins)}):",
+        _text_table(shown, ["product_id", "positives", "ndcg", "per_product_ndcg", "ndcg_diff", "won"]),
+        "",
+    ]
+
+
+def _cold_start_text(report: Mapping[str, Any], k: int) -> list[str]:
+    cold = report.get("cold_start") or {}
+    metrics = report.get("metrics", {})
+    counts = [
+        f"{s}: {int(metrics[f'{s}.groups'])} groups, {int(metrics.get(f'{s}.groups_with_positive', 0))} "
+        "with an adoption"
+        for s in ("cold_start", "warm")
+        if f"{s}.groups" in metrics
+    ]
+    if not cold:
+        return []
+    out = [f"cold start ({cold.get('feature', COLD_START_FEATURE)} == 0) vs warm; " + "; ".join(counts)]
+    if cold.get("note"):
+        out.append(cold["note"])
+    columns = ("ndcg@1", "ndcg@3", f"ndcg@{k}", f"map@{k}", f"recall@{k}", "ece")
+    for segment, models in (cold.get("segments") or {}).items():
+        out += [f"{segment}:", summary_table(models, columns)]
+    return out
+
+
+def details_text(report: Mapping[str, Any], max_products: int = 20) -> str:
+    """The ablation, per-product-win and cold-start sections of a ``report.json`` as terminal text
+    (at most ``max_products`` products; every one is in the report)."""
+    k = int(report.get("context", {}).get("k", DEFAULT_K))
+    lines = _ablation_text(report, k) + _wins_text(report, max_products) + _cold_start_text(report, k)
+    return "\n".join(lines).rstrip()
 
 
 # --------------------------------------------------------------------------- plots
@@ -205,7 +284,7 @@ def _html_table(
     cls = ' class="sortable"' if sortable else ""
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in [index_name, *df.columns])
     body = []
-    for idx, row in df.iterrows():
+    for idx, row in zip(df.index, df.to_dict(orient="records"), strict=True):  # keeps each column's type
         cells = [f"<td>{html.escape(str(idx))}</td>"]
         for col, value in row.items():
             css = ""
@@ -216,7 +295,58 @@ def _html_table(
     return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def _html_ablation(evaluation: Evaluation, context: Mapping[str, Any], k: int) -> str:
+    if evaluation.ablation.empty:
+        return "<p>No ablation (disabled in the training config, or no group to drop).</p>"
+    full = _fmt(evaluation.flat.get(f"ranker.ndcg@{k}"))
+    return f"""<p>For each feature group, the ranker is refitted without the group's features on the same
+training groups, with the same parameters and early stopping on the same validation groups, and scored
+on the test month. <code>ndcg@{k}_diff</code> = without the group minus the full ranker ({full});
+negative = the group helps. The s.e. is paired over the test groups with an adoption; |diff/se| &lt; 2 is
+within noise. <code>product_id</code> is not ablated. Refits are capped at
+{_fmt(context.get("ablation_n_estimators"))} trees; a <code>best_iteration</code> equal to the cap means
+the refit was still improving.</p>
+{_html_table(evaluation.ablation, "group", sortable=True, diff_cols=(f"ndcg@{k}_diff",))}"""
+
+
+def _html_wins(evaluation: Evaluation) -> str:
+    if evaluation.product_wins.empty:
+        return "<p>No per-product models in this run.</p>"
+    share_key = f"ranker.share_products_won_vs_per_product_min{WIN_MIN_POSITIVES}"
+    eligible = int(evaluation.flat.get(f"products_min{WIN_MIN_POSITIVES}", 0))
+    share = evaluation.flat.get(share_key)
+    summary = (
+        f"The ranker wins on {share:.1%} of the {eligible} product(s) with at least {WIN_MIN_POSITIVES} "
+        f"test adoptions (<code>{share_key}</code>)."
+        if share is not None
+        else f"No product has {WIN_MIN_POSITIVES} test adoptions: <code>{share_key}</code> is not computed."
+    )
+    return f"""<p>{summary} A product is won when the ranker's per-product nDCG
+contribution exceeds the per-product models'; every product, most test adoptions first:</p>
+{_html_table(evaluation.product_wins, "product_id", sortable=True, diff_cols=("ndcg_diff",))}"""
+
+
+def _html_cold_start(evaluation: Evaluation) -> str:
+    counts = ", ".join(
+        f"{s}: {int(evaluation.flat[f'{s}.groups'])} groups "
+        f"({int(evaluation.flat.get(f'{s}.groups_with_positive', 0))} with an adoption)"
+        for s in ("cold_start", "warm")
+        if f"{s}.groups" in evaluation.flat
+    )
+    parts = [
+        f"<p>Cold-start groups: the customer owns nothing at the snapshot (<code>{COLD_START_FEATURE} == 0"
+        f"</code>); warm: the rest. {html.escape(counts)}</p>"
+    ]
+    if evaluation.segment_note:
+        parts.append(f"<p>{html.escape(evaluation.segment_note)}.</p>")
+    for segment, table in evaluation.segments.items():
+        parts.append(f"<h3>{html.escape(segment)}</h3>{_html_table(table, 'model')}")
+    return "\n".join(parts)
+
+
 def _html(evaluation: Evaluation, context: Mapping[str, Any]) -> str:
+    k = int(context.get("k", DEFAULT_K))
+    importance = importance_table(evaluation.feature_importance, evaluation.feature_groups)
     ctx = "".join(
         f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(json.dumps(_clean(v)))}</td></tr>"
         for k, v in context.items()
@@ -250,12 +380,23 @@ classifier baselines are fitted on groups with an adoption, so their outputs are
 <p><code>ndcg</code> = the product's contribution to mean nDCG@k; <code>*_diff</code> = ranker minus
 one-model-per-product.</p>
 {_html_table(per_product, "product_id", sortable=True, diff_cols=("ndcg_diff", "recall_diff", "auc_diff"))}
+<h2>Ranker vs one model per product, by product</h2>
+{_html_wins(evaluation)}
+<h2>Cold-start customers</h2>
+{_html_cold_start(evaluation)}
 <h2>Gains: recall@k by k</h2><img src="gains.png">
 <h2>Reliability of the calibrated probability</h2>
 <p>Equal-count bins of each product's probability; the products with most adoptions.</p>
 <img src="reliability.png">
 <h2>Drift: ranker per test month</h2>{_html_table(evaluation.drift, "snapshot")}
-<h2>Feature importance (gain)</h2><img src="feature_importance.png">
+<h2>Feature importance (gain)</h2>
+<p>Total gain of the ranker's splits on each feature (at its best iteration), summed per feature group
+(a column's <code>meta.feature_group</code> in the dbt yml, else its feature view).</p>
+{_html_table(evaluation.importance_groups, "group")}
+<img src="feature_importance.png">
+{_html_table(importance, "feature", sortable=True)}
+<h2>Feature-group ablation</h2>
+{_html_ablation(evaluation, context, k)}
 <h2>Context</h2><table>{ctx}</table>
 {_SORTER}</body></html>
 """

@@ -5,17 +5,18 @@ functions a notebook can call one by one:
 
     split = split_snapshots(labelled_snapshots(settings), config.split)
     frames = load_frames(settings, config, split)
-    models = fit_models(frames.train, frames.valid, feature_cols, config)
+    models = fit_models(frames.train, frames.valid, frames.feature_cols, config)
     scored = score_test(models, frames.test)
-    evaluation = evaluate_scored(scored, models, config)
+    ablation = ablate_feature_groups(models, scored, frames.feature_groups, config)
+    evaluation = evaluate_scored(scored, models, config, frames.feature_groups, ablation)
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from training.baselines import OracleBaseline, PerProductModels, PooledClassifie
 from training.calibration import Calibrators, fit_calibrators
 from training.config import SplitConfig, TrainingConfig
 from training.constants import LABEL, ORACLE_PROBABILITY, PROBABILITY, PRODUCT_ID, SCORE
-from training.datasets import feature_columns, labelled_snapshots, training_frame
+from training.datasets import feature_columns, feature_groups, labelled_snapshots, training_frame
 from training.ranker import FittedRanker, RankingData, fit_ranker, prepare_groups
 
 Progress = Callable[[str], None]
@@ -94,6 +95,8 @@ class Frames:
     valid: pd.DataFrame
     test: pd.DataFrame
     feature_cols: list[str]
+    feature_groups: dict[str, str] = field(default_factory=dict)
+    """Feature -> feature group (see ``training.datasets.feature_groups``)."""
 
     @property
     def has_oracle(self) -> bool:
@@ -111,7 +114,7 @@ def load_frames(
         say(f"retrieval: {name} ({len(getattr(split, name))} snapshot(s))")
         parts[name] = training_frame(settings, config, getattr(split, name), progress)
     cols = feature_columns(get_store(settings), config)
-    return Frames(parts["train"], parts["valid"], parts["test"], cols)
+    return Frames(parts["train"], parts["valid"], parts["test"], cols, feature_groups(settings, cols))
 
 
 # --------------------------------------------------------------------------- fit
@@ -119,7 +122,8 @@ def load_frames(
 
 @dataclass
 class FittedModels:
-    """The ranker, its calibrators and every baseline, fitted on the same training rows."""
+    """The ranker, its calibrators and every baseline, fitted on the same training rows
+    (``valid_data``: the validation groups of early stopping)."""
 
     ranker: FittedRanker
     calibrators: Calibrators | None
@@ -127,6 +131,7 @@ class FittedModels:
     train_data: RankingData
     valid_groups: int
     seconds: dict[str, float] = field(default_factory=dict)
+    valid_data: RankingData | None = None
 
 
 def fit_models(
@@ -172,7 +177,7 @@ def fit_models(
         params=config.calibration.params(),
     )
     seconds["calibration"] = time.perf_counter() - started
-    return FittedModels(ranker, calibrators, baselines, train, valid.n_groups, seconds)
+    return FittedModels(ranker, calibrators, baselines, train, valid.n_groups, seconds, valid_data=valid)
 
 
 def fit_baselines(
@@ -224,8 +229,96 @@ def score_test(models: FittedModels, test_df: pd.DataFrame) -> pd.DataFrame:
 
 
 @dataclass
+class Ablation:
+    """The ranker refitted without each feature group (same rows, params and early stopping).
+
+    Attributes:
+        scores: group -> test scores of its refit, aligned with the scored test frame.
+        n_features: group -> number of features dropped.
+        best_iterations: group -> the refit's early-stopping optimum.
+        n_estimators: the refits' tree cap.
+        seconds: wall time of all refits.
+    """
+
+    scores: dict[str, np.ndarray]
+    n_features: dict[str, int]
+    best_iterations: dict[str, int]
+    n_estimators: int
+    seconds: float
+
+
+def _without_features(data: RankingData, keep: Sequence[str]) -> RankingData:
+    """``data`` restricted to the features ``keep`` (same rows, groups and labels)."""
+    return replace(
+        data,
+        features=data.features[list(keep)],
+        feature_cols=list(keep),
+        categories={c: v for c, v in data.categories.items() if c in keep},
+    )
+
+
+def ablate_feature_groups(
+    models: FittedModels,
+    scored: pd.DataFrame,
+    groups: Mapping[str, str],
+    config: TrainingConfig,
+    progress: Progress | None = None,
+) -> Ablation:
+    """Refit the ranker without each feature group and score ``scored`` (the test frame) with each refit.
+
+    Every refit trains on the full ranker's training groups (``models.train_data``) with the same
+    parameters and early stopping on the same validation groups (``models.valid_data``); the trees
+    are capped (``config.ablation.n_estimators``; default: twice the ranker's best iteration, see
+    ``AblationConfig``). Groups in ``config.ablation.skip_groups`` and a group holding every feature
+    are not ablated; a feature missing from ``groups`` is its own group.
+    """
+    say = progress or (lambda _msg: None)
+    if models.valid_data is None:
+        raise ValueError("models have no validation groups (fit them with fit_models)")
+    started = time.perf_counter()
+    features = models.train_data.feature_cols
+    members: dict[str, list[str]] = {}
+    for feature in features:
+        members.setdefault(groups.get(feature, feature), []).append(feature)
+    params = config.ranker.params(config.k)
+    n_estimators = config.ablation.n_estimators or min(
+        params.n_estimators, max(2 * models.ranker.best_iteration, params.early_stopping_rounds)
+    )
+    params = replace(params, n_estimators=n_estimators)
+    out = Ablation({}, {}, {}, n_estimators, 0.0)
+    todo = [g for g in members if g not in config.ablation.skip_groups and len(members[g]) < len(features)]
+    for i, group in enumerate(todo, start=1):
+        keep = [f for f in features if f not in members[group]]
+        say(f"ablation {i}/{len(todo)}: without {group} ({len(members[group])} feature(s))")
+        ranker = fit_ranker(
+            _without_features(models.train_data, keep), _without_features(models.valid_data, keep), params
+        )
+        out.scores[group] = ranker.score(scored)
+        out.n_features[group] = len(members[group])
+        out.best_iterations[group] = ranker.best_iteration
+    out.seconds = time.perf_counter() - started
+    return out
+
+
+@dataclass
 class Evaluation:
-    """Everything the report shows (see ``training.evaluate``)."""
+    """Everything the report shows (see ``training.evaluate``).
+
+    Attributes:
+        models: ``compare_models`` of every model on the test groups.
+        flat: every metric as ``<model>.<metric>`` (what ``expected_metrics`` and the bundle read).
+        per_product: ``per_product_table`` (the ranker against the per-product models).
+        reliability, gains, drift: calibration curves per product, recall@k by k, metrics per month.
+        feature_importance: the ranker's gain per feature (largest first).
+        oracle_gap: ranker minus oracle nDCG@k and its paired s.e. (synthetic data only).
+        failures: ``expected_metrics`` not met.
+        feature_groups: feature -> group.
+        importance_groups: ``importance_by_group`` (gain summed per group).
+        ablation: ``ablation_table`` (empty when the ablation did not run).
+        product_wins: ``product_wins`` (every product, its positives, won or not).
+        segments: ``cold_start_split`` tables (``cold_start`` / ``warm``, only non-empty ones).
+        segment_note: why there is no cold-start table, or "".
+    """
 
     models: pd.DataFrame
     flat: dict[str, float]
@@ -236,10 +329,27 @@ class Evaluation:
     feature_importance: pd.Series
     oracle_gap: tuple[float, float] | None
     failures: list[str]
+    feature_groups: dict[str, str] = field(default_factory=dict)
+    importance_groups: pd.DataFrame = field(default_factory=pd.DataFrame)
+    ablation: pd.DataFrame = field(default_factory=pd.DataFrame)
+    product_wins: pd.DataFrame = field(default_factory=pd.DataFrame)
+    segments: dict[str, pd.DataFrame] = field(default_factory=dict)
+    segment_note: str = ""
 
 
-def evaluate_scored(scored: pd.DataFrame, models: FittedModels, config: TrainingConfig) -> Evaluation:
-    """Every model on the same test groups, per product, calibration, drift, expected-metric checks."""
+def evaluate_scored(
+    scored: pd.DataFrame,
+    models: FittedModels,
+    config: TrainingConfig,
+    groups: Mapping[str, str] | None = None,
+    ablation: Ablation | None = None,
+) -> Evaluation:
+    """Every model on the same test groups, per product, calibration, drift, feature groups, ablation,
+    cold-start segments, expected-metric checks.
+
+    ``groups`` maps features to feature groups (None: every feature is its own group); ``ablation``
+    comes from ``ablate_feature_groups`` (None: no ablation table).
+    """
     k, bins = config.k, config.calibration.n_bins
     train_frame = models.train_data.frame
     popularity = train_frame.groupby(PRODUCT_ID, observed=True)[LABEL].sum().astype(float)
@@ -256,9 +366,30 @@ def evaluate_scored(scored: pd.DataFrame, models: FittedModels, config: Training
     if "ndcg_diff" in per_product.columns:
         flat["ranker.products_won_vs_per_product"] = float(len(ev.products_won(per_product)))
         flat["products"] = float(len(per_product))
+        share, n_eligible = ev.share_products_won(per_product, ev.WIN_MIN_POSITIVES)
+        flat[f"products_min{ev.WIN_MIN_POSITIVES}"] = float(n_eligible)
+        if n_eligible:
+            flat[f"ranker.share_products_won_vs_per_product_min{ev.WIN_MIN_POSITIVES}"] = share
     if "ece" in per_product.columns:
         flat["ranker.ece_per_product_median"] = float(per_product["ece"].median())
         flat["ranker.ece_per_product_worst"] = float(per_product["ece"].max())
+    importance = models.ranker.feature_importance("gain")
+    groups = dict(groups) if groups is not None else {str(f): str(f) for f in importance.index}
+    ablation_frame = pd.DataFrame()
+    if ablation is not None:
+        ablation_frame = ev.ablation_table(scored, ablation.scores, ablation.n_features, k)
+        ablation_frame["best_iteration"] = pd.Series(ablation.best_iterations, dtype=int)
+        flat |= ev.flatten_ablation(ablation_frame, k)
+    segments, segment_note = {}, ""
+    if ev.COLD_START_FEATURE in scored.columns:
+        segments, counts = ev.cold_start_split(scored, k, bins, popularity)
+        flat |= counts | ev.flatten_segments(segments)
+        if ev.COLD_START not in segments:
+            segment_note = f"no cold-start group in the test month ({ev.COLD_START_FEATURE} == 0 nowhere)"
+        elif not counts[f"{ev.COLD_START}.groups_with_positive"]:
+            segment_note = "no cold-start group adopts anything in the test month: nDCG, recall undefined"
+    else:
+        segment_note = f"{ev.COLD_START_FEATURE} is not a feature: cold-start groups cannot be told apart"
     return Evaluation(
         models=table,
         flat=flat,
@@ -266,9 +397,15 @@ def evaluate_scored(scored: pd.DataFrame, models: FittedModels, config: Training
         reliability=ev.reliability_by_product(scored, n_bins=bins) if PROBABILITY in scored else {},
         gains=ev.gains_curve(scored, max_k=10),
         drift=ev.drift_table(scored, k, bins),
-        feature_importance=models.ranker.feature_importance("gain"),
+        feature_importance=importance,
         oracle_gap=oracle_gap,
         failures=ev.check_expected(flat, config.expected_metrics),
+        feature_groups=groups,
+        importance_groups=ev.importance_by_group(importance, groups),
+        ablation=ablation_frame,
+        product_wins=ev.product_wins(per_product),
+        segments=segments,
+        segment_note=segment_note,
     )
 
 
@@ -368,7 +505,11 @@ def train(settings: Settings, config: TrainingConfig, progress: Progress | None 
     started = time.perf_counter()
     say(f"evaluation: {len(frames.test):,} test rows")
     scored = score_test(models, frames.test)
-    evaluation = evaluate_scored(scored, models, config)
+    ablation = None
+    if config.ablation.enabled:
+        ablation = ablate_feature_groups(models, scored, frames.feature_groups, config, progress)
+        seconds["ablation"] = ablation.seconds
+    evaluation = evaluate_scored(scored, models, config, frames.feature_groups, ablation)
     seconds["evaluation"] = time.perf_counter() - started
 
     bundle = build_bundle(settings, config, models, split, evaluation)
@@ -378,6 +519,7 @@ def train(settings: Settings, config: TrainingConfig, progress: Progress | None 
         evaluation,
         context={
             "dataset": config.name,
+            "k": config.k,
             "bundle_version": bundle.version,
             "feature_service": config.feature_service,
             "data_range": split.as_dict(),
@@ -387,6 +529,7 @@ def train(settings: Settings, config: TrainingConfig, progress: Progress | None 
             },
             "test": ev.frame_summary(frames.test),
             "best_iteration": models.ranker.best_iteration,
+            "ablation_n_estimators": ablation.n_estimators if ablation else None,
             "seconds": seconds,
         },
     )

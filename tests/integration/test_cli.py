@@ -1,7 +1,13 @@
-"""The `nextbest` command as a user runs it: a real subprocess, a real dataset, real dbt."""
+"""The `nextbest` command as a user runs it: a real subprocess, a real dataset, real dbt.
+
+The dataset is the user's own: a synthetic bank copied without its oracle and without a name in
+dataset.json, ingested with `nextbest ingest dir` (its name is then its directory's, ``acme_bank``,
+which has no shipped training config), built, and trained with no `--config`.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -23,18 +29,49 @@ def nextbest(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("cli") / "nextbest"
+    """A home with the user's own dataset (no oracle, no name) ingested by `nextbest ingest dir`."""
+    base = tmp_path_factory.mktemp("cli")
+    home = base / "nextbest"
     ingest = nextbest(home, "ingest", "synthetic", "--customers", "800", "--months", "6", "--seed", "3")
     assert ingest.returncode == 0, ingest.stdout + ingest.stderr
+    own = shutil.copytree(home / "raw", base / "acme_bank")
+    (own / "oracle.parquet").unlink()
+    meta = json.loads((own / "dataset.json").read_text())
+    (own / "dataset.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "name"}))
+    ingest = nextbest(home, "ingest", "dir", str(own))
+    assert ingest.returncode == 0, ingest.stdout + ingest.stderr
+    assert not (home / "raw" / "oracle.parquet").exists()
+    assert json.loads((home / "raw" / "dataset.json").read_text())["name"] == "acme_bank"
     return home
 
 
-def test_build_prints_the_summary(home: Path) -> None:
-    result = nextbest(home, "build", "--no-feast")
+@pytest.fixture(scope="module")
+def build(home: Path) -> subprocess.CompletedProcess[str]:
+    """`nextbest build` (dbt build, Feast apply + materialize) on the home's dataset."""
+    return nextbest(home, "build")
+
+
+def test_build_prints_the_summary(build: subprocess.CompletedProcess[str]) -> None:
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    assert "fct_ranking_labels" in build.stdout
+    assert "snapshots: 6 (5 labelled" in build.stdout
+    assert "positive rate" in build.stdout
+
+
+def test_train_without_config_uses_the_default_config_for_an_unknown_dataset_without_oracle(
+    home: Path, build: subprocess.CompletedProcess[str]
+) -> None:
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    result = nextbest(home, "train")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "fct_ranking_labels" in result.stdout
-    assert "snapshots: 6 (5 labelled" in result.stdout
-    assert "positive rate" in result.stdout
+    out = " ".join(result.stdout.split())
+    assert "dataset 'acme_bank' -> default.yaml" in out
+    assert "configs/training/default.yaml" in out
+    reports = list((home / "reports").iterdir())
+    assert len(reports) == 1 and len(list((home / "models").iterdir())) == 1
+    report = json.loads((reports[0] / "report.json").read_text())
+    assert set(report["models"]) == {"ranker", "per_product", "pooled", "popularity"}  # no oracle
+    assert report["context"]["dataset"] == "default" and report["failures"] == []
 
 
 def test_a_bad_dataset_is_rejected_naming_file_column_rule_and_keeps_the_current_one(

@@ -90,13 +90,12 @@ def test_split_needs_one_training_snapshot() -> None:
 
 
 def test_shipped_configs_load_and_unknown_keys_are_rejected(tmp_path: Path) -> None:
-    for family in ("synthetic", "completejourney"):
+    for family in ("synthetic", "completejourney", "default"):
         config = load_config(CONFIG_DIR / f"{family}.yaml")
         assert config.feature_service == "ranker_v1"
     assert default_config_path("synthetic-bank").name == "synthetic.yaml"
     assert default_config_path("completejourney-product_category").name == "completejourney.yaml"
-    with pytest.raises(ValueError, match="no training config"):
-        default_config_path("acme")
+    assert default_config_path("acme").name == "default.yaml"
     bad = tmp_path / "bad.yaml"
     bad.write_text("split:\n  test_snapshot: 1\n")
     with pytest.raises(ValidationError, match="test_snapshot"):
@@ -168,6 +167,31 @@ def test_bundle_and_report_are_written(built: Settings, result: TrainResult) -> 
     assert "ndcg_diff" in report["per_product"][0]
     html = (result.report_dir / REPORT_HTML).read_text()
     assert 'class="sortable"' in html and "<script>" in html
+    for heading in ("Feature-group ablation", "Cold-start customers", "Ranker vs one model per product"):
+        assert heading in html
+
+
+@pytest.mark.integration
+def test_report_has_group_importance_ablation_wins_and_cold_start(result: TrainResult) -> None:
+    report = json.loads((result.report_dir / REPORT_JSON).read_text())
+    views = {"customer_monthly", "product_monthly", "customer_product_monthly"}
+    assert report["feature_groups"]["product_id"] == "product_id"
+    assert report["feature_groups"]["count_products_owned"] in views | {"holdings"}
+    groups = {r["group"]: r for r in report["feature_importance_groups"]}
+    assert "product_id" in groups and sum(r["gain"] for r in groups.values()) == pytest.approx(
+        sum(report["feature_importance"].values())
+    )
+    ablation = {r["group"]: r for r in report["ablation"]}
+    assert set(ablation) == set(groups) - {"product_id"}
+    for row in ablation.values():
+        assert row["ndcg@7_without"] == pytest.approx(report["metrics"]["ranker.ndcg@7"] + row["ndcg@7_diff"])
+        assert row["ndcg@7_diff_se"] > 0
+    wins = report["product_wins"]
+    assert len(wins) == len(report["per_product"])
+    assert [w["positives"] for w in wins] == sorted((w["positives"] for w in wins), reverse=True)
+    metrics = report["metrics"]
+    assert metrics["cold_start.groups"] + metrics["warm.groups"] == metrics["ranker.groups"]
+    assert "ranker.warm.ndcg@7" in metrics and "popularity.warm.ndcg@7" in metrics
 
 
 @pytest.mark.integration
@@ -271,6 +295,9 @@ def test_evaluate_cli_prints_the_latest_summary(
     assert result.bundle_path.name in out.output.replace("\n", "")
     for model in ("ranker", "per_product", "pooled", "popularity", "oracle"):
         assert model in out.output
+    assert "feature-group ablation" in out.output
+    assert "ranker.share_products_won_vs_per_product_min50" in out.output
+    assert "cold start (count_products_owned == 0) vs warm" in out.output
 
 
 @pytest.mark.integration

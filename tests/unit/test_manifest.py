@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from features.definitions import FEATURE_SERVICE_NAME, build_definitions, feature_list_sha
 from features.manifest import (
     ManifestError,
+    feature_groups,
     feature_specs_from_dict,
     feature_specs_from_manifest,
     spec_from_node,
@@ -278,6 +280,80 @@ class TestPackedSpecs:
             ManifestError, match="model feat_customer_product_monthly: column 'is_previously_held'"
         ):
             spec_from_node(packed, MARTS, manifest(pair, packed)["nodes"])
+
+
+def with_group(node: dict, column_name: str, group: object, at: str = "config") -> dict:
+    """``node`` with ``feature_group`` on one column, in ``config.meta`` (dbt 1.11) or ``meta``."""
+    col = node["columns"][column_name]
+    if at == "config":
+        col.setdefault("config", {}).setdefault("meta", {})["feature_group"] = group
+    else:
+        col.setdefault("meta", {})["feature_group"] = group
+    return node
+
+
+class TestFeatureGroups:
+    def test_group_is_the_view_name_without_meta(self) -> None:
+        specs = feature_specs_from_dict(THREE_MARTS, MARTS)
+        assert feature_groups(specs) == {
+            "tenure_months": "customer_monthly",
+            "income": "customer_monthly",
+            "is_previously_held": "customer_product_monthly",
+            "is_eligible": "customer_product_monthly",
+            "count_owners": "product_monthly",
+            "segment_name": "product_monthly",
+        }
+
+    @pytest.mark.parametrize("at", ["config", "column"])
+    def test_column_meta_names_the_group_in_either_place(self, at: str) -> None:
+        node = with_group(model_node(), "income", "demographics", at)
+        spec = spec_from_node(node, MARTS)
+        assert spec is not None
+        assert [(f.name, f.group) for f in spec.fields] == [
+            ("tenure_months", "customer_monthly"),
+            ("income", "demographics"),
+        ]
+
+    def test_config_meta_wins_over_column_meta(self) -> None:
+        node = with_group(with_group(model_node(), "income", "old", "column"), "income", "new", "config")
+        spec = spec_from_node(node, MARTS)
+        assert spec is not None and spec.feature_groups["income"] == "new"
+
+    def test_packed_view_takes_the_pair_models_column_meta(self) -> None:
+        pair, packed = pair_and_packed_nodes()
+        with_group(pair, "channel", "channels")
+        spec = spec_from_node(packed, MARTS, manifest(pair, packed)["nodes"])
+        assert spec is not None
+        assert spec.feature_groups == {
+            "is_previously_held": "customer_product_monthly",
+            "channel": "channels",
+        }
+
+    def test_requested_features_in_order_and_product_id_is_its_own_group(self) -> None:
+        node = with_group(model_node(), "tenure_months", "tenure")
+        specs = feature_specs_from_dict(manifest(node), MARTS)
+        groups = feature_groups(specs, ["product_id", "income", "tenure_months"])
+        assert list(groups.items()) == [
+            ("product_id", "product_id"),
+            ("income", "customer_monthly"),
+            ("tenure_months", "tenure"),
+        ]
+
+    def test_a_hand_built_field_without_group_is_in_its_views_group(self) -> None:
+        spec = spec_from_node(model_node(), MARTS)
+        assert spec is not None
+        bare = replace(spec, fields=tuple(replace(f, group="") for f in spec.fields))
+        assert bare.feature_groups == {"tenure_months": "customer_monthly", "income": "customer_monthly"}
+
+    @pytest.mark.parametrize("group", ["", "  ", 3, None])
+    def test_an_invalid_group_is_rejected_naming_the_column(self, group: object) -> None:
+        with pytest.raises(ManifestError, match="column 'income' has meta.feature_group"):
+            spec_from_node(with_group(model_node(), "income", group), MARTS)
+
+    def test_groups_do_not_change_the_feature_list_sha(self) -> None:
+        plain = feature_specs_from_dict(manifest(model_node()), MARTS)
+        grouped = feature_specs_from_dict(manifest(with_group(model_node(), "income", "money")), MARTS)
+        assert feature_list_sha(plain) == feature_list_sha(grouped)
 
 
 class TestDefinitions:

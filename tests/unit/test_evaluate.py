@@ -1,0 +1,327 @@
+"""training.evaluate and the report's new sections: feature groups, ablation, product wins, cold start.
+
+Known answers on hand-made frames (nDCG of a positive ranked second = 1 / log2(3)), then one small
+simulated fit through ``fit_models`` -> ``ablate_feature_groups`` -> ``evaluate_scored`` -> report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training import evaluate as ev
+from training.config import TrainingConfig
+from training.ranker import fit_ranker, prepare_groups
+from training.report import (
+    REPORT_HTML,
+    REPORT_JSON,
+    details_text,
+    load_report,
+    report_payload,
+    write_report,
+)
+from training.train import ablate_feature_groups, evaluate_scored, fit_models, score_test
+
+SECOND = 1 / math.log2(3)
+"""nDCG@k of a group whose one positive is ranked second."""
+
+
+def scored_frame(groups: dict[str, dict[str, list]]) -> pd.DataFrame:
+    """A scored frame from {customer: {"label": [...], "<column>": [...]}}; products P0, P1, ..."""
+    rows = []
+    snapshot = pd.Timestamp("2024-02-01")
+    for customer, cols in groups.items():
+        for i in range(len(cols["label"])):
+            keys = {"customer_id": customer, "event_timestamp": snapshot, "product_id": f"P{i}"}
+            rows.append(keys | {name: values[i] for name, values in cols.items()})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- feature importance
+
+
+def test_importance_is_summed_per_group_largest_first() -> None:
+    importance = pd.Series({"product_id": 10.0, "a": 6.0, "b": 2.0, "c": 2.0})
+    table = ev.importance_by_group(importance, {"a": "g1", "b": "g1", "c": "g2"})
+    assert table.index.tolist() == ["product_id", "g1", "g2"]
+    assert table["n_features"].tolist() == [1, 2, 1]
+    assert table["gain"].tolist() == [10.0, 8.0, 2.0]
+    assert table["share"].tolist() == pytest.approx([0.5, 0.4, 0.1])
+
+
+def test_importance_table_lists_features_with_their_group() -> None:
+    table = ev.importance_table(pd.Series({"a": 1.0, "b": 3.0}), {"a": "g1", "b": "g2"})
+    assert table.index.tolist() == ["b", "a"]
+    assert table["group"].tolist() == ["g2", "g1"]
+    assert table["share"].tolist() == [0.75, 0.25]
+
+
+# --------------------------------------------------------------------------- ablation
+
+
+def test_ablation_delta_and_paired_standard_error_known_answer() -> None:
+    # full ranker: A's positive first (1), B's positive first (1); C has no positive (left out).
+    # without g_mixed: A second (1/log2 3), B first (1)  -> diffs (1/log2 3 - 1, 0)
+    # without g_none: the same scores as the full ranker -> diffs (0, 0)
+    df = scored_frame(
+        {
+            "A": {"label": [1, 0], "score__ranker": [2.0, 1.0]},
+            "B": {"label": [0, 1], "score__ranker": [1.0, 2.0]},
+            "C": {"label": [0, 0], "score__ranker": [1.0, 2.0]},
+        }
+    )
+    ablated = {"g_mixed": np.array([1.0, 2.0, 1.0, 2.0, 0.0, 0.0]), "g_none": df["score__ranker"].to_numpy()}
+    table = ev.ablation_table(df, ablated, {"g_mixed": 3, "g_none": 1}, k=7)
+    half_loss = (1 - SECOND) / 2
+    row = table.loc["g_mixed"]
+    assert row["n_features"] == 3
+    assert row["ndcg@7_without"] == pytest.approx((SECOND + 1) / 2)
+    assert row["ndcg@7_diff"] == pytest.approx(-half_loss)
+    # diffs (-2h, 0): sd = 2h / sqrt(2), s.e. = sd / sqrt(2) = h
+    assert row["ndcg@7_diff_se"] == pytest.approx(half_loss)
+    assert row["diff_over_se"] == pytest.approx(-1.0)
+    none = table.loc["g_none"]
+    assert none["ndcg@7_diff"] == 0.0 and none["ndcg@7_diff_se"] == 0.0 and math.isnan(none["diff_over_se"])
+    assert ev.flatten_ablation(table, 7) == {
+        "ranker.ablation.g_mixed.ndcg@7_diff": pytest.approx(-half_loss),
+        "ranker.ablation.g_mixed.ndcg@7_diff_se": pytest.approx(half_loss),
+        "ranker.ablation.g_none.ndcg@7_diff": 0.0,
+        "ranker.ablation.g_none.ndcg@7_diff_se": 0.0,
+    }
+
+
+def test_ablation_table_without_groups_is_empty_with_its_columns() -> None:
+    df = scored_frame({"A": {"label": [1, 0], "score__ranker": [2.0, 1.0]}})
+    table = ev.ablation_table(df, {}, {}, k=7)
+    assert table.empty and "ndcg@7_diff_se" in table.columns
+
+
+# --------------------------------------------------------------------------- product wins
+
+
+PER_PRODUCT = pd.DataFrame(
+    {
+        "positives": [10, 100, 50, 49, 60],
+        "ndcg": [0.3, 0.2, 0.1, 0.6, 0.1],
+        "per_product_ndcg": [0.1, 0.1, 0.1, 0.1, 0.2],
+        "ndcg_diff": [0.2, 0.1, 0.0, 0.5, -0.1],
+    },
+    index=pd.Index(["e", "a", "c", "d", "b"], name="product_id"),
+)
+
+
+def test_share_won_counts_products_with_50_positives_and_a_tie_is_no_win() -> None:
+    # eligible: a (100, won), b (60, lost), c (50, tie); d (49) and e (10) are too rare
+    assert ev.share_products_won(PER_PRODUCT, 50) == (pytest.approx(1 / 3), 3)
+    assert ev.share_products_won(PER_PRODUCT, 10) == (pytest.approx(3 / 5), 5)
+    share, n = ev.share_products_won(PER_PRODUCT, 101)
+    assert math.isnan(share) and n == 0
+    share, n = ev.share_products_won(PER_PRODUCT.drop(columns="ndcg_diff"))
+    assert math.isnan(share) and n == 0
+
+
+def test_product_wins_lists_every_product_most_positives_first() -> None:
+    wins = ev.product_wins(PER_PRODUCT)
+    assert wins.index.tolist() == ["a", "b", "c", "d", "e"]
+    assert wins["positives"].tolist() == [100, 60, 50, 49, 10]
+    assert wins["won"].tolist() == [True, False, False, True, True]
+    assert list(wins.columns) == ["positives", "ndcg", "per_product_ndcg", "ndcg_diff", "won"]
+    assert ev.product_wins(PER_PRODUCT[["positives", "ndcg"]]).empty
+
+
+# --------------------------------------------------------------------------- cold start
+
+
+COLD = scored_frame(
+    {
+        # cold (owns nothing): ranker puts the positive first, popularity second
+        "A": {"label": [0, 1], "count_products_owned": [0, 0], "score__ranker": [1.0, 2.0],
+              "score__popularity": [2.0, 1.0]},
+        # cold, no adoption
+        "C": {"label": [0, 0], "count_products_owned": [0, 0], "score__ranker": [1.0, 2.0],
+              "score__popularity": [2.0, 1.0]},
+        # warm: ranker first, popularity second
+        "B": {"label": [1, 0], "count_products_owned": [2, 2], "score__ranker": [2.0, 1.0],
+              "score__popularity": [1.0, 2.0]},
+        # unknown ownership counts as warm: both rank the positive second
+        "D": {"label": [0, 1], "count_products_owned": [pd.NA, pd.NA], "score__ranker": [2.0, 1.0],
+              "score__popularity": [2.0, 1.0]},
+    }
+).astype({"count_products_owned": "Int64"})
+
+
+def test_cold_start_mask_marks_whole_groups_owning_nothing() -> None:
+    assert ev.cold_start_mask(COLD).tolist() == [True, True, True, True, False, False, False, False]
+    with pytest.raises(KeyError, match="count_products_owned"):
+        ev.cold_start_mask(COLD.drop(columns="count_products_owned"))
+
+
+def test_cold_start_split_known_answer() -> None:
+    tables, counts = ev.cold_start_split(COLD, k=7)
+    assert counts == {
+        "cold_start.groups": 2.0,
+        "cold_start.groups_with_positive": 1.0,
+        "warm.groups": 2.0,
+        "warm.groups_with_positive": 2.0,
+    }
+    cold, warm = tables["cold_start"], tables["warm"]
+    assert cold.loc["ranker", "ndcg@7"] == 1.0
+    assert cold.loc["popularity", "ndcg@7"] == pytest.approx(SECOND)
+    assert cold.loc["ranker", "recall@1"] == 1.0 and cold.loc["popularity", "recall@1"] == 0.0
+    assert cold.loc["ranker", "map@7"] == 0.5  # C adopts nothing: counts 0 in MAP
+    assert warm.loc["ranker", "ndcg@7"] == pytest.approx((1 + SECOND) / 2)
+    assert warm.loc["popularity", "ndcg@7"] == pytest.approx(SECOND)
+    assert warm.loc["ranker", "recall@1"] == 0.5
+    flat = ev.flatten_segments(tables)
+    assert flat["ranker.cold_start.ndcg@7"] == 1.0
+    assert flat["popularity.cold_start.ndcg@7"] == pytest.approx(SECOND)
+    assert flat["ranker.warm.ndcg@7"] == pytest.approx((1 + SECOND) / 2)
+    assert flat["ranker.cold_start.recall@7"] == 1.0
+
+
+def test_without_cold_start_groups_only_warm_is_reported() -> None:
+    warm_only = COLD.assign(count_products_owned=3)
+    tables, counts = ev.cold_start_split(warm_only, k=7)
+    assert list(tables) == ["warm"]
+    assert counts["cold_start.groups"] == 0.0 and counts["warm.groups"] == 4.0
+
+
+# --------------------------------------------------------------------------- a small fit
+
+
+FEATURES = ["product_id", "affinity", "noise_a", "noise_b", "count_products_owned"]
+GROUPS = {"affinity": "signal", "noise_a": "noise", "noise_b": "noise", "count_products_owned": "owned"}
+
+
+def simulate(n_customers: int = 300, n_products: int = 8, seed: int = 0) -> pd.DataFrame:
+    """Three monthly snapshots; ``affinity`` drives adoption, ``noise_*`` carry nothing; 20% of the
+    customers own nothing."""
+    rng = np.random.default_rng(seed)
+    owned = np.where(rng.random(n_customers) < 0.2, 0, rng.integers(1, 5, n_customers))
+    frames = []
+    for snapshot in ("2024-02-01", "2024-03-01", "2024-04-01"):
+        c = np.repeat(np.arange(n_customers), n_products)
+        p = np.tile(np.arange(n_products), n_customers)
+        affinity = rng.normal(size=c.size)
+        prob = 1 / (1 + np.exp(-(-3.0 + 2.5 * affinity + 0.2 * p)))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "customer_id": [f"C{i:04d}" for i in c],
+                    "product_id": [f"P{j}" for j in p],
+                    "event_timestamp": pd.Timestamp(snapshot),
+                    "affinity": affinity,
+                    "noise_a": rng.normal(size=c.size),
+                    "noise_b": rng.normal(size=c.size),
+                    "count_products_owned": pd.array(owned[c], dtype="Int64"),
+                    "label": (rng.random(c.size) < prob).astype("int8"),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def fitted() -> dict:
+    data = simulate()
+    ts = data["event_timestamp"]
+    train, valid, test = (data[ts == t].reset_index(drop=True) for t in sorted(ts.unique()))
+    config = TrainingConfig.model_validate(
+        {
+            "ranker": {"n_estimators": 60, "early_stopping_rounds": 10, "n_jobs": 1},
+            "baselines": ["popularity", "per_product"],
+            "baseline_params": {"n_estimators": 20, "per_product_min_positives": 5},
+            "calibration": {"min_positives": 10},
+            "ablation": {"n_estimators": 40},
+        }
+    )
+    models = fit_models(train, valid, FEATURES, config)
+    scored = score_test(models, test)
+    ablation = ablate_feature_groups(models, scored, GROUPS, config)
+    evaluation = evaluate_scored(scored, models, config, GROUPS | {"product_id": "product_id"}, ablation)
+    return {
+        "config": config, "models": models, "scored": scored, "ablation": ablation, "evaluation": evaluation,
+        "train": train, "valid": valid,
+    }
+
+
+def test_ablation_refits_each_group_except_product_id_on_the_same_groups(fitted: dict) -> None:
+    ablation = fitted["ablation"]
+    assert list(ablation.scores) == ["signal", "noise", "owned"]
+    assert ablation.n_features == {"signal": 1, "noise": 2, "owned": 1}
+    assert ablation.n_estimators == 40
+    assert all(1 <= it <= 40 for it in ablation.best_iterations.values())
+    # the refit is exactly a ranker fitted on the same groups without the group's features
+    keep = ["product_id", "affinity", "count_products_owned"]
+    train = prepare_groups(fitted["train"], keep)
+    valid = prepare_groups(fitted["valid"], keep, categories=train.categories)
+    params = fitted["config"].ranker.params(7)
+    manual = fit_ranker(train, valid, replace(params, n_estimators=40)).score(fitted["scored"])
+    np.testing.assert_allclose(ablation.scores["noise"], manual)
+
+
+def test_dropping_the_signal_hurts_and_dropping_noise_does_not(fitted: dict) -> None:
+    table = fitted["evaluation"].ablation
+    assert table.loc["signal", "ndcg@7_diff"] < 0
+    assert table.loc["signal", "diff_over_se"] < -3
+    assert abs(table.loc["noise", "diff_over_se"]) < 3
+    full = fitted["evaluation"].flat["ranker.ndcg@7"]
+    assert table.loc["signal", "ndcg@7_without"] == pytest.approx(full + table.loc["signal", "ndcg@7_diff"])
+
+
+def test_evaluation_carries_groups_wins_and_cold_start(fitted: dict) -> None:
+    evaluation = fitted["evaluation"]
+    flat = evaluation.flat
+    groups = evaluation.importance_groups
+    assert set(groups.index) == {"product_id", "signal", "noise", "owned"}
+    assert groups.loc["noise", "n_features"] == 2
+    assert groups["gain"].sum() == pytest.approx(evaluation.feature_importance.sum())
+    assert groups.index[0] == "signal"
+    assert len(evaluation.product_wins) == 8
+    assert "ranker.share_products_won_vs_per_product_min50" in flat
+    assert flat["products_min50"] == float((evaluation.per_product["positives"] >= 50).sum())
+    cold = ev.cold_start_mask(fitted["scored"])
+    n_cold = fitted["scored"][cold.to_numpy()].groupby("customer_id").ngroups
+    assert flat["cold_start.groups"] == n_cold > 0
+    for key in ("ranker.cold_start.ndcg@7", "popularity.cold_start.ndcg@7", "ranker.warm.ndcg@7",
+                "ranker.cold_start.recall@7", "ranker.ablation.signal.ndcg@7_diff"):
+        assert key in flat, key
+    assert evaluation.segment_note == ""
+
+
+def test_cold_start_section_says_why_it_has_no_table(fitted: dict) -> None:
+    scored, models, config = fitted["scored"], fitted["models"], fitted["config"]
+    warm = evaluate_scored(scored.assign(count_products_owned=2), models, config)
+    assert list(warm.segments) == ["warm"] and warm.flat["cold_start.groups"] == 0
+    assert warm.segment_note.startswith("no cold-start group in the test month")
+    assert warm.ablation.empty and "ranker.ablation.signal.ndcg@7_diff" not in warm.flat
+    unknown = evaluate_scored(scored.drop(columns="count_products_owned"), models, config)
+    assert unknown.segments == {} and "cannot be told apart" in unknown.segment_note
+    text = details_text(report_payload(unknown, {"k": 7}))
+    assert "count_products_owned is not a feature" in text
+
+
+def test_report_json_html_and_text_show_the_new_sections(fitted: dict, tmp_path: Path) -> None:
+    write_report(tmp_path, fitted["evaluation"], {"dataset": "sim", "k": 7, "ablation_n_estimators": 40})
+    report = load_report(tmp_path)
+    assert [r["group"] for r in report["ablation"]] == ["signal", "noise", "owned"]
+    groups = {r["group"] for r in report["feature_importance_groups"]}
+    assert groups == {"product_id", "signal", "noise", "owned"}
+    assert report["feature_groups"]["noise_b"] == "noise"
+    assert len(report["product_wins"]) == 8 and "won" in report["product_wins"][0]
+    assert set(report["cold_start"]["segments"]) == {"cold_start", "warm"}
+    json.dumps(report)  # plain JSON
+    html = (tmp_path / REPORT_HTML).read_text()
+    for heading in ("Feature-group ablation", "Cold-start customers", "Ranker vs one model per product"):
+        assert heading in html
+    assert (tmp_path / REPORT_JSON).exists()
+    text = details_text(report)
+    assert "feature-group ablation" in text and "signal" in text
+    assert "ranker.share_products_won_vs_per_product_min50 = " in text
+    assert "cold_start: " in text and "warm: " in text
