@@ -262,6 +262,16 @@ def test_product_features_one_row_per_product_and_snapshot(marts: dict[str, pd.D
         ("C1", "P4", JAN, {"age_gap_to_adopters_years": 10.0, "age_z_score_among_adopters": 1.0}),
         ("C5", "P4", JAN, {"age_gap_to_adopters_years": -10.0, "age_z_score_among_adopters": -1.0}),
         ("C3", "P4", MAR, {"age_gap_to_adopters_years": None}),  # unknown age
+        # popularity at the same ownership breadth, P4 at June from the March..May candidates: 1 of the
+        # 12 adopted the month after (C3, owning nothing in April); breadth 0 (owning nothing): C3 in March
+        # and April, C4 in May, 1 adoption: (1 + 20 / 12) / (3 + 20) = 8 / 69, lift 8 / 69 * 12 = 32 / 23;
+        # breadth 1: 5 candidates, none adopted: (20 / 12) / 25 = 1 / 15; breadth 2 (2-3 owned): 4, none
+        ("C4", "P4", JUN, {"adoption_rate_same_breadth_last_3_months": 8 / 69,
+                           "adoption_lift_same_breadth_last_3_months": 32 / 23}),
+        ("C2", "P4", JUN, {"adoption_rate_same_breadth_last_3_months": 1 / 15,
+                           "adoption_lift_same_breadth_last_3_months": 0.8}),
+        ("C1", "P4", JUN, {"adoption_rate_same_breadth_last_3_months": 5 / 72,
+                           "adoption_lift_same_breadth_last_3_months": 5 / 6}),
     ],
 )
 def test_customer_product_features(marts: dict[str, pd.DataFrame], customer_id: str, product_id: str,

@@ -27,6 +27,11 @@ population_sets as (
         population.month_index,
         population.segment,
         population.age_years,
+        -- how many products the customer owns, on a log2 scale: 0, 1, 2-3, 4-7, 8-15 ...
+        cast(
+            case when population.count_products_owned = 0 then 0 else floor(log2(population.count_products_owned)) + 1 end
+            as integer
+        ) as ownership_breadth,
         owned_sets.owned_set_id,
     from population
     left join owned_sets
@@ -42,6 +47,7 @@ eligible as (
         population_sets.month_index,
         population_sets.segment,
         population_sets.age_years,
+        population_sets.ownership_breadth,
         population_sets.owned_set_id,
     from population_sets
     inner join products
@@ -75,6 +81,7 @@ final as (
         month_index,
         segment,
         age_years,
+        ownership_breadth,
         owned_set_id,
         next_start_month_index,
         last_end_month_index,

@@ -33,6 +33,7 @@ final as (
         candidates.month_index,
         candidates.segment,
         candidates.age_years,
+        candidates.ownership_breadth,
         candidates.owned_set_id,
         candidates.product_key,
         candidates.next_start_month_index,

@@ -140,7 +140,8 @@ final as (
             (coalesce(pair_windowed.count_co_owned, 0) + {{ prior }})
             / (
                 coalesce(
-                    from_owners.count_owners * to_owners.count_owners / nullif(set_customers.count_customers, 0),
+                    cast(from_owners.count_owners as double) * to_owners.count_owners
+                    / nullif(set_customers.count_customers, 0),
                     0
                 )
                 + {{ prior }}

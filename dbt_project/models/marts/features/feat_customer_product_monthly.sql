@@ -20,6 +20,10 @@ adopter_profiles as (
     select * from {{ ref('int_product_adopter_profiles') }}
 ),
 
+breadth_adoptions as (
+    select * from {{ ref('int_product_adoptions_by_breadth') }}
+),
+
 final as (
     select
         candidates.customer_id,
@@ -46,6 +50,8 @@ final as (
             (candidates.age_years - adopter_profiles.mean_adopter_age_years)
             / adopter_profiles.sd_adopter_age_years as double
         ) as age_z_score_among_adopters,
+        cast(breadth_adoptions.adoption_rate_same_breadth as double) as adoption_rate_same_breadth_last_3_months,
+        cast(breadth_adoptions.adoption_lift_same_breadth as double) as adoption_lift_same_breadth_last_3_months,
     from candidates
     left join ownership
         on candidates.product_id = ownership.product_id
@@ -61,6 +67,10 @@ final as (
     left join adopter_profiles
         on candidates.product_key = adopter_profiles.product_key
         and candidates.month_index = adopter_profiles.month_index
+    left join breadth_adoptions
+        on candidates.product_key = breadth_adoptions.product_key
+        and candidates.ownership_breadth = breadth_adoptions.ownership_breadth
+        and candidates.month_index = breadth_adoptions.month_index
 )
 
 select * from final
