@@ -129,6 +129,21 @@ class TestRank:
         assert response.status_code == 200
         assert response.json()["products"] == [] and "no candidate" in response.json()["reason"]
 
+    def test_a_customer_owning_nothing_is_ranked_like_any_other(
+        self, client: TestClient, candidates: pd.DataFrame, deployment: Settings
+    ) -> None:
+        features = _mart(deployment, "feat_customer_monthly")
+        latest = features[features["event_timestamp"] == features["event_timestamp"].max()]
+        prospects = sorted(latest.loc[latest["count_holdings_started_ever"] == 0, "customer_id"])
+        assert prospects, "the synthetic bank has customers who joined without a product"
+        customer = prospects[0]
+        response = client.post("/rank", json={"customer_id": customer, "k": 3})
+        assert response.status_code == 200
+        body = response.json()
+        expected = set(candidates.loc[candidates["customer_id"] == customer, "product_id"])
+        assert body["n_candidates"] == len(expected) > 0
+        assert len(body["products"]) == min(3, len(expected)) and body["reason"] is None
+
     def test_a_customer_owning_everything_gets_an_empty_list_with_a_reason(self, client: TestClient) -> None:
         response = client.post("/rank", json={"customer_id": OWNS_ALL, "k": 5})
         assert response.status_code == 200
