@@ -1,0 +1,163 @@
+"""Does the ranker, trained with no ``--config``, reach the oracle on data it was not tuned on?
+
+For each alt dataset of ``alt_datasets.py`` (``acme-telecom``, ``acme-insurer``: mechanisms unlike the
+synthetic bank's; trained with ``configs/training/default.yaml``) and for the synthetic bank (trained
+with its own shipped config, which is what ``nextbest train`` picks for it), runs
+``ingest -> build -> train`` in a fresh ``NEXTBEST_HOME`` and prints, from the bundle's ``report.json``:
+test groups, nDCG@7 of the ranker, the oracle (ranking by the true adoption probability), popularity
+and the per-product models, the ranker's ratios to the oracle (target >= 0.95) and to popularity,
+cold-start nDCG@7 (customers owning nothing) of the ranker and popularity, and the five feature groups
+whose ablation costs most. The table is also written as JSON.
+
+    python benchmarks/bench_model_signal.py                          # 12k customers x 30 months
+    python benchmarks/bench_model_signal.py --customers 5000 --datasets telecom
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from alt_datasets import VARIANTS, generate_alt  # noqa: E402
+
+NEXTBEST = [sys.executable, "-m", "nextbest.cli"]
+K = 7
+SYNTHETIC = "synthetic"
+TARGET_RATIO_TO_ORACLE = 0.95
+
+
+def _run(cmd: list[str], env: dict[str, str], log: Path) -> None:
+    with log.open("a", encoding="utf-8") as out:
+        out.write(f"$ {' '.join(cmd)}\n")
+        out.flush()
+        done = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[3:])} failed (exit {done.returncode}); see {log}")
+
+
+def run_dataset(name: str, customers: int, months: int, seed: int, home: Path) -> dict[str, Any]:
+    """Ingest, build and train ``name`` (an alt variant or ``synthetic``) in ``home``; its report."""
+    env = {**os.environ, "NEXTBEST_HOME": str(home)}
+    home.mkdir(parents=True, exist_ok=True)
+    log = home / "bench.log"
+    started = time.perf_counter()
+    if name == SYNTHETIC:
+        ingest = ["synthetic", "--customers", str(customers), "--months", str(months), "--seed", str(seed)]
+    else:
+        source = home / "sources" / f"acme-{name}"
+        generate_alt(source, name, customers=customers, months=months, seed=seed)
+        ingest = ["dir", str(source)]
+    _run([*NEXTBEST, "ingest", *ingest], env, log)
+    _run([*NEXTBEST, "build"], env, log)
+    _run([*NEXTBEST, "train"], env, log)
+    reports = sorted((home / "reports").iterdir(), key=lambda p: p.stat().st_mtime)
+    report = json.loads((reports[-1] / "report.json").read_text(encoding="utf-8"))
+    report["_seconds"] = time.perf_counter() - started
+    return report
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def summarize(name: str, report: dict[str, Any]) -> dict[str, Any]:
+    """One table row from a ``report.json``."""
+    metrics, models = report["metrics"], report["models"]
+    ndcg = f"ndcg@{K}"
+
+    def model(m: str) -> float | None:
+        return models.get(m, {}).get(ndcg)
+
+    ablation = sorted(
+        (r for r in report.get("ablation") or [] if r.get(f"{ndcg}_diff") is not None),
+        key=lambda r: r[f"{ndcg}_diff"],
+    )
+    return {
+        "dataset": name,
+        "config": report.get("context", {}).get("dataset"),
+        "groups": metrics.get("ranker.groups"),
+        "groups_with_positive": metrics.get("ranker.groups_with_positive"),
+        "ranker": model("ranker"),
+        "oracle": model("oracle"),
+        "popularity": model("popularity"),
+        "per_product": model("per_product"),
+        "ranker_over_oracle": _ratio(model("ranker"), model("oracle")),
+        "ranker_over_popularity": _ratio(model("ranker"), model("popularity")),
+        "cold_start_ranker": metrics.get(f"ranker.cold_start.{ndcg}"),
+        "cold_start_popularity": metrics.get(f"popularity.cold_start.{ndcg}"),
+        "cold_start_groups_with_positive": metrics.get("cold_start.groups_with_positive"),
+        "top_ablation": [(r["group"], r[f"{ndcg}_diff"]) for r in ablation[:5]],
+        "seconds": report.get("_seconds"),
+    }
+
+
+def _f(value: float | None, width: int = 7) -> str:
+    return f"{value:>{width}.4f}" if value is not None else f"{'-':>{width}}"
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    head = (
+        f"{'dataset':<16} {'groups':>7} {'w/pos':>6} {'ranker':>7} {'oracle':>7} {'popul.':>7} "
+        f"{'per_pr':>7} {'r/orac':>7} {'r/pop':>7} {'cs_rank':>7} {'cs_pop':>7}  top ablation (nDCG@7 diff)"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        groups = f"{int(r['groups']):>7}" if r["groups"] is not None else f"{'-':>7}"
+        pos = f"{int(r['groups_with_positive']):>6}" if r["groups_with_positive"] is not None else f"{'-':>6}"
+        top = ", ".join(f"{g} {d:+.4f}" for g, d in r["top_ablation"])
+        print(
+            f"{r['dataset']:<16} {groups} {pos} {_f(r['ranker'])} {_f(r['oracle'])} {_f(r['popularity'])} "
+            f"{_f(r['per_product'])} {_f(r['ranker_over_oracle'])} {_f(r['ranker_over_popularity'])} "
+            f"{_f(r['cold_start_ranker'])} {_f(r['cold_start_popularity'])}  {top}",
+            flush=True,
+        )
+    below = [r["dataset"] for r in rows if (r["ranker_over_oracle"] or 0) < TARGET_RATIO_TO_ORACLE]
+    print(f"below {TARGET_RATIO_TO_ORACLE} of the oracle: {', '.join(below) if below else 'none'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--datasets", nargs="+", default=[*VARIANTS, SYNTHETIC],
+                        choices=[*VARIANTS, SYNTHETIC])
+    parser.add_argument("--customers", type=int, default=12_000)
+    parser.add_argument("--months", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--out", type=Path, default=Path(tempfile.gettempdir()) / "nextbest-model-signal.json",
+        help="where the table is written as JSON",
+    )
+    parser.add_argument(
+        "--keep", type=Path, default=None,
+        help="keep each dataset's NEXTBEST_HOME under this directory (default: a temp dir, removed)",
+    )
+    args = parser.parse_args()
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="nextbest-signal-") as tmp:
+        root = args.keep or Path(tmp)
+        for name in args.datasets:
+            print(f"{name}: {args.customers:,} customers x {args.months} months ...", flush=True)
+            report = run_dataset(name, args.customers, args.months, args.seed, root / name)
+            rows.append(summarize(name, report))
+            print(f"{name}: done in {rows[-1]['seconds']:.0f}s", flush=True)
+    print()
+    print_table(rows)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"customers": args.customers, "months": args.months, "seed": args.seed,
+                                    "k": K, "rows": rows}, indent=2) + "\n", encoding="utf-8")
+    print(f"table written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
