@@ -11,6 +11,10 @@ whose ablation costs most. The table is also written as JSON.
 
     python benchmarks/bench_model_signal.py                          # 12k customers x 30 months
     python benchmarks/bench_model_signal.py --customers 5000 --datasets telecom
+    python benchmarks/bench_model_signal.py --keep DIR --report-only  # re-read kept reports
+
+gap = (ranker - popularity) / (oracle - popularity): the share of the headroom above popularity that
+the ranker closes; ranker/oracle alone looks high when popularity is already close to the oracle.
 """
 
 from __future__ import annotations
@@ -73,14 +77,25 @@ def run_dataset(name: str, customers: int, months: int, seed: int, home: Path) -
         generate_alt(source, name, customers=customers, months=months, seed=seed)
         _ingest_and_build(["dir", str(source)], env, log, built, stamp)
     _run([*NEXTBEST, "train"], env, log)
-    reports = sorted((home / "reports").iterdir(), key=lambda p: p.stat().st_mtime)
-    report = json.loads((reports[-1] / "report.json").read_text(encoding="utf-8"))
+    report = latest_report(home)
     report["_seconds"] = time.perf_counter() - started
     return report
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
+
+
+def _gap_closed(ranker: float | None, popularity: float | None, oracle: float | None) -> float | None:
+    if ranker is None or popularity is None or oracle is None or oracle == popularity:
+        return None
+    return (ranker - popularity) / (oracle - popularity)
+
+
+def latest_report(home: Path) -> dict[str, Any]:
+    """The ``report.json`` of the latest training in ``home``."""
+    reports = sorted((home / "reports").iterdir(), key=lambda p: p.stat().st_mtime)
+    return json.loads((reports[-1] / "report.json").read_text(encoding="utf-8"))
 
 
 def summarize(name: str, report: dict[str, Any]) -> dict[str, Any]:
@@ -106,6 +121,8 @@ def summarize(name: str, report: dict[str, Any]) -> dict[str, Any]:
         "per_product": model("per_product"),
         "ranker_over_oracle": _ratio(model("ranker"), model("oracle")),
         "ranker_over_popularity": _ratio(model("ranker"), model("popularity")),
+        # share of the popularity -> oracle headroom the ranker closes (1 = oracle, 0 = popularity)
+        "gap_closed": _gap_closed(model("ranker"), model("popularity"), model("oracle")),
         "cold_start_ranker": metrics.get(f"ranker.cold_start.{ndcg}"),
         "cold_start_popularity": metrics.get(f"popularity.cold_start.{ndcg}"),
         "cold_start_groups_with_positive": metrics.get("cold_start.groups_with_positive"),
@@ -121,7 +138,8 @@ def _f(value: float | None, width: int = 7) -> str:
 def print_table(rows: list[dict[str, Any]]) -> None:
     head = (
         f"{'dataset':<16} {'groups':>7} {'w/pos':>6} {'ranker':>7} {'oracle':>7} {'popul.':>7} "
-        f"{'per_pr':>7} {'r/orac':>7} {'r/pop':>7} {'cs_rank':>7} {'cs_pop':>7}  top ablation (nDCG@7 diff)"
+        f"{'per_pr':>7} {'r/orac':>7} {'r/pop':>7} {'gap':>7} {'cs_rank':>7} {'cs_pop':>7}  "
+        "top ablation (nDCG@7 diff)"
     )
     print(head)
     print("-" * len(head))
@@ -132,6 +150,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         print(
             f"{r['dataset']:<16} {groups} {pos} {_f(r['ranker'])} {_f(r['oracle'])} {_f(r['popularity'])} "
             f"{_f(r['per_product'])} {_f(r['ranker_over_oracle'])} {_f(r['ranker_over_popularity'])} "
+            f"{_f(r['gap_closed'])} "
             f"{_f(r['cold_start_ranker'])} {_f(r['cold_start_popularity'])}  {top}",
             flush=True,
         )
@@ -157,12 +176,19 @@ def main() -> None:
         help="keep each dataset's NEXTBEST_HOME under this directory (default: a temp dir, removed); "
         "a rerun with the same arguments reuses a kept home's build and trains only",
     )
+    parser.add_argument("--report-only", action="store_true",
+                        help="summarise the latest report of each home under --keep; no training")
     args = parser.parse_args()
+    if args.report_only and args.keep is None:
+        parser.error("--report-only needs --keep")
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="nextbest-signal-") as tmp:
         root = args.keep or Path(tmp)
         for name in args.datasets:
+            if args.report_only:
+                rows.append(summarize(name, latest_report(root / name)))
+                continue
             print(f"{name}: {args.customers:,} customers x {args.months} months ...", flush=True)
             report = run_dataset(name, args.customers, args.months, args.seed, root / name)
             rows.append(summarize(name, report))
