@@ -43,7 +43,7 @@ def test_default_config_is_safe_for_an_unknown_dataset() -> None:
     config = load_config(default_config_path("acme"))
     assert config.name == "default"
     assert (config.split.test_snapshots, config.split.valid_snapshots) == (1, 1)
-    assert config.split.max_train_snapshots == 12 and config.split.gap_snapshots == 0
+    assert config.split.max_train_snapshots == 24 and config.split.gap_snapshots == 0
     assert config.max_negatives_per_group == 100
     assert config.baselines == ["popularity", "per_product", "pooled", "oracle"]
     assert config.calibration.feature_cols == []
