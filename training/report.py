@@ -77,6 +77,7 @@ def report_payload(evaluation: Evaluation, context: Mapping[str, Any]) -> dict[s
                 "feature": COLD_START_FEATURE,
                 "note": evaluation.segment_note,
                 "segments": {s: t.to_dict(orient="index") for s, t in evaluation.segments.items()},
+                "per_product": _records(evaluation.cold_start_per_product, "product_id"),
             },
             "oracle_gap": list(evaluation.oracle_gap) if evaluation.oracle_gap else None,
             "failures": list(evaluation.failures),
@@ -341,6 +342,10 @@ def _html_cold_start(evaluation: Evaluation) -> str:
         parts.append(f"<p>{html.escape(evaluation.segment_note)}.</p>")
     for segment, table in evaluation.segments.items():
         parts.append(f"<h3>{html.escape(segment)}</h3>{_html_table(table, 'model')}")
+    if len(evaluation.cold_start_per_product):
+        cold = evaluation.cold_start_per_product.sort_values("positives", ascending=False)
+        table = _html_table(cold, "product_id", sortable=True)
+        parts.append(f"<h3>cold-start groups, per product</h3>{table}")
     return "\n".join(parts)
 
 

@@ -318,6 +318,7 @@ class Evaluation:
         product_wins: ``product_wins`` (every product, its positives, won or not).
         segments: ``cold_start_split`` tables (``cold_start`` / ``warm``, only non-empty ones).
         segment_note: why there is no cold-start table, or "".
+        cold_start_per_product: ``per_product_table`` on the cold-start groups only (empty without any).
     """
 
     models: pd.DataFrame
@@ -335,6 +336,7 @@ class Evaluation:
     product_wins: pd.DataFrame = field(default_factory=pd.DataFrame)
     segments: dict[str, pd.DataFrame] = field(default_factory=dict)
     segment_note: str = ""
+    cold_start_per_product: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def evaluate_scored(
@@ -380,9 +382,12 @@ def evaluate_scored(
         ablation_frame = ev.ablation_table(scored, ablation.scores, ablation.n_features, k)
         ablation_frame["best_iteration"] = pd.Series(ablation.best_iterations, dtype=int)
         flat |= ev.flatten_ablation(ablation_frame, k)
-    segments, segment_note = {}, ""
+    segments, segment_note, cold_per_product = {}, "", pd.DataFrame()
     if ev.COLD_START_FEATURE in scored.columns:
         segments, counts = ev.cold_start_split(scored, k, bins, popularity)
+        cold_rows = scored[ev.cold_start_mask(scored).to_numpy()]
+        if ev.COLD_START in segments and counts[f"{ev.COLD_START}.groups_with_positive"]:
+            cold_per_product = ev.per_product_table(cold_rows, k, n_bins=bins)
         flat |= counts | ev.flatten_segments(segments)
         if ev.COLD_START not in segments:
             segment_note = f"no cold-start group in the test month ({ev.COLD_START_FEATURE} == 0 nowhere)"
@@ -406,6 +411,7 @@ def evaluate_scored(
         product_wins=ev.product_wins(per_product),
         segments=segments,
         segment_note=segment_note,
+        cold_start_per_product=cold_per_product,
     )
 
 

@@ -22,7 +22,8 @@ PAIR_SQL = Path("models/marts/features/feat_customer_product_monthly.sql")
 PAIR_YML = Path("models/marts/features/feat_customer_product_monthly.yml")
 ANCHOR_SQL = "            as sum_spend_category_last_12_months,\n"
 NEW_SQL = (
-    f"        cast(coalesce(category_activity.sum_spend_last_12_months, 0.0) > 0 as boolean) as {NEW_FEATURE},\n"
+    "        cast(coalesce(category_activity.sum_spend_last_12_months, 0.0) > 0 as boolean)"
+    f" as {NEW_FEATURE},\n"
 )
 NEW_YML = f"""      - name: {NEW_FEATURE}
         data_type: boolean

@@ -197,6 +197,12 @@ def test_report_has_group_importance_ablation_wins_and_cold_start(result: TrainR
     metrics = report["metrics"]
     assert metrics["cold_start.groups"] + metrics["warm.groups"] == metrics["ranker.groups"]
     assert "ranker.warm.ndcg@7" in metrics and "popularity.warm.ndcg@7" in metrics
+    # per product on the cold-start groups: every group with an adoption contributes >= 1 positive
+    cold_positives = sum(p["positives"] for p in report["cold_start"]["per_product"])
+    if metrics.get("cold_start.groups_with_positive"):
+        assert cold_positives >= metrics["cold_start.groups_with_positive"]
+    else:
+        assert report["cold_start"]["per_product"] == []
 
 
 @pytest.mark.integration
