@@ -408,17 +408,20 @@ def product_wins(per_product: pd.DataFrame, reference: str = PER_PRODUCT) -> pd.
 
 
 def share_products_won(
-    per_product: pd.DataFrame, min_positives: int = WIN_MIN_POSITIVES
+    per_product: pd.DataFrame, min_positives: int = WIN_MIN_POSITIVES, diff: str = "ndcg_diff"
 ) -> tuple[float, int]:
-    """Share of the products with >= ``min_positives`` test positives on which the ranker's per-product
-    nDCG contribution beats the reference's (``ndcg_diff`` > 0; a tie is not a win), and how many
-    products qualify. (NaN, 0) when none does or there is no reference."""
-    if "ndcg_diff" not in per_product.columns:
+    """Share of the products with >= ``min_positives`` test positives on which the ranker beats the
+    reference on ``diff`` (a ``per_product_table`` difference column, ranker minus reference:
+    ``ndcg_diff`` = the product's contribution to the mean nDCG@k, ``auc_diff`` = the AUC of the
+    product's scores over its candidates, i.e. which customers to target, the per-product models'
+    own task); a tie is not a win. Also how many products qualify. (NaN, 0) when none does or there
+    is no reference."""
+    if diff not in per_product.columns:
         return math.nan, 0
     eligible = per_product[per_product["positives"] >= min_positives]
     if eligible.empty:
         return math.nan, 0
-    return float((eligible["ndcg_diff"] > 0).mean()), len(eligible)
+    return float((eligible[diff] > 0).mean()), len(eligible)
 
 
 # --------------------------------------------------------------------------- cold start

@@ -153,9 +153,12 @@ def _wins_text(report: Mapping[str, Any], max_products: int) -> list[str]:
     eligible = int(metrics.get(f"products_min{WIN_MIN_POSITIVES}", 0))
     won = int(metrics.get("ranker.products_won_vs_per_product", 0))
     shown = wins[:max_products]
+    share_auc = f"ranker.share_products_won_auc_vs_per_product_min{WIN_MIN_POSITIVES}"
     return [
         f"{share} = {_fmt(metrics.get(share))} ({eligible} product(s) with >= {WIN_MIN_POSITIVES} "
         f"test positives; {won} of {len(wins)} products won in all)",
+        f"{share_auc} = {_fmt(metrics.get(share_auc))} (AUC of each product's scores over its candidates: "
+        "whom to target, the per-product models' own task)",
         f"ranker vs per-product models by product, most test positives first ({len(shown)} of {len(wins)}):",
         _text_table(shown, ["product_id", "positives", "ndcg", "per_product_ndcg", "ndcg_diff", "won"]),
         "",

@@ -111,6 +111,7 @@ PER_PRODUCT = pd.DataFrame(
         "ndcg": [0.3, 0.2, 0.1, 0.6, 0.1],
         "per_product_ndcg": [0.1, 0.1, 0.1, 0.1, 0.2],
         "ndcg_diff": [0.2, 0.1, 0.0, 0.5, -0.1],
+        "auc_diff": [0.01, -0.02, 0.03, 0.0, 0.05],
     },
     index=pd.Index(["e", "a", "c", "d", "b"], name="product_id"),
 )
@@ -124,6 +125,11 @@ def test_share_won_counts_products_with_50_positives_and_a_tie_is_no_win() -> No
     assert math.isnan(share) and n == 0
     share, n = ev.share_products_won(PER_PRODUCT.drop(columns="ndcg_diff"))
     assert math.isnan(share) and n == 0
+
+
+def test_share_won_on_auc_judges_each_products_targeting() -> None:
+    # eligible: a (100, AUC lost), b (60, won), c (50, won)
+    assert ev.share_products_won(PER_PRODUCT, 50, diff="auc_diff") == (pytest.approx(2 / 3), 3)
 
 
 def test_product_wins_lists_every_product_most_positives_first() -> None:
@@ -285,6 +291,7 @@ def test_evaluation_carries_groups_wins_and_cold_start(fitted: dict) -> None:
     assert groups.index[0] == "signal"
     assert len(evaluation.product_wins) == 8
     assert "ranker.share_products_won_vs_per_product_min50" in flat
+    assert 0.0 <= flat["ranker.share_products_won_auc_vs_per_product_min50"] <= 1.0
     assert flat["products_min50"] == float((evaluation.per_product["positives"] >= 50).sum())
     cold = ev.cold_start_mask(fitted["scored"])
     n_cold = fitted["scored"][cold.to_numpy()].groupby("customer_id").ngroups
