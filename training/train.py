@@ -387,8 +387,8 @@ def evaluate_scored(
     segments, segment_note, cold_per_product = {}, "", pd.DataFrame()
     if ev.COLD_START_FEATURE in scored.columns:
         segments, counts = ev.cold_start_split(scored, k, bins, popularity)
-        cold_rows = scored[ev.cold_start_mask(scored).to_numpy()]
         if ev.COLD_START in segments and counts[f"{ev.COLD_START}.groups_with_positive"]:
+            cold_rows = scored[ev.cold_start_mask(scored).to_numpy()]
             cold_per_product = ev.per_product_table(cold_rows, k, n_bins=bins)
         flat |= counts | ev.flatten_segments(segments)
         if ev.COLD_START not in segments:
