@@ -1,17 +1,14 @@
 {#-
-  A lean override of dbt-duckdb's `external` materialization, for parquet marts of hundreds of millions of
-  rows. dbt-duckdb's version first creates the whole result as a table inside the DuckDB file, counts it,
+  `parquet_file`: nextbest's own materialization for parquet marts of hundreds of millions of rows (named
+  for what it writes, so it does not shadow dbt-duckdb's `external`, which stays available). dbt-duckdb's
+  `external` first creates the whole result as a table inside the DuckDB file, counts it,
   writes a row of NULLs if it is empty, then COPYs the table out: at 200k customers that doubled the write
   time of every candidate-grain mart. This one streams the query straight to
   `<external_root>/<model>.parquet` with COPY (an empty result gives an empty file with the right schema)
   and puts a view over the file in its place, so refs and tests read the file. Only parquet is supported.
 -#}
-{% materialization external, adapter='duckdb' %}
+{% materialization parquet_file, adapter='duckdb' %}
   {%- set location = render(config.get('location', default=external_location(this, config))) -%}
-  {%- set format = config.get('format', 'parquet') -%}
-  {%- if format != 'parquet' -%}
-    {{ exceptions.raise_compiler_error("nextbest's external materialization writes parquet only, got " ~ format) }}
-  {%- endif -%}
   {%- set target_relation = this.incorporate(type='view') -%}
   {%- set existing_relation = load_cached_relation(this) -%}
 
