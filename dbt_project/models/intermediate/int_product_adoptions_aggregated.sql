@@ -1,8 +1,8 @@
-{#- Adoption of each product by its candidates, per snapshot: how many adopted within 1, 3 and 12 months. -#}
+{#- Adoption of each product by its candidates, per snapshot: int_product_adoptions_counted over all breadths. -#}
 with
 
-candidates as (
-    select * from {{ ref('int_candidates_eligible') }}
+counted as (
+    select * from {{ ref('int_product_adoptions_counted') }}
 ),
 
 products as (
@@ -13,11 +13,11 @@ aggregated as (
     select
         product_key,
         month_index,
-        count(*) as count_candidates,
-        count(*) filter (where next_start_month_index <= month_index + 1) as count_adopted_within_1_months,
-        count(*) filter (where next_start_month_index <= month_index + 3) as count_adopted_within_3_months,
-        count(*) filter (where next_start_month_index <= month_index + 12) as count_adopted_within_12_months,
-    from candidates
+        sum(count_candidates) as count_candidates,
+        sum(count_adopted_next_month) as count_adopted_within_1_months,
+        sum(count_adopted_within_3_months) as count_adopted_within_3_months,
+        sum(count_adopted_within_12_months) as count_adopted_within_12_months,
+    from counted
     group by all
 ),
 

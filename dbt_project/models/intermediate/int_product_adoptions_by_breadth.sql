@@ -9,23 +9,12 @@
 
 with
 
-candidates as (
-    select * from {{ ref('int_candidates_eligible') }}
+counted as (
+    select * from {{ ref('int_product_adoptions_counted') }}
 ),
 
 spine as (
     select * from {{ ref('int_snapshots_spined') }}
-),
-
-counted as (
-    select
-        product_key,
-        ownership_breadth,
-        month_index,
-        count(*) as count_candidates,
-        count(*) filter (where next_start_month_index = month_index + 1) as count_adopted_next_month,
-    from candidates
-    group by all
 ),
 
 windowed as (
