@@ -34,12 +34,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from features.manifest import PACKED_PRODUCTS  # noqa: E402
-from features.store import apply_definitions, materialize  # noqa: E402
+from nextbest.features.manifest import PACKED_PRODUCTS  # noqa: E402
+from nextbest.features.store import apply_definitions, materialize  # noqa: E402
+from nextbest.serving.cli import score_batch  # noqa: E402
+from nextbest.serving.scorer import Scorer  # noqa: E402
+from nextbest.serving.settings import ServingSettings  # noqa: E402
 from nextbest.settings import FEATURE_REPO_DIR, Settings  # noqa: E402
-from serving.cli import score_batch  # noqa: E402
-from serving.scorer import Scorer  # noqa: E402
-from serving.settings import ServingSettings  # noqa: E402
 from tests.integration.serving_fixtures import (  # noqa: E402
     RedisServer,
     build_deployment,
@@ -166,7 +166,9 @@ def bench_store(settings: Settings, online: str, customer: str, args, tmp: Path)
 
     port = free_port()
     ours = start(
-        [sys.executable, "-c", f"from serving.cli import serve; serve('127.0.0.1', {port})"], env, port
+        [sys.executable, "-c", f"from nextbest.serving.cli import serve; serve('127.0.0.1', {port})"],
+        env,
+        port,
     )
     try:
         result["http_rank"] = http_loop(

@@ -63,8 +63,8 @@ def simulate(rows: int, seed: int = 0) -> pd.DataFrame:
 
 def worker(rows: int, model: str, trees: int, n_jobs: int) -> dict[str, float]:
     """Fit one model on a simulated frame of ``rows`` rows; return the fit seconds."""
-    from training.baselines import ClassifierParams, PerProductModels
-    from training.ranker import RankerParams, RankingData, fit_ranker
+    from nextbest.training.baselines import ClassifierParams, PerProductModels
+    from nextbest.training.ranker import RankerParams, RankingData, fit_ranker
 
     frame = simulate(rows)
     feature_cols = ["product_id", *[c for c in frame.columns if c.startswith("f")]]

@@ -1,5 +1,5 @@
 """One parquet FileSource per dbt feature mart, ``<view>_source``, paths resolved from NEXTBEST_HOME."""
 
-from features.repo import cli_definitions
+from nextbest.features.repo import cli_definitions
 
 globals().update({source.name: source for source in cli_definitions().sources})

@@ -1,6 +1,6 @@
 """Entities: ``customer`` (join key customer_id) and ``product`` (product_id)."""
 
-from features.definitions import build_entities
+from nextbest.features.definitions import build_entities
 
 _entities = build_entities()
 customer = _entities["customer"]

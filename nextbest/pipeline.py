@@ -31,7 +31,7 @@ def dbt_vars_for(
     settings: Settings, horizon_months: int = 1, activity_lookback_months: int = 3
 ) -> dict[str, Any]:
     """dbt vars for the ingested dataset: its observed_until and burn-in, plus the modelling choices."""
-    from ingest.store import read_dataset_meta
+    from nextbest.ingest.store import read_dataset_meta
 
     meta = read_dataset_meta(settings.raw_dir)
     customers = pq.ParquetFile(settings.raw_dir / "customers.parquet").metadata.num_rows

@@ -66,7 +66,7 @@ def test_train_without_config_uses_the_default_config_for_an_unknown_dataset_wit
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = " ".join(result.stdout.split())
     assert "dataset 'acme_bank' -> default.yaml" in out
-    assert "configs/training/default.yaml" in out
+    assert "training/configs/default.yaml" in out
     reports = list((home / "reports").iterdir())
     assert len(reports) == 1 and len(list((home / "models").iterdir())) == 1
     report = json.loads((reports[0] / "report.json").read_text())

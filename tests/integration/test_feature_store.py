@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.definitions import FEATURE_SERVICE_NAME, feature_list_sha
-from features.manifest import EVENT_TIMESTAMP
-from features.retrieval import historical_features, online_features
-from features.schema import normalise
-from features.staleness import stale_views, staleness_report
-from features.store import (
+from nextbest.features.definitions import FEATURE_SERVICE_NAME, feature_list_sha
+from nextbest.features.manifest import EVENT_TIMESTAMP
+from nextbest.features.retrieval import historical_features, online_features
+from nextbest.features.schema import normalise
+from nextbest.features.staleness import stale_views, staleness_report
+from nextbest.features.store import (
     apply_definitions,
     get_store,
     load_specs,
@@ -534,8 +534,8 @@ class TestRetrieval:
 @pytest.fixture(scope="module")
 def dbt_built(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """A small synthetic bank built by the real dbt project, applied and materialized to sqlite."""
-    from ingest.synthetic import generate_synthetic
     from nextbest.dbt import run_dbt
+    from nextbest.ingest.synthetic import generate_synthetic
 
     home = tmp_path_factory.mktemp("dbt_feast")
     settings = Settings(home=home)

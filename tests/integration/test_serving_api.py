@@ -19,13 +19,13 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from features.store import apply_definitions, get_store, materialize
+from nextbest.features.store import apply_definitions, get_store, materialize
+from nextbest.serving.api import create_app
+from nextbest.serving.scorer import Scorer
+from nextbest.serving.settings import ServingSettings
 from nextbest.settings import Settings
-from serving.api import create_app
-from serving.scorer import Scorer
-from serving.settings import ServingSettings
+from nextbest.training.artifacts import BundleMismatchError, latest_bundle
 from tests.integration.serving_fixtures import RedisServer, build_deployment, free_port, latest_candidates
-from training.artifacts import BundleMismatchError, latest_bundle
 
 pytestmark = pytest.mark.integration
 

@@ -14,15 +14,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.definitions import FEATURE_SERVICE_NAME
-from features.retrieval import historical_features
-from features.store import get_store
+from nextbest.features.definitions import FEATURE_SERVICE_NAME
+from nextbest.features.retrieval import historical_features
+from nextbest.features.store import get_store
+from nextbest.serving.cli import rank_within_customer, score_batch
+from nextbest.serving.scorer import CompiledBundle, Scorer, candidate_mask
+from nextbest.serving.settings import ServingSettings
 from nextbest.settings import Settings
-from serving.cli import rank_within_customer, score_batch
-from serving.scorer import CompiledBundle, Scorer, candidate_mask
-from serving.settings import ServingSettings
+from nextbest.training.predict import rank_candidates
 from tests.integration.serving_fixtures import build_deployment, latest_candidates
-from training.predict import rank_candidates
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,8 @@ def scorer(deployment: Settings) -> Scorer:
 
 @pytest.fixture(scope="module")
 def offline(deployment: Settings, scorer: Scorer) -> pd.DataFrame:
-    """Training's ranking (``training.predict.rank_candidates``) of sampled latest-snapshot customers."""
+    """Training's ranking (``nextbest.training.predict.rank_candidates``) of sampled
+    latest-snapshot customers."""
     candidates = latest_candidates(deployment)
     sample = candidates["customer_id"].drop_duplicates().sort_values().iloc[:: max(1, 1000 // N_CUSTOMERS)]
     rows = candidates[candidates["customer_id"].isin(sample)].reset_index(drop=True)

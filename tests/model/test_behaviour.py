@@ -13,17 +13,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.store import apply_definitions
-from ingest.store import ingest_directory
-from ingest.synthetic import generate_synthetic
+from nextbest.features.store import apply_definitions
+from nextbest.ingest.store import ingest_directory
+from nextbest.ingest.synthetic import generate_synthetic
 from nextbest.pipeline import build_warehouse
 from nextbest.settings import Settings
-from training.artifacts import ModelBundle, load_bundle
-from training.config import TrainingConfig
-from training.constants import CUSTOMER_ID, EVENT_TIMESTAMP, PRODUCT_ID
-from training.datasets import CANDIDATES_MART, mart_snapshots, training_frame
-from training.predict import RANK, rank_candidates
-from training.train import train
+from nextbest.training.artifacts import ModelBundle, load_bundle
+from nextbest.training.config import TrainingConfig
+from nextbest.training.constants import CUSTOMER_ID, EVENT_TIMESTAMP, PRODUCT_ID
+from nextbest.training.datasets import CANDIDATES_MART, mart_snapshots, training_frame
+from nextbest.training.predict import RANK, rank_candidates
+from nextbest.training.train import train
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,5 @@
-"""training.artifacts: bundles round-trip exactly, are written atomically, refuse mismatched features."""
+"""nextbest.training.artifacts:
+bundles round-trip exactly, are written atomically, refuse mismatched features."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training import artifacts
-from training.artifacts import (
+from nextbest.training import artifacts
+from nextbest.training.artifacts import (
     BundleMismatchError,
     ModelBundle,
     code_version,
@@ -19,8 +20,8 @@ from training.artifacts import (
     load_bundle,
     save_bundle,
 )
-from training.calibration import fit_calibrators
-from training.ranker import RankerParams, fit_ranker, prepare_groups
+from nextbest.training.calibration import fit_calibrators
+from nextbest.training.ranker import RankerParams, fit_ranker, prepare_groups
 
 FEATURES = ["product_id", "segment", "affinity", "income"]
 

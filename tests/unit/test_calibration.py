@@ -1,4 +1,5 @@
-"""training.calibration: monotone per-product calibrators recover true probabilities on simulated data."""
+"""nextbest.training.calibration:
+monotone per-product calibrators recover true probabilities on simulated data."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.calibration import Calibrators, fit_calibrators
-from training.metrics import brier_score, expected_calibration_error
+from nextbest.training.calibration import Calibrators, fit_calibrators
+from nextbest.training.metrics import brier_score, expected_calibration_error
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""training.evaluate and the report's new sections: feature groups, ablation, product wins, cold start.
+"""nextbest.training.evaluate and the report's new sections:
+feature groups, ablation, product wins, cold start.
 
 Known answers on hand-made frames (nDCG of a positive ranked second = 1 / log2(3)), then one small
 simulated fit through ``fit_models`` -> ``ablate_feature_groups`` -> ``evaluate_scored`` -> report.
@@ -15,10 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training import evaluate as ev
-from training.config import TrainingConfig
-from training.ranker import fit_ranker, prepare_groups
-from training.report import (
+from nextbest.training import evaluate as ev
+from nextbest.training.config import TrainingConfig
+from nextbest.training.ranker import fit_ranker, prepare_groups
+from nextbest.training.report import (
     REPORT_HTML,
     REPORT_JSON,
     details_text,
@@ -26,7 +27,7 @@ from training.report import (
     report_payload,
     write_report,
 )
-from training.train import ablate_feature_groups, evaluate_scored, fit_models, score_test
+from nextbest.training.train import ablate_feature_groups, evaluate_scored, fit_models, score_test
 
 SECOND = 1 / math.log2(3)
 """nDCG@k of a group whose one positive is ranked second."""

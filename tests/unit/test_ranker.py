@@ -1,4 +1,4 @@
-"""training.ranker: group preparation, categorical mapping, LambdaMART fit and scoring behaviour."""
+"""nextbest.training.ranker: group preparation, categorical mapping, LambdaMART fit and scoring behaviour."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.constants import LABEL
-from training.metrics import ndcg_at_k
-from training.ranker import (
+from nextbest.training.constants import LABEL
+from nextbest.training.metrics import ndcg_at_k
+from nextbest.training.ranker import (
     FittedRanker,
     RankerParams,
     build_feature_frame,
