@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,45 @@ PROBABILITY_MODELS: frozenset[str] = frozenset({ORACLE})
 Per-product and pooled classifiers are fitted on the ranker's training rows (groups with at least one
 adoption), so their outputs are rates conditional on adopting something: not calibrated, not reported.
 """
+
+
+@dataclass
+class Evaluation:
+    """Everything the report shows (built by ``nextbest.training.train.evaluate_scored``).
+
+    Attributes:
+        models: ``compare_models`` of every model on the test groups.
+        flat: every metric as ``<model>.<metric>`` (what ``expected_metrics`` and the bundle read).
+        per_product: ``per_product_table`` (the ranker against the per-product models).
+        reliability, gains, drift: calibration curves per product, recall@k by k, metrics per month.
+        feature_importance: the ranker's gain per feature (largest first).
+        oracle_gap: ranker minus oracle nDCG@k and its paired s.e. (synthetic data only).
+        failures: ``expected_metrics`` not met.
+        feature_groups: feature -> group.
+        importance_groups: ``importance_by_group`` (gain summed per group).
+        ablation: ``ablation_table`` (empty when the ablation did not run).
+        product_wins: ``product_wins`` (every product, its positives, won or not).
+        segments: ``cold_start_split`` tables (``cold_start`` / ``warm``, only non-empty ones).
+        segment_note: why there is no cold-start table, or "".
+        cold_start_per_product: ``per_product_table`` on the cold-start groups only (empty without any).
+    """
+
+    models: pd.DataFrame
+    flat: dict[str, float]
+    per_product: pd.DataFrame
+    reliability: dict[str, pd.DataFrame]
+    gains: pd.DataFrame
+    drift: pd.DataFrame
+    feature_importance: pd.Series
+    oracle_gap: tuple[float, float] | None
+    failures: list[str]
+    feature_groups: dict[str, str] = field(default_factory=dict)
+    importance_groups: pd.DataFrame = field(default_factory=pd.DataFrame)
+    ablation: pd.DataFrame = field(default_factory=pd.DataFrame)
+    product_wins: pd.DataFrame = field(default_factory=pd.DataFrame)
+    segments: dict[str, pd.DataFrame] = field(default_factory=dict)
+    segment_note: str = ""
+    cold_start_per_product: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def score_col(model: str) -> str:

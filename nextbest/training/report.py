@@ -16,16 +16,13 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from nextbest.settings import Settings
 from nextbest.training.constants import DEFAULT_K
-from nextbest.training.evaluate import COLD_START_FEATURE, WIN_MIN_POSITIVES, importance_table
-
-if TYPE_CHECKING:
-    from nextbest.training.train import Evaluation
+from nextbest.training.evaluate import COLD_START_FEATURE, WIN_MIN_POSITIVES, Evaluation, importance_table
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"

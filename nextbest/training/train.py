@@ -33,7 +33,9 @@ from nextbest.training.calibration import Calibrators, fit_calibrators
 from nextbest.training.config import SplitConfig, TrainingConfig
 from nextbest.training.constants import LABEL, ORACLE_PROBABILITY, PROBABILITY, PRODUCT_ID, SCORE
 from nextbest.training.datasets import feature_columns, feature_groups, labelled_snapshots, training_frame
+from nextbest.training.evaluate import Evaluation
 from nextbest.training.ranker import FittedRanker, RankingData, fit_ranker, prepare_groups
+from nextbest.training.report import reports_dir, write_report
 
 Progress = Callable[[str], None]
 
@@ -300,45 +302,6 @@ def ablate_feature_groups(
     return out
 
 
-@dataclass
-class Evaluation:
-    """Everything the report shows (see ``nextbest.training.evaluate``).
-
-    Attributes:
-        models: ``compare_models`` of every model on the test groups.
-        flat: every metric as ``<model>.<metric>`` (what ``expected_metrics`` and the bundle read).
-        per_product: ``per_product_table`` (the ranker against the per-product models).
-        reliability, gains, drift: calibration curves per product, recall@k by k, metrics per month.
-        feature_importance: the ranker's gain per feature (largest first).
-        oracle_gap: ranker minus oracle nDCG@k and its paired s.e. (synthetic data only).
-        failures: ``expected_metrics`` not met.
-        feature_groups: feature -> group.
-        importance_groups: ``importance_by_group`` (gain summed per group).
-        ablation: ``ablation_table`` (empty when the ablation did not run).
-        product_wins: ``product_wins`` (every product, its positives, won or not).
-        segments: ``cold_start_split`` tables (``cold_start`` / ``warm``, only non-empty ones).
-        segment_note: why there is no cold-start table, or "".
-        cold_start_per_product: ``per_product_table`` on the cold-start groups only (empty without any).
-    """
-
-    models: pd.DataFrame
-    flat: dict[str, float]
-    per_product: pd.DataFrame
-    reliability: dict[str, pd.DataFrame]
-    gains: pd.DataFrame
-    drift: pd.DataFrame
-    feature_importance: pd.Series
-    oracle_gap: tuple[float, float] | None
-    failures: list[str]
-    feature_groups: dict[str, str] = field(default_factory=dict)
-    importance_groups: pd.DataFrame = field(default_factory=pd.DataFrame)
-    ablation: pd.DataFrame = field(default_factory=pd.DataFrame)
-    product_wins: pd.DataFrame = field(default_factory=pd.DataFrame)
-    segments: dict[str, pd.DataFrame] = field(default_factory=dict)
-    segment_note: str = ""
-    cold_start_per_product: pd.DataFrame = field(default_factory=pd.DataFrame)
-
-
 def evaluate_scored(
     scored: pd.DataFrame,
     models: FittedModels,
@@ -495,7 +458,6 @@ def train(settings: Settings, config: TrainingConfig, progress: Progress | None 
     Raises:
         QualityRegressionError: an ``expected_metrics`` minimum was not met (report written first).
     """
-    from nextbest.training.report import reports_dir, write_report
 
     say = progress or (lambda _msg: None)
     seconds: dict[str, float] = {}
