@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import typer
+from feast import FeatureStore
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -27,10 +28,11 @@ from rich.table import Table
 from nextbest.features.definitions import FEATURE_SERVICE_NAME
 from nextbest.features.retrieval import historical_features
 from nextbest.features.store import get_store
-from nextbest.serving.scorer import CompiledBundle, Ranking, Scorer, resolve_bundle_path
+from nextbest.serving.scorer import Ranking, Scorer, resolve_bundle_path
 from nextbest.serving.settings import ServingSettings, get_serving_settings
 from nextbest.settings import Settings, get_settings
-from nextbest.training.artifacts import load_bundle
+from nextbest.training.artifacts import ModelBundle, load_bundle
+from nextbest.training.scoring import rank_within_groups, score_bundle
 
 console = Console()
 
@@ -125,17 +127,6 @@ def snapshot_candidates(settings: Settings, snapshot: date) -> pd.DataFrame:
     return frame
 
 
-def rank_within_customer(customer_ids: np.ndarray, product_ids: np.ndarray, score: np.ndarray) -> np.ndarray:
-    """Per row, its rank (1 = best) among its customer's rows by score desc, ties by product id asc."""
-    order = np.lexsort((product_ids.astype(str), -score, customer_ids.astype(str)))
-    sorted_customers = customer_ids[order]
-    starts = np.r_[True, sorted_customers[1:] != sorted_customers[:-1]]
-    group_start = np.maximum.accumulate(np.where(starts, np.arange(len(order)), 0))
-    ranks = np.empty(len(order), dtype=np.int32)
-    ranks[order] = np.arange(len(order)) - group_start + 1
-    return ranks
-
-
 def score_batch(
     snapshot: date,
     out: Path,
@@ -147,8 +138,9 @@ def score_batch(
     """Score every candidate of every customer at ``snapshot`` from the offline store; write parquet.
 
     Features come from Feast's historical retrieval through the FeatureService (point in time at the
-    snapshot's event_timestamp), ``chunk_size`` customers at a time; the scoring is the online path's
-    (``CompiledBundle``). The file is written beside ``out`` and renamed into place when complete.
+    snapshot's event_timestamp), ``chunk_size`` customers at a time; scored by ``score_bundle`` and
+    ranked by ``rank_within_groups`` (the online path's scoring and tie-break). The file is written
+    beside ``out`` and renamed into place when complete.
 
     Returns:
         The number of rows written (candidates of the snapshot).
@@ -158,7 +150,7 @@ def score_batch(
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     candidates = snapshot_candidates(settings, snapshot)
-    model = CompiledBundle(load_bundle(resolve_bundle_path(settings, serving)))
+    bundle = load_bundle(resolve_bundle_path(settings, serving))
     store = get_store(settings, serving.online_store)
     customers = candidates["customer_id"].drop_duplicates().to_numpy()
     chunks = [customers[i : i + chunk_size] for i in range(0, len(customers), chunk_size)]
@@ -172,7 +164,7 @@ def score_batch(
             task = bar.add_task(f"scoring {snapshot}", total=len(customers))
             for chunk in chunks:
                 part = candidates[candidates["customer_id"].isin(chunk)].reset_index(drop=True)
-                writer.write_table(_score_part(store, model, part))
+                writer.write_table(_score_part(store, bundle, part))
                 written += len(part)
                 bar.advance(task, len(chunk))
         os.replace(tmp_name, out)
@@ -182,11 +174,11 @@ def score_batch(
     return written
 
 
-def _score_part(store, model: CompiledBundle, part: pd.DataFrame) -> pa.Table:  # noqa: ANN001 - FeatureStore
+def _score_part(store: FeatureStore, bundle: ModelBundle, part: pd.DataFrame) -> pa.Table:
     """Historical features for ``part`` (candidate rows) -> scores, probabilities, ranks as a table."""
     keys = part[["customer_id", "product_id", "event_timestamp"]]
     frame = historical_features(store, keys, FEATURE_SERVICE_NAME)
-    scored = model.score(frame, len(frame))
+    scored = score_bundle(bundle, frame)
     cids, pids = part["customer_id"].to_numpy(dtype=object), part["product_id"].to_numpy(dtype=object)
     probability = scored.probability if scored.probability is not None else np.full(len(part), np.nan)
     return pa.table(
@@ -194,7 +186,7 @@ def _score_part(store, model: CompiledBundle, part: pd.DataFrame) -> pa.Table:  
             "customer_id": pa.array(cids.astype(str), pa.string()),
             "product_id": pa.array(pids.astype(str), pa.string()),
             "snapshot_on": pa.array(pd.to_datetime(part["snapshot_on"]).dt.date, pa.date32()),
-            "rank": pa.array(rank_within_customer(cids, pids, scored.score), pa.int32()),
+            "rank": pa.array(rank_within_groups([cids], pids, scored.score), pa.int32()),
             "score": pa.array(scored.score, pa.float64()),
             "probability": pa.array(probability, pa.float64()),
         },

@@ -4,10 +4,9 @@ The ``Scorer`` loads a model bundle once, refuses it when its feature list diffe
 FeatureService, keeps the product catalogue in memory and, per request, reads the customer's online
 row (customer features and the packed candidate list with its pair features), keeps the candidates
 (``candidate_mask``: the list dbt wrote from ``fct_candidates``' rule), reads the candidates' product
-features, scores them in one vectorised predict and calibrates them.
-
-``score_frame`` is the single scoring function of serving: the online path and ``score_batch`` (offline,
-historical features) both call it, so the two can only differ through their features.
+features, and scores and calibrates them with ``nextbest.training.scoring.score_bundle``: the one
+scoring function of training evaluation, ``score_batch`` (offline, historical features) and this online
+path, so they can only differ through their features.
 """
 
 from __future__ import annotations
@@ -15,18 +14,16 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from feast import FeatureService, FeatureStore
-from sklearn.isotonic import IsotonicRegression
 
 from nextbest.features.definitions import FEATURE_SERVICE_NAME
 from nextbest.features.manifest import PACKED_PRODUCTS
@@ -45,8 +42,9 @@ from nextbest.features.staleness import ViewStaleness, stale_views, staleness_re
 from nextbest.features.store import get_store, load_specs
 from nextbest.serving.settings import ServingSettings
 from nextbest.settings import Settings
-from nextbest.training.artifacts import METADATA_FILE, ModelBundle, latest_bundle, load_bundle
+from nextbest.training.artifacts import METADATA_FILE, latest_bundle, load_bundle
 from nextbest.training.constants import CUSTOMER_ID, PRODUCT_ID
+from nextbest.training.scoring import ScoredFrame, input_columns, ranking_order, score_bundle
 
 KEY_COLUMNS: tuple[str, ...] = (CUSTOMER_ID, PRODUCT_ID)
 """Entity keys a bundle may use as features besides the FeatureService's list."""
@@ -229,177 +227,12 @@ def epoch_to_utc(seconds: int) -> datetime:
     return datetime.fromtimestamp(int(seconds), tz=UTC)
 
 
-# --------------------------------------------------------------------------- scoring
-
-
-Columns = Mapping[str, Any]
-"""Column name -> values (a list, numpy array or pandas Series); a DataFrame qualifies."""
-
-
-def _float_column(values: Any) -> np.ndarray:
-    """Numeric/boolean values as float64, missing (None, NA, NaN) -> NaN (as ``build_feature_frame``)."""
-    if isinstance(values, pd.Series):
-        return pd.to_numeric(values, errors="raise").astype("float64").to_numpy()
-    if isinstance(values, np.ndarray) and values.dtype.kind == "f":  # unpacked pair features
-        return values.astype(np.float64, copy=False)
-    return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
-
-
-def _code_column(values: Any, codes: Mapping[str, int]) -> np.ndarray:
-    """Category codes as float64 (LightGBM's encoding of a pandas Categorical); missing/unseen -> NaN."""
-    if isinstance(values, pd.Series):
-        mapped = values.astype("string").map(codes, na_action="ignore")
-        return pd.to_numeric(mapped, errors="coerce").astype("float64").to_numpy()
-    return np.array([np.nan if v is None else codes.get(str(v), np.nan) for v in values], dtype=np.float64)
-
-
-@dataclass(frozen=True)
-class MatrixSpec:
-    """How to turn named columns into a LightGBM input matrix: column order and category codes."""
-
-    columns: tuple[str, ...]
-    codes: dict[str, dict[str, int]]
-
-    @classmethod
-    def of(
-        cls,
-        columns: Sequence[str],
-        categories: Mapping[str, Sequence[str]],
-        booster: lgb.Booster | None = None,
-    ) -> MatrixSpec:
-        """The spec of a model over ``columns`` whose categoricals were encoded with ``categories``.
-
-        LightGBM re-maps a pandas Categorical onto the category lists it saw in training
-        (``booster.pandas_categorical``); the codes follow those lists when present.
-        """
-        cat_cols = [c for c in columns if c in categories]
-        stored = getattr(booster, "pandas_categorical", None) if booster is not None else None
-        lists = stored if stored and len(stored) == len(cat_cols) else [categories[c] for c in cat_cols]
-        codes = {}
-        for col, values in zip(cat_cols, lists, strict=True):
-            allowed = {str(v) for v in categories[col]}
-            codes[col] = {str(v): i for i, v in enumerate(values) if str(v) in allowed}
-        return cls(tuple(columns), codes)
-
-    def matrix(self, data: Columns, n: int) -> np.ndarray:
-        """An (n, len(columns)) float64 matrix, identical to what LightGBM builds from
-        ``build_feature_frame``'s DataFrame."""
-        out = np.empty((n, len(self.columns)), dtype=np.float64)
-        for j, col in enumerate(self.columns):
-            values = data[col]
-            out[:, j] = _code_column(values, self.codes[col]) if col in self.codes else _float_column(values)
-        return out
-
-
-@dataclass(frozen=True)
-class ScoredFrame:
-    """``CompiledBundle.score``'s output: raw scores, probabilities (or None), time per step (ms)."""
-
-    score: np.ndarray
-    probability: np.ndarray | None
-    predict_ms: float
-    calibrate_ms: float
-
-
-def _predict_calibrator(calibrator: Any, inputs: np.ndarray) -> np.ndarray:
-    """``MonotoneCalibrator.predict`` on a float matrix (column 0 = score), without pandas overhead."""
-    model = calibrator.model
-    if isinstance(model, IsotonicRegression):
-        return np.asarray(model.f_(np.clip(inputs[:, 0], model.X_min_, model.X_max_)), dtype=float)
-    return np.asarray(model.booster_.predict(inputs, num_threads=1), dtype=float)
-
-
-class CompiledBundle:
-    """A model bundle prepared for fast scoring of small and large frames alike.
-
-    Produces the same numbers as ``FittedRanker.score`` and ``Calibrators.predict_proba`` (the skew
-    tests check it) but feeds LightGBM float matrices on one thread, which for ~24 rows is two orders
-    of magnitude faster than the DataFrame path on a busy 2-core machine.
-    """
-
-    def __init__(self, bundle: ModelBundle, threads: int = 1) -> None:
-        self.bundle = bundle
-        self.threads = threads
-        ranker = bundle.ranker
-        self.ranker_spec = MatrixSpec.of(ranker.feature_cols, ranker.categories, ranker.booster)
-        cal = bundle.calibrators
-        self.calibrator_specs: dict[int, MatrixSpec] = {}
-        if cal is not None:
-            for calibrator in [*cal.per_product.values(), cal.pooled]:
-                booster = getattr(calibrator.model, "booster_", None)
-                self.calibrator_specs[id(calibrator)] = MatrixSpec.of(
-                    calibrator.input_cols[1:], cal.categories, booster
-                )
-
-    @property
-    def input_columns(self) -> list[str]:
-        """Every column ``score`` reads (ranker features, product, calibration features)."""
-        cols = dict.fromkeys(self.ranker_spec.columns)
-        cal = self.bundle.calibrators
-        if cal is not None:
-            cols.update(dict.fromkeys([cal.product_col, *cal.feature_cols]))
-        return list(cols)
-
-    def raw_scores(self, data: Columns, n: int) -> np.ndarray:
-        """Ranker scores (unbounded, higher ranks first) for ``n`` rows."""
-        if n == 0:
-            return np.empty(0)
-        matrix = self.ranker_spec.matrix(data, n)
-        ranker = self.bundle.ranker
-        return np.asarray(
-            ranker.booster.predict(matrix, num_iteration=ranker.best_iteration, num_threads=self.threads),
-            dtype=float,
-        )
-
-    def probabilities(self, data: Columns, score: np.ndarray) -> np.ndarray | None:
-        """Calibrated probabilities in [0, 1] for rows with raw ``score`` (None without calibrators)."""
-        cal = self.bundle.calibrators
-        if cal is None:
-            return None
-        n = len(score)
-        out = np.empty(n, dtype=float)
-        if n == 0:
-            return out
-        products = np.asarray([str(p) for p in data[cal.product_col]], dtype=object)
-        chosen = [cal.per_product.get(p, cal.pooled) for p in products]
-        groups: dict[int, list[int]] = {}
-        for i, calibrator in enumerate(chosen):
-            groups.setdefault(id(calibrator), []).append(i)
-        by_id = {id(c): c for c in chosen}
-        for key, rows in groups.items():
-            idx = np.asarray(rows)
-            spec = self.calibrator_specs[key]
-            subset = {c: _take(data[c], idx) for c in spec.columns}
-            inputs = np.column_stack([score[idx], spec.matrix(subset, len(idx))])
-            out[idx] = _predict_calibrator(by_id[key], inputs)
-        return np.clip(out, 0.0, 1.0)
-
-    def score(self, data: Columns, n: int) -> ScoredFrame:
-        """Raw scores and calibrated probabilities for ``n`` rows of ``data``, in row order."""
-        start = time.perf_counter()
-        score = self.raw_scores(data, n)
-        mid = time.perf_counter()
-        probability = self.probabilities(data, score)
-        end = time.perf_counter()
-        return ScoredFrame(score, probability, (mid - start) * 1e3, (end - mid) * 1e3)
-
-
-def _take(values: Any, idx: np.ndarray) -> Any:
-    """Rows ``idx`` of a list / array / Series (a Series keeps its dtype)."""
-    if isinstance(values, pd.Series):
-        return values.iloc[idx]
-    if isinstance(values, np.ndarray):
-        return values[idx]
-    return [values[i] for i in idx]
-
-
 def top_k(product_ids: Sequence[str], scored: ScoredFrame, k: int) -> list[RankedProduct]:
-    """The ``k`` best products by score (ties: product id ascending), ranked from 1."""
-    ids = np.asarray([str(p) for p in product_ids], dtype=object)
-    order = np.lexsort((ids.astype(str), -scored.score))[:k]
+    """The ``k`` best products by ``ranking_order`` (score, ties: product id ascending), ranked from 1."""
+    order = ranking_order(product_ids, scored.score)[:k]
     return [
         RankedProduct(
-            product_id=str(ids[i]),
+            product_id=str(product_ids[i]),
             rank=r,
             score=float(scored.score[i]),
             probability=None if scored.probability is None else float(scored.probability[i]),
@@ -474,7 +307,7 @@ class Scorer:
             expected_features=expected_bundle_features(self.bundle_path, self.features),
             expected_service=self.service.name,
         )
-        self.model = CompiledBundle(self.bundle)
+        self.input_columns = input_columns(self.bundle)
         self.products = load_products(settings)
         self.product_ids: list[str] = self.products["product_id"].astype(str).tolist()
         self._known_products = frozenset(self.product_ids)
@@ -602,9 +435,9 @@ class Scorer:
             raise StaleFeaturesError(
                 f"stale features for customer {customer_id!r}: views {stale} are older than their ttl", report
             )
-        candidates = {col: data[col] for col in self.model.input_columns}
+        candidates = {col: data[col] for col in self.input_columns}
         t2 = time.perf_counter()
-        scored = self.model.score(candidates, n)
+        scored = score_bundle(self.bundle, candidates, threads=1)
         ranked = top_k(data[PRODUCT_ID], scored, k)
         t3 = time.perf_counter()
         return Ranking(

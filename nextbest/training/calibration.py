@@ -22,6 +22,7 @@ import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 
 from nextbest.training.constants import LABEL, PRODUCT_ID, SCORE
+from nextbest.training.encoding import Columns, MatrixSpec, float_column, require_columns, take_rows
 from nextbest.training.ranker import Categories, build_feature_frame, learn_categories
 
 
@@ -49,11 +50,13 @@ class MonotoneCalibrator:
     input_cols: list[str]
     model: IsotonicRegression | lgb.LGBMClassifier
 
-    def predict(self, inputs: pd.DataFrame) -> np.ndarray:
-        """Probabilities in [0, 1] for ``inputs`` (a frame from ``_inputs``)."""
-        if isinstance(self.model, IsotonicRegression):
-            return np.asarray(self.model.predict(inputs.iloc[:, 0].to_numpy(dtype=float)), dtype=float)
-        return np.asarray(self.model.predict_proba(inputs)[:, 1], dtype=float)
+    def predict(self, inputs: np.ndarray) -> np.ndarray:
+        """Probabilities in [0, 1] for an input matrix (column 0 = score, then the encoded
+        ``input_cols[1:]``; see ``Calibrators.predict_proba``), on one thread."""
+        model = self.model
+        if isinstance(model, IsotonicRegression):
+            return np.asarray(model.f_(np.clip(inputs[:, 0], model.X_min_, model.X_max_)), dtype=float)
+        return np.asarray(model.booster_.predict(inputs, num_threads=1), dtype=float)
 
 
 def _fit_one(inputs: pd.DataFrame, label: np.ndarray, params: CalibrationParams) -> MonotoneCalibrator:
@@ -110,24 +113,50 @@ class Calibrators:
         features.insert(0, self.score_col, df[self.score_col].to_numpy(dtype=float))
         return features
 
-    def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
-        """Calibrated adoption probabilities in [0, 1] for the rows of ``df``, in its order.
+    def matrix_spec(self, calibrator: MonotoneCalibrator) -> MatrixSpec:
+        """The input encoding of ``calibrator``'s features (everything after the score), built once."""
+        cache = self.__dict__.setdefault("_matrix_specs", {})
+        key = id(calibrator)
+        if key not in cache:
+            booster = getattr(calibrator.model, "booster_", None)
+            cache[key] = (calibrator, MatrixSpec.of(calibrator.input_cols[1:], self.categories, booster))
+        return cache[key][1]
 
-        ``df`` needs the product column, the score column and ``feature_cols``.
+    def predict_proba(self, data: Columns, score: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated adoption probabilities in [0, 1] for the rows of ``data``, in its order.
+
+        ``data`` (a DataFrame or any column mapping) needs the product column, ``feature_cols`` and,
+        unless ``score`` gives the ranker's scores, the score column.
+
+        Raises:
+            KeyError: a column is missing.
         """
-        missing = [c for c in (self.product_col, self.score_col, *self.feature_cols) if c not in df.columns]
-        if missing:
-            raise KeyError(f"calibration: missing column(s) {missing}")
-        out = np.empty(len(df), dtype=float)
-        products = df[self.product_col].astype(str).to_numpy()
-        pooled_with_product = self.product_col in self.pooled.input_cols
-        for product in np.unique(products):
-            rows = np.flatnonzero(products == product)
-            part = df.iloc[rows]
-            if product in self.per_product:
-                out[rows] = self.per_product[product].predict(self._inputs(part, with_product=False))
-            else:
-                out[rows] = self.pooled.predict(self._inputs(part, with_product=pooled_with_product))
+        needed = [self.product_col, *self.feature_cols, *([self.score_col] if score is None else [])]
+        require_columns(data, needed, "calibration")
+        score = float_column(data[self.score_col]) if score is None else np.asarray(score, dtype=float)
+        n = len(score)
+        out = np.empty(n, dtype=float)
+        if n == 0:
+            return out
+        values = data[self.product_col]
+        products = (
+            values.astype(str).to_numpy(dtype=object)
+            if isinstance(values, pd.Series)
+            else np.asarray([str(p) for p in values], dtype=object)
+        )
+        distinct, inverse = np.unique(products, return_inverse=True)
+        products_of: dict[int, list[int]] = {}  # calibrator -> positions in ``distinct``
+        chosen: dict[int, MonotoneCalibrator] = {}
+        for j, product in enumerate(distinct):
+            calibrator = self.per_product.get(str(product), self.pooled)
+            products_of.setdefault(id(calibrator), []).append(j)
+            chosen[id(calibrator)] = calibrator
+        for key, positions in products_of.items():
+            calibrator, idx = chosen[key], np.flatnonzero(np.isin(inverse.ravel(), positions))
+            spec = self.matrix_spec(calibrator)
+            subset = {c: take_rows(data[c], idx) for c in spec.columns}
+            inputs = np.column_stack([score[idx], spec.matrix(subset, len(idx))])
+            out[idx] = calibrator.predict(inputs)
         return np.clip(out, 0.0, 1.0)
 
 

@@ -24,6 +24,9 @@ SCORE = "score"
 PROBABILITY = "probability"
 """A calibrated adoption probability in [0, 1]."""
 
+RANK = "rank"
+"""1-based position of a product in its customer's ranking (1 = offer first)."""
+
 ORACLE_PROBABILITY = "oracle_probability"
 """The true adoption probability of synthetic data (``oracle.parquet``), used by evaluation only."""
 

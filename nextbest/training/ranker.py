@@ -5,8 +5,8 @@ into LightGBM's ranking input: rows sorted so that each group (one customer at o
 contiguous, an array of group sizes, a feature matrix whose string columns are pandas
 Categoricals with a category list learned on the training data. ``fit_ranker`` trains
 ``LGBMRanker(objective="lambdarank")`` with early stopping on the validation NDCG@7 and returns a
-``FittedRanker`` whose ``score`` applies the identical feature order and categorical mapping
-(the same object is what serving loads from the model bundle).
+``FittedRanker`` whose ``score`` applies the identical feature order and categorical mapping through
+``nextbest.training.encoding`` (the same object is what serving loads from the model bundle).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import lightgbm as lgb
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from nextbest.training.constants import DEFAULT_K, GROUP_COLS, LABEL, SORT_COLS
+from nextbest.training.encoding import Columns, MatrixSpec, n_rows, require_columns
 
 Categories = dict[str, list[str]]
 """Categorical feature -> its ordered category list (learned on training data)."""
@@ -235,13 +237,30 @@ class FittedRanker:
     best_valid_ndcg: float
     eval_at: int = DEFAULT_K
 
-    def score(self, df: pd.DataFrame) -> np.ndarray:
-        """Ranking scores for the rows of ``df`` (unbounded; higher = rank first), in ``df``'s order.
+    @cached_property
+    def matrix_spec(self) -> MatrixSpec:
+        """The input encoding of this ranker (feature order, category codes), built once."""
+        return MatrixSpec.of(self.feature_cols, self.categories, self.booster)
 
-        Each row is scored independently, so the result does not depend on row order.
+    def score(self, data: Columns, threads: int | None = None) -> np.ndarray:
+        """Ranking scores for the rows of ``data`` (unbounded; higher = rank first), in its order.
+
+        Each row is scored independently, so the result does not depend on row order. ``data`` is a
+        DataFrame or any column mapping holding ``feature_cols`` (extra columns are ignored);
+        ``threads`` caps LightGBM's threads (None: its default, every core).
+
+        Raises:
+            KeyError: a feature column is missing.
         """
-        features = build_feature_frame(df, self.feature_cols, self.categories)
-        return np.asarray(self.booster.predict(features, num_iteration=self.best_iteration), dtype=float)
+        require_columns(data, self.feature_cols, "ranker")
+        n = n_rows(data, self.feature_cols[0])
+        if n == 0:
+            return np.empty(0)
+        matrix = self.matrix_spec.matrix(data, n)
+        threads_kw = {} if threads is None else {"num_threads": threads}
+        return np.asarray(
+            self.booster.predict(matrix, num_iteration=self.best_iteration, **threads_kw), dtype=float
+        )
 
     def feature_importance(self, importance_type: str = "gain") -> pd.Series:
         """Importance of each feature ("gain" or "split"), sorted descending."""

@@ -36,6 +36,7 @@ from nextbest.training.datasets import feature_columns, feature_groups, labelled
 from nextbest.training.evaluate import Evaluation
 from nextbest.training.ranker import FittedRanker, RankingData, fit_ranker, prepare_groups
 from nextbest.training.report import reports_dir, write_report
+from nextbest.training.scoring import score_bundle
 
 Progress = Callable[[str], None]
 
@@ -221,12 +222,13 @@ def score_test(models: FittedModels, test_df: pd.DataFrame) -> pd.DataFrame:
     """``test_df`` plus ``score__<model>`` for the ranker and each baseline, and the calibrated
     ``probability`` (rows and order unchanged; groups without positive kept)."""
     scored = test_df.reset_index(drop=True)
-    scored[ev.score_col(ev.RANKER)] = models.ranker.score(scored)
+    ranker = score_bundle(models, scored)
+    scored[ev.score_col(ev.RANKER)] = ranker.score
     scored[SCORE] = scored[ev.score_col(ev.RANKER)]
     for name, baseline in models.baselines.items():
         scored[ev.score_col(name)] = baseline.score(scored)
-    if models.calibrators is not None:
-        scored[PROBABILITY] = models.calibrators.predict_proba(scored)
+    if ranker.probability is not None:
+        scored[PROBABILITY] = ranker.probability
     return scored
 
 
@@ -555,8 +557,9 @@ def evaluate_bundle(
     if not snapshots:
         raise ValueError(f"the warehouse has no labelled snapshot in the bundle's test range {start}..{end}")
     test = training_frame(settings, config, snapshots, progress)
-    test[ev.score_col(ev.RANKER)] = bundle.ranker.score(test)
+    scored = score_bundle(bundle, test)
+    test[ev.score_col(ev.RANKER)] = scored.score
     test[SCORE] = test[ev.score_col(ev.RANKER)]
-    if bundle.calibrators is not None:
-        test[PROBABILITY] = bundle.calibrators.predict_proba(test)
+    if scored.probability is not None:
+        test[PROBABILITY] = scored.probability
     return bundle, ev.compare_models(test, config.k, config.calibration.n_bins)

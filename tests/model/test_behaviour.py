@@ -20,9 +20,9 @@ from nextbest.pipeline import build_warehouse
 from nextbest.settings import Settings
 from nextbest.training.artifacts import ModelBundle, load_bundle
 from nextbest.training.config import TrainingConfig
-from nextbest.training.constants import CUSTOMER_ID, EVENT_TIMESTAMP, PRODUCT_ID
+from nextbest.training.constants import CUSTOMER_ID, EVENT_TIMESTAMP, PRODUCT_ID, RANK
 from nextbest.training.datasets import CANDIDATES_MART, mart_snapshots, training_frame
-from nextbest.training.predict import RANK, rank_candidates
+from nextbest.training.scoring import rank_candidates
 from nextbest.training.train import train
 
 pytestmark = pytest.mark.integration

@@ -201,6 +201,18 @@ class TestFitRanker:
         higher = fitted.score(rows.assign(affinity=rows["affinity"] + 2.0))
         assert (higher >= fitted.score(rows) - 1e-9).mean() > 0.95
 
+    def test_scores_equal_lightgbms_own_pandas_path(self, data: pd.DataFrame, fitted: FittedRanker) -> None:
+        rows = data.head(300).assign(segment=lambda d: d["segment"].where(d.index % 7 != 0, "brand-new"))
+        frame = build_feature_frame(rows, fitted.feature_cols, fitted.categories)
+        expected = fitted.booster.predict(frame, num_iteration=fitted.best_iteration)
+        np.testing.assert_allclose(fitted.score(rows), expected, rtol=0, atol=1e-12)
+        as_lists = {c: rows[c].tolist() for c in rows.columns}  # the online path's column mapping
+        np.testing.assert_allclose(fitted.score(as_lists), expected, rtol=0, atol=1e-12)
+
+    def test_missing_feature_is_a_key_error(self, data: pd.DataFrame, fitted: FittedRanker) -> None:
+        with pytest.raises(KeyError, match="affinity"):
+            fitted.score(data.drop(columns=["affinity"]))
+
     def test_unseen_category_scores_without_error(self, data: pd.DataFrame, fitted: FittedRanker) -> None:
         scores = fitted.score(data.head(10).assign(segment="brand-new", product_id="P99"))
         assert np.isfinite(scores).all()
