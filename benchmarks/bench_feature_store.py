@@ -20,7 +20,7 @@ Sections:
    key per customer x candidate (a view keyed by [customer, product] over the same values exploded),
    and the ratios old/new (skip it with ``--skip peer``: ~9 min at 100k customers in sqlite).
 3. online fetch latency p50/p99 for one customer + all its candidates:
-   ``nextbest.features.retrieval.online_rows``
+   ``nextbest.features.online.online_rows``
    (sqlite, redis) and the same two reads over HTTP against ``feast serve`` on 127.0.0.1 (started here,
    bounded loop, then stopped).
 """
@@ -50,14 +50,10 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from nextbest.features.manifest import (
-    ENTITY_JOIN_KEYS,
-    EVENT_TIMESTAMP,
-    PACKED_PRODUCTS,
-    FeatureViewSpec,
-    FieldSpec,
-)
-from nextbest.features.retrieval import customer_read, historical_features, online_rows, served_views
+from nextbest.features.manifest import ENTITY_JOIN_KEYS, EVENT_TIMESTAMP, FeatureViewSpec, FieldSpec
+from nextbest.features.online import customer_read, online_rows
+from nextbest.features.packing import PACKED_PRODUCTS
+from nextbest.features.retrieval import historical_features, served_views
 from nextbest.features.schema import normalise
 from nextbest.features.store import (
     apply_definitions,

@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nextbest.features.manifest import PACKED_PRODUCTS  # noqa: E402
+from nextbest.features.packing import PACKED_PRODUCTS  # noqa: E402
 from nextbest.features.store import apply_definitions, materialize  # noqa: E402
 from nextbest.serving.cli import score_batch  # noqa: E402
 from nextbest.serving.scorer import Scorer  # noqa: E402

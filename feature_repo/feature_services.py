@@ -2,4 +2,4 @@
 
 from nextbest.features.repo import cli_definitions
 
-ranker = cli_definitions().service
+ranker_v1 = cli_definitions().service

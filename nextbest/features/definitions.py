@@ -13,13 +13,8 @@ from dataclasses import dataclass
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.types import Array, Bool, FeastType, Float64, Int32, Int64, String
 
-from nextbest.features.manifest import (
-    ENTITY_JOIN_KEYS,
-    EVENT_TIMESTAMP,
-    PACKED_PRODUCTS,
-    FeatureViewSpec,
-    FieldSpec,
-)
+from nextbest.features.manifest import ENTITY_JOIN_KEYS, EVENT_TIMESTAMP, FeatureViewSpec, FieldSpec
+from nextbest.features.packing import ELEMENT_TYPE_TAG, PACKED_PRODUCTS, transport_type
 
 FEATURE_SERVICE_NAME = "ranker_v1"
 """The only feature list training and serving use. Bump the version when the feature list changes
@@ -33,9 +28,6 @@ FEAST_TYPES: dict[str, FeastType] = {
     "Float64": Float64,
     "Bool": Bool,
 }
-
-ELEMENT_TYPE_TAG = "element_type"
-"""Field tag of a packed feature: the Feast type name of one element (what the model sees)."""
 
 ENTITY_DESCRIPTIONS = {
     "customer": "A bank customer (raw contract customers.customer_id).",
@@ -55,6 +47,32 @@ class Definitions:
     def all(self) -> list[Entity | FileSource | FeatureView | FeatureService]:
         """Every object, in apply order."""
         return [*self.entities, *self.sources, *self.views, self.service]
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Every feature as the model sees it (a packed view's product list excluded), in view order."""
+        return [f.name for v in self.views for f in v.features if f.name != PACKED_PRODUCTS]
+
+    def entity(self, name: str) -> Entity:
+        """The entity called ``name``; KeyError naming the ones there are."""
+        return _named(self.entities, name, "entity")
+
+    def source(self, name: str) -> FileSource:
+        """The data source called ``name`` (``<view>_source``); KeyError naming the ones there are."""
+        return _named(self.sources, name, "data source")
+
+    def view(self, name: str) -> FeatureView:
+        """The feature view called ``name``; KeyError naming the ones there are."""
+        return _named(self.views, name, "feature view")
+
+
+def _named(objects: list, name: str, kind: str):  # noqa: ANN001, ANN202 - any named Feast object
+    """The object of ``objects`` whose ``name`` is ``name``, else KeyError listing the names."""
+    for obj in objects:
+        if obj.name == name:
+            return obj
+    names = [o.name for o in objects]
+    raise KeyError(f"no {kind} {name!r} in the definitions built from the dbt manifest; there are {names}")
 
 
 def build_entities() -> dict[str, Entity]:
@@ -83,9 +101,9 @@ def build_source(spec: FeatureViewSpec) -> FileSource:
 
 
 def packed_transport_type(field: FieldSpec) -> FeastType:
-    """The Feast list type carrying a packed feature: strings as Array(String), anything else as
-    Array(Float64) (NaN = null; see ``nextbest.features.packing``)."""
-    return Array(String) if field.feast_type == "String" else Array(Float64)
+    """The Feast list type carrying a packed feature: an Array of ``packing.transport_type`` (strings as
+    Array(String), anything else as Array(Float64) with NaN for null)."""
+    return Array(FEAST_TYPES[transport_type(field.feast_type)])
 
 
 def build_fields(spec: FeatureViewSpec) -> list[Field]:

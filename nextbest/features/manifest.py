@@ -28,6 +28,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from nextbest.features.packing import PACKED_PRODUCTS, PACKED_PRODUCTS_DBT_TYPE
+
 EVENT_TIMESTAMP = "event_timestamp"
 """The one timestamp column of every feature mart: the moment the row became knowable."""
 
@@ -37,8 +39,6 @@ ENTITY_JOIN_KEYS: dict[str, str] = {"customer": "customer_id", "product": "produ
 FEATURE_GROUP_META = "feature_group"
 """The column meta key naming a feature's group (default: the feature view's name)."""
 
-PACKED_PRODUCTS = "candidate_product_ids"
-"""The list column of a packed model: the customer's candidate products, aligned with every feature list."""
 
 DbtType = Literal["varchar", "integer", "bigint", "double", "boolean"]
 FeastType = Literal["String", "Int32", "Int64", "Float64", "Bool"]
@@ -196,9 +196,10 @@ def _packed_fields(
 ) -> tuple[FieldSpec, ...]:
     """The fields of a packed model: the documented features of ``pair_model`` (see module docstring)."""
     listed = columns.get(PACKED_PRODUCTS)
-    if listed is None or (listed.get("data_type") or "").strip().lower() != "varchar[]":
+    if listed is None or (listed.get("data_type") or "").strip().lower() != PACKED_PRODUCTS_DBT_TYPE:
         raise ManifestError(
-            f"model {model}: a packed model must document {PACKED_PRODUCTS} as data_type varchar[]"
+            f"model {model}: a packed model must document {PACKED_PRODUCTS} as data_type "
+            f"{PACKED_PRODUCTS_DBT_TYPE}"
         )
     pair = next(
         (n for n in nodes.values() if n.get("resource_type") == "model" and n["name"] == pair_model), None

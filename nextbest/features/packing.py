@@ -1,23 +1,50 @@
-"""Unpack the packed customer x product layout back into one row per (customer, candidate product).
+"""The packed customer x product layout: its encoding (defined here, once) and its one decoder.
 
-The dbt macro ``pack_features`` stores a customer's candidate products (``candidate_product_ids``) and,
-aligned with them, one list per pair feature. Lists carry no nulls, because Feast's online store turns
-a null element into 0: numbers and booleans travel as double with NaN for null, strings with '' for
-null. ``unpack`` is the one decoder, used by the offline retrieval (training) and the online read
-(serving), so both see identical values.
+The dbt macro ``pack_features`` stores a customer's candidate products (``PACKED_PRODUCTS``) and, aligned
+with them, one list per pair feature. Lists carry no nulls, because Feast's online store turns a null
+element into 0: numbers and booleans travel as double with NaN for null (``NUMBER_NULL``), strings with
+'' for null (``STRING_NULL``); ``transport_type`` names the Feast element type a feature travels as and
+``ELEMENT_TYPE_TAG`` tags the Feast field with the type the model sees. ``manifest`` and ``definitions``
+import these; ``unpack`` is the one decoder, used by the offline retrieval (training) and the online
+read (``nextbest.features.online``), so both see identical values and neither training nor serving sees
+the layout. (The macro in ``dbt_project/macros/pack_features.sql`` writes the same encoding in SQL.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 
+PACKED_PRODUCTS = "candidate_product_ids"
+"""The list column of a packed model: the customer's candidate products, aligned with every feature list."""
+
+PACKED_PRODUCTS_DBT_TYPE = "varchar[]"
+"""The dbt ``data_type`` of ``PACKED_PRODUCTS`` in the packed model's yml."""
+
 STRING_NULL = ""
 """How a null string element travels in a packed list."""
+
+NUMBER_NULL = float("nan")
+"""How a null number or boolean element travels in a packed list (as a double)."""
+
+STRING_TYPE: Literal["String"] = "String"
+"""The Feast type of features whose elements travel as strings; every other type travels as a double."""
+
+NUMBER_TRANSPORT: Literal["Float64"] = "Float64"
+"""The Feast element type numbers and booleans travel as."""
+
+ELEMENT_TYPE_TAG = "element_type"
+"""Field tag of a packed feature: the Feast type name of one element as the model sees it."""
+
+
+def transport_type(feast_type: str) -> Literal["String", "Float64"]:
+    """The Feast element type a packed feature of ``feast_type`` travels as (strings stay strings,
+    numbers and booleans become doubles with ``NUMBER_NULL`` for null)."""
+    return STRING_TYPE if feast_type == STRING_TYPE else NUMBER_TRANSPORT
 
 
 class PackingError(ValueError):

@@ -1,4 +1,4 @@
-"""Reading the FeatureService: point-in-time (offline) and latest (online), packed views unpacked.
+"""Reading the FeatureService point in time (offline), packed views unpacked; online is ``features.online``.
 
 The feature list is the registered FeatureService and nothing else. Its views are read per join-key
 group: customer-keyed views (the customer's features and the packed customer x product lists) once per
@@ -13,7 +13,6 @@ from __future__ import annotations
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -21,9 +20,9 @@ import pandas as pd
 import pyarrow as pa
 from feast import FeatureService, FeatureStore
 
-from nextbest.features.definitions import ELEMENT_TYPE_TAG, FEATURE_SERVICE_NAME
-from nextbest.features.manifest import ENTITY_JOIN_KEYS, EVENT_TIMESTAMP, PACKED_PRODUCTS
-from nextbest.features.packing import unpack
+from nextbest.features.definitions import FEATURE_SERVICE_NAME
+from nextbest.features.manifest import ENTITY_JOIN_KEYS, EVENT_TIMESTAMP
+from nextbest.features.packing import ELEMENT_TYPE_TAG, PACKED_PRODUCTS, unpack
 from nextbest.features.schema import PANDAS_DTYPES, cast_column
 
 CUSTOMER_ID = ENTITY_JOIN_KEYS["customer"]
@@ -193,7 +192,7 @@ def _unpacked_positions(
     return decoded.features, pd.Index(element_keys).get_indexer(wanted_keys)
 
 
-def _take_or_missing(values: np.ndarray, pos: np.ndarray) -> np.ndarray:
+def take_or_missing(values: np.ndarray, pos: np.ndarray) -> np.ndarray:
     """``values[pos]`` with missing (NaN / None) where ``pos`` is -1."""
     missing = np.nan if values.dtype.kind == "f" else None
     padded = np.append(values if missing is not None else values.astype(object), missing)
@@ -263,7 +262,7 @@ def historical_features(
                 )
             for v in packed:
                 for f in v.features:
-                    values = pd.Series(_take_or_missing(decoded[f], pos), name=f)
+                    values = pd.Series(take_or_missing(decoded[f], pos), name=f)
                     columns[f] = cast_column(values, v.dtypes[f]).array
     out = entity_df.copy()
     dtypes = service_dtypes(store, service)
@@ -271,187 +270,3 @@ def historical_features(
         for f in v.features:
             out[f] = pd.Series(pd.array(columns[f], dtype=dtypes[f], copy=False), index=out.index)
     return out
-
-
-# --------------------------------------------------------------------------- online (latest)
-
-
-def response_columns(response: Any) -> dict[str, list[Any]]:
-    """A Feast ``OnlineResponse`` as columns, like ``to_dict(include_event_timestamps=True)``, ~3x faster.
-
-    Reads the protobuf directly: per feature, its values (None when missing; a list for list features)
-    and ``<feature>__ts`` (event timestamp in epoch seconds; 0 when no row).
-    """
-    proto = response.proto
-    out: dict[str, list[Any]] = {}
-    for name, vector in zip(proto.metadata.feature_names.val, proto.results, strict=True):
-        values = []
-        for value in vector.values:
-            kind = value.WhichOneof("val")
-            if kind is None or kind == "null_val":
-                values.append(None)
-            elif kind.endswith("_list_val"):
-                values.append(getattr(value, kind).val)
-            else:
-                values.append(getattr(value, kind))
-        out[name] = values
-        out[f"{name}__ts"] = [ts.seconds for ts in vector.event_timestamps]
-    return out
-
-
-@dataclass(frozen=True)
-class OnlineRows:
-    """The service's latest features for one customer x a list of products, as columns.
-
-    Attributes:
-        columns: ``customer_id``, ``product_id`` and every feature (request order of products; numbers
-            as float64 with NaN = missing for packed features, Python values / None otherwise).
-        timestamps: view -> per row, the event timestamp (epoch seconds; 0 = no value) of the view's
-            value. For a packed view, that of the customer's packed row, whether or not it lists the
-            product (a product it does not list gets missing pair features).
-        candidate_products: the customer's ``candidate_product_ids`` from the packed view (None when
-            the service has no packed view or the customer has no packed row).
-        packed_timestamp: the packed row's event timestamp (epoch seconds; 0 = none).
-    """
-
-    columns: dict[str, Any]
-    timestamps: dict[str, np.ndarray]
-    candidate_products: list[str] | None
-    packed_timestamp: int
-
-
-def _read(store: FeatureStore, refs: list[str], rows: dict[str, list[str]]) -> dict[str, list[Any]]:
-    if not refs or not next(iter(rows.values())):
-        return {}
-    return response_columns(store.get_online_features(features=refs, entity_rows=rows))
-
-
-def customer_read(store: FeatureStore, views: Sequence[ServedView], customer_id: str) -> dict[str, list[Any]]:
-    """ONE online read of every customer-keyed view (customer features and packed lists) for a customer."""
-    refs = [r for v in views if v.join_keys == (CUSTOMER_ID,) for r in v.refs]
-    return _read(store, refs, {CUSTOMER_ID: [customer_id]})
-
-
-def product_read(
-    store: FeatureStore, views: Sequence[ServedView], customer_id: str, product_ids: Sequence[str]
-) -> dict[str, list[Any]]:
-    """ONE online read of every other (product-keyed, or customer x product unpacked) view."""
-    others = [v for v in views if v.join_keys != (CUSTOMER_ID,)]
-    keys = {k for v in others for k in v.join_keys}
-    rows = {PRODUCT_ID: list(product_ids)}
-    if CUSTOMER_ID in keys:
-        rows[CUSTOMER_ID] = [customer_id] * len(product_ids)
-    return _read(store, [r for v in others for r in v.refs], rows)
-
-
-def read_value(row: Mapping[str, list[Any]], field: str) -> Any:
-    """The value of ``field`` in a one-key read (``customer_read``); None when nothing was read."""
-    return row[field][0] if row and field in row else None
-
-
-def read_timestamp(row: Mapping[str, list[Any]], field: str) -> int:
-    """The event timestamp (epoch seconds; 0 = no row) of ``field`` in a one-key read."""
-    return int(read_value(row, f"{field}__ts") or 0)
-
-
-def listed_products(customer: Mapping[str, list[Any]]) -> list[str] | None:
-    """The customer's ``candidate_product_ids`` from a ``customer_read`` (None: no packed row)."""
-    listed = read_value(customer, PACKED_PRODUCTS)
-    return None if listed is None else [str(p) for p in listed]
-
-
-def assemble_online(
-    views: Sequence[ServedView],
-    customer_id: str,
-    product_ids: Sequence[str],
-    customer: Mapping[str, list[Any]],
-    products: Mapping[str, list[Any]],
-) -> OnlineRows:
-    """Combine a customer read and a product read into one row per product (``unpack`` decodes the
-    packed lists; a product missing from the customer's candidates gets missing pair features)."""
-    n = len(product_ids)
-    columns: dict[str, Any] = {CUSTOMER_ID: [customer_id] * n, PRODUCT_ID: list(product_ids)}
-    timestamps: dict[str, np.ndarray] = {}
-    candidates: list[str] | None = None
-    packed_ts = 0
-    for v in views:
-        if v.join_keys == (CUSTOMER_ID,) and not v.packed:
-            for f in v.features:
-                columns[f] = [read_value(customer, f)] * n
-            timestamps[v.name] = np.full(n, read_timestamp(customer, v.timestamp_field), dtype=np.int64)
-        elif v.packed:
-            candidates = listed_products(customer)
-            packed_ts = read_timestamp(customer, PACKED_PRODUCTS)
-            lists = {f: [read_value(customer, f)] for f in v.features}
-            decoded = unpack([candidates], lists, v.string_features)
-            where = {p: i for i, p in enumerate(decoded.product_id)}
-            pos = np.fromiter((where.get(p, -1) for p in product_ids), dtype=np.int64, count=n)
-            for f in v.features:
-                columns[f] = _take_or_missing(decoded.features[f], pos)
-            timestamps[v.name] = np.full(n, packed_ts, dtype=np.int64)
-        else:
-            for f in v.features:
-                columns[f] = products[f] if products else [None] * n
-            stamps = products.get(f"{v.timestamp_field}__ts") if products else None
-            timestamps[v.name] = np.asarray([t or 0 for t in stamps] if stamps else [0] * n, dtype=np.int64)
-    return OnlineRows(columns, timestamps, candidates, packed_ts)
-
-
-def online_rows(
-    store: FeatureStore,
-    customer_id: str,
-    product_ids: Sequence[str] | None = None,
-    service: FeatureService | str = FEATURE_SERVICE_NAME,
-) -> OnlineRows:
-    """The service's latest features online for ``customer_id`` x each of ``product_ids`` (default: the
-    customer's candidate products). Two reads: the customer's views, then the products' views."""
-    views = served_views(store, service)
-    customer = customer_read(store, views, str(customer_id))
-    ids = [str(p) for p in (listed_products(customer) or [] if product_ids is None else product_ids)]
-    products = product_read(store, views, str(customer_id), ids)
-    return assemble_online(views, str(customer_id), ids, customer, products)
-
-
-@dataclass(frozen=True)
-class OnlineFeatures:
-    """Online features for one customer and a list of products.
-
-    Attributes:
-        frame: one row per requested product (request order): ``customer_id``, ``product_id``, every
-            feature of the service, and ``<view>__event_timestamp`` (UTC, NaT when missing) per view.
-        feature_timestamps: view -> the OLDEST event_timestamp served for that view across the rows
-            (None if any row had no value for the view); feed it to ``staleness_report``.
-    """
-
-    frame: pd.DataFrame
-    feature_timestamps: dict[str, datetime | None]
-
-
-def online_features(
-    store: FeatureStore,
-    customer_id: str,
-    product_ids: Sequence[str],
-    service: FeatureService | str = FEATURE_SERVICE_NAME,
-) -> OnlineFeatures:
-    """Read the service's features online for ``customer_id`` x each of ``product_ids``, as a frame.
-
-    Feast's online read ignores ttl; the returned event timestamps let the caller check staleness.
-    """
-    rows = online_rows(store, customer_id, list(product_ids), service)
-    dtypes = service_dtypes(store, service)
-    columns: dict[str, Any] = {
-        k: pd.array(rows.columns[k], dtype="string") for k in (CUSTOMER_ID, PRODUCT_ID)
-    }
-    stamps: dict[str, datetime | None] = {}
-    for v in served_views(store, service):
-        for f in v.features:
-            columns[f] = pd.array(
-                cast_column(pd.Series(rows.columns[f], dtype=object), dtypes[f]), dtype=dtypes[f]
-            )
-        secs = rows.timestamps[v.name]
-        ts = pd.DatetimeIndex(
-            np.where(secs > 0, secs, np.iinfo("int64").min).astype("datetime64[s]"), tz="UTC"
-        )
-        columns[f"{v.name}__{EVENT_TIMESTAMP}"] = ts.astype("datetime64[ns, UTC]")
-        stamps[v.name] = None if ts.hasnans or ts.empty else ts.min().to_pydatetime()
-    return OnlineFeatures(frame=pd.DataFrame(columns), feature_timestamps=stamps)

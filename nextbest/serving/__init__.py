@@ -1,19 +1,19 @@
-"""Online serving of the ranker: Scorer (feature store -> candidates -> ranked products), HTTP API, CLI.
+"""Serving the ranker: errors and result types, the candidate rule, the Scorer (feature store ->
+candidates -> ranked products), batch scoring, the HTTP API and the CLI.
 
-``serving`` may import ``training`` and ``features``; nothing imports ``serving``.
+``nextbest.serving`` may import ``training`` and ``features``; nothing imports it but the root command.
 """
 
-from nextbest.serving.scorer import (
+from nextbest.serving.errors import (
     InvalidRequestError,
     OnlineStoreUnavailableError,
-    RankedProduct,
-    Ranking,
-    Scorer,
     ServingError,
     StaleFeaturesError,
     UnknownCustomerError,
     UnknownProductError,
 )
+from nextbest.serving.results import RankedProduct, Ranking
+from nextbest.serving.scorer import Scorer
 from nextbest.serving.settings import ServingSettings
 
 __all__ = [

@@ -14,6 +14,12 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from nextbest.features.store import status
+from nextbest.serving.errors import (
+    InvalidRequestError,
+    OnlineStoreUnavailableError,
+    StaleFeaturesError,
+    UnknownCustomerError,
+)
 from nextbest.serving.schemas import (
     BatchItem,
     BatchRankRequest,
@@ -25,13 +31,7 @@ from nextbest.serving.schemas import (
     RankResponse,
     ViewFreshness,
 )
-from nextbest.serving.scorer import (
-    InvalidRequestError,
-    OnlineStoreUnavailableError,
-    Scorer,
-    StaleFeaturesError,
-    UnknownCustomerError,
-)
+from nextbest.serving.scorer import Scorer
 from nextbest.serving.settings import ServingSettings
 from nextbest.settings import Settings
 

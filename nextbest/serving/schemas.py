@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from nextbest.features.staleness import ViewStaleness
-from nextbest.serving.scorer import Ranking
+from nextbest.serving.results import Ranking
 
 
 class RankRequest(BaseModel):

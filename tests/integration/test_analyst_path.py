@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from nextbest.dbt import run_dbt
-from nextbest.features.retrieval import historical_features, online_features, service_feature_views
+from nextbest.features.online import online_features
+from nextbest.features.retrieval import historical_features, service_feature_views
 from nextbest.features.store import apply_definitions, get_store, materialize
 from nextbest.settings import DBT_PROJECT_DIR, Settings
 

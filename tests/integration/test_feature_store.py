@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,12 +22,15 @@ import pytest
 
 from nextbest.features.definitions import FEATURE_SERVICE_NAME, feature_list_sha
 from nextbest.features.manifest import EVENT_TIMESTAMP
-from nextbest.features.retrieval import historical_features, online_features
+from nextbest.features.online import online_features
+from nextbest.features.repo import cli_definitions
+from nextbest.features.retrieval import historical_features
 from nextbest.features.schema import normalise
 from nextbest.features.staleness import stale_views, staleness_report
 from nextbest.features.store import (
     apply_definitions,
     get_store,
+    load_definitions,
     load_specs,
     manifest_path,
     materialize,
@@ -576,6 +581,38 @@ class TestOnRealDbtMarts:
         service = store.get_feature_service(FEATURE_SERVICE_NAME)
         served = {(p.name, f.name) for p in service.feature_view_projections for f in p.features}
         assert served == {(v.name, f.name) for v in views.values() for f in v.features}
+
+    def test_feast_apply_on_the_feature_repo_registers_every_view(self, dbt_built: Settings) -> None:
+        """The ``feast`` CLI imports every module of ``feature_repo/``: its explicit, greppable objects
+        (each bound to a name equal to its own) must be exactly the definitions built from the manifest."""
+        import runpy
+
+        env = {**os.environ, "NEXTBEST_HOME": str(dbt_built.home), "PYTHONPATH": str(FEATURE_REPO_DIR.parent)}
+        feast = Path(sys.executable).parent / "feast"
+        result = subprocess.run(
+            [str(feast), "apply"], cwd=FEATURE_REPO_DIR, env=env, capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        definitions = load_definitions(dbt_built)
+        store = get_store(dbt_built, "sqlite")
+        assert {v.name for v in store.list_feature_views()} == {v.name for v in definitions.views}
+        assert [s.name for s in store.list_feature_services()] == [FEATURE_SERVICE_NAME]
+        old = os.environ.get("NEXTBEST_HOME")
+        os.environ["NEXTBEST_HOME"] = str(dbt_built.home)
+        cli_definitions.cache_clear()
+        try:
+            declared = {}
+            for module in ("entities", "data_sources", "feature_views", "feature_services"):
+                names = runpy.run_path(str(FEATURE_REPO_DIR / f"{module}.py"))
+                declared |= {k: v for k, v in names.items() if hasattr(v, "name") and not k.startswith("_")}
+        finally:
+            if old is None:
+                os.environ.pop("NEXTBEST_HOME")
+            else:
+                os.environ["NEXTBEST_HOME"] = old
+            cli_definitions.cache_clear()
+        assert all(name == obj.name for name, obj in declared.items()), sorted(declared)
+        assert set(declared) == {o.name for o in definitions.all()}
 
     def test_online_equals_historical_for_a_sample_of_customers(self, dbt_built: Settings) -> None:
         candidates = latest_candidates(dbt_built)

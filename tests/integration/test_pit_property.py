@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 
 from nextbest.features.definitions import build_definitions
 from nextbest.features.manifest import EVENT_TIMESTAMP, FeatureViewSpec, FieldSpec
-from nextbest.features.retrieval import historical_features, online_features
+from nextbest.features.online import online_features
+from nextbest.features.retrieval import historical_features
 from nextbest.features.schema import normalise
 from nextbest.features.store import apply_definitions, get_store, materialize
 from nextbest.settings import Settings

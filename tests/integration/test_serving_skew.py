@@ -175,7 +175,7 @@ class TestProductCache:
         ]
 
         def served_owners() -> int:
-            rows = scorer.fetch(customer).rows
+            rows = scorer.fetch(customer)
             return int(rows.columns["count_owners"][rows.columns["product_id"].index(product)])
 
         before = served_owners()
