@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from nextbest.features.packing import PACKED_PRODUCTS  # noqa: E402
 from nextbest.features.store import apply_definitions, materialize  # noqa: E402
-from nextbest.serving.cli import score_batch  # noqa: E402
+from nextbest.serving.batch import score_batch  # noqa: E402
 from nextbest.serving.scorer import Scorer  # noqa: E402
 from nextbest.serving.settings import ServingSettings  # noqa: E402
 from nextbest.settings import FEATURE_REPO_DIR, Settings  # noqa: E402

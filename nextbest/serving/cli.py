@@ -1,55 +1,26 @@
-"""Serving from the command line: ``serve`` (the HTTP API), ``rank`` (one customer, a table) and
-``score_batch`` (every customer at a snapshot, from the offline store, to one parquet file).
+"""``nextbest serve``, ``nextbest rank`` and ``nextbest score-batch``: parse options, delegate.
 
-Plain functions do the work; ``app`` wraps them as Typer commands for ``nextbest`` to mount, e.g.
-``main_app.registered_commands += nextbest.serving.cli.app.registered_commands`` (-> ``nextbest serve``,
-``nextbest rank CUSTOMER_ID``, ``nextbest score-batch --snapshot DATE --out FILE.parquet``).
+``app`` is mounted by the root command (``nextbest.cli``). ``serve`` and ``rank`` are also plain functions
+(the benchmarks and ``nextbest demo`` call them); batch scoring is ``nextbest.serving.batch``.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import duckdb
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import typer
-from feast import FeatureStore
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from nextbest.features.definitions import FEATURE_SERVICE_NAME
-from nextbest.features.retrieval import historical_features
-from nextbest.features.store import get_store
-from nextbest.serving.scorer import Ranking, Scorer, resolve_bundle_path
-from nextbest.serving.settings import ServingSettings, get_serving_settings
 from nextbest.settings import Settings, get_settings
-from nextbest.training.artifacts import ModelBundle, load_bundle
-from nextbest.training.scoring import rank_within_groups, score_bundle
+
+if TYPE_CHECKING:
+    from nextbest.serving.results import Ranking
+    from nextbest.serving.settings import ServingSettings
 
 console = Console()
-
-BATCH_SCHEMA = pa.schema(
-    [
-        ("customer_id", pa.string()),
-        ("product_id", pa.string()),
-        ("snapshot_on", pa.date32()),
-        ("rank", pa.int32()),
-        ("score", pa.float64()),
-        ("probability", pa.float64()),
-    ]
-)
-"""One row per candidate of the snapshot; ``rank`` 1 = the customer's best product."""
-
-
-# --------------------------------------------------------------------------- serve / rank
 
 
 KEEP_ALIVE_S = 30
@@ -61,6 +32,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None =
     import uvicorn
 
     from nextbest.serving.api import create_app
+    from nextbest.serving.settings import get_serving_settings
 
     app = create_app(settings or get_settings(), get_serving_settings())
     uvicorn.run(app, host=host, port=port, timeout_keep_alive=KEEP_ALIVE_S, access_log=False)
@@ -83,6 +55,9 @@ def rank(
     customer_id: str, k: int = 7, settings: Settings | None = None, serving: ServingSettings | None = None
 ) -> Ranking:
     """Rank one customer through the online path and print the result as a table."""
+    from nextbest.serving.scorer import Scorer
+    from nextbest.serving.settings import get_serving_settings
+
     scorer = Scorer(settings or get_settings(), serving or get_serving_settings())
     ranking = scorer.rank(customer_id, k)
     console.print(ranking_table(ranking))
@@ -94,118 +69,6 @@ def rank(
     console.print(f"model {scorer.model_version}; {ranking.n_candidates} candidates")
     return ranking
 
-
-# --------------------------------------------------------------------------- score_batch
-
-
-def snapshot_candidates(settings: Settings, snapshot: date) -> pd.DataFrame:
-    """``fct_candidates`` rows of ``snapshot`` (customer_id, product_id, snapshot_on, event_timestamp).
-
-    Raises:
-        ValueError: the snapshot has no candidate (the message lists the snapshots that have some).
-    """
-    path = settings.marts_dir / "fct_candidates.parquet"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run `nextbest build` first")
-    con = duckdb.connect()
-    try:
-        frame = con.execute(
-            "select customer_id, product_id, snapshot_on, event_timestamp from read_parquet(?) "
-            "where snapshot_on = ? order by customer_id, product_id",
-            [str(path), snapshot],
-        ).df()
-        if frame.empty:
-            known = [
-                str(r[0])
-                for r in con.execute(
-                    "select distinct snapshot_on from read_parquet(?) order by 1", [str(path)]
-                ).fetchall()
-            ]
-            raise ValueError(f"no candidate at snapshot {snapshot}; snapshots with candidates: {known}")
-    finally:
-        con.close()
-    return frame
-
-
-def score_batch(
-    snapshot: date,
-    out: Path,
-    chunk_size: int = 5_000,
-    settings: Settings | None = None,
-    serving: ServingSettings | None = None,
-    progress: bool = True,
-) -> int:
-    """Score every candidate of every customer at ``snapshot`` from the offline store; write parquet.
-
-    Features come from Feast's historical retrieval through the FeatureService (point in time at the
-    snapshot's event_timestamp), ``chunk_size`` customers at a time; scored by ``score_bundle`` and
-    ranked by ``rank_within_groups`` (the online path's scoring and tie-break). The file is written
-    beside ``out`` and renamed into place when complete.
-
-    Returns:
-        The number of rows written (candidates of the snapshot).
-    """
-    settings = settings or get_settings()
-    serving = serving or get_serving_settings()
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    candidates = snapshot_candidates(settings, snapshot)
-    bundle = load_bundle(resolve_bundle_path(settings, serving))
-    store = get_store(settings, serving.online_store)
-    customers = candidates["customer_id"].drop_duplicates().to_numpy()
-    chunks = [customers[i : i + chunk_size] for i in range(0, len(customers), chunk_size)]
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    written = 0
-    try:
-        with pq.ParquetWriter(tmp_name, BATCH_SCHEMA) as writer, _progress(progress) as bar:
-            task = bar.add_task(f"scoring {snapshot}", total=len(customers))
-            for chunk in chunks:
-                part = candidates[candidates["customer_id"].isin(chunk)].reset_index(drop=True)
-                writer.write_table(_score_part(store, bundle, part))
-                written += len(part)
-                bar.advance(task, len(chunk))
-        os.replace(tmp_name, out)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return written
-
-
-def _score_part(store: FeatureStore, bundle: ModelBundle, part: pd.DataFrame) -> pa.Table:
-    """Historical features for ``part`` (candidate rows) -> scores, probabilities, ranks as a table."""
-    keys = part[["customer_id", "product_id", "event_timestamp"]]
-    frame = historical_features(store, keys, FEATURE_SERVICE_NAME)
-    scored = score_bundle(bundle, frame)
-    cids, pids = part["customer_id"].to_numpy(dtype=object), part["product_id"].to_numpy(dtype=object)
-    probability = scored.probability if scored.probability is not None else np.full(len(part), np.nan)
-    return pa.table(
-        {
-            "customer_id": pa.array(cids.astype(str), pa.string()),
-            "product_id": pa.array(pids.astype(str), pa.string()),
-            "snapshot_on": pa.array(pd.to_datetime(part["snapshot_on"]).dt.date, pa.date32()),
-            "rank": pa.array(rank_within_groups([cids], pids, scored.score), pa.int32()),
-            "score": pa.array(scored.score, pa.float64()),
-            "probability": pa.array(probability, pa.float64()),
-        },
-        schema=BATCH_SCHEMA,
-    )
-
-
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        disable=not enabled,
-    )
-
-
-# --------------------------------------------------------------------------- Typer commands
 
 app = typer.Typer(help="Serve the ranker: HTTP API, one customer, batch scoring.", no_args_is_help=True)
 
@@ -235,5 +98,7 @@ def score_batch_command(
     chunk_size: Annotated[int, typer.Option(min=1, help="Customers per chunk.")] = 5_000,
 ) -> None:
     """Score every customer's candidates at a snapshot from the offline store into one parquet file."""
+    from nextbest.serving.batch import score_batch
+
     rows = score_batch(date.fromisoformat(snapshot), out, chunk_size)
     console.print(f"[green]wrote[/green] {rows:,} rows -> {out}")

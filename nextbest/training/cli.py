@@ -1,7 +1,7 @@
 """``nextbest train`` and ``nextbest evaluate``: parse options, show progress, delegate to ``training``.
 
-``train_app`` holds both commands; ``register(app)`` adds them as top-level commands of another
-Typer app (``nextbest train`` / ``nextbest evaluate``).
+``app`` holds both commands; the root command mounts it without a name, so they are top-level
+(``nextbest train`` / ``nextbest evaluate``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from nextbest.settings import Settings, get_settings
 
-train_app = typer.Typer(help="Train and evaluate the ranker.", no_args_is_help=True)
+app = typer.Typer(help="Train and evaluate the ranker.", no_args_is_help=True)
 console = Console()
 
 ConfigOption = Annotated[
@@ -100,14 +100,14 @@ def show_evaluation(settings: Settings, reevaluate: bool, console: Console = con
     return 0
 
 
-@train_app.command("train")
+@app.command("train")
 def train_command(config: ConfigOption = None) -> None:
     """Train the ranker, its calibrators and the baselines; evaluate; save the bundle and the report."""
     settings = get_settings()
     raise typer.Exit(run_training(settings, resolve_config_path(settings, config)))
 
 
-@train_app.command("evaluate")
+@app.command("evaluate")
 def evaluate_command(
     reevaluate: Annotated[
         bool, typer.Option("--reevaluate", help="Re-score the latest bundle on its test month now.")
@@ -116,8 +116,3 @@ def evaluate_command(
     """Print the latest bundle's metrics table (ranker vs every baseline)."""
     raise typer.Exit(show_evaluation(get_settings(), reevaluate))
 
-
-def register(app: typer.Typer) -> None:
-    """Add ``train`` and ``evaluate`` as top-level commands of ``app``."""
-    app.command("train")(train_command)
-    app.command("evaluate")(evaluate_command)

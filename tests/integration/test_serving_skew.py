@@ -18,7 +18,7 @@ import pytest
 from nextbest.features.definitions import FEATURE_SERVICE_NAME
 from nextbest.features.retrieval import historical_features
 from nextbest.features.store import get_store
-from nextbest.serving.cli import score_batch
+from nextbest.serving.batch import score_batch
 from nextbest.serving.scorer import Scorer, candidate_mask
 from nextbest.serving.settings import ServingSettings
 from nextbest.settings import Settings

@@ -29,7 +29,7 @@ from nextbest.pipeline import build_warehouse
 from nextbest.settings import Settings
 from nextbest.training import metrics as m
 from nextbest.training.artifacts import BundleMismatchError, load_bundle
-from nextbest.training.cli import train_app
+from nextbest.training.cli import app as training_app
 from nextbest.training.config import CONFIG_DIR, SplitConfig, TrainingConfig, default_config_path, load_config
 from nextbest.training.constants import GROUP_COLS, LABEL, SORT_COLS
 from nextbest.training.datasets import feature_columns, labelled_snapshots
@@ -308,7 +308,7 @@ def test_evaluate_cli_prints_the_latest_summary(
     built: Settings, result: TrainResult, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("NEXTBEST_HOME", str(built.home))
-    out = CliRunner().invoke(train_app, ["evaluate"])
+    out = CliRunner().invoke(training_app, ["evaluate"])
     assert out.exit_code == 0, out.output
     assert result.bundle_path.name in out.output.replace("\n", "")
     for model in ("ranker", "per_product", "pooled", "popularity", "oracle"):
