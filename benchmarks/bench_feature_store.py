@@ -50,7 +50,8 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from nextbest.features.manifest import ENTITY_JOIN_KEYS, EVENT_TIMESTAMP, FeatureViewSpec, FieldSpec
+from nextbest.columns import CUSTOMER_ID, EVENT_TIMESTAMP, PRODUCT_ID
+from nextbest.features.manifest import FeatureViewSpec, FieldSpec
 from nextbest.features.online import customer_read, online_rows
 from nextbest.features.packing import PACKED_PRODUCTS
 from nextbest.features.retrieval import historical_features, served_views
@@ -59,15 +60,13 @@ from nextbest.features.store import (
     apply_definitions,
     get_store,
     load_specs,
-    manifest_path,
     materialize,
     sqlite_path,
 )
+from nextbest.marts import manifest_path
 from nextbest.settings import FEATURE_REPO_DIR, Settings
 
 REDIS_DB = 14
-CUSTOMER_ID = ENTITY_JOIN_KEYS["customer"]
-PRODUCT_ID = ENTITY_JOIN_KEYS["product"]
 SQL_TYPES = {"Int32": "integer", "Int64": "bigint", "Float64": "double", "Bool": "boolean"}
 """Feast type name -> DuckDB type of a non-string pair feature."""
 PEER_VIEW = "customer_product_pairs"

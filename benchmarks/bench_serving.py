@@ -38,8 +38,7 @@ from nextbest.features.packing import PACKED_PRODUCTS  # noqa: E402
 from nextbest.features.store import apply_definitions, materialize  # noqa: E402
 from nextbest.serving.batch import score_batch  # noqa: E402
 from nextbest.serving.scorer import Scorer  # noqa: E402
-from nextbest.serving.settings import ServingSettings  # noqa: E402
-from nextbest.settings import FEATURE_REPO_DIR, Settings  # noqa: E402
+from nextbest.settings import FEATURE_REPO_DIR, ServingSettings, Settings  # noqa: E402
 from tests.integration.serving_fixtures import (  # noqa: E402
     RedisServer,
     build_deployment,
@@ -225,6 +224,7 @@ def main() -> None:
             redis = RedisServer(free_port())
             redis.start()
             os.environ["NEXTBEST_REDIS_URL"] = redis.url
+            settings = Settings(home=settings.home)  # the settings tree reads the redis address now
             try:
                 apply_definitions(settings, "redis")
                 materialize(settings, "redis", progress=False)

@@ -18,7 +18,7 @@ from rich.console import Console
 from nextbest.features import cli as features_cli
 from nextbest.ingest import cli as ingest_cli
 from nextbest.serving import cli as serving_cli
-from nextbest.settings import get_settings
+from nextbest.settings import BuildVars, get_settings
 from nextbest.training import cli as training_cli
 
 app = typer.Typer(help="nextbest: one LambdaMART ranker for the next best product.", no_args_is_help=True)
@@ -38,20 +38,39 @@ def _main() -> None:
     warnings.filterwarnings("ignore", message=THIRD_PARTY_NOISE, category=DeprecationWarning)
 
 
-Horizon = Annotated[int, typer.Option(min=1, help="Label horizon in months.")]
-Lookback = Annotated[int, typer.Option(min=1, help="Activity look-back for the snapshot population, months.")]
+Horizon = Annotated[
+    int | None,
+    typer.Option(
+        min=1, help="Label horizon in months [default: the previous build's, else dbt_project.yml's]."
+    ),
+]
+Lookback = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Activity look-back for the snapshot population, months [default: the previous build's, "
+        "else dbt_project.yml's].",
+    ),
+]
 
 
 @app.command()
 def build(
-    horizon_months: Horizon = 1,
-    activity_lookback_months: Lookback = 3,
+    horizon_months: Horizon = None,
+    activity_lookback_months: Lookback = None,
     feast: Annotated[bool, typer.Option(help="Also apply the Feast definitions and materialize.")] = True,
 ) -> None:
-    """dbt build (features, candidates, labels, tests), then Feast apply + materialize, then summarise."""
+    """dbt build (features, candidates, labels, tests), then Feast apply + materialize, then summarise.
+
+    The build vars are kept beside the warehouse: a later ``nextbest build`` without them reuses them."""
     from nextbest.pipeline import build_warehouse
 
-    build_warehouse(get_settings(), horizon_months, activity_lookback_months)
+    settings = get_settings()
+    chosen = settings.build.replace(
+        horizon_months=horizon_months, activity_lookback_months=activity_lookback_months
+    )
+    console.print(f"build vars: {chosen.model_dump()}")
+    build_warehouse(settings, chosen)
     summary()
     if feast:
         features_cli.features_apply()
@@ -75,17 +94,17 @@ def demo(
 ) -> None:
     """The main job end to end on the embedded default (the synthetic bank)."""
     from nextbest.pipeline import latest_event_timestamp, sample_latest_customers
-    from nextbest.serving.settings import ServingSettings
 
     settings = get_settings()
     ingest_cli.ingest_synthetic(customers=customers, months=months, seed=seed, oracle=True)
-    build()
+    defaults = BuildVars.defaults()  # the demo always builds with dbt_project.yml's vars
+    build(defaults.horizon_months, defaults.activity_lookback_months)
     code = training_cli.run_training(settings, training_cli.resolve_config_path(settings, None))
     if code:
         raise typer.Exit(code)
     console.rule("ranked online (Feast online store -> candidates -> score -> calibrate)")
     # the synthetic bank is dated in the past: judge feature staleness as of its latest snapshot
-    serving = ServingSettings(as_of=latest_event_timestamp(settings))
+    serving = settings.serving.model_copy(update={"as_of": latest_event_timestamp(settings)})
     for customer_id in sample_latest_customers(settings, n=3, seed=seed):
         serving_cli.rank(customer_id, k=5, settings=settings, serving=serving)
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.types import Array, Bool, FeastType, Float64, Int32, Int64, String
 
-from nextbest.features.manifest import ENTITY_JOIN_KEYS, EVENT_TIMESTAMP, FeatureViewSpec, FieldSpec
+from nextbest.columns import ENTITY_JOIN_KEYS, EVENT_TIMESTAMP
+from nextbest.features.manifest import FeatureViewSpec, FieldSpec
 from nextbest.features.packing import ELEMENT_TYPE_TAG, PACKED_PRODUCTS, transport_type
 
 FEATURE_SERVICE_NAME = "ranker_v1"

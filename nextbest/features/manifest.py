@@ -28,13 +28,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from nextbest.columns import ENTITY_JOIN_KEYS, EVENT_TIMESTAMP, PRODUCT_ID
 from nextbest.features.packing import PACKED_PRODUCTS, PACKED_PRODUCTS_DBT_TYPE
-
-EVENT_TIMESTAMP = "event_timestamp"
-"""The one timestamp column of every feature mart: the moment the row became knowable."""
-
-ENTITY_JOIN_KEYS: dict[str, str] = {"customer": "customer_id", "product": "product_id"}
-"""Entity name -> join key column."""
+from nextbest.marts import mart_file
 
 FEATURE_GROUP_META = "feature_group"
 """The column meta key naming a feature's group (default: the feature view's name)."""
@@ -117,7 +113,7 @@ class FeatureViewSpec:
     @property
     def row_keys(self) -> tuple[str, ...]:
         """The keys of one value as the model sees it: the join keys, plus ``product_id`` if packed."""
-        return (*self.join_keys, ENTITY_JOIN_KEYS["product"]) if self.packed else self.join_keys
+        return (*self.join_keys, PRODUCT_ID) if self.packed else self.join_keys
 
     @property
     def source_name(self) -> str:
@@ -266,7 +262,7 @@ def spec_from_node(
     return FeatureViewSpec(
         view=view,
         model=model,
-        parquet_path=(marts_dir / f"{model}.parquet").resolve(),
+        parquet_path=mart_file(marts_dir, model).resolve(),
         entities=entities,
         join_keys=join_keys,
         ttl=timedelta(days=ttl_days),

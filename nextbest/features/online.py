@@ -21,12 +21,10 @@ import numpy as np
 import pandas as pd
 from feast import FeatureService, FeatureStore
 
+from nextbest.columns import CUSTOMER_ID, EVENT_TIMESTAMP, PRODUCT_ID
 from nextbest.features.definitions import FEATURE_SERVICE_NAME
-from nextbest.features.manifest import EVENT_TIMESTAMP
 from nextbest.features.packing import PACKED_PRODUCTS, unpack
 from nextbest.features.retrieval import (
-    CUSTOMER_ID,
-    PRODUCT_ID,
     ServedView,
     get_service,
     served_views,

@@ -20,13 +20,11 @@ import pandas as pd
 import pyarrow as pa
 from feast import FeatureService, FeatureStore
 
+from nextbest.columns import CUSTOMER_ID, EVENT_TIMESTAMP, PRODUCT_ID
 from nextbest.features.definitions import FEATURE_SERVICE_NAME
-from nextbest.features.manifest import ENTITY_JOIN_KEYS, EVENT_TIMESTAMP
 from nextbest.features.packing import ELEMENT_TYPE_TAG, PACKED_PRODUCTS, unpack
 from nextbest.features.schema import PANDAS_DTYPES, cast_column
 
-CUSTOMER_ID = ENTITY_JOIN_KEYS["customer"]
-PRODUCT_ID = ENTITY_JOIN_KEYS["product"]
 ROW_ORDER_COLUMN = "__nextbest_row"
 """Temporary entity-df column used to restore the caller's row order after a Feast PIT join."""
 

@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from nextbest.features.manifest import ENTITY_JOIN_KEYS, EVENT_TIMESTAMP, FeatureViewSpec
+from nextbest.columns import ENTITY_JOIN_KEYS, EVENT_TIMESTAMP
+from nextbest.features.manifest import FeatureViewSpec
 
 PANDAS_DTYPES: dict[str, str] = {
     "String": "string",

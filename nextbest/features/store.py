@@ -1,17 +1,16 @@
 """The Feast feature store of nextbest: configuration in code, apply, materialize, status.
 
-Reading features (point in time, online) is ``nextbest.features.retrieval``.
+Reading features is ``nextbest.features.retrieval`` (point in time) and ``nextbest.features.online`` (latest).
 
 The registry lives at ``settings.feast_dir / "registry.db"``, the offline store is DuckDB over the dbt
 parquet marts, the online store is sqlite (``settings.feast_dir / "online_store.db"``) or redis, chosen
-by ``NEXTBEST_ONLINE_STORE`` (``sqlite`` | ``redis``; redis address from ``NEXTBEST_REDIS_URL``,
-default ``127.0.0.1:6379``). The committed ``feature_repo/feature_store.yaml`` describes the same
-store for the ``feast`` CLI.
+by ``settings.online`` (``kind`` from env ``NEXTBEST_ONLINE_STORE``, ``sqlite`` | ``redis``; ``redis_url``
+from env ``NEXTBEST_REDIS_URL``, default ``127.0.0.1:6379``). The committed
+``feature_repo/feature_store.yaml`` describes the same store for the ``feast`` CLI.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,26 +22,20 @@ import duckdb
 import pandas as pd
 from feast import FeatureStore, FeatureView, RepoConfig
 
+from nextbest.columns import EVENT_TIMESTAMP
 from nextbest.features.definitions import Definitions, build_definitions
-from nextbest.features.manifest import EVENT_TIMESTAMP, FeatureViewSpec, feature_specs_from_manifest
-from nextbest.settings import FEATURE_REPO_DIR, Settings
+from nextbest.features.manifest import FeatureViewSpec, feature_specs_from_manifest
+from nextbest.marts import manifest_path
+from nextbest.settings import FEATURE_REPO_DIR, ONLINE_KINDS, OnlineKind, Settings
 
 PROJECT = "nextbest"
 """Feast project name (registry namespace and online-store table prefix)."""
 
-OnlineKind = Literal["sqlite", "redis"]
-ONLINE_KINDS: tuple[OnlineKind, ...] = ("sqlite", "redis")
-DEFAULT_REDIS_URL = "127.0.0.1:6379"
 ONLINE_WRITE_BATCH_ROWS = 50_000
 """Rows converted to protobuf and written to the online store per batch during materialization."""
 
 
 # --------------------------------------------------------------------------- configuration
-
-
-def manifest_path(settings: Settings) -> Path:
-    """Where ``run_dbt`` leaves the compiled dbt manifest."""
-    return settings.warehouse_dir / "dbt_target" / "manifest.json"
 
 
 def registry_path(settings: Settings) -> Path:
@@ -55,28 +48,14 @@ def sqlite_path(settings: Settings) -> Path:
     return settings.feast_dir / "online_store.db"
 
 
-def online_kind_from_env() -> OnlineKind:
-    """``NEXTBEST_ONLINE_STORE`` (default ``sqlite``); raise ValueError on anything else."""
-    kind = os.environ.get("NEXTBEST_ONLINE_STORE", "sqlite").strip().lower()
-    if kind not in ONLINE_KINDS:
-        raise ValueError(f"NEXTBEST_ONLINE_STORE={kind!r}: expected one of {ONLINE_KINDS}")
-    return kind  # type: ignore[return-value]
-
-
-def redis_url_from_env() -> str:
-    """``NEXTBEST_REDIS_URL`` as ``host:port[,options]`` (default 127.0.0.1:6379; ``redis://`` is dropped)."""
-    url = os.environ.get("NEXTBEST_REDIS_URL", DEFAULT_REDIS_URL).strip()
-    return url.removeprefix("redis://").rstrip("/")
-
-
 def repo_config(settings: Settings, online: OnlineKind | None = None) -> RepoConfig:
     """The Feast RepoConfig of nextbest for ``settings`` and the chosen online store.
 
     Args:
-        settings: where the registry and the sqlite online store live.
-        online: ``sqlite`` or ``redis``; None reads ``NEXTBEST_ONLINE_STORE``.
+        settings: where the registry and the sqlite online store live, and the online store branch.
+        online: ``sqlite`` or ``redis``; None = ``settings.online.kind``.
     """
-    kind = online or online_kind_from_env()
+    kind = online or settings.online.kind
     if kind not in ONLINE_KINDS:
         raise ValueError(f"online store {kind!r}: expected one of {ONLINE_KINDS}")
     if kind == "redis":
@@ -84,7 +63,7 @@ def repo_config(settings: Settings, online: OnlineKind | None = None) -> RepoCon
         # replaces the old one); materialize() always writes intervals forward in time.
         online_store: dict[str, Any] = {
             "type": "redis",
-            "connection_string": redis_url_from_env(),
+            "connection_string": settings.online.redis_url,
             "skip_dedup": True,
         }
     else:
@@ -135,7 +114,7 @@ def apply_definitions(
 
     Args:
         settings: locations of the manifest, marts and registry.
-        online: online store kind (None: from the environment).
+        online: online store kind (None: ``settings.online.kind``).
         definitions: objects to apply; None builds them from the dbt manifest.
     """
     definitions = definitions or load_definitions(settings)
@@ -275,7 +254,7 @@ def materialize(
 
     Args:
         settings: locations of the registry, marts and online store.
-        online: online store kind (None: from the environment).
+        online: online store kind (None: ``settings.online.kind``).
         progress: let Feast print its progress bars.
         full: force a full backfill of every view.
         views: restrict to these view names (default: all registered views).

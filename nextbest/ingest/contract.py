@@ -42,9 +42,6 @@ OPTIONAL_PARQUET_FILES: tuple[str, ...] = (TRANSACTIONS_FILE, ORACLE_FILE)
 """Parquet files a dataset may contain; a missing transactions file is ingested as an empty table."""
 KNOWN_FILES: tuple[str, ...] = (*REQUIRED_FILES, *OPTIONAL_PARQUET_FILES, DATASET_META_FILE)
 
-CUSTOMER_ID = "customer_id"
-PRODUCT_ID = "product_id"
-
 META_NAME = "name"
 META_OBSERVED_UNTIL = "observed_until"
 META_BURN_IN_MONTHS = "burn_in_months"

@@ -14,7 +14,7 @@ from nextbest.serving.errors import (
 )
 from nextbest.serving.results import RankedProduct, Ranking
 from nextbest.serving.scorer import Scorer
-from nextbest.serving.settings import ServingSettings
+from nextbest.settings import ServingSettings
 
 __all__ = [
     "InvalidRequestError",

@@ -32,8 +32,7 @@ from nextbest.serving.schemas import (
     ViewFreshness,
 )
 from nextbest.serving.scorer import Scorer
-from nextbest.serving.settings import ServingSettings
-from nextbest.settings import Settings
+from nextbest.settings import ServingSettings, Settings
 
 ERROR_STATUS: dict[type[Exception], int] = {
     UnknownCustomerError: 404,
@@ -58,7 +57,7 @@ ScorerDep = Annotated[Scorer, Depends(get_scorer)]
 
 def create_app(settings: Settings, serving: ServingSettings | None = None) -> FastAPI:
     """The API over ``settings``' feature store and model bundle (loaded once, at start-up)."""
-    serving = serving or ServingSettings()
+    serving = serving or settings.serving
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -21,12 +21,13 @@ from feast import FeatureStore
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from nextbest.columns import CUSTOMER_ID, EVENT_TIMESTAMP, PROBABILITY, PRODUCT_ID, RANK, SCORE, SNAPSHOT_ON
 from nextbest.features.definitions import FEATURE_SERVICE_NAME
 from nextbest.features.retrieval import historical_features
 from nextbest.features.store import get_store
+from nextbest.marts import FCT_CANDIDATES, existing_mart
 from nextbest.serving.scorer import resolve_bundle_path
-from nextbest.serving.settings import ServingSettings, get_serving_settings
-from nextbest.settings import Settings, get_settings
+from nextbest.settings import ServingSettings, Settings, get_settings
 from nextbest.training.artifacts import ModelBundle, load_bundle
 from nextbest.training.scoring import rank_within_groups, score_bundle
 
@@ -34,12 +35,12 @@ console = Console()
 
 BATCH_SCHEMA = pa.schema(
     [
-        ("customer_id", pa.string()),
-        ("product_id", pa.string()),
-        ("snapshot_on", pa.date32()),
-        ("rank", pa.int32()),
-        ("score", pa.float64()),
-        ("probability", pa.float64()),
+        (CUSTOMER_ID, pa.string()),
+        (PRODUCT_ID, pa.string()),
+        (SNAPSHOT_ON, pa.date32()),
+        (RANK, pa.int32()),
+        (SCORE, pa.float64()),
+        (PROBABILITY, pa.float64()),
     ]
 )
 """One row per candidate of the snapshot; ``rank`` 1 = the customer's best product."""
@@ -51,21 +52,19 @@ def snapshot_candidates(settings: Settings, snapshot: date) -> pd.DataFrame:
     Raises:
         ValueError: the snapshot has no candidate (the message lists the snapshots that have some).
     """
-    path = settings.marts_dir / "fct_candidates.parquet"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run `nextbest build` first")
+    path = existing_mart(settings, FCT_CANDIDATES)
     con = duckdb.connect()
     try:
         frame = con.execute(
-            "select customer_id, product_id, snapshot_on, event_timestamp from read_parquet(?) "
-            "where snapshot_on = ? order by customer_id, product_id",
+            f"select {CUSTOMER_ID}, {PRODUCT_ID}, {SNAPSHOT_ON}, {EVENT_TIMESTAMP} from read_parquet(?) "
+            f"where {SNAPSHOT_ON} = ? order by {CUSTOMER_ID}, {PRODUCT_ID}",
             [str(path), snapshot],
         ).df()
         if frame.empty:
             known = [
                 str(r[0])
                 for r in con.execute(
-                    "select distinct snapshot_on from read_parquet(?) order by 1", [str(path)]
+                    f"select distinct {SNAPSHOT_ON} from read_parquet(?) order by 1", [str(path)]
                 ).fetchall()
             ]
             raise ValueError(f"no candidate at snapshot {snapshot}; snapshots with candidates: {known}")
@@ -93,13 +92,13 @@ def score_batch(
         The number of rows written (candidates of the snapshot).
     """
     settings = settings or get_settings()
-    serving = serving or get_serving_settings()
+    serving = serving or settings.serving
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     candidates = snapshot_candidates(settings, snapshot)
     bundle = load_bundle(resolve_bundle_path(settings, serving))
     store = get_store(settings, serving.online_store)
-    customers = candidates["customer_id"].drop_duplicates().to_numpy()
+    customers = candidates[CUSTOMER_ID].drop_duplicates().to_numpy()
     chunks = [customers[i : i + chunk_size] for i in range(0, len(customers), chunk_size)]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +109,7 @@ def score_batch(
         with pq.ParquetWriter(tmp_name, BATCH_SCHEMA) as writer, _progress(progress) as bar:
             task = bar.add_task(f"scoring {snapshot}", total=len(customers))
             for chunk in chunks:
-                part = candidates[candidates["customer_id"].isin(chunk)].reset_index(drop=True)
+                part = candidates[candidates[CUSTOMER_ID].isin(chunk)].reset_index(drop=True)
                 writer.write_table(_score_part(store, bundle, part))
                 written += len(part)
                 bar.advance(task, len(chunk))
@@ -123,19 +122,19 @@ def score_batch(
 
 def _score_part(store: FeatureStore, bundle: ModelBundle, part: pd.DataFrame) -> pa.Table:
     """Historical features for ``part`` (candidate rows) -> scores, probabilities, ranks as a table."""
-    keys = part[["customer_id", "product_id", "event_timestamp"]]
+    keys = part[[CUSTOMER_ID, PRODUCT_ID, EVENT_TIMESTAMP]]
     frame = historical_features(store, keys, FEATURE_SERVICE_NAME)
     scored = score_bundle(bundle, frame)
-    cids, pids = part["customer_id"].to_numpy(dtype=object), part["product_id"].to_numpy(dtype=object)
+    cids, pids = part[CUSTOMER_ID].to_numpy(dtype=object), part[PRODUCT_ID].to_numpy(dtype=object)
     probability = scored.probability if scored.probability is not None else np.full(len(part), np.nan)
     return pa.table(
         {
-            "customer_id": pa.array(cids.astype(str), pa.string()),
-            "product_id": pa.array(pids.astype(str), pa.string()),
-            "snapshot_on": pa.array(pd.to_datetime(part["snapshot_on"]).dt.date, pa.date32()),
-            "rank": pa.array(rank_within_groups([cids], pids, scored.score), pa.int32()),
-            "score": pa.array(scored.score, pa.float64()),
-            "probability": pa.array(probability, pa.float64()),
+            CUSTOMER_ID: pa.array(cids.astype(str), pa.string()),
+            PRODUCT_ID: pa.array(pids.astype(str), pa.string()),
+            SNAPSHOT_ON: pa.array(pd.to_datetime(part[SNAPSHOT_ON]).dt.date, pa.date32()),
+            RANK: pa.array(rank_within_groups([cids], pids, scored.score), pa.int32()),
+            SCORE: pa.array(scored.score, pa.float64()),
+            PROBABILITY: pa.array(probability, pa.float64()),
         },
         schema=BATCH_SCHEMA,
     )

@@ -18,7 +18,7 @@ from nextbest.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from nextbest.serving.results import Ranking
-    from nextbest.serving.settings import ServingSettings
+    from nextbest.settings import ServingSettings
 
 console = Console()
 
@@ -32,9 +32,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None =
     import uvicorn
 
     from nextbest.serving.api import create_app
-    from nextbest.serving.settings import get_serving_settings
 
-    app = create_app(settings or get_settings(), get_serving_settings())
+    app = create_app(settings or get_settings())
     uvicorn.run(app, host=host, port=port, timeout_keep_alive=KEEP_ALIVE_S, access_log=False)
 
 
@@ -56,9 +55,7 @@ def rank(
 ) -> Ranking:
     """Rank one customer through the online path and print the result as a table."""
     from nextbest.serving.scorer import Scorer
-    from nextbest.serving.settings import get_serving_settings
-
-    scorer = Scorer(settings or get_settings(), serving or get_serving_settings())
+    scorer = Scorer(settings or get_settings(), serving)
     ranking = scorer.rank(customer_id, k)
     console.print(ranking_table(ranking))
     if ranking.reason:

@@ -21,11 +21,13 @@ import duckdb
 import pandas as pd
 from feast import FeatureService
 
+from nextbest.columns import CUSTOMER_ID, PRODUCT_ID
 from nextbest.features.definitions import FEATURE_SERVICE_NAME
 from nextbest.features.online import OnlineReader, OnlineRows, epoch_to_utc
 from nextbest.features.online import OnlineStoreUnavailableError as StoreUnavailable
 from nextbest.features.staleness import ViewStaleness, stale_views, staleness_report
 from nextbest.features.store import get_store, load_specs
+from nextbest.marts import DIM_PRODUCTS, mart_path
 from nextbest.serving.candidates import candidate_mask
 from nextbest.serving.errors import (
     InvalidRequestError,
@@ -36,16 +38,14 @@ from nextbest.serving.errors import (
     UnknownProductError,
 )
 from nextbest.serving.results import NO_CANDIDATE_REASON, RankedProduct, Ranking
-from nextbest.serving.settings import ServingSettings
-from nextbest.settings import Settings
+from nextbest.settings import ServingSettings, Settings
 from nextbest.training.artifacts import METADATA_FILE, latest_bundle, load_bundle
-from nextbest.training.constants import CUSTOMER_ID, PRODUCT_ID
 from nextbest.training.scoring import ScoredFrame, input_columns, ranking_order, score_bundle
 
 KEY_COLUMNS: tuple[str, ...] = (CUSTOMER_ID, PRODUCT_ID)
 """Entity keys a bundle may use as features besides the FeatureService's list."""
 
-PRODUCT_COLUMNS: tuple[str, ...] = ("product_id", "product_name", "category", "min_age", "max_age")
+PRODUCT_COLUMNS: tuple[str, ...] = (PRODUCT_ID, "product_name", "category", "min_age", "max_age")
 """Columns of the ``dim_products`` mart kept in memory."""
 
 
@@ -71,11 +71,11 @@ def top_k(product_ids: Sequence[str], scored: ScoredFrame, k: int) -> list[Ranke
 
 def load_products(settings: Settings) -> pd.DataFrame:
     """The product catalogue (``dim_products`` mart), sorted by product_id."""
-    path = settings.marts_dir / "dim_products.parquet"
+    path = mart_path(settings, DIM_PRODUCTS)
     if not path.exists():
         raise FileNotFoundError(f"product catalogue {path} is missing: run `nextbest build` first")
     cols = ", ".join(PRODUCT_COLUMNS)
-    return duckdb.sql(f"select {cols} from read_parquet('{path}') order by product_id").df()
+    return duckdb.sql(f"select {cols} from read_parquet('{path}') order by {PRODUCT_ID}").df()
 
 
 def resolve_bundle_path(settings: Settings, serving: ServingSettings) -> Path:
@@ -110,10 +110,10 @@ class Scorer:
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.settings = settings
-        self.serving = serving or ServingSettings()
+        self.serving = serving or settings.serving
         self._clock = clock or (lambda: self.serving.as_of or datetime.now(UTC))
         self.products = load_products(settings)
-        self.product_ids: list[str] = self.products["product_id"].astype(str).tolist()
+        self.product_ids: list[str] = self.products[PRODUCT_ID].astype(str).tolist()
         self._known_products = frozenset(self.product_ids)
         self.reader = OnlineReader(
             get_store(settings, self.serving.online_store),

@@ -54,6 +54,8 @@ class ModelBundle:
         dbt_manifest_hash: sha256 of the dbt ``manifest.json`` the features were built with.
         training_config: the training configuration (JSON-serialisable).
         data_range: e.g. ``{"train_start": "2023-01-31", "train_end": ..., "valid_end": ...}``.
+        build_vars: the dbt vars the warehouse was built with (``nextbest.settings.BuildVars``: label
+            horizon, activity look-back); empty when the build recorded none.
         metrics: evaluation metrics (name -> number).
         code_version: ``git describe`` of the code, else the package version.
         created_at: UTC creation time, ISO 8601.
@@ -66,6 +68,7 @@ class ModelBundle:
     dbt_manifest_hash: str | None = None
     training_config: dict[str, Any] = field(default_factory=dict)
     data_range: dict[str, str] = field(default_factory=dict)
+    build_vars: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     code_version: str = field(default_factory=lambda: code_version())
     created_at: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
@@ -145,6 +148,7 @@ def _metadata(bundle: ModelBundle) -> dict[str, Any]:
         "dbt_manifest_hash": bundle.dbt_manifest_hash,
         "training_config": bundle.training_config,
         "data_range": bundle.data_range,
+        "build_vars": bundle.build_vars,
         "metrics": bundle.metrics,
         "code_version": bundle.code_version,
         "created_at": bundle.created_at,
@@ -246,6 +250,7 @@ def load_bundle(
         dbt_manifest_hash=meta["dbt_manifest_hash"],
         training_config=meta["training_config"],
         data_range=meta["data_range"],
+        build_vars=meta.get("build_vars", {}),
         metrics=meta["metrics"],
         code_version=meta["code_version"],
         created_at=meta["created_at"],

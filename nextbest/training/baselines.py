@@ -19,7 +19,8 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from nextbest.training.constants import LABEL, ORACLE_PROBABILITY, PRODUCT_ID
+from nextbest.columns import LABEL, ORACLE_PROBABILITY, PRODUCT_ID
+from nextbest.training.config import BaselineConfig
 from nextbest.training.ranker import Categories, build_feature_frame, learn_categories
 
 
@@ -39,19 +40,7 @@ def _labels(df: pd.DataFrame) -> np.ndarray:
     return y.astype(int)
 
 
-@dataclass(frozen=True)
-class ClassifierParams:
-    """Hyper-parameters of the binary LightGBM baselines (fixed rounds, no early stopping)."""
-
-    n_estimators: int = 200
-    learning_rate: float = 0.05
-    num_leaves: int = 31
-    min_child_samples: int = 20
-    n_jobs: int = 1
-    seed: int = 0
-
-
-def _classifier(params: ClassifierParams) -> lgb.LGBMClassifier:
+def _classifier(params: BaselineConfig) -> lgb.LGBMClassifier:
     return lgb.LGBMClassifier(
         objective="binary",
         n_estimators=params.n_estimators,
@@ -106,7 +95,7 @@ class PerProductModels:
 
     feature_cols: Sequence[str]
     min_positives: int = 20
-    params: ClassifierParams = field(default_factory=ClassifierParams)
+    params: BaselineConfig = field(default_factory=BaselineConfig)
     product_col: str = PRODUCT_ID
     models: dict[str, lgb.LGBMClassifier] = field(default_factory=dict, init=False)
     base_rates: dict[str, float] = field(default_factory=dict, init=False)
@@ -158,7 +147,7 @@ class PooledClassifier:
     """One binary LightGBM over all (customer, product) rows, with the product a categorical feature."""
 
     feature_cols: Sequence[str]
-    params: ClassifierParams = field(default_factory=ClassifierParams)
+    params: BaselineConfig = field(default_factory=BaselineConfig)
     product_col: str = PRODUCT_ID
     model: lgb.LGBMClassifier | None = field(default=None, init=False)
     categories: Categories = field(default_factory=dict, init=False)

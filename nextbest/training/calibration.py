@@ -21,21 +21,10 @@ import numpy as np
 import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 
-from nextbest.training.constants import LABEL, PRODUCT_ID, SCORE
+from nextbest.columns import LABEL, PRODUCT_ID, SCORE
+from nextbest.training.config import CalibrationConfig
 from nextbest.training.encoding import Columns, MatrixSpec, float_column, require_columns, take_rows
 from nextbest.training.ranker import Categories, build_feature_frame, learn_categories
-
-
-@dataclass(frozen=True)
-class CalibrationParams:
-    """Hyper-parameters of the LightGBM calibrators (small trees: the score carries most signal)."""
-
-    n_estimators: int = 150
-    learning_rate: float = 0.05
-    num_leaves: int = 7
-    min_child_samples: int = 50
-    n_jobs: int = 1
-    seed: int = 0
 
 
 @dataclass
@@ -59,7 +48,7 @@ class MonotoneCalibrator:
         return np.asarray(model.booster_.predict(inputs, num_threads=1), dtype=float)
 
 
-def _fit_one(inputs: pd.DataFrame, label: np.ndarray, params: CalibrationParams) -> MonotoneCalibrator:
+def _fit_one(inputs: pd.DataFrame, label: np.ndarray, params: CalibrationConfig) -> MonotoneCalibrator:
     cols = list(inputs.columns)
     if len(cols) == 1:
         model: IsotonicRegression | lgb.LGBMClassifier = IsotonicRegression(
@@ -112,6 +101,12 @@ class Calibrators:
         features = build_feature_frame(df, cols, self.categories)
         features.insert(0, self.score_col, df[self.score_col].to_numpy(dtype=float))
         return features
+
+    def __getstate__(self) -> dict:
+        """Pickled without the encoding cache (keyed by object ids of this process)."""
+        state = dict(self.__dict__)
+        state.pop("_matrix_specs", None)
+        return state
 
     def matrix_spec(self, calibrator: MonotoneCalibrator) -> MatrixSpec:
         """The input encoding of ``calibrator``'s features (everything after the score), built once."""
@@ -167,7 +162,7 @@ def fit_calibrators(
     score_col: str = SCORE,
     label_col: str = LABEL,
     min_positives: int = 50,
-    params: CalibrationParams | None = None,
+    params: CalibrationConfig | None = None,
 ) -> Calibrators:
     """Fit one monotone calibrator per product, and a pooled one for products with too few positives.
 
@@ -180,7 +175,7 @@ def fit_calibrators(
             calibrator; others use the pooled one.
         params: LightGBM calibrator hyper-parameters.
     """
-    params = params or CalibrationParams()
+    params = params or CalibrationConfig()
     missing = [c for c in (product_col, score_col, label_col, *feature_cols) if c not in df.columns]
     if missing:
         raise KeyError(f"calibration: missing column(s) {missing}")

@@ -15,10 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from nextbest.features.definitions import FEATURE_SERVICE_NAME
 from nextbest.settings import PROJECT_ROOT
-from nextbest.training.baselines import ClassifierParams
-from nextbest.training.calibration import CalibrationParams
 from nextbest.training.constants import DEFAULT_K
-from nextbest.training.ranker import RankerParams
 
 CONFIG_DIR = PROJECT_ROOT / "training" / "configs"
 """Where the shipped per-dataset configs live."""
@@ -58,7 +55,8 @@ class SplitConfig(_Strict):
 
 
 class RankerConfig(_Strict):
-    """LambdaMART hyper-parameters (see ``nextbest.training.ranker.RankerParams``)."""
+    """LambdaMART hyper-parameters (LightGBM names; ``extra`` passed through to ``LGBMRanker``), used
+    directly by ``nextbest.training.ranker.fit_ranker``; early stopping on NDCG@``TrainingConfig.k``."""
 
     n_estimators: int = Field(default=500, ge=1)
     learning_rate: float = Field(default=0.05, gt=0)
@@ -72,13 +70,10 @@ class RankerConfig(_Strict):
     seed: int = 0
     extra: dict[str, Any] = Field(default_factory=dict)
 
-    def params(self, eval_at: int) -> RankerParams:
-        """The ``RankerParams`` of this config with NDCG@``eval_at`` for early stopping."""
-        return RankerParams(**self.model_dump(exclude={"extra"}), eval_at=eval_at, extra=dict(self.extra))
-
 
 class BaselineConfig(_Strict):
-    """The binary LightGBM baselines (per-product and pooled) and the per-product fallback."""
+    """The binary LightGBM baselines (per-product and pooled: fixed rounds, no early stopping) and the
+    per-product fallback; used directly by ``nextbest.training.baselines``."""
 
     n_estimators: int = Field(default=200, ge=1)
     learning_rate: float = Field(default=0.05, gt=0)
@@ -88,13 +83,10 @@ class BaselineConfig(_Strict):
     seed: int = 0
     per_product_min_positives: int = Field(default=20, ge=1)
 
-    def params(self) -> ClassifierParams:
-        """The ``ClassifierParams`` of this config."""
-        return ClassifierParams(**self.model_dump(exclude={"per_product_min_positives"}))
-
 
 class CalibrationConfig(_Strict):
-    """Per-product calibrators fitted on the validation month (never down-sampled).
+    """Per-product calibrators fitted on the validation month (never down-sampled); used directly by
+    ``nextbest.training.calibration.fit_calibrators`` (the LightGBM calibrators' hyper-parameters).
 
     Attributes:
         min_positives: a product needs this many positives and negatives for its own calibrator.
@@ -111,10 +103,6 @@ class CalibrationConfig(_Strict):
     min_child_samples: int = Field(default=50, ge=1)
     n_jobs: int = Field(default=1, ge=1)
     seed: int = 0
-
-    def params(self) -> CalibrationParams:
-        """The ``CalibrationParams`` of this config."""
-        return CalibrationParams(**self.model_dump(exclude={"min_positives", "feature_cols", "n_bins"}))
 
 
 class AblationConfig(_Strict):

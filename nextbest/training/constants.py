@@ -1,43 +1,6 @@
-"""Column names shared by training, evaluation and serving.
-
-A ranking *group* (a query) is one customer at one snapshot; its *documents* are the candidate
-products. Every frame handled by ``training`` has one row per (customer, product, snapshot).
-"""
+"""Training constants that are not column names (those are ``nextbest.columns``)."""
 
 from __future__ import annotations
-
-CUSTOMER_ID = "customer_id"
-"""The customer key (string)."""
-
-PRODUCT_ID = "product_id"
-"""The product key (string)."""
-
-EVENT_TIMESTAMP = "event_timestamp"
-"""The snapshot: the moment the features of the row became knowable (Feast's timestamp name)."""
-
-LABEL = "label"
-"""1 if the customer adopted the candidate product within the horizon after the snapshot, else 0."""
-
-SCORE = "score"
-"""A model's ranking score (unbounded for the ranker; higher = rank first)."""
-
-PROBABILITY = "probability"
-"""A calibrated adoption probability in [0, 1]."""
-
-RANK = "rank"
-"""1-based position of a product in its customer's ranking (1 = offer first)."""
-
-ORACLE_PROBABILITY = "oracle_probability"
-"""The true adoption probability of synthetic data (``oracle.parquet``), used by evaluation only."""
-
-GROUP_COLS: tuple[str, ...] = (CUSTOMER_ID, EVENT_TIMESTAMP)
-"""The columns that identify one ranking group (one customer at one snapshot)."""
-
-SORT_COLS: tuple[str, ...] = (EVENT_TIMESTAMP, CUSTOMER_ID, PRODUCT_ID)
-"""The canonical row order of a ranking frame: groups contiguous, products sorted inside a group."""
-
-KEY_COLS: tuple[str, ...] = SORT_COLS
-"""The unique key of a candidate row."""
 
 DEFAULT_K = 7
 """The cut-off used for NDCG@k / MAP@k and early stopping (a customer sees about 7 offers)."""

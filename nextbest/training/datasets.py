@@ -18,31 +18,19 @@ import duckdb
 import pandas as pd
 from feast import FeatureStore
 
+from nextbest.columns import CUSTOMER_ID, LABEL, ORACLE_PROBABILITY, PRODUCT_ID, SNAPSHOT_ON, SORT_COLS
 from nextbest.features.manifest import feature_groups as manifest_feature_groups
 from nextbest.features.retrieval import historical_features, service_dtypes, service_feature_views
 from nextbest.features.schema import normalise_dtypes
 from nextbest.features.store import get_store, load_specs
+from nextbest.marts import FCT_CANDIDATES, FCT_RANKING_LABELS, existing_mart
 from nextbest.settings import Settings
 from nextbest.training.config import TrainingConfig
-from nextbest.training.constants import CUSTOMER_ID, LABEL, ORACLE_PROBABILITY, PRODUCT_ID, SORT_COLS
 
-SNAPSHOT_ON = "snapshot_on"
-"""The snapshot date (month end) of a row; ``event_timestamp`` is the day after, 00:00 UTC."""
-
-LABELS_MART = "fct_ranking_labels"
-CANDIDATES_MART = "fct_candidates"
 ORACLE_FILE = "oracle.parquet"
 
 Progress = Callable[[str], None]
 """A callback receiving one human-readable progress line."""
-
-
-def mart_path(settings: Settings, name: str) -> Path:
-    """The parquet file of a dbt mart; FileNotFoundError when the warehouse was not built."""
-    path = settings.marts_dir / f"{name}.parquet"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: run `nextbest build` first")
-    return path
 
 
 def oracle_path(settings: Settings) -> Path | None:
@@ -53,16 +41,16 @@ def oracle_path(settings: Settings) -> Path | None:
 
 def labelled_snapshots(settings: Settings) -> list[date]:
     """The distinct snapshot dates of ``fct_ranking_labels``, ascending."""
-    return mart_snapshots(settings, LABELS_MART)
+    return mart_snapshots(settings, FCT_RANKING_LABELS)
 
 
-def mart_snapshots(settings: Settings, mart: str = CANDIDATES_MART) -> list[date]:
+def mart_snapshots(settings: Settings, mart: str = FCT_CANDIDATES) -> list[date]:
     """The distinct snapshot dates of a mart (``fct_candidates`` includes the latest, unlabelled one)."""
     con = duckdb.connect()
     try:
         rows = con.execute(
             f"select distinct {SNAPSHOT_ON} from read_parquet(?) order by 1",
-            [str(mart_path(settings, mart))],
+            [str(existing_mart(settings, mart))],
         ).fetchall()
     finally:
         con.close()
@@ -87,7 +75,7 @@ def _entity_query(mart: Path, with_label: bool, oracle: Path | None) -> str:
 
 
 def entity_frame(
-    settings: Settings, snapshots: Sequence[date], mart: str = LABELS_MART, with_oracle: bool = True
+    settings: Settings, snapshots: Sequence[date], mart: str = FCT_RANKING_LABELS, with_oracle: bool = True
 ) -> pd.DataFrame:
     """Entity rows of ``snapshots`` from a dbt mart, sorted by (event_timestamp, customer, product).
 
@@ -101,12 +89,12 @@ def entity_frame(
         customer_id, product_id (strings), snapshot_on (date), event_timestamp (naive UTC),
         label (int, labels mart only), oracle_probability (float, NaN where the oracle has no row).
     """
-    path = mart_path(settings, mart)
+    path = existing_mart(settings, mart)
     oracle = oracle_path(settings) if with_oracle else None
     con = duckdb.connect()
     try:
         con.execute("set timezone = 'UTC'")
-        sql = _entity_query(path, mart == LABELS_MART, oracle) + " order by event_timestamp, 1, 2"
+        sql = _entity_query(path, mart == FCT_RANKING_LABELS, oracle) + " order by event_timestamp, 1, 2"
         frame = con.execute(sql, [[d.isoformat() for d in snapshots]]).df()
     finally:
         con.close()
@@ -161,7 +149,7 @@ def training_frame(
     config: TrainingConfig,
     snapshots: Sequence[date],
     progress: Progress | None = None,
-    mart: str = LABELS_MART,
+    mart: str = FCT_RANKING_LABELS,
 ) -> pd.DataFrame:
     """Labelled entity rows of ``snapshots`` with the FeatureService's point-in-time features.
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from nextbest.columns import EVENT_TIMESTAMP, GROUP_COLS, LABEL, PROBABILITY, PRODUCT_ID
 from nextbest.training import metrics as m
-from nextbest.training.constants import DEFAULT_K, EVENT_TIMESTAMP, GROUP_COLS, LABEL, PROBABILITY, PRODUCT_ID
+from nextbest.training.constants import DEFAULT_K
 
 RANKER = "ranker"
 PER_PRODUCT = "per_product"

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from nextbest.training.constants import DEFAULT_K, GROUP_COLS, LABEL, PRODUCT_ID, SCORE
+from nextbest.columns import GROUP_COLS, LABEL, PRODUCT_ID, SCORE
+from nextbest.training.constants import DEFAULT_K
 
 _RANK = "_rank"
 _GROUP = "_group"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -21,7 +21,9 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from nextbest.training.constants import DEFAULT_K, GROUP_COLS, LABEL, SORT_COLS
+from nextbest.columns import GROUP_COLS, LABEL, SORT_COLS
+from nextbest.training.config import RankerConfig
+from nextbest.training.constants import DEFAULT_K
 from nextbest.training.encoding import Columns, MatrixSpec, n_rows, require_columns
 
 Categories = dict[str, list[str]]
@@ -199,24 +201,6 @@ def prepare_groups(
     )
 
 
-@dataclass(frozen=True)
-class RankerParams:
-    """Hyper-parameters of the LambdaMART ranker (LightGBM names; ``extra`` passed through)."""
-
-    n_estimators: int = 500
-    learning_rate: float = 0.05
-    num_leaves: int = 31
-    min_child_samples: int = 20
-    subsample: float = 1.0
-    colsample_bytree: float = 1.0
-    reg_lambda: float = 0.0
-    early_stopping_rounds: int = 50
-    eval_at: int = DEFAULT_K
-    n_jobs: int = 2
-    seed: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 @dataclass
 class FittedRanker:
     """A trained ranker with everything needed to score new rows identically.
@@ -286,13 +270,16 @@ def _eval_kwargs(features: pd.DataFrame, label: np.ndarray) -> dict[str, Any]:
     return {"eval_set": [(features, label)]}
 
 
-def fit_ranker(train: RankingData, valid: RankingData, params: RankerParams | None = None) -> FittedRanker:
-    """Train ``LGBMRanker(objective="lambdarank")`` with early stopping on the validation NDCG@eval_at.
+def fit_ranker(
+    train: RankingData, valid: RankingData, params: RankerConfig | None = None, eval_at: int = DEFAULT_K
+) -> FittedRanker:
+    """Train ``LGBMRanker(objective="lambdarank")`` with early stopping on the validation NDCG@``eval_at``.
 
     Categorical features are LightGBM-native (no one-hot), NaN are left to LightGBM. ``valid`` must
-    be prepared with ``categories=train.categories``.
+    be prepared with ``categories=train.categories``. ``params`` are the config's hyper-parameters
+    (LightGBM names; ``extra`` passed through).
     """
-    params = params or RankerParams()
+    params = params or RankerConfig()
     _check_same_features(train, valid)
     if valid.n_groups == 0:
         raise ValueError("the validation split has no group")
@@ -315,14 +302,14 @@ def fit_ranker(train: RankingData, valid: RankingData, params: RankerParams | No
         verbose=-1,
         **params.extra,
     )
-    metric_name = f"ndcg@{params.eval_at}"
+    metric_name = f"ndcg@{eval_at}"
     model.fit(
         train.features,
         train.label,
         group=train.group_sizes,
         **_eval_kwargs(valid.features, valid.label),
         eval_group=[valid.group_sizes],
-        eval_at=[params.eval_at],
+        eval_at=[eval_at],
         categorical_feature=[c for c in train.feature_cols if c in train.categories],
         callbacks=[lgb.early_stopping(params.early_stopping_rounds, first_metric_only=True, verbose=False)],
     )
@@ -334,5 +321,5 @@ def fit_ranker(train: RankingData, valid: RankingData, params: RankerParams | No
         categories={k: list(v) for k, v in train.categories.items()},
         best_iteration=best_iteration,
         best_valid_ndcg=best_score,
-        eval_at=params.eval_at,
+        eval_at=eval_at,
     )

@@ -16,8 +16,8 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from nextbest.columns import CUSTOMER_ID, EVENT_TIMESTAMP, PROBABILITY, PRODUCT_ID, RANK, SCORE
 from nextbest.training.calibration import Calibrators
-from nextbest.training.constants import CUSTOMER_ID, EVENT_TIMESTAMP, PROBABILITY, PRODUCT_ID, RANK, SCORE
 from nextbest.training.encoding import Columns, require_columns
 from nextbest.training.ranker import FittedRanker
 

@@ -24,14 +24,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nextbest.features.store import get_store, manifest_path
-from nextbest.settings import Settings
+from nextbest.columns import LABEL, ORACLE_PROBABILITY, PROBABILITY, PRODUCT_ID, SCORE
+from nextbest.features.store import get_store
+from nextbest.marts import manifest_path
+from nextbest.settings import BuildVars, Settings
 from nextbest.training import evaluate as ev
 from nextbest.training.artifacts import ModelBundle, file_sha256, save_bundle
 from nextbest.training.baselines import OracleBaseline, PerProductModels, PooledClassifier, PopularityBaseline
 from nextbest.training.calibration import Calibrators, fit_calibrators
 from nextbest.training.config import SplitConfig, TrainingConfig
-from nextbest.training.constants import LABEL, ORACLE_PROBABILITY, PROBABILITY, PRODUCT_ID, SCORE
 from nextbest.training.datasets import feature_columns, feature_groups, labelled_snapshots, training_frame
 from nextbest.training.evaluate import Evaluation
 from nextbest.training.ranker import FittedRanker, RankingData, fit_ranker, prepare_groups
@@ -164,7 +165,7 @@ def fit_models(
         f"({train.n_groups_dropped:,} without positive dropped; negative keep rate "
         f"{train.negative_keep_rate:.3f}), valid {valid.n_groups:,} groups"
     )
-    ranker = fit_ranker(train, valid, config.ranker.params(config.k))
+    ranker = fit_ranker(train, valid, config.ranker, config.k)
     seconds["ranker"] = time.perf_counter() - started
     say(f"fit: ranker best iteration {ranker.best_iteration}, valid ndcg {ranker.best_valid_ndcg:.4f}")
 
@@ -177,7 +178,7 @@ def fit_models(
         calib_frame,
         feature_cols=config.calibration.feature_cols,
         min_positives=config.calibration.min_positives,
-        params=config.calibration.params(),
+        params=config.calibration,
     )
     seconds["calibration"] = time.perf_counter() - started
     return FittedModels(ranker, calibrators, baselines, train, valid.n_groups, seconds, valid_data=valid)
@@ -195,7 +196,7 @@ def fit_baselines(
     say = progress or (lambda _msg: None)
     seconds = seconds if seconds is not None else {}
     features = [c for c in feature_cols if c != PRODUCT_ID]
-    params = config.baseline_params.params()
+    params = config.baseline_params
     makers: dict[str, Callable[[], Any]] = {
         ev.POPULARITY: PopularityBaseline,
         ev.PER_PRODUCT: lambda: PerProductModels(
@@ -284,18 +285,21 @@ def ablate_feature_groups(
     members: dict[str, list[str]] = {}
     for feature in features:
         members.setdefault(groups.get(feature, feature), []).append(feature)
-    params = config.ranker.params(config.k)
     n_estimators = config.ablation.n_estimators or min(
-        params.n_estimators, max(2 * models.ranker.best_iteration, params.early_stopping_rounds)
+        config.ranker.n_estimators,
+        max(2 * models.ranker.best_iteration, config.ranker.early_stopping_rounds),
     )
-    params = replace(params, n_estimators=n_estimators)
+    params = config.ranker.model_copy(update={"n_estimators": n_estimators})
     out = Ablation({}, {}, {}, n_estimators, 0.0)
     todo = [g for g in members if g not in config.ablation.skip_groups and len(members[g]) < len(features)]
     for i, group in enumerate(todo, start=1):
         keep = [f for f in features if f not in members[group]]
         say(f"ablation {i}/{len(todo)}: without {group} ({len(members[group])} feature(s))")
         ranker = fit_ranker(
-            _without_features(models.train_data, keep), _without_features(models.valid_data, keep), params
+            _without_features(models.train_data, keep),
+            _without_features(models.valid_data, keep),
+            params,
+            config.k,
         )
         out.scores[group] = ranker.score(scored)
         out.n_features[group] = len(members[group])
@@ -420,6 +424,12 @@ def service_version(name: str) -> int:
     return int(match.group(1)) if match else 1
 
 
+def recorded_build_vars(settings: Settings) -> dict[str, Any]:
+    """The build vars the warehouse was built with, as the build recorded them ({} when it did not)."""
+    recorded = BuildVars.read(settings.build_vars_path)
+    return {} if recorded is None else recorded.model_dump()
+
+
 def _manifest_hash(settings: Settings) -> str | None:
     path = manifest_path(settings)
     return file_sha256(path) if path.exists() else None
@@ -450,6 +460,7 @@ def build_bundle(
         dbt_manifest_hash=_manifest_hash(settings),
         training_config=training_config,
         data_range=split.as_dict(),
+        build_vars=recorded_build_vars(settings),
         metrics={k: v for k, v in evaluation.flat.items() if np.isfinite(v)},
     )
 

@@ -83,7 +83,8 @@ def fit_small_bundle(settings: Settings) -> Path:
     from nextbest.features.store import get_store
     from nextbest.training.artifacts import ModelBundle, save_bundle
     from nextbest.training.calibration import fit_calibrators
-    from nextbest.training.ranker import RankerParams, fit_ranker, prepare_groups
+    from nextbest.training.config import RankerConfig
+    from nextbest.training.ranker import fit_ranker, prepare_groups
 
     labels = duckdb.sql(
         f"select customer_id, product_id, event_timestamp, label "
@@ -97,7 +98,7 @@ def fit_small_bundle(settings: Settings) -> Path:
     train_df, valid_df = frame[frame["event_timestamp"] < last], frame[frame["event_timestamp"] == last]
     train = prepare_groups(train_df, feature_cols)
     valid = prepare_groups(valid_df, feature_cols, categories=train.categories)
-    ranker = fit_ranker(train, valid, RankerParams(n_estimators=60, early_stopping_rounds=20, n_jobs=1))
+    ranker = fit_ranker(train, valid, RankerConfig(n_estimators=60, early_stopping_rounds=20, n_jobs=1))
     scored = valid_df.assign(score=ranker.score(valid_df))
     calibrators = fit_calibrators(scored, feature_cols=["income", "tenure_months"], min_positives=15)
     bundle = ModelBundle(

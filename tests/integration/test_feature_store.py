@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from nextbest.columns import EVENT_TIMESTAMP
 from nextbest.features.definitions import FEATURE_SERVICE_NAME, feature_list_sha
-from nextbest.features.manifest import EVENT_TIMESTAMP
 from nextbest.features.online import online_features
 from nextbest.features.repo import cli_definitions
 from nextbest.features.retrieval import historical_features
@@ -32,12 +32,12 @@ from nextbest.features.store import (
     get_store,
     load_definitions,
     load_specs,
-    manifest_path,
     materialize,
     repo_config,
     sqlite_path,
     status,
 )
+from nextbest.marts import manifest_path
 from nextbest.settings import FEATURE_REPO_DIR, Settings
 
 pytestmark = pytest.mark.integration
@@ -367,18 +367,20 @@ class TestDefinitions:
             repo_config(settings, "memcached")  # type: ignore[arg-type]
         monkeypatch.setenv("NEXTBEST_ONLINE_STORE", "memcached")
         with pytest.raises(ValueError, match="NEXTBEST_ONLINE_STORE"):
-            repo_config(settings)
+            repo_config(Settings(home=settings.home))
 
     def test_online_store_kind_comes_from_the_environment(
         self, settings: Settings, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setenv("NEXTBEST_ONLINE_STORE", "redis")
         monkeypatch.setenv("NEXTBEST_REDIS_URL", "redis://10.0.0.5:6380")
-        config = repo_config(settings)
+        config = repo_config(Settings(home=settings.home))
         assert config.online_store.type == "redis"
         assert config.online_store.connection_string == "10.0.0.5:6380"
+        assert settings.online.kind == "sqlite", "settings are read once, when they are created"
         monkeypatch.delenv("NEXTBEST_ONLINE_STORE")
-        assert repo_config(settings).online_store.path == str(sqlite_path(settings).resolve())
+        sqlite = repo_config(Settings(home=settings.home)).online_store
+        assert sqlite.path == str(sqlite_path(settings).resolve())
 
 
 # --------------------------------------------------------------------------- materialize + parity
@@ -406,6 +408,7 @@ class TestMaterialize:
     def test_online_equals_historical_at_the_latest_snapshot_redis(
         self, handmade: Settings, redis_db: str
     ) -> None:
+        handmade = Settings(home=handmade.home)  # settings read now: NEXTBEST_REDIS_URL selects db 13
         apply_definitions(handmade, "redis")
         runs = materialize(handmade, "redis", progress=False)
         assert {r.mode for r in runs} == {"full"}

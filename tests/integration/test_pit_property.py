@@ -22,8 +22,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from nextbest.columns import EVENT_TIMESTAMP
 from nextbest.features.definitions import build_definitions
-from nextbest.features.manifest import EVENT_TIMESTAMP, FeatureViewSpec, FieldSpec
+from nextbest.features.manifest import FeatureViewSpec, FieldSpec
 from nextbest.features.online import online_features
 from nextbest.features.retrieval import historical_features
 from nextbest.features.schema import normalise

@@ -20,10 +20,9 @@ from nextbest.features.retrieval import historical_features
 from nextbest.features.store import get_store
 from nextbest.serving.batch import score_batch
 from nextbest.serving.scorer import Scorer, candidate_mask
-from nextbest.serving.settings import ServingSettings
-from nextbest.settings import Settings
+from nextbest.settings import ServingSettings, Settings
 from nextbest.training.ranker import build_feature_frame
-from nextbest.training.scoring import rank_candidates, rank_within_groups
+from nextbest.training.scoring import rank_candidates
 from tests.integration.serving_fixtures import build_deployment, latest_candidates
 
 pytestmark = pytest.mark.integration
@@ -136,15 +135,6 @@ class TestScoresAgree:
         with pytest.raises(ValueError, match="snapshots with candidates"):
             score_batch(date(1999, 1, 31), tmp_path / "x.parquet", settings=deployment, progress=False)
         assert not (tmp_path / "x.parquet").exists()
-
-
-class TestRankWithinGroups:
-    def test_known_answer(self) -> None:
-        customers = np.array(["b", "a", "b", "a", "b"], dtype=object)
-        products = np.array(["p1", "p1", "p2", "p2", "p3"], dtype=object)
-        score = np.array([0.5, 0.1, 0.9, 0.1, 0.5])
-        # b: p2 (0.9) 1st, then p1 and p3 tie at 0.5 -> product id order; a: p1/p2 tie -> p1 first
-        assert rank_within_groups([customers], products, score).tolist() == [2, 1, 1, 2, 3]
 
 
 class TestProductCache:

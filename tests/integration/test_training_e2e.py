@@ -22,6 +22,7 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from nextbest.columns import GROUP_COLS, LABEL, SORT_COLS
 from nextbest.features.store import apply_definitions, get_store
 from nextbest.ingest.store import ingest_directory
 from nextbest.ingest.synthetic import generate_synthetic
@@ -31,7 +32,6 @@ from nextbest.training import metrics as m
 from nextbest.training.artifacts import BundleMismatchError, load_bundle
 from nextbest.training.cli import app as training_app
 from nextbest.training.config import CONFIG_DIR, SplitConfig, TrainingConfig, default_config_path, load_config
-from nextbest.training.constants import GROUP_COLS, LABEL, SORT_COLS
 from nextbest.training.datasets import feature_columns, labelled_snapshots
 from nextbest.training.evaluate import (
     ORACLE,

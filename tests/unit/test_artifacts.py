@@ -21,7 +21,8 @@ from nextbest.training.artifacts import (
     save_bundle,
 )
 from nextbest.training.calibration import fit_calibrators
-from nextbest.training.ranker import RankerParams, fit_ranker, prepare_groups
+from nextbest.training.config import RankerConfig
+from nextbest.training.ranker import fit_ranker, prepare_groups
 
 FEATURES = ["product_id", "segment", "affinity", "income"]
 
@@ -65,7 +66,7 @@ def bundle(data: pd.DataFrame) -> ModelBundle:
     valid_df = data[data["event_timestamp"] > "2024-02-01"]
     train = prepare_groups(train_df, FEATURES)
     valid = prepare_groups(valid_df, FEATURES, categories=train.categories)
-    ranker = fit_ranker(train, valid, RankerParams(n_estimators=50, early_stopping_rounds=10, n_jobs=1))
+    ranker = fit_ranker(train, valid, RankerConfig(n_estimators=50, early_stopping_rounds=10, n_jobs=1))
     scored = valid_df.assign(score=ranker.score(valid_df))
     calibrators = fit_calibrators(scored, feature_cols=["segment"], min_positives=30)
     return ModelBundle(

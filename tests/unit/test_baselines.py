@@ -8,16 +8,16 @@ import pandas as pd
 import pytest
 
 from nextbest.training.baselines import (
-    ClassifierParams,
     OracleBaseline,
     PerProductModels,
     PooledClassifier,
     PopularityBaseline,
 )
+from nextbest.training.config import BaselineConfig
 from nextbest.training.metrics import ndcg_at_k
 
 FEATURES = ["segment", "income", "affinity"]
-FAST = ClassifierParams(n_estimators=60, learning_rate=0.1)
+FAST = BaselineConfig(n_estimators=60, learning_rate=0.1)
 
 
 def simulate(n_customers: int = 400, seed: int = 0) -> pd.DataFrame:

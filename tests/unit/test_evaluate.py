@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -268,8 +267,8 @@ def test_ablation_refits_each_group_except_product_id_on_the_same_groups(fitted:
     keep = ["product_id", "affinity", "count_products_owned"]
     train = prepare_groups(fitted["train"], keep)
     valid = prepare_groups(fitted["valid"], keep, categories=train.categories)
-    params = fitted["config"].ranker.params(7)
-    manual = fit_ranker(train, valid, replace(params, n_estimators=40)).score(fitted["scored"])
+    params = fitted["config"].ranker.model_copy(update={"n_estimators": 40})
+    manual = fit_ranker(train, valid, params, 7).score(fitted["scored"])
     np.testing.assert_allclose(ablation.scores["noise"], manual)
 
 

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nextbest.training.constants import LABEL
+from nextbest.columns import LABEL
+from nextbest.training.config import RankerConfig
 from nextbest.training.metrics import ndcg_at_k
 from nextbest.training.ranker import (
     FittedRanker,
-    RankerParams,
     build_feature_frame,
     fit_ranker,
     learn_categories,
@@ -69,7 +69,7 @@ def fitted(data: pd.DataFrame) -> FittedRanker:
     valid = prepare_groups(
         data[data["event_timestamp"] > "2024-03-01"], FEATURES, categories=train.categories
     )
-    return fit_ranker(train, valid, RankerParams(n_estimators=200, early_stopping_rounds=20, n_jobs=1))
+    return fit_ranker(train, valid, RankerConfig(n_estimators=200, early_stopping_rounds=20, n_jobs=1))
 
 
 TINY = pd.DataFrame(
@@ -234,5 +234,5 @@ class TestFitRanker:
         categories = {**learn_categories(data, FEATURES), "region": ["north", "south"]}
         train = prepare_groups(data[data["event_timestamp"] < "2024-03-01"], FEATURES, categories=categories)
         valid = prepare_groups(data[data["event_timestamp"] > "2024-03-01"], FEATURES, categories=categories)
-        ranker = fit_ranker(train, valid, RankerParams(n_estimators=20, n_jobs=1))
+        ranker = fit_ranker(train, valid, RankerConfig(n_estimators=20, n_jobs=1))
         assert np.isfinite(ranker.score(data.head(20))).all()

@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from nextbest.columns import LABEL
 from nextbest.training.calibration import fit_calibrators
-from nextbest.training.constants import LABEL
-from nextbest.training.ranker import RankerParams, fit_ranker, prepare_groups
+from nextbest.training.config import RankerConfig
+from nextbest.training.ranker import fit_ranker, prepare_groups
 from nextbest.training.scoring import (
     input_columns,
     rank_within_groups,
@@ -65,7 +66,7 @@ def models() -> object:
     rows[LABEL] = (rng.random(len(rows)) < 1 / (1 + np.exp(-2 * rows["x"]))).astype(int)
     train = prepare_groups(rows.iloc[: len(rows) // 2], ["product_id", "x"])
     valid = prepare_groups(rows.iloc[len(rows) // 2 :], ["product_id", "x"], categories=train.categories)
-    ranker = fit_ranker(train, valid, RankerParams(n_estimators=20, n_jobs=1))
+    ranker = fit_ranker(train, valid, RankerConfig(n_estimators=20, n_jobs=1))
     held_out = rows.iloc[len(rows) // 2 :].assign(score=lambda d: ranker.score(d))
     calibrators = fit_calibrators(held_out, min_positives=20)
 
