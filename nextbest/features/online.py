@@ -252,6 +252,14 @@ class OnlineReader:
         self.features: list[str] = [f for v in self.views for f in v.features]
         self.catalogue: list[str] = [str(p) for p in catalogue]
         self.product_cache_seconds = product_cache_seconds
+        customer_views = [v for v in self.views if v.join_keys == (CUSTOMER_ID,) and not v.packed]
+        packed_views = [v for v in self.views if v.packed]
+        if len(customer_views) != 1 or len(packed_views) != 1:
+            raise ValueError(
+                f"the service needs one customer view and one packed customer x product view, got "
+                f"{[v.name for v in customer_views]} and {[v.name for v in packed_views]}"
+            )
+        self._customer_ts_field = customer_views[0].timestamp_field
         others = [v for v in self.views if v.join_keys != (CUSTOMER_ID,)]
         self._cacheable = all(v.join_keys == (PRODUCT_ID,) for v in others)
         self._lock = threading.Lock() if self.online_kind == "sqlite" else None
@@ -308,11 +316,7 @@ class OnlineReader:
         if product_ids is not None:
             wanted = set(product_ids)
             listed = [p for p in listed if p in wanted]
-        customer_ts = next(
-            (read_timestamp(customer, v.timestamp_field) for v in views if v.join_keys == (CUSTOMER_ID,)
-             and not v.packed),
-            0,
-        )
+        customer_ts = read_timestamp(customer, self._customer_ts_field)
         mask = rule(np.ones(len(listed), dtype=bool), customer_ts, read_timestamp(customer, PACKED_PRODUCTS))
         ids = [p for p, keep in zip(listed, mask, strict=True) if keep]
         cache = self._cached_products() if ids else None

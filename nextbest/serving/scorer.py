@@ -49,9 +49,6 @@ PRODUCT_COLUMNS: tuple[str, ...] = (PRODUCT_ID, "product_name", "category", "min
 """Columns of the ``dim_products`` mart kept in memory."""
 
 
-
-
-
 def top_k(product_ids: Sequence[str], scored: ScoredFrame, k: int) -> list[RankedProduct]:
     """The ``k`` best products by ``ranking_order`` (score, ties: product id ascending), ranked from 1."""
     order = ranking_order(product_ids, scored.score)[:k]
@@ -112,6 +109,7 @@ class Scorer:
         self.settings = settings
         self.serving = serving or settings.serving
         self._clock = clock or (lambda: self.serving.as_of or datetime.now(UTC))
+        self.bundle_path = resolve_bundle_path(settings, self.serving)
         self.products = load_products(settings)
         self.product_ids: list[str] = self.products[PRODUCT_ID].astype(str).tolist()
         self._known_products = frozenset(self.product_ids)
@@ -126,7 +124,6 @@ class Scorer:
         self.online_kind: str = self.reader.online_kind
         names = {v.name for v in self.views}
         self.specs = [s for s in load_specs(settings) if s.view in names]
-        self.bundle_path = resolve_bundle_path(settings, self.serving)
         self.bundle = load_bundle(
             self.bundle_path,
             expected_features=expected_bundle_features(self.bundle_path, self.reader.features),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -108,6 +109,30 @@ class Calibrators:
         state.pop("_matrix_specs", None)
         return state
 
+    def _rows_by_calibrator(self, products: Any) -> list[tuple[MonotoneCalibrator, np.ndarray]]:
+        """Each calibrator used by ``products`` (one per row) and its rows, ascending: a product's own
+        calibrator, else the pooled one."""
+        if isinstance(products, pd.Series):  # a frame: few products, many rows, grouped in numpy
+            distinct, inverse = np.unique(products.astype(str).to_numpy(dtype=object), return_inverse=True)
+            numbers: dict[int, int] = {}
+            calibrators: list[MonotoneCalibrator] = []
+            for product in distinct:
+                calibrator = self.per_product.get(str(product), self.pooled)
+                if numbers.setdefault(id(calibrator), len(numbers)) == len(calibrators):
+                    calibrators.append(calibrator)
+            number_of = np.asarray([numbers[id(self.per_product.get(str(p), self.pooled))] for p in distinct])
+            group = number_of[inverse.ravel()]
+            order = np.argsort(group, kind="stable")
+            bounds = np.searchsorted(group[order], np.arange(len(calibrators) + 1))
+            return [(c, order[bounds[g] : bounds[g + 1]]) for g, c in enumerate(calibrators)]
+        per_row = [self.per_product.get(str(p), self.pooled) for p in products]  # a short list (online)
+        rows: dict[int, list[int]] = {}
+        by_id: dict[int, MonotoneCalibrator] = {}
+        for i, calibrator in enumerate(per_row):
+            rows.setdefault(id(calibrator), []).append(i)
+            by_id[id(calibrator)] = calibrator
+        return [(by_id[key], np.asarray(idx)) for key, idx in rows.items()]
+
     def matrix_spec(self, calibrator: MonotoneCalibrator) -> MatrixSpec:
         """The input encoding of ``calibrator``'s features (everything after the score), built once."""
         cache = self.__dict__.setdefault("_matrix_specs", {})
@@ -133,21 +158,7 @@ class Calibrators:
         out = np.empty(n, dtype=float)
         if n == 0:
             return out
-        values = data[self.product_col]
-        products = (
-            values.astype(str).to_numpy(dtype=object)
-            if isinstance(values, pd.Series)
-            else np.asarray([str(p) for p in values], dtype=object)
-        )
-        distinct, inverse = np.unique(products, return_inverse=True)
-        products_of: dict[int, list[int]] = {}  # calibrator -> positions in ``distinct``
-        chosen: dict[int, MonotoneCalibrator] = {}
-        for j, product in enumerate(distinct):
-            calibrator = self.per_product.get(str(product), self.pooled)
-            products_of.setdefault(id(calibrator), []).append(j)
-            chosen[id(calibrator)] = calibrator
-        for key, positions in products_of.items():
-            calibrator, idx = chosen[key], np.flatnonzero(np.isin(inverse.ravel(), positions))
+        for calibrator, idx in self._rows_by_calibrator(data[self.product_col]):
             spec = self.matrix_spec(calibrator)
             subset = {c: take_rows(data[c], idx) for c in spec.columns}
             inputs = np.column_stack([score[idx], spec.matrix(subset, len(idx))])
