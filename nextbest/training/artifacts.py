@@ -4,7 +4,8 @@ A bundle is a directory ``<models_dir>/<version>/`` holding
   - ``ranker.txt``: the LightGBM booster in LightGBM's text format;
   - ``calibrators.joblib``: the per-product calibrators (absent when there are none);
   - ``bundle.json``: the ordered feature list, categorical mappings, feature service name and
-    version, dbt manifest hash, training config, data range, metrics, code version, created_at.
+    version, dbt manifest hash, training config, data range, build vars, metrics, code version,
+    created_at.
 It is written to a temporary directory beside its final place and renamed in one step, so a
 reader never sees a half-written bundle.
 """
@@ -16,7 +17,11 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -36,6 +41,31 @@ BUNDLE_FORMAT = 1
 RANKER_FILE = "ranker.txt"
 CALIBRATORS_FILE = "calibrators.joblib"
 METADATA_FILE = "bundle.json"
+
+LEGACY_PACKAGES: dict[str, str] = {"training": "nextbest.training"}
+"""Package names pickled into bundles saved before the code moved under ``nextbest``, and where that
+code lives now: ``load_bundle`` reads such bundles unchanged."""
+_LEGACY_LOCK = threading.Lock()
+
+
+@contextmanager
+def _legacy_package_names() -> Iterator[None]:
+    """While loading a pickle, ``training.<module>`` also names ``nextbest.training.<module>`` (unless
+    another module already holds that name); the aliases are removed afterwards."""
+    with _LEGACY_LOCK:
+        added = []
+        for old, new in LEGACY_PACKAGES.items():
+            for name, module in list(sys.modules.items()):
+                if name == new or name.startswith(f"{new}."):
+                    alias = old + name[len(new) :]
+                    if alias not in sys.modules:
+                        sys.modules[alias] = module
+                        added.append(alias)
+        try:
+            yield
+        finally:
+            for alias in added:
+                sys.modules.pop(alias, None)
 
 
 class BundleMismatchError(ValueError):
@@ -241,7 +271,10 @@ def load_bundle(
         best_valid_ndcg=float(meta["best_valid_ndcg"]),
         eval_at=int(meta["eval_at"]),
     )
-    calibrators = joblib.load(path / CALIBRATORS_FILE) if meta["has_calibrators"] else None
+    calibrators = None
+    if meta["has_calibrators"]:
+        with _legacy_package_names():
+            calibrators = joblib.load(path / CALIBRATORS_FILE)
     return ModelBundle(
         ranker=ranker,
         calibrators=calibrators,
