@@ -1,4 +1,4 @@
-"""Alternative datasets in the raw contract, with mechanisms unlike ``ingest/synthetic.py``: an
+"""Alternative datasets in the raw contract, with mechanisms unlike ``nextbest/ingest/synthetic.py``: an
 independent check that the ranker trained with the default config reaches the oracle.
 
 ``generate_alt(out_dir, variant, customers, months, seed)`` simulates month by month one of

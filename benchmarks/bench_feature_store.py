@@ -8,7 +8,7 @@ Prints figures and ratios. Small defaults finish in a few minutes on 2 cores:
 
 Sections:
 1. point-in-time retrieval of the ranker_v1 service: ours (Feast through
-   ``features.retrieval.historical_features``: one Feast PIT call per join-key group on the DISTINCT
+   ``nextbest.features.retrieval.historical_features``: one Feast PIT call per join-key group on the DISTINCT
    (keys, ts) rows, packed lists unpacked) vs a direct DuckDB query over the same parquet marts (one
    ASOF join per plain view; the packed view ASOF-joined on the customer, unnested and joined on the
    product), for N entity rows (= candidate rows sampled from fct_candidates of a dbt build of the
@@ -19,7 +19,8 @@ Sections:
    C customers x 3 snapshots, with the online store size; then the PEER: the previous layout, one online
    key per customer x candidate (a view keyed by [customer, product] over the same values exploded),
    and the ratios old/new (skip it with ``--skip peer``: ~9 min at 100k customers in sqlite).
-3. online fetch latency p50/p99 for one customer + all its candidates: ``features.retrieval.online_rows``
+3. online fetch latency p50/p99 for one customer + all its candidates:
+   ``nextbest.features.online.online_rows``
    (sqlite, redis) and the same two reads over HTTP against ``feast serve`` on 127.0.0.1 (started here,
    bounded loop, then stopped).
 """
@@ -49,22 +50,23 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.manifest import ENTITY_JOIN_KEYS, EVENT_TIMESTAMP, PACKED_PRODUCTS, FeatureViewSpec, FieldSpec
-from features.retrieval import customer_read, historical_features, online_rows, served_views
-from features.schema import normalise
-from features.store import (
+from nextbest.columns import CUSTOMER_ID, EVENT_TIMESTAMP, PRODUCT_ID
+from nextbest.features.manifest import FeatureViewSpec, FieldSpec
+from nextbest.features.online import customer_read, online_rows
+from nextbest.features.packing import PACKED_PRODUCTS
+from nextbest.features.retrieval import historical_features, served_views
+from nextbest.features.schema import normalise
+from nextbest.features.store import (
     apply_definitions,
     get_store,
     load_specs,
-    manifest_path,
     materialize,
     sqlite_path,
 )
+from nextbest.marts import manifest_path
 from nextbest.settings import FEATURE_REPO_DIR, Settings
 
 REDIS_DB = 14
-CUSTOMER_ID = ENTITY_JOIN_KEYS["customer"]
-PRODUCT_ID = ENTITY_JOIN_KEYS["product"]
 SQL_TYPES = {"Int32": "integer", "Int64": "bigint", "Float64": "double", "Bool": "boolean"}
 """Feast type name -> DuckDB type of a non-string pair feature."""
 PEER_VIEW = "customer_product_pairs"
@@ -132,8 +134,8 @@ def quiet_feast():
 
 def ensure_built(home: Path, customers: int, months: int) -> Settings:
     """A dbt build of the synthetic bank under ``home`` (reused when the marts already exist)."""
-    from ingest.synthetic import generate_synthetic
     from nextbest.dbt import run_dbt
+    from nextbest.ingest.synthetic import generate_synthetic
 
     settings = Settings(home=home)
     if manifest_path(settings).exists() and (settings.marts_dir / "fct_candidates.parquet").exists():
@@ -181,7 +183,8 @@ def entity_rows(settings: Settings, n: int, seed: int = 0) -> pd.DataFrame:
 
 def decoded_element(field: FieldSpec, column: str) -> str:
     """SQL decoding one packed list element ``column`` back to the pair model's value and type:
-    '' -> null for strings, NaN -> null for numbers (written here, independently of features.packing)."""
+    '' -> null for strings, NaN -> null for numbers (written here,
+    independently of nextbest.features.packing)."""
     if field.feast_type == "String":
         return f"nullif({column}, '')"
     sql_type = SQL_TYPES[field.feast_type]
@@ -273,7 +276,8 @@ def bench_historical(settings: Settings, sizes: list[int]) -> None:
         detail = " + ".join(f"{m:,} ({', '.join(k)}, ts)" for k, m in sent.items())
         print(f"{n:>10,} entity rows; Feast was sent {sum(sent.values()):,} entity rows = {detail}")
         print(
-            f"{'':>10} ours (Feast via features.retrieval.historical_features) {n / o_s:>10,.0f} rows/s "
+            f"{'':>10} ours (Feast via nextbest.features.retrieval.historical_features) "
+            f"{n / o_s:>10,.0f} rows/s "
             f"({o_s:7.2f} s, +{o_mib:6.0f} MiB RSS)"
         )
         print(
@@ -468,7 +472,7 @@ def peer_objects(specs: list[FeatureViewSpec], exploded: Path) -> list[Any]:
     from feast import FeatureView, Field, FileSource
     from feast.types import String
 
-    from features.definitions import FEAST_TYPES, build_entities, build_source, build_view
+    from nextbest.features.definitions import FEAST_TYPES, build_entities, build_source, build_view
 
     entities = build_entities()
     plain = [s for s in specs if not s.packed]

@@ -1,7 +1,7 @@
 """Does the ranker, trained with no ``--config``, reach the oracle on data it was not tuned on?
 
 For each alt dataset of ``alt_datasets.py`` (``acme-telecom``, ``acme-insurer``: mechanisms unlike the
-synthetic bank's; trained with ``configs/training/default.yaml``) and for the synthetic bank (trained
+synthetic bank's; trained with ``training/configs/default.yaml``) and for the synthetic bank (trained
 with its own shipped config, which is what ``nextbest train`` picks for it), runs
 ``ingest -> build -> train`` in a fresh ``NEXTBEST_HOME`` and prints, from the bundle's ``report.json``:
 test groups, nDCG@7 of the ranker, the oracle (ranking by the true adoption probability), popularity

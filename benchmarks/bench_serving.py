@@ -34,12 +34,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from features.manifest import PACKED_PRODUCTS  # noqa: E402
-from features.store import apply_definitions, materialize  # noqa: E402
-from nextbest.settings import FEATURE_REPO_DIR, Settings  # noqa: E402
-from serving.cli import score_batch  # noqa: E402
-from serving.scorer import Scorer  # noqa: E402
-from serving.settings import ServingSettings  # noqa: E402
+from nextbest.features.packing import PACKED_PRODUCTS  # noqa: E402
+from nextbest.features.store import apply_definitions, materialize  # noqa: E402
+from nextbest.serving.batch import score_batch  # noqa: E402
+from nextbest.serving.scorer import Scorer  # noqa: E402
+from nextbest.settings import FEATURE_REPO_DIR, ServingSettings, Settings  # noqa: E402
 from tests.integration.serving_fixtures import (  # noqa: E402
     RedisServer,
     build_deployment,
@@ -166,7 +165,9 @@ def bench_store(settings: Settings, online: str, customer: str, args, tmp: Path)
 
     port = free_port()
     ours = start(
-        [sys.executable, "-c", f"from serving.cli import serve; serve('127.0.0.1', {port})"], env, port
+        [sys.executable, "-c", f"from nextbest.serving.cli import serve; serve('127.0.0.1', {port})"],
+        env,
+        port,
     )
     try:
         result["http_rank"] = http_loop(
@@ -223,6 +224,7 @@ def main() -> None:
             redis = RedisServer(free_port())
             redis.start()
             os.environ["NEXTBEST_REDIS_URL"] = redis.url
+            settings = Settings(home=settings.home)  # the settings tree reads the redis address now
             try:
                 apply_definitions(settings, "redis")
                 materialize(settings, "redis", progress=False)

@@ -63,8 +63,9 @@ def simulate(rows: int, seed: int = 0) -> pd.DataFrame:
 
 def worker(rows: int, model: str, trees: int, n_jobs: int) -> dict[str, float]:
     """Fit one model on a simulated frame of ``rows`` rows; return the fit seconds."""
-    from training.baselines import ClassifierParams, PerProductModels
-    from training.ranker import RankerParams, RankingData, fit_ranker
+    from nextbest.training.baselines import PerProductModels
+    from nextbest.training.config import BaselineConfig, RankerConfig
+    from nextbest.training.ranker import RankingData, fit_ranker
 
     frame = simulate(rows)
     feature_cols = ["product_id", *[c for c in frame.columns if c.startswith("f")]]
@@ -81,10 +82,10 @@ def worker(rows: int, model: str, trees: int, n_jobs: int) -> dict[str, float]:
             )
             for p in parts
         ]
-        params = RankerParams(n_estimators=trees, early_stopping_rounds=trees + 1, n_jobs=n_jobs)
+        params = RankerConfig(n_estimators=trees, early_stopping_rounds=trees + 1, n_jobs=n_jobs)
         fit_ranker(data[0], data[1], params)
     else:
-        PerProductModels(feature_cols, params=ClassifierParams(n_estimators=trees, n_jobs=n_jobs)).fit(frame)
+        PerProductModels(feature_cols, params=BaselineConfig(n_estimators=trees, n_jobs=n_jobs)).fit(frame)
     return {"rows": float(len(frame)), "fit_seconds": time.perf_counter() - started}
 
 

@@ -1,7 +1,6 @@
-"""Entities: ``customer`` (join key customer_id) and ``product`` (product_id)."""
+"""Entities: ``customer`` (join key customer_id) and ``product`` (join key product_id)."""
 
-from features.definitions import build_entities
+from nextbest.features.repo import cli_definitions
 
-_entities = build_entities()
-customer = _entities["customer"]
-product = _entities["product"]
+customer = cli_definitions().entity("customer")
+product = cli_definitions().entity("product")

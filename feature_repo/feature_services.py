@@ -1,5 +1,5 @@
 """The one FeatureService (``ranker_v1``): every feature of every view, the ranker's only feature list."""
 
-from features.repo import cli_definitions
+from nextbest.features.repo import cli_definitions
 
-ranker = cli_definitions().service
+ranker_v1 = cli_definitions().service

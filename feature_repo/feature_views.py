@@ -1,5 +1,11 @@
-"""One FeatureView per dbt feature mart, schema taken from the model yml (via the dbt manifest)."""
+"""One FeatureView per dbt feature mart, schema taken from the model yml (via the dbt manifest).
 
-from features.repo import cli_definitions
+``customer_product_monthly`` reads the packed model (``feat_customer_candidates_monthly``): keyed by
+customer, one list per customer x product feature (see ``nextbest.features.packing``).
+"""
 
-globals().update({view.name: view for view in cli_definitions().views})
+from nextbest.features.repo import cli_definitions
+
+customer_monthly = cli_definitions().view("customer_monthly")
+product_monthly = cli_definitions().view("product_monthly")
+customer_product_monthly = cli_definitions().view("customer_product_monthly")

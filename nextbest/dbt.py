@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from nextbest.marts import dbt_target_dir
 from nextbest.settings import DBT_PROJECT_DIR, Settings
 
 
@@ -63,7 +64,7 @@ def run_dbt(
     cmd = [dbt_executable(), *args, "--project-dir", str(project_dir)]
     if dbt_vars:
         cmd += ["--vars", json.dumps(dict(dbt_vars), default=str)]
-    target_path = settings.warehouse_dir / "dbt_target"
+    target_path = dbt_target_dir(settings)
     env = dbt_env(settings, project_dir)
     env["DBT_TARGET_PATH"] = str(target_path)
     env["DBT_LOG_PATH"] = str(settings.warehouse_dir / "dbt_logs")

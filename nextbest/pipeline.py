@@ -4,34 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow.parquet as pq
 
 from nextbest.dbt import run_dbt
-from nextbest.settings import Settings
-
-MART_MODELS: tuple[str, ...] = (
-    "dim_products",
-    "fct_candidates",
-    "fct_ranking_labels",
-    "feat_customer_monthly",
-    "feat_product_monthly",
-    "feat_customer_product_monthly",
-    "feat_customer_candidates_monthly",
-)
+from nextbest.marts import DIM_PRODUCTS, FCT_CANDIDATES, FCT_RANKING_LABELS, MART_MODELS, mart_path
+from nextbest.settings import BuildVars, Settings
 
 TEST_SAMPLE_CUSTOMERS = 20_000
 """Above this many customers, the heaviest dbt tests run on a hash sample of about this many."""
 
 
-def dbt_vars_for(
-    settings: Settings, horizon_months: int = 1, activity_lookback_months: int = 3
-) -> dict[str, Any]:
-    """dbt vars for the ingested dataset: its observed_until and burn-in, plus the modelling choices."""
-    from ingest.store import read_dataset_meta
+def dbt_vars_for(settings: Settings, build_vars: BuildVars) -> dict[str, Any]:
+    """dbt vars for the ingested dataset: its observed_until and burn-in, plus ``build_vars``."""
+    from nextbest.ingest.store import read_dataset_meta
 
     meta = read_dataset_meta(settings.raw_dir)
     customers = pq.ParquetFile(settings.raw_dir / "customers.parquet").metadata.num_rows
@@ -40,23 +28,33 @@ def dbt_vars_for(
         "test_sample_modulo": max(1, customers // TEST_SAMPLE_CUSTOMERS),
         "observed_until": meta.observed_until.isoformat(),
         "burn_in_months": meta.burn_in_months,
-        "horizon_months": horizon_months,
-        "activity_lookback_months": activity_lookback_months,
+        **build_vars.model_dump(),
     }
 
 
 def build_warehouse(
-    settings: Settings, horizon_months: int = 1, activity_lookback_months: int = 3, quiet: bool = False
-) -> None:
-    """Run ``dbt build`` (models and their tests) over the ingested dataset."""
+    settings: Settings, build_vars: BuildVars | None = None, quiet: bool = False
+) -> BuildVars:
+    """Run ``dbt build`` (models and their tests) over the ingested dataset and keep its build vars.
+
+    Args:
+        settings: where the raw dataset and the warehouse are.
+        build_vars: the modelling choices; None = ``settings.build`` (the previous build's, else the
+            defaults of ``dbt_project.yml``).
+        quiet: capture dbt's output.
+
+    Returns:
+        The build vars used, now saved beside the warehouse (``settings.build`` reads them back).
+    """
     if not (settings.raw_dir / "customers.parquet").exists():
         raise FileNotFoundError(
             f"No ingested dataset in {settings.raw_dir}: "
             "run `nextbest ingest synthetic|completejourney|dir` first."
         )
-    run_dbt(
-        ["build"], settings, dbt_vars_for(settings, horizon_months, activity_lookback_months), quiet=quiet
-    )
+    build_vars = build_vars or settings.build
+    run_dbt(["build"], settings, dbt_vars_for(settings, build_vars), quiet=quiet)
+    build_vars.write(settings.build_vars_path)
+    return build_vars
 
 
 @dataclass(frozen=True)
@@ -91,20 +89,16 @@ class BuildSummary:
         return out
 
 
-def _mart(settings: Settings, name: str) -> Path:
-    return settings.marts_dir / f"{name}.parquet"
-
-
 def summarize_warehouse(settings: Settings) -> BuildSummary:
     """Counts and rates over the marts, read straight from their parquet files."""
     con = duckdb.connect()
     rows = {
-        name: con.execute(f"select count(*) from read_parquet('{_mart(settings, name)}')").fetchone()[0]
+        name: con.execute(f"select count(*) from read_parquet('{mart_path(settings, name)}')").fetchone()[0]
         for name in MART_MODELS
-        if _mart(settings, name).exists()
+        if mart_path(settings, name).exists()
     }
-    cand = _mart(settings, "fct_candidates")
-    labels = _mart(settings, "fct_ranking_labels")
+    cand = mart_path(settings, FCT_CANDIDATES)
+    labels = mart_path(settings, FCT_RANKING_LABELS)
     snaps, latest = con.execute(
         f"select count(distinct snapshot_on), max(snapshot_on)::varchar from read_parquet('{cand}')"
     ).fetchone()
@@ -125,7 +119,7 @@ def summarize_warehouse(settings: Settings) -> BuildSummary:
     customers, products = con.execute(
         f"select count(distinct customer_id), count(distinct product_id) from read_parquet('{cand}')"
     ).fetchone()
-    n_products = rows.get("dim_products", products)
+    n_products = rows.get(DIM_PRODUCTS, products)
     return BuildSummary(
         rows=rows,
         snapshots=int(snaps),
@@ -143,7 +137,7 @@ def summarize_warehouse(settings: Settings) -> BuildSummary:
 
 def sample_latest_customers(settings: Settings, n: int = 3, seed: int = 0) -> list[str]:
     """``n`` customers (a reproducible sample) with candidates at the latest snapshot."""
-    cand = _mart(settings, "fct_candidates")
+    cand = mart_path(settings, FCT_CANDIDATES)
     rows = (
         duckdb.connect()
         .execute(
@@ -163,7 +157,7 @@ def sample_latest_customers(settings: Settings, n: int = 3, seed: int = 0) -> li
 
 def latest_event_timestamp(settings: Settings) -> datetime:
     """The latest snapshot's ``event_timestamp`` (UTC): the moment the newest features became knowable."""
-    cand = _mart(settings, "fct_candidates")
+    cand = mart_path(settings, FCT_CANDIDATES)
     query = f"select max(event_timestamp) from read_parquet('{cand}')"
     (latest,) = duckdb.connect().execute(query).fetchone()
     return latest.replace(tzinfo=UTC)

@@ -1,23 +1,154 @@
-"""Typed configuration. Reading settings has no side effect: no directory is created here."""
+"""The one settings tree. Reading settings has no side effect: no directory is created here.
+
+``Settings`` (``NEXTBEST_*``) is the root: where nextbest keeps its state (``home``), the dbt knobs, and
+three branches:
+
+- ``online`` (``OnlineStoreSettings``): the online store kind (``NEXTBEST_ONLINE_STORE``) and the redis
+  address (``NEXTBEST_REDIS_URL``);
+- ``serving`` (``ServingSettings``, ``NEXTBEST_SERVING_*``): the Scorer and the HTTP API;
+- ``build`` (``BuildVars``): the dbt vars a build is run with (label horizon, activity look-back); not
+  from the environment but from the last build (``build_vars.json`` beside the warehouse), else the
+  defaults in ``dbt_project/dbt_project.yml``, the one place they are written.
+"""
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 FEATURE_REPO_DIR = PROJECT_ROOT / "feature_repo"
 
+OnlineKind = Literal["sqlite", "redis"]
+ONLINE_KINDS: tuple[OnlineKind, ...] = ("sqlite", "redis")
+DEFAULT_REDIS_URL = "127.0.0.1:6379"
+
+BUILD_VARS_FILE = "build_vars.json"
+"""The build vars of the last build, in the warehouse directory."""
+
+
+class OnlineStoreSettings(BaseSettings):
+    """Which online store Feast serves from.
+
+    Attributes:
+        kind: ``sqlite`` (a file under ``home``) or ``redis`` (env ``NEXTBEST_ONLINE_STORE``).
+        redis_url: ``host:port[,options]`` of redis (env ``NEXTBEST_REDIS_URL``; ``redis://`` is dropped).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="NEXTBEST_", frozen=True, populate_by_name=True)
+
+    kind: OnlineKind = Field(default="sqlite", validation_alias="NEXTBEST_ONLINE_STORE")
+    redis_url: str = Field(default=DEFAULT_REDIS_URL, validation_alias="NEXTBEST_REDIS_URL")
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _known_kind(cls, value: Any) -> str:
+        kind = str(value).strip().lower()
+        if kind not in ONLINE_KINDS:
+            raise ValueError(f"NEXTBEST_ONLINE_STORE={kind!r}: expected one of {ONLINE_KINDS}")
+        return kind
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _plain_address(cls, value: Any) -> str:
+        return str(value).strip().removeprefix("redis://").rstrip("/")
+
+
+class ServingSettings(BaseSettings):
+    """Knobs of the Scorer and the HTTP API.
+
+    Every field can be set from the environment with the ``NEXTBEST_SERVING_`` prefix, e.g.
+    ``NEXTBEST_SERVING_REFUSE_STALE=true``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="NEXTBEST_SERVING_", frozen=True)
+
+    online_store: OnlineKind | None = Field(
+        default=None, description="Online store kind; None = the settings' ``online.kind``."
+    )
+    model_path: Path | None = Field(
+        default=None, description="A model bundle directory; None serves the latest bundle in models_dir."
+    )
+    refuse_stale: bool = Field(
+        default=False,
+        description="Refuse (503) a ranking whose features are older than their view's ttl, instead of "
+        "only reporting the staleness.",
+    )
+    as_of: datetime | None = Field(
+        default=None,
+        description="Judge staleness at this (tz-aware) time instead of the wall clock, e.g. when "
+        "replaying a historical dataset. None = now.",
+    )
+    product_cache_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="Keep the catalogue's product features in memory this long (one online read of every "
+        "product per period instead of one per request); they change only when the store is materialized. "
+        "0 = read them on every request.",
+    )
+    default_k: int = Field(default=7, ge=1, le=1000, description="Products returned when k is not given.")
+    max_k: int = Field(default=100, ge=1, le=1000, description="Largest k a request may ask for.")
+    max_batch: int = Field(default=100, ge=1, description="Most customers one /rank/batch request may hold.")
+
+
+def dbt_var_defaults(project_dir: Path = DBT_PROJECT_DIR) -> dict[str, Any]:
+    """The ``vars:`` of ``dbt_project.yml``: the defaults of every dbt var, written only there."""
+    project = yaml.safe_load((project_dir / "dbt_project.yml").read_text(encoding="utf-8"))
+    return dict(project.get("vars") or {})
+
+
+class BuildVars(BaseModel):
+    """The modelling choices a warehouse is built with (dbt vars), kept with the build.
+
+    Attributes:
+        horizon_months: months after a snapshot in which a new holding counts as an adoption (>= 1).
+        activity_lookback_months: a customer who held a product before but owns none now is dormant
+            unless they transacted in the last N months (>= 1).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    horizon_months: int = Field(ge=1)
+    activity_lookback_months: int = Field(ge=1)
+
+    @classmethod
+    def defaults(cls, project_dir: Path = DBT_PROJECT_DIR) -> BuildVars:
+        """The defaults of ``dbt_project.yml``."""
+        defaults = dbt_var_defaults(project_dir)
+        return cls(**{name: defaults[name] for name in cls.model_fields})
+
+    @classmethod
+    def read(cls, path: Path) -> BuildVars | None:
+        """The build vars saved at ``path``, or None when there are none."""
+        if not path.exists():
+            return None
+        return cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
+
+    def write(self, path: Path) -> None:
+        """Save these vars at ``path`` (written to a temporary file, then renamed into place)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.model_dump(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        tmp.replace(path)
+
+    def replace(self, **values: int | None) -> BuildVars:
+        """These vars with the given values instead (a None value keeps the current one)."""
+        return self.model_copy(update={k: v for k, v in values.items() if v is not None})
+
 
 class Settings(BaseSettings):
-    """Where nextbest keeps its state, and the knobs of the build.
+    """Where nextbest keeps its state, the knobs of the build, and the online store and serving branches.
 
-    Every field can be set from the environment with the ``NEXTBEST_`` prefix,
-    e.g. ``NEXTBEST_HOME=/data/nextbest``.
+    Every field can be set from the environment with the ``NEXTBEST_`` prefix, e.g.
+    ``NEXTBEST_HOME=/data/nextbest``; the branches read theirs when the settings are created.
     """
 
     model_config = SettingsConfigDict(env_prefix="NEXTBEST_", frozen=True)
@@ -25,6 +156,8 @@ class Settings(BaseSettings):
     home: Path = Field(default=PROJECT_ROOT / ".nextbest", description="Root of all generated state.")
     dbt_threads: int = Field(default=2, ge=1)
     dbt_memory_limit: str = Field(default="6GB", description="DuckDB memory_limit for dbt builds.")
+    online: OnlineStoreSettings = Field(default_factory=OnlineStoreSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
 
     @cached_property
     def raw_dir(self) -> Path:
@@ -38,7 +171,7 @@ class Settings(BaseSettings):
 
     @cached_property
     def warehouse_dir(self) -> Path:
-        """dbt's DuckDB file and the external parquet marts."""
+        """dbt's DuckDB file, the external parquet marts and the build vars."""
         return self.home / "warehouse"
 
     @cached_property
@@ -55,6 +188,16 @@ class Settings(BaseSettings):
     def models_dir(self) -> Path:
         """Versioned model bundles."""
         return self.home / "models"
+
+    @property
+    def build_vars_path(self) -> Path:
+        """Where the last build's vars are kept."""
+        return self.warehouse_dir / BUILD_VARS_FILE
+
+    @property
+    def build(self) -> BuildVars:
+        """The build vars of the last build (read now), else the defaults of ``dbt_project.yml``."""
+        return BuildVars.read(self.build_vars_path) or BuildVars.defaults()
 
 
 def get_settings() -> Settings:

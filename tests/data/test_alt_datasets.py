@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from benchmarks.alt_datasets import VARIANTS, generate_alt
-from ingest.store import ingest_directory
+from nextbest.ingest.store import ingest_directory
 
 CUSTOMERS, MONTHS = 300, 8
 FILES = ("customers", "products", "holdings", "transactions", "oracle")

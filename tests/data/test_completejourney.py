@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.completejourney import (
+from nextbest.ingest.completejourney import (
     CompleteJourneySummary,
     age_band_birth_year,
     build_completejourney,
@@ -401,7 +401,9 @@ def test_department_grain_gives_fewer_products(built, built_department) -> None:
 
 @pytest.mark.integration
 def test_output_ingests_cleanly(built, tmp_path: Path) -> None:
-    store = pytest.importorskip("ingest.store", reason="ingest.store (the contract ingest) is not available")
+    store = pytest.importorskip(
+        "nextbest.ingest.store", reason="nextbest.ingest.store (the contract ingest) is not available"
+    )
     out, summary = built
     raw_dir = tmp_path / "raw"
     result = store.ingest_directory(out, raw_dir)

@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.contract import (
+from nextbest.ingest.contract import (
     CUSTOMERS_FILE,
     FILE_CONTRACTS,
     HOLDINGS_FILE,
@@ -29,7 +29,7 @@ from ingest.contract import (
     parse_dataset_meta,
     stored_arrow_schema,
 )
-from ingest.store import ingest_directory, read_dataset_meta
+from nextbest.ingest.store import ingest_directory, read_dataset_meta
 from tests.data.raw_builders import TINY_LATEST_DATE, TINY_ROWS, tiny_frames, write_raw_dataset
 
 Frames = dict[str, pd.DataFrame]
@@ -562,7 +562,7 @@ def test_unknown_files_are_ignored_with_a_warning(tmp_path: Path, caplog: pytest
     source = _write(tmp_path / "src", tiny_frames())
     (source / "notes.txt").write_text("hello")
 
-    with caplog.at_level(logging.WARNING, logger="ingest.store"):
+    with caplog.at_level(logging.WARNING, logger="nextbest.ingest.store"):
         ingest_directory(source, tmp_path / "raw")
 
     assert "notes.txt" in caplog.text

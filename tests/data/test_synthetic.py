@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from ingest.synthetic import (
+from nextbest.ingest.synthetic import (
     COLD_START_SHARE,
     CUSTOMER_SCHEMA,
     DAYS_PER_MONTH,
@@ -235,7 +235,7 @@ class TestContract:
 
     @pytest.mark.integration
     def test_the_project_validator_accepts_the_dataset(self, small, tmp_path: Path) -> None:
-        store = pytest.importorskip("ingest.store")
+        store = pytest.importorskip("nextbest.ingest.store")
         path, _ = small
         summary = store.ingest_directory(path, tmp_path / "raw", threads=1)
         assert summary.rows["holdings.parquet"] == len(_read(path, "holdings"))

@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nextbest.dbt import run_dbt
+from nextbest.marts import mart_path
 from nextbest.settings import Settings
 
 OBSERVED_UNTIL = date(2024, 6, 30)
@@ -148,7 +149,7 @@ def build(home: Path, dbt_vars: dict | None = None, select: str | None = None) -
 
 def read_mart(settings: Settings, name: str) -> pd.DataFrame:
     """A mart's parquet file as a DataFrame."""
-    return pd.read_parquet(settings.marts_dir / f"{name}.parquet")
+    return pd.read_parquet(mart_path(settings, name))
 
 
 def copy_raw(source: Path, destination: Path) -> Path:

@@ -1,7 +1,7 @@
 """A small served deployment for the serving tests and benchmark: synthetic data -> dbt -> Feast -> bundle.
 
 ``build_deployment`` runs the real pipeline (generate, ingest, dbt build, Feast apply + materialize to
-sqlite) and writes a model bundle: through ``training.train.train`` when that module exists, else a
+sqlite) and writes a model bundle: through ``nextbest.training.train.train`` when that module exists, else a
 small ranker + calibrators fitted here with the training core modules on Feast historical features.
 """
 
@@ -78,12 +78,13 @@ def fit_small_bundle(settings: Settings) -> Path:
 
     The last labelled snapshot is the validation split (early stopping and calibration).
     """
-    from features.definitions import FEATURE_SERVICE_NAME
-    from features.retrieval import historical_features, service_feature_views
-    from features.store import get_store
-    from training.artifacts import ModelBundle, save_bundle
-    from training.calibration import fit_calibrators
-    from training.ranker import RankerParams, fit_ranker, prepare_groups
+    from nextbest.features.definitions import FEATURE_SERVICE_NAME
+    from nextbest.features.retrieval import historical_features, service_feature_views
+    from nextbest.features.store import get_store
+    from nextbest.training.artifacts import ModelBundle, save_bundle
+    from nextbest.training.calibration import fit_calibrators
+    from nextbest.training.config import RankerConfig
+    from nextbest.training.ranker import fit_ranker, prepare_groups
 
     labels = duckdb.sql(
         f"select customer_id, product_id, event_timestamp, label "
@@ -97,7 +98,7 @@ def fit_small_bundle(settings: Settings) -> Path:
     train_df, valid_df = frame[frame["event_timestamp"] < last], frame[frame["event_timestamp"] == last]
     train = prepare_groups(train_df, feature_cols)
     valid = prepare_groups(valid_df, feature_cols, categories=train.categories)
-    ranker = fit_ranker(train, valid, RankerParams(n_estimators=60, early_stopping_rounds=20, n_jobs=1))
+    ranker = fit_ranker(train, valid, RankerConfig(n_estimators=60, early_stopping_rounds=20, n_jobs=1))
     scored = valid_df.assign(score=ranker.score(valid_df))
     calibrators = fit_calibrators(scored, feature_cols=["income", "tenure_months"], min_positives=15)
     bundle = ModelBundle(
@@ -112,9 +113,9 @@ def fit_small_bundle(settings: Settings) -> Path:
 
 def build_deployment(home: Path, customers: int = 1500, months: int = 8, seed: int = 5) -> Settings:
     """Generate, ingest, build, apply, materialize (sqlite) and fit a bundle under ``home``."""
-    from features.store import apply_definitions, materialize
-    from ingest.store import ingest_directory
-    from ingest.synthetic import generate_synthetic
+    from nextbest.features.store import apply_definitions, materialize
+    from nextbest.ingest.store import ingest_directory
+    from nextbest.ingest.synthetic import generate_synthetic
     from nextbest.pipeline import build_warehouse
 
     settings = Settings(home=home)

@@ -10,9 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.retrieval import historical_features, online_features, service_feature_views
-from features.store import apply_definitions, get_store, materialize
 from nextbest.dbt import run_dbt
+from nextbest.features.online import online_features
+from nextbest.features.retrieval import historical_features, service_feature_views
+from nextbest.features.store import apply_definitions, get_store, materialize
 from nextbest.settings import DBT_PROJECT_DIR, Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -42,7 +43,7 @@ def add_pair_feature(project: Path) -> None:
 
 @pytest.fixture(scope="module")
 def edited_build(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    from ingest.synthetic import generate_synthetic
+    from nextbest.ingest.synthetic import generate_synthetic
 
     tmp = tmp_path_factory.mktemp("analyst")
     project = tmp / "dbt_project"

@@ -66,12 +66,27 @@ def test_train_without_config_uses_the_default_config_for_an_unknown_dataset_wit
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = " ".join(result.stdout.split())
     assert "dataset 'acme_bank' -> default.yaml" in out
-    assert "configs/training/default.yaml" in out
+    assert "training/configs/default.yaml" in out
     reports = list((home / "reports").iterdir())
     assert len(reports) == 1 and len(list((home / "models").iterdir())) == 1
     report = json.loads((reports[0] / "report.json").read_text())
     assert set(report["models"]) == {"ranker", "per_product", "pooled", "popularity"}  # no oracle
     assert report["context"]["dataset"] == "default" and report["failures"] == []
+    bundle = json.loads((next((home / "models").iterdir()) / "bundle.json").read_text())
+    assert bundle["build_vars"] == {"horizon_months": 1, "activity_lookback_months": 3}
+
+
+def test_build_vars_given_once_are_kept_by_the_next_build(home: Path, tmp_path: Path) -> None:
+    own = tmp_path / "nextbest"
+    shutil.copytree(home / "raw", own / "raw")
+    first = nextbest(own, "build", "--horizon-months", "2", "--no-feast")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "snapshots: 6 (4 labelled" in first.stdout  # a 2-month horizon labels one snapshot less
+    second = nextbest(own, "build", "--no-feast")
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "snapshots: 6 (4 labelled" in second.stdout
+    kept = json.loads((own / "warehouse" / "build_vars.json").read_text())
+    assert kept == {"horizon_months": 2, "activity_lookback_months": 3}
 
 
 def test_a_bad_dataset_is_rejected_naming_file_column_rule_and_keeps_the_current_one(

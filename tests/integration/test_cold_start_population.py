@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ingest.store import ingest_directory
+from nextbest.ingest.store import ingest_directory
 from tests.data.raw_builders import write_raw_dataset
 from tests.integration.dbt_fixtures import build, read_mart
 

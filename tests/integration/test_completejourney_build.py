@@ -5,8 +5,8 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from ingest.completejourney import build_completejourney
-from ingest.store import ingest_directory
+from nextbest.ingest.completejourney import build_completejourney
+from nextbest.ingest.store import ingest_directory
 from nextbest.pipeline import build_warehouse, summarize_warehouse
 from nextbest.settings import Settings
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,21 +20,24 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.definitions import FEATURE_SERVICE_NAME, feature_list_sha
-from features.manifest import EVENT_TIMESTAMP
-from features.retrieval import historical_features, online_features
-from features.schema import normalise
-from features.staleness import stale_views, staleness_report
-from features.store import (
+from nextbest.columns import EVENT_TIMESTAMP
+from nextbest.features.definitions import FEATURE_SERVICE_NAME, feature_list_sha
+from nextbest.features.online import online_features
+from nextbest.features.repo import cli_definitions
+from nextbest.features.retrieval import historical_features
+from nextbest.features.schema import normalise
+from nextbest.features.staleness import stale_views, staleness_report
+from nextbest.features.store import (
     apply_definitions,
     get_store,
+    load_definitions,
     load_specs,
-    manifest_path,
     materialize,
     repo_config,
     sqlite_path,
     status,
 )
+from nextbest.marts import manifest_path
 from nextbest.settings import FEATURE_REPO_DIR, Settings
 
 pytestmark = pytest.mark.integration
@@ -362,18 +367,20 @@ class TestDefinitions:
             repo_config(settings, "memcached")  # type: ignore[arg-type]
         monkeypatch.setenv("NEXTBEST_ONLINE_STORE", "memcached")
         with pytest.raises(ValueError, match="NEXTBEST_ONLINE_STORE"):
-            repo_config(settings)
+            repo_config(Settings(home=settings.home))
 
     def test_online_store_kind_comes_from_the_environment(
         self, settings: Settings, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setenv("NEXTBEST_ONLINE_STORE", "redis")
         monkeypatch.setenv("NEXTBEST_REDIS_URL", "redis://10.0.0.5:6380")
-        config = repo_config(settings)
+        config = repo_config(Settings(home=settings.home))
         assert config.online_store.type == "redis"
         assert config.online_store.connection_string == "10.0.0.5:6380"
+        assert settings.online.kind == "sqlite", "settings are read once, when they are created"
         monkeypatch.delenv("NEXTBEST_ONLINE_STORE")
-        assert repo_config(settings).online_store.path == str(sqlite_path(settings).resolve())
+        sqlite = repo_config(Settings(home=settings.home)).online_store
+        assert sqlite.path == str(sqlite_path(settings).resolve())
 
 
 # --------------------------------------------------------------------------- materialize + parity
@@ -401,6 +408,7 @@ class TestMaterialize:
     def test_online_equals_historical_at_the_latest_snapshot_redis(
         self, handmade: Settings, redis_db: str
     ) -> None:
+        handmade = Settings(home=handmade.home)  # settings read now: NEXTBEST_REDIS_URL selects db 13
         apply_definitions(handmade, "redis")
         runs = materialize(handmade, "redis", progress=False)
         assert {r.mode for r in runs} == {"full"}
@@ -534,8 +542,8 @@ class TestRetrieval:
 @pytest.fixture(scope="module")
 def dbt_built(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """A small synthetic bank built by the real dbt project, applied and materialized to sqlite."""
-    from ingest.synthetic import generate_synthetic
     from nextbest.dbt import run_dbt
+    from nextbest.ingest.synthetic import generate_synthetic
 
     home = tmp_path_factory.mktemp("dbt_feast")
     settings = Settings(home=home)
@@ -576,6 +584,38 @@ class TestOnRealDbtMarts:
         service = store.get_feature_service(FEATURE_SERVICE_NAME)
         served = {(p.name, f.name) for p in service.feature_view_projections for f in p.features}
         assert served == {(v.name, f.name) for v in views.values() for f in v.features}
+
+    def test_feast_apply_on_the_feature_repo_registers_every_view(self, dbt_built: Settings) -> None:
+        """The ``feast`` CLI imports every module of ``feature_repo/``: its explicit, greppable objects
+        (each bound to a name equal to its own) must be exactly the definitions built from the manifest."""
+        import runpy
+
+        env = {**os.environ, "NEXTBEST_HOME": str(dbt_built.home), "PYTHONPATH": str(FEATURE_REPO_DIR.parent)}
+        feast = Path(sys.executable).parent / "feast"
+        result = subprocess.run(
+            [str(feast), "apply"], cwd=FEATURE_REPO_DIR, env=env, capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        definitions = load_definitions(dbt_built)
+        store = get_store(dbt_built, "sqlite")
+        assert {v.name for v in store.list_feature_views()} == {v.name for v in definitions.views}
+        assert [s.name for s in store.list_feature_services()] == [FEATURE_SERVICE_NAME]
+        old = os.environ.get("NEXTBEST_HOME")
+        os.environ["NEXTBEST_HOME"] = str(dbt_built.home)
+        cli_definitions.cache_clear()
+        try:
+            declared = {}
+            for module in ("entities", "data_sources", "feature_views", "feature_services"):
+                names = runpy.run_path(str(FEATURE_REPO_DIR / f"{module}.py"))
+                declared |= {k: v for k, v in names.items() if hasattr(v, "name") and not k.startswith("_")}
+        finally:
+            if old is None:
+                os.environ.pop("NEXTBEST_HOME")
+            else:
+                os.environ["NEXTBEST_HOME"] = old
+            cli_definitions.cache_clear()
+        assert all(name == obj.name for name, obj in declared.items()), sorted(declared)
+        assert set(declared) == {o.name for o in definitions.all()}
 
     def test_online_equals_historical_for_a_sample_of_customers(self, dbt_built: Settings) -> None:
         candidates = latest_candidates(dbt_built)

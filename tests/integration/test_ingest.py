@@ -11,8 +11,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-import ingest.store as store
-from ingest.contract import (
+import nextbest.ingest.store as store
+from nextbest.ingest.contract import (
     CUSTOMERS_FILE,
     DATASET_META_FILE,
     HOLDINGS_FILE,
@@ -21,7 +21,7 @@ from ingest.contract import (
     ContractError,
     stored_arrow_schema,
 )
-from ingest.store import OLD_PREFIX, TMP_PREFIX, ingest_directory, read_dataset_meta
+from nextbest.ingest.store import OLD_PREFIX, TMP_PREFIX, ingest_directory, read_dataset_meta
 from nextbest.settings import Settings
 from tests.data.raw_builders import (
     TINY_LATEST_DATE,

@@ -2,7 +2,8 @@
 
 Packed rows (customer, event_timestamp, candidate_product_ids, aligned value lists) are generated on a
 coarse time grid with ttl boundaries; entity rows ask for (customer, product, time), many per group. The
-oracle, written here independently of ``features.packing``: the valid packed row is the customer's latest
+oracle, written here independently of ``nextbest.features.packing``: the valid packed
+row is the customer's latest
 with event_timestamp <= t <= event_timestamp + ttl; the value is the product's element in it, null when
 the product is not listed, the element is NaN / '', or no row is valid.
 """
@@ -20,10 +21,12 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from features.definitions import build_definitions
-from features.manifest import EVENT_TIMESTAMP, FeatureViewSpec, FieldSpec
-from features.retrieval import historical_features, online_features
-from features.store import apply_definitions, get_store, materialize
+from nextbest.columns import EVENT_TIMESTAMP
+from nextbest.features.definitions import build_definitions
+from nextbest.features.manifest import FeatureViewSpec, FieldSpec
+from nextbest.features.online import online_features
+from nextbest.features.retrieval import historical_features
+from nextbest.features.store import apply_definitions, get_store, materialize
 from nextbest.settings import Settings
 
 pytestmark = pytest.mark.integration

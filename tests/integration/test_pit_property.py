@@ -3,7 +3,7 @@
 Randomised timelines on a coarse grid force the edge cases: a feature row exactly at the entity
 timestamp (used), one second after it (not used), a row exactly ``ttl`` old (used) or ``ttl`` + 1 s
 old (not used), and restated rows with the same keys and event_timestamp. Restatement rule (decided
-and documented in ``features.manifest.FeatureViewSpec``): the row with the latest
+and documented in ``nextbest.features.manifest.FeatureViewSpec``): the row with the latest
 ``created_timestamp_column`` wins, offline and online.
 
 The oracle below is written independently of Feast: a plain Python scan over the rows.
@@ -22,11 +22,13 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from features.definitions import build_definitions
-from features.manifest import EVENT_TIMESTAMP, FeatureViewSpec, FieldSpec
-from features.retrieval import historical_features, online_features
-from features.schema import normalise
-from features.store import apply_definitions, get_store, materialize
+from nextbest.columns import EVENT_TIMESTAMP
+from nextbest.features.definitions import build_definitions
+from nextbest.features.manifest import FeatureViewSpec, FieldSpec
+from nextbest.features.online import online_features
+from nextbest.features.retrieval import historical_features
+from nextbest.features.schema import normalise
+from nextbest.features.store import apply_definitions, get_store, materialize
 from nextbest.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -19,13 +19,12 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from features.store import apply_definitions, get_store, materialize
-from nextbest.settings import Settings
-from serving.api import create_app
-from serving.scorer import Scorer
-from serving.settings import ServingSettings
+from nextbest.features.store import apply_definitions, get_store, materialize
+from nextbest.serving.api import create_app
+from nextbest.serving.scorer import Scorer
+from nextbest.settings import ServingSettings, Settings
+from nextbest.training.artifacts import BundleMismatchError, latest_bundle
 from tests.integration.serving_fixtures import RedisServer, build_deployment, free_port, latest_candidates
-from training.artifacts import BundleMismatchError, latest_bundle
 
 pytestmark = pytest.mark.integration
 
@@ -294,6 +293,7 @@ class TestRedis:
     def test_redis_down_is_503_and_the_app_recovers_when_it_returns(
         self, deployment: Settings, candidates: pd.DataFrame, redis_server: RedisServer
     ) -> None:
+        deployment = Settings(home=deployment.home)  # settings read now: NEXTBEST_REDIS_URL is our server
         apply_definitions(deployment, "redis")
         materialize(deployment, "redis", progress=False)
         add_customer_without_candidates(deployment, "redis")

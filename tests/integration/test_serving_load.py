@@ -1,6 +1,6 @@
 """Bounded load on loopback: 50 concurrent clients against a real uvicorn server for ~20 s.
 
-The server is ``serving.cli.serve`` in a subprocess on a free 127.0.0.1 port (sqlite online store).
+The server is ``nextbest.serving.cli.serve`` in a subprocess on a free 127.0.0.1 port (sqlite online store).
 Every request must get an answer (none lost, no transport error) and no answer may be a 5xx.
 ``NEXTBEST_LOAD_SECONDS`` / ``NEXTBEST_LOAD_CLIENTS`` change the bounds.
 """
@@ -39,7 +39,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Sett
         "NEXTBEST_SERVING_ONLINE_STORE": "sqlite",
         "PYTHONPATH": str(PROJECT_ROOT),
     }
-    code = f"from serving.cli import serve; serve('127.0.0.1', {port})"
+    code = f"from nextbest.serving.cli import serve; serve('127.0.0.1', {port})"
     proc = subprocess.Popen(
         [sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )

@@ -1,9 +1,10 @@
 """Training/serving skew: the online path scores exactly what training's code scores offline.
 
-For customers at the latest snapshot, the Scorer (online store -> candidate rule -> compiled model)
+For customers at the latest snapshot, the Scorer (online store -> candidate rule -> ``score_bundle``)
 must return the same candidates as ``fct_candidates`` and the same raw scores and probabilities as
 training's ``rank_candidates`` (ranker + calibrators) on Feast historical features at that snapshot.
-``score_batch`` (offline features, compiled model) must agree too.
+``score_batch`` (offline features, ``score_bundle``) must agree too, and ``score_bundle``'s float-matrix
+encoding must equal LightGBM's own pandas path on the same frame.
 """
 
 from __future__ import annotations
@@ -14,15 +15,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.definitions import FEATURE_SERVICE_NAME
-from features.retrieval import historical_features
-from features.store import get_store
-from nextbest.settings import Settings
-from serving.cli import rank_within_customer, score_batch
-from serving.scorer import CompiledBundle, Scorer, candidate_mask
-from serving.settings import ServingSettings
+from nextbest.features.definitions import FEATURE_SERVICE_NAME
+from nextbest.features.retrieval import historical_features
+from nextbest.features.store import get_store
+from nextbest.serving.batch import score_batch
+from nextbest.serving.scorer import Scorer, candidate_mask
+from nextbest.settings import ServingSettings, Settings
+from nextbest.training.ranker import build_feature_frame
+from nextbest.training.scoring import rank_candidates
 from tests.integration.serving_fixtures import build_deployment, latest_candidates
-from training.predict import rank_candidates
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +43,8 @@ def scorer(deployment: Settings) -> Scorer:
 
 @pytest.fixture(scope="module")
 def offline(deployment: Settings, scorer: Scorer) -> pd.DataFrame:
-    """Training's ranking (``training.predict.rank_candidates``) of sampled latest-snapshot customers."""
+    """Training's ranking (``nextbest.training.scoring.rank_candidates``) of sampled
+    latest-snapshot customers."""
     candidates = latest_candidates(deployment)
     sample = candidates["customer_id"].drop_duplicates().sort_values().iloc[:: max(1, 1000 // N_CUSTOMERS)]
     rows = candidates[candidates["customer_id"].isin(sample)].reset_index(drop=True)
@@ -85,12 +87,27 @@ class TestScoresAgree:
             merged["probability_online"], merged["probability"], rtol=0, atol=TOLERANCE
         )
 
-    def test_the_compiled_model_equals_the_training_code_on_the_same_frame(
+    def test_the_matrix_encoding_equals_lightgbms_pandas_path_on_the_same_frame(
         self, scorer: Scorer, offline: pd.DataFrame
     ) -> None:
-        scored = CompiledBundle(scorer.bundle).score(offline, len(offline))
-        np.testing.assert_allclose(scored.score, offline["score"], rtol=0, atol=TOLERANCE)
-        np.testing.assert_allclose(scored.probability, offline["probability"], rtol=0, atol=TOLERANCE)
+        ranker, cal = scorer.bundle.ranker, scorer.bundle.calibrators
+        frame = build_feature_frame(offline, ranker.feature_cols, ranker.categories)
+        pandas_score = ranker.booster.predict(frame, num_iteration=ranker.best_iteration)
+        np.testing.assert_allclose(offline["score"], pandas_score, rtol=0, atol=TOLERANCE)
+        assert cal is not None
+        rows = offline.assign(score=pandas_score)
+        products = rows["product_id"].astype(str)
+        for product, part in rows.groupby(products):
+            calibrator = cal.per_product.get(str(product), cal.pooled)
+            with_product = calibrator is cal.pooled and cal.product_col in cal.pooled.input_cols
+            inputs = cal._inputs(part, with_product=with_product)
+            model = calibrator.model
+            expected = (
+                model.predict(inputs.iloc[:, 0].to_numpy(dtype=float))
+                if not hasattr(model, "predict_proba")
+                else model.predict_proba(inputs)[:, 1]
+            )
+            np.testing.assert_allclose(part["probability"], expected, rtol=0, atol=TOLERANCE)
 
     def test_score_batch_equals_the_online_path(
         self, deployment: Settings, scorer: Scorer, offline: pd.DataFrame, tmp_path
@@ -118,15 +135,6 @@ class TestScoresAgree:
         with pytest.raises(ValueError, match="snapshots with candidates"):
             score_batch(date(1999, 1, 31), tmp_path / "x.parquet", settings=deployment, progress=False)
         assert not (tmp_path / "x.parquet").exists()
-
-
-class TestRankWithinCustomer:
-    def test_known_answer(self) -> None:
-        customers = np.array(["b", "a", "b", "a", "b"], dtype=object)
-        products = np.array(["p1", "p1", "p2", "p2", "p3"], dtype=object)
-        score = np.array([0.5, 0.1, 0.9, 0.1, 0.5])
-        # b: p2 (0.9) 1st, then p1 and p3 tie at 0.5 -> product id order; a: p1/p2 tie -> p1 first
-        assert rank_within_customer(customers, products, score).tolist() == [2, 1, 1, 2, 3]
 
 
 class TestProductCache:
@@ -157,7 +165,7 @@ class TestProductCache:
         ]
 
         def served_owners() -> int:
-            rows = scorer.fetch(customer).rows
+            rows = scorer.fetch(customer)
             return int(rows.columns["count_owners"][rows.columns["product_id"].index(product)])
 
         before = served_owners()

@@ -22,20 +22,27 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from features.store import apply_definitions, get_store
-from ingest.store import ingest_directory
-from ingest.synthetic import generate_synthetic
+from nextbest.columns import GROUP_COLS, LABEL, SORT_COLS
+from nextbest.features.store import apply_definitions, get_store
+from nextbest.ingest.store import ingest_directory
+from nextbest.ingest.synthetic import generate_synthetic
 from nextbest.pipeline import build_warehouse
 from nextbest.settings import Settings
-from training import metrics as m
-from training.artifacts import BundleMismatchError, load_bundle
-from training.cli import train_app
-from training.config import CONFIG_DIR, SplitConfig, TrainingConfig, default_config_path, load_config
-from training.constants import GROUP_COLS, LABEL, SORT_COLS
-from training.datasets import feature_columns, labelled_snapshots
-from training.evaluate import ORACLE, POPULARITY, RANKER, check_expected, quantile_reliability, score_col
-from training.report import REPORT_HTML, REPORT_JSON, summary_table
-from training.train import (
+from nextbest.training import metrics as m
+from nextbest.training.artifacts import BundleMismatchError, load_bundle
+from nextbest.training.cli import app as training_app
+from nextbest.training.config import CONFIG_DIR, SplitConfig, TrainingConfig, default_config_path, load_config
+from nextbest.training.datasets import feature_columns, labelled_snapshots
+from nextbest.training.evaluate import (
+    ORACLE,
+    POPULARITY,
+    RANKER,
+    check_expected,
+    quantile_reliability,
+    score_col,
+)
+from nextbest.training.report import REPORT_HTML, REPORT_JSON, summary_table
+from nextbest.training.train import (
     QualityRegressionError,
     SnapshotSplit,
     TrainResult,
@@ -301,7 +308,7 @@ def test_evaluate_cli_prints_the_latest_summary(
     built: Settings, result: TrainResult, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("NEXTBEST_HOME", str(built.home))
-    out = CliRunner().invoke(train_app, ["evaluate"])
+    out = CliRunner().invoke(training_app, ["evaluate"])
     assert out.exit_code == 0, out.output
     assert result.bundle_path.name in out.output.replace("\n", "")
     for model in ("ranker", "per_product", "pooled", "popularity", "oracle"):

@@ -13,17 +13,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.store import apply_definitions
-from ingest.store import ingest_directory
-from ingest.synthetic import generate_synthetic
+from nextbest.columns import CUSTOMER_ID, EVENT_TIMESTAMP, PRODUCT_ID, RANK
+from nextbest.features.store import apply_definitions
+from nextbest.ingest.store import ingest_directory
+from nextbest.ingest.synthetic import generate_synthetic
+from nextbest.marts import FCT_CANDIDATES
 from nextbest.pipeline import build_warehouse
 from nextbest.settings import Settings
-from training.artifacts import ModelBundle, load_bundle
-from training.config import TrainingConfig
-from training.constants import CUSTOMER_ID, EVENT_TIMESTAMP, PRODUCT_ID
-from training.datasets import CANDIDATES_MART, mart_snapshots, training_frame
-from training.predict import RANK, rank_candidates
-from training.train import train
+from nextbest.training.artifacts import ModelBundle, load_bundle
+from nextbest.training.config import TrainingConfig
+from nextbest.training.datasets import mart_snapshots, training_frame
+from nextbest.training.scoring import rank_candidates
+from nextbest.training.train import train
 
 pytestmark = pytest.mark.integration
 
@@ -55,8 +56,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, ModelBu
 def latest_candidates(trained: tuple[Settings, ModelBundle]) -> pd.DataFrame:
     """Candidates of the latest snapshot (no label yet) with their features: what serving ranks."""
     settings, _ = trained
-    latest = mart_snapshots(settings, CANDIDATES_MART)[-1]
-    return training_frame(settings, CONFIG, [latest], mart=CANDIDATES_MART)
+    latest = mart_snapshots(settings, FCT_CANDIDATES)[-1]
+    return training_frame(settings, CONFIG, [latest], mart=FCT_CANDIDATES)
 
 
 def _owned_at(settings: Settings, day: date) -> pd.DataFrame:
@@ -72,7 +73,7 @@ def test_an_owned_product_is_never_ranked(
     trained: tuple[Settings, ModelBundle], latest_candidates: pd.DataFrame
 ) -> None:
     settings, bundle = trained
-    latest = mart_snapshots(settings, CANDIDATES_MART)[-1]
+    latest = mart_snapshots(settings, FCT_CANDIDATES)[-1]
     ranking = rank_candidates(bundle, latest_candidates)
     owned = _owned_at(settings, latest)
     assert len(owned) > 1000 and len(ranking) > 1000

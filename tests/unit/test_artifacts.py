@@ -1,16 +1,18 @@
-"""training.artifacts: bundles round-trip exactly, are written atomically, refuse mismatched features."""
+"""nextbest.training.artifacts:
+bundles round-trip exactly, are written atomically, refuse mismatched features."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from training import artifacts
-from training.artifacts import (
+from nextbest.training import artifacts
+from nextbest.training.artifacts import (
     BundleMismatchError,
     ModelBundle,
     code_version,
@@ -19,8 +21,9 @@ from training.artifacts import (
     load_bundle,
     save_bundle,
 )
-from training.calibration import fit_calibrators
-from training.ranker import RankerParams, fit_ranker, prepare_groups
+from nextbest.training.calibration import fit_calibrators
+from nextbest.training.config import RankerConfig
+from nextbest.training.ranker import fit_ranker, prepare_groups
 
 FEATURES = ["product_id", "segment", "affinity", "income"]
 
@@ -64,7 +67,7 @@ def bundle(data: pd.DataFrame) -> ModelBundle:
     valid_df = data[data["event_timestamp"] > "2024-02-01"]
     train = prepare_groups(train_df, FEATURES)
     valid = prepare_groups(valid_df, FEATURES, categories=train.categories)
-    ranker = fit_ranker(train, valid, RankerParams(n_estimators=50, early_stopping_rounds=10, n_jobs=1))
+    ranker = fit_ranker(train, valid, RankerConfig(n_estimators=50, early_stopping_rounds=10, n_jobs=1))
     scored = valid_df.assign(score=ranker.score(valid_df))
     calibrators = fit_calibrators(scored, feature_cols=["segment"], min_positives=30)
     return ModelBundle(
@@ -113,6 +116,39 @@ class TestRoundTrip:
         assert (path / "ranker.txt").read_text().startswith("tree")  # LightGBM's text format
         assert json.loads((path / "bundle.json").read_text())["feature_cols"] == FEATURES
         assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary directory left
+
+    def test_build_vars_are_kept_and_old_bundles_have_none(self, bundle: ModelBundle, tmp_path: Path) -> None:
+        built = replace(bundle, build_vars={"horizon_months": 2, "activity_lookback_months": 3})
+        path = save_bundle(built, tmp_path)
+        assert load_bundle(path).build_vars == {"horizon_months": 2, "activity_lookback_months": 3}
+        meta = json.loads((path / "bundle.json").read_text())
+        del meta["build_vars"]
+        (path / "bundle.json").write_text(json.dumps(meta))
+        assert load_bundle(path).build_vars == {}
+
+    def test_a_bundle_pickled_before_the_nextbest_namespace_still_loads(
+        self, bundle: ModelBundle, data: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Bundles saved when the code was the top-level ``training`` package name its classes so."""
+        import sys
+
+        from nextbest.training import calibration
+
+        monkeypatch.setitem(sys.modules, "training", sys.modules["nextbest.training"])
+        monkeypatch.setitem(sys.modules, "training.calibration", calibration)
+        for cls in (calibration.Calibrators, calibration.MonotoneCalibrator):
+            monkeypatch.setattr(cls, "__module__", "training.calibration")
+        path = save_bundle(bundle, tmp_path)
+        monkeypatch.undo()
+        pickled = (path / "calibrators.joblib").read_bytes()
+        assert b"training.calibration" in pickled and b"nextbest.training" not in pickled
+        assert "training" not in sys.modules
+        loaded = load_bundle(path)
+        assert "training" not in sys.modules and "training.calibration" not in sys.modules
+        scored = data.assign(score=bundle.ranker.score(data))
+        np.testing.assert_array_equal(
+            loaded.calibrators.predict_proba(scored), bundle.calibrators.predict_proba(scored)
+        )
 
     def test_without_calibrators(self, bundle: ModelBundle, tmp_path: Path) -> None:
         bare = ModelBundle(

@@ -1,4 +1,5 @@
-"""training.baselines: every baseline scores the same rows; known answers and the expected ordering."""
+"""nextbest.training.baselines:
+every baseline scores the same rows; known answers and the expected ordering."""
 
 from __future__ import annotations
 
@@ -6,17 +7,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.baselines import (
-    ClassifierParams,
+from nextbest.training.baselines import (
     OracleBaseline,
     PerProductModels,
     PooledClassifier,
     PopularityBaseline,
 )
-from training.metrics import ndcg_at_k
+from nextbest.training.config import BaselineConfig
+from nextbest.training.metrics import ndcg_at_k
 
 FEATURES = ["segment", "income", "affinity"]
-FAST = ClassifierParams(n_estimators=60, learning_rate=0.1)
+FAST = BaselineConfig(n_estimators=60, learning_rate=0.1)
 
 
 def simulate(n_customers: int = 400, seed: int = 0) -> pd.DataFrame:

@@ -1,10 +1,11 @@
-"""training.config: the shipped configs validate, dataset names map to them, unknown names get the default."""
+"""nextbest.training.config:
+the shipped configs validate, dataset names map to them, unknown names get the default."""
 
 from __future__ import annotations
 
 import pytest
 
-from training.config import (
+from nextbest.training.config import (
     CONFIG_DIR,
     DEFAULT_FAMILY,
     TrainingConfig,

@@ -1,4 +1,5 @@
-"""training.evaluate and the report's new sections: feature groups, ablation, product wins, cold start.
+"""nextbest.training.evaluate and the report's new sections:
+feature groups, ablation, product wins, cold start.
 
 Known answers on hand-made frames (nDCG of a positive ranked second = 1 / log2(3)), then one small
 simulated fit through ``fit_models`` -> ``ablate_feature_groups`` -> ``evaluate_scored`` -> report.
@@ -8,17 +9,16 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from training import evaluate as ev
-from training.config import TrainingConfig
-from training.ranker import fit_ranker, prepare_groups
-from training.report import (
+from nextbest.training import evaluate as ev
+from nextbest.training.config import TrainingConfig
+from nextbest.training.ranker import fit_ranker, prepare_groups
+from nextbest.training.report import (
     REPORT_HTML,
     REPORT_JSON,
     details_text,
@@ -26,7 +26,7 @@ from training.report import (
     report_payload,
     write_report,
 )
-from training.train import ablate_feature_groups, evaluate_scored, fit_models, score_test
+from nextbest.training.train import ablate_feature_groups, evaluate_scored, fit_models, score_test
 
 SECOND = 1 / math.log2(3)
 """nDCG@k of a group whose one positive is ranked second."""
@@ -267,8 +267,8 @@ def test_ablation_refits_each_group_except_product_id_on_the_same_groups(fitted:
     keep = ["product_id", "affinity", "count_products_owned"]
     train = prepare_groups(fitted["train"], keep)
     valid = prepare_groups(fitted["valid"], keep, categories=train.categories)
-    params = fitted["config"].ranker.params(7)
-    manual = fit_ranker(train, valid, replace(params, n_estimators=40)).score(fitted["scored"])
+    params = fitted["config"].ranker.model_copy(update={"n_estimators": 40})
+    manual = fit_ranker(train, valid, params, 7).score(fitted["scored"])
     np.testing.assert_allclose(ablation.scores["noise"], manual)
 
 

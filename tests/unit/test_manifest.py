@@ -1,4 +1,5 @@
-"""features.manifest, features.schema and features.staleness: pure functions, known answers, error cases."""
+"""nextbest.features.manifest, nextbest.features.schema and nextbest.features.staleness:
+pure functions, known answers, error cases."""
 
 from __future__ import annotations
 
@@ -11,16 +12,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.definitions import FEATURE_SERVICE_NAME, build_definitions, feature_list_sha
-from features.manifest import (
+from nextbest.features.definitions import FEATURE_SERVICE_NAME, build_definitions, feature_list_sha
+from nextbest.features.manifest import (
     ManifestError,
     feature_groups,
     feature_specs_from_dict,
     feature_specs_from_manifest,
     spec_from_node,
 )
-from features.schema import normalise
-from features.staleness import stale_views, staleness_report
+from nextbest.features.schema import normalise
+from nextbest.features.staleness import stale_views, staleness_report
 
 MARTS = Path("/data/marts")
 

@@ -1,4 +1,4 @@
-"""Known-answer tests of training.metrics (hand-computed values, Wikipedia, sklearn cross-checks)."""
+"""Known-answer tests of nextbest.training.metrics (hand-computed values, Wikipedia, sklearn cross-checks)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import ndcg_score
 
-from training.metrics import (
+from nextbest.training.metrics import (
     brier_score,
     expected_calibration_error,
     map_at_k,

@@ -1,11 +1,12 @@
-"""features.packing.unpack: the one decoder of the packed customer x product layout (known answers)."""
+"""nextbest.features.packing.unpack:
+the one decoder of the packed customer x product layout (known answers)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from features.packing import PackingError, unpack
+from nextbest.features.packing import PackingError, unpack
 
 
 class TestUnpack:

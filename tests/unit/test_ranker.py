@@ -1,4 +1,4 @@
-"""training.ranker: group preparation, categorical mapping, LambdaMART fit and scoring behaviour."""
+"""nextbest.training.ranker: group preparation, categorical mapping, LambdaMART fit and scoring behaviour."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.constants import LABEL
-from training.metrics import ndcg_at_k
-from training.ranker import (
+from nextbest.columns import LABEL
+from nextbest.training.config import RankerConfig
+from nextbest.training.metrics import ndcg_at_k
+from nextbest.training.ranker import (
     FittedRanker,
-    RankerParams,
     build_feature_frame,
     fit_ranker,
     learn_categories,
@@ -69,7 +69,7 @@ def fitted(data: pd.DataFrame) -> FittedRanker:
     valid = prepare_groups(
         data[data["event_timestamp"] > "2024-03-01"], FEATURES, categories=train.categories
     )
-    return fit_ranker(train, valid, RankerParams(n_estimators=200, early_stopping_rounds=20, n_jobs=1))
+    return fit_ranker(train, valid, RankerConfig(n_estimators=200, early_stopping_rounds=20, n_jobs=1))
 
 
 TINY = pd.DataFrame(
@@ -201,6 +201,18 @@ class TestFitRanker:
         higher = fitted.score(rows.assign(affinity=rows["affinity"] + 2.0))
         assert (higher >= fitted.score(rows) - 1e-9).mean() > 0.95
 
+    def test_scores_equal_lightgbms_own_pandas_path(self, data: pd.DataFrame, fitted: FittedRanker) -> None:
+        rows = data.head(300).assign(segment=lambda d: d["segment"].where(d.index % 7 != 0, "brand-new"))
+        frame = build_feature_frame(rows, fitted.feature_cols, fitted.categories)
+        expected = fitted.booster.predict(frame, num_iteration=fitted.best_iteration)
+        np.testing.assert_allclose(fitted.score(rows), expected, rtol=0, atol=1e-12)
+        as_lists = {c: rows[c].tolist() for c in rows.columns}  # the online path's column mapping
+        np.testing.assert_allclose(fitted.score(as_lists), expected, rtol=0, atol=1e-12)
+
+    def test_missing_feature_is_a_key_error(self, data: pd.DataFrame, fitted: FittedRanker) -> None:
+        with pytest.raises(KeyError, match="affinity"):
+            fitted.score(data.drop(columns=["affinity"]))
+
     def test_unseen_category_scores_without_error(self, data: pd.DataFrame, fitted: FittedRanker) -> None:
         scores = fitted.score(data.head(10).assign(segment="brand-new", product_id="P99"))
         assert np.isfinite(scores).all()
@@ -222,5 +234,5 @@ class TestFitRanker:
         categories = {**learn_categories(data, FEATURES), "region": ["north", "south"]}
         train = prepare_groups(data[data["event_timestamp"] < "2024-03-01"], FEATURES, categories=categories)
         valid = prepare_groups(data[data["event_timestamp"] > "2024-03-01"], FEATURES, categories=categories)
-        ranker = fit_ranker(train, valid, RankerParams(n_estimators=20, n_jobs=1))
+        ranker = fit_ranker(train, valid, RankerConfig(n_estimators=20, n_jobs=1))
         assert np.isfinite(ranker.score(data.head(20))).all()

@@ -1,1 +1,0 @@
-"""Raw data contract (``ingest.contract``) and its validating, atomic ingest (``ingest.store``)."""

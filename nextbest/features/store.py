@@ -1,0 +1,351 @@
+"""The Feast feature store of nextbest: configuration in code, apply, materialize, status.
+
+Reading features is ``nextbest.features.retrieval`` (point in time) and ``nextbest.features.online`` (latest).
+
+The registry lives at ``settings.feast_dir / "registry.db"``, the offline store is DuckDB over the dbt
+parquet marts, the online store is sqlite (``settings.feast_dir / "online_store.db"``) or redis, chosen
+by ``settings.online`` (``kind`` from env ``NEXTBEST_ONLINE_STORE``, ``sqlite`` | ``redis``; ``redis_url``
+from env ``NEXTBEST_REDIS_URL``, default ``127.0.0.1:6379``). The committed
+``feature_repo/feature_store.yaml`` describes the same store for the ``feast`` CLI.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+import pandas as pd
+from feast import FeatureStore, FeatureView, RepoConfig
+
+from nextbest.columns import EVENT_TIMESTAMP
+from nextbest.features.definitions import Definitions, build_definitions
+from nextbest.features.manifest import FeatureViewSpec, feature_specs_from_manifest
+from nextbest.marts import manifest_path
+from nextbest.settings import FEATURE_REPO_DIR, ONLINE_KINDS, OnlineKind, Settings
+
+PROJECT = "nextbest"
+"""Feast project name (registry namespace and online-store table prefix)."""
+
+ONLINE_WRITE_BATCH_ROWS = 50_000
+"""Rows converted to protobuf and written to the online store per batch during materialization."""
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def registry_path(settings: Settings) -> Path:
+    """The Feast registry file."""
+    return settings.feast_dir / "registry.db"
+
+
+def sqlite_path(settings: Settings) -> Path:
+    """The sqlite online store file."""
+    return settings.feast_dir / "online_store.db"
+
+
+def repo_config(settings: Settings, online: OnlineKind | None = None) -> RepoConfig:
+    """The Feast RepoConfig of nextbest for ``settings`` and the chosen online store.
+
+    Args:
+        settings: where the registry and the sqlite online store live, and the online store branch.
+        online: ``sqlite`` or ``redis``; None = ``settings.online.kind``.
+    """
+    kind = online or settings.online.kind
+    if kind not in ONLINE_KINDS:
+        raise ValueError(f"online store {kind!r}: expected one of {ONLINE_KINDS}")
+    if kind == "redis":
+        # skip_dedup: last write wins, as in sqlite (a restated row with the same event_timestamp
+        # replaces the old one); materialize() always writes intervals forward in time.
+        online_store: dict[str, Any] = {
+            "type": "redis",
+            "connection_string": settings.online.redis_url,
+            "skip_dedup": True,
+        }
+    else:
+        online_store = {"type": "sqlite", "path": str(sqlite_path(settings).resolve())}
+    return RepoConfig(
+        project=PROJECT,
+        provider="local",
+        registry={
+            "registry_type": "file",
+            "path": str(registry_path(settings).resolve()),
+            "cache_ttl_seconds": 60,
+        },
+        offline_store={"type": "duckdb"},
+        online_store=online_store,
+        entity_key_serialization_version=3,
+        # Dedup to the latest row per key inside DuckDB (not all history into pandas), and convert/write
+        # to the online store in bounded batches: materialization memory ~ latest rows, not history.
+        materialization={"pull_latest_features": True, "online_write_batch_size": ONLINE_WRITE_BATCH_ROWS},
+        repo_path=FEATURE_REPO_DIR,
+    )
+
+
+def get_store(settings: Settings, online: OnlineKind | None = None) -> FeatureStore:
+    """A FeatureStore over nextbest's registry (created lazily by Feast on first apply)."""
+    settings.feast_dir.mkdir(parents=True, exist_ok=True)
+    return FeatureStore(repo_path=str(FEATURE_REPO_DIR), config=repo_config(settings, online))
+
+
+def load_specs(settings: Settings) -> list[FeatureViewSpec]:
+    """Feature-view specs from the dbt manifest of the last build."""
+    return feature_specs_from_manifest(manifest_path(settings), settings.marts_dir)
+
+
+def load_definitions(settings: Settings) -> Definitions:
+    """Feast objects for the marts of the last dbt build (paths resolved from ``settings``)."""
+    return build_definitions(load_specs(settings))
+
+
+# --------------------------------------------------------------------------- apply
+
+
+def apply_definitions(
+    settings: Settings, online: OnlineKind | None = None, definitions: Definitions | None = None
+) -> Definitions:
+    """Register entities, sources, views and the service; delete nextbest objects no longer defined.
+
+    Idempotent: applying the same definitions twice leaves the registry objects unchanged.
+
+    Args:
+        settings: locations of the manifest, marts and registry.
+        online: online store kind (None: ``settings.online.kind``).
+        definitions: objects to apply; None builds them from the dbt manifest.
+    """
+    definitions = definitions or load_definitions(settings)
+    store = get_store(settings, online)
+    wanted_views = {v.name for v in definitions.views}
+    wanted_services = {definitions.service.name}
+    stale: list[Any] = [v for v in store.list_feature_views() if v.name not in wanted_views]
+    stale += [s for s in store.list_feature_services() if s.name not in wanted_services]
+    store.apply(definitions.all(), objects_to_delete=stale, partial=not stale)
+    return definitions
+
+
+# --------------------------------------------------------------------------- offline facts
+
+
+@dataclass(frozen=True)
+class OfflineExtent:
+    """Row count and event-timestamp range of one parquet mart (timestamps in UTC)."""
+
+    rows: int
+    min_ts: datetime | None
+    max_ts: datetime | None
+
+
+def _utc(ts: Any) -> datetime | None:
+    """A timezone-aware UTC datetime from a naive (UTC) or aware timestamp; None stays None."""
+    if ts is None or pd.isna(ts):
+        return None
+    stamp = pd.Timestamp(ts)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.to_pydatetime()
+
+
+def offline_extent(parquet_path: Path) -> OfflineExtent:
+    """Rows and min/max ``event_timestamp`` of a mart, read from parquet metadata/columns by DuckDB."""
+    if not parquet_path.exists():
+        raise FileNotFoundError(f"feature mart {parquet_path} does not exist: run dbt build first")
+    con = duckdb.connect()
+    try:
+        con.execute("set timezone = 'UTC'")
+        rows, lo, hi = con.execute(
+            f"select count(*), min({EVENT_TIMESTAMP}), max({EVENT_TIMESTAMP}) from read_parquet(?)",
+            [str(parquet_path)],
+        ).fetchone()
+    finally:
+        con.close()
+    return OfflineExtent(rows=int(rows), min_ts=_utc(lo), max_ts=_utc(hi))
+
+
+def _view_path(view: FeatureView) -> Path:
+    """The parquet mart behind a registered view."""
+    return Path(view.batch_source.path)
+
+
+def _view_join_keys(view: FeatureView) -> list[str]:
+    """The join key columns of a registered view."""
+    return [c.name for c in view.entity_columns]
+
+
+def _latest_key(view: FeatureView) -> dict[str, str] | None:
+    """One entity key of the mart's latest snapshot (used to probe the online store)."""
+    path, join_keys = _view_path(view), _view_join_keys(view)
+    con = duckdb.connect()
+    try:
+        con.execute("set timezone = 'UTC'")
+        keys = ", ".join(join_keys)
+        row = con.execute(
+            f"select {keys} from read_parquet(?) where {EVENT_TIMESTAMP} = "
+            f"(select max({EVENT_TIMESTAMP}) from read_parquet(?)) order by {keys} limit 1",
+            [str(path), str(path)],
+        ).fetchone()
+    finally:
+        con.close()
+    return None if row is None else dict(zip(join_keys, map(str, row), strict=True))
+
+
+# --------------------------------------------------------------------------- materialize
+
+
+@dataclass(frozen=True)
+class MaterializationRun:
+    """What one materialize() did for one view.
+
+    Attributes:
+        view: feature view name.
+        mode: ``full`` (backfill from the earliest event_timestamp), ``incremental`` (from the last
+            materialized end, inclusive, so a restated latest snapshot is rewritten) or ``empty``.
+        start, end: the materialized interval (UTC, both inclusive); None when the mart is empty.
+        seconds: wall time.
+    """
+
+    view: str
+    mode: Literal["full", "incremental", "empty"]
+    start: datetime | None
+    end: datetime | None
+    seconds: float
+
+
+def ensure_online_tables(store: FeatureStore, views: Sequence[FeatureView]) -> None:
+    """(Re)create the online tables of ``views`` if missing (e.g. the sqlite file was deleted); idempotent."""
+    store._get_provider().update_infra(
+        project=store.project,
+        tables_to_delete=[],
+        tables_to_keep=list(views),
+        entities_to_delete=[],
+        entities_to_keep=store.list_entities(),
+        partial=True,
+    )
+
+
+def _online_has_view(store: FeatureStore, view: FeatureView) -> bool:
+    """True when a key of the latest snapshot is present online (detects a lost/emptied online store)."""
+    key = _latest_key(view)
+    if key is None:
+        return False
+    first_feature = view.features[0].name
+    resp = store.get_online_features(features=[f"{view.name}:{first_feature}"], entity_rows=[key]).to_dict(
+        include_event_timestamps=True
+    )
+    stamps = resp.get(f"{first_feature}__ts") or [0]
+    return bool(stamps[0])
+
+
+def materialize(
+    settings: Settings,
+    online: OnlineKind | None = None,
+    progress: bool = True,
+    full: bool = False,
+    views: Sequence[str] | None = None,
+) -> list[MaterializationRun]:
+    """Load the latest row per entity key of every registered view (apply first) into the online store.
+
+    A view that was never materialized, or whose online rows are missing (e.g. the sqlite file was
+    deleted or redis flushed), is backfilled from the earliest ``event_timestamp`` of its mart to the
+    latest; otherwise the run is incremental from the last materialized end (inclusive) to the latest.
+    Re-running with unchanged marts rewrites the same values (idempotent).
+
+    Args:
+        settings: locations of the registry, marts and online store.
+        online: online store kind (None: ``settings.online.kind``).
+        progress: let Feast print its progress bars.
+        full: force a full backfill of every view.
+        views: restrict to these view names (default: all registered views).
+    """
+    store = get_store(settings, online)
+    registered = sorted(store.list_feature_views(), key=lambda v: v.name)
+    ensure_online_tables(store, registered)
+    runs: list[MaterializationRun] = []
+    for view in registered:
+        if views is not None and view.name not in views:
+            continue
+        started = time.perf_counter()
+        extent = offline_extent(_view_path(view))
+        if extent.max_ts is None or extent.min_ts is None:
+            runs.append(MaterializationRun(view.name, "empty", None, None, 0.0))
+            continue
+        last_end = _utc(view.most_recent_end_time)
+        backfill = full or last_end is None or not _online_has_view(store, view)
+        start = extent.min_ts if backfill else min(last_end, extent.max_ts)
+        end = extent.max_ts
+        _run_feast_materialize(store, view.name, start, end, progress)
+        runs.append(
+            MaterializationRun(
+                view.name, "full" if backfill else "incremental", start, end, time.perf_counter() - started
+            )
+        )
+    return runs
+
+
+def _run_feast_materialize(
+    store: FeatureStore, view: str, start: datetime, end: datetime, progress: bool
+) -> None:
+    """``store.materialize`` for one view, silencing Feast's console output unless ``progress``."""
+    if progress:
+        store.materialize(start_date=start, end_date=end, feature_views=[view])
+        return
+    import contextlib
+    import io
+
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        store.materialize(start_date=start, end_date=end, feature_views=[view])
+
+
+# --------------------------------------------------------------------------- status
+
+
+@dataclass(frozen=True)
+class ViewStatus:
+    """State of one feature view: offline rows and range, and how far the online store is loaded.
+
+    Attributes:
+        view: feature view name; model: its dbt model.
+        offline_rows: rows in the parquet mart (0 if the file is missing).
+        offline_min_ts, offline_max_ts: event_timestamp range of the mart (UTC).
+        online_until: end of the latest materialized interval (UTC), None if never materialized.
+        online_is_current: the online store holds the mart's latest snapshot.
+    """
+
+    view: str
+    model: str
+    offline_rows: int
+    offline_min_ts: datetime | None
+    offline_max_ts: datetime | None
+    online_until: datetime | None
+    online_is_current: bool
+
+
+def status(settings: Settings, online: OnlineKind | None = None) -> list[ViewStatus]:
+    """One ViewStatus per registered feature view, sorted by view name."""
+    store = get_store(settings, online)
+    out: list[ViewStatus] = []
+    for view in sorted(store.list_feature_views(), key=lambda v: v.name):
+        path = _view_path(view)
+        extent = offline_extent(path) if path.exists() else OfflineExtent(0, None, None)
+        until = _utc(view.most_recent_end_time)
+        current = until is not None and extent.max_ts is not None and until >= extent.max_ts
+        out.append(
+            ViewStatus(
+                view=view.name,
+                model=view.tags.get("dbt_model", ""),
+                offline_rows=extent.rows,
+                offline_min_ts=extent.min_ts,
+                offline_max_ts=extent.max_ts,
+                online_until=until,
+                online_is_current=current,
+            )
+        )
+    return out
+
+
+def now_utc() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)

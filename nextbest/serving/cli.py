@@ -1,0 +1,101 @@
+"""``nextbest serve``, ``nextbest rank`` and ``nextbest score-batch``: parse options, delegate.
+
+``app`` is mounted by the root command (``nextbest.cli``). ``serve`` and ``rank`` are also plain functions
+(the benchmarks and ``nextbest demo`` call them); batch scoring is ``nextbest.serving.batch``.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from nextbest.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from nextbest.serving.results import Ranking
+    from nextbest.settings import ServingSettings
+
+console = Console()
+
+
+KEEP_ALIVE_S = 30
+"""Idle keep-alive connections live this long (uvicorn's 5 s default races with busy clients' reuse)."""
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None = None) -> None:
+    """Run the HTTP API with uvicorn (blocks until stopped)."""
+    import uvicorn
+
+    from nextbest.serving.api import create_app
+
+    app = create_app(settings or get_settings())
+    uvicorn.run(app, host=host, port=port, timeout_keep_alive=KEEP_ALIVE_S, access_log=False)
+
+
+def ranking_table(ranking: Ranking) -> Table:
+    """A rich table of one ranking (rank, product, probability, score)."""
+    table = Table(title=f"customer {ranking.customer_id} at {ranking.snapshot_at:%Y-%m-%d}")
+    table.add_column("rank", justify="right")
+    table.add_column("product")
+    table.add_column("probability", justify="right")
+    table.add_column("score", justify="right")
+    for p in ranking.products:
+        prob = "-" if p.probability is None else f"{p.probability:.2%}"
+        table.add_row(str(p.rank), p.product_id, prob, f"{p.score:.3f}")
+    return table
+
+
+def rank(
+    customer_id: str, k: int = 7, settings: Settings | None = None, serving: ServingSettings | None = None
+) -> Ranking:
+    """Rank one customer through the online path and print the result as a table."""
+    from nextbest.serving.scorer import Scorer
+    scorer = Scorer(settings or get_settings(), serving)
+    ranking = scorer.rank(customer_id, k)
+    console.print(ranking_table(ranking))
+    if ranking.reason:
+        console.print(f"[yellow]{ranking.reason}[/yellow]")
+    if ranking.stale_views:
+        stale = ", ".join(ranking.stale_views)
+        console.print(f"[yellow]stale views (older than their ttl): {stale}[/yellow]")
+    console.print(f"model {scorer.model_version}; {ranking.n_candidates} candidates")
+    return ranking
+
+
+app = typer.Typer(help="Serve the ranker: HTTP API, one customer, batch scoring.", no_args_is_help=True)
+
+
+@app.command("serve")
+def serve_command(
+    host: Annotated[str, typer.Option(help="Interface to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+) -> None:
+    """Start the HTTP API (POST /rank, POST /rank/batch, GET /health, GET /products)."""
+    serve(host, port)
+
+
+@app.command("rank")
+def rank_command(
+    customer_id: Annotated[str, typer.Argument(help="The customer to rank products for.")],
+    k: Annotated[int, typer.Option(min=1, help="Products to show.")] = 7,
+) -> None:
+    """Rank one customer's candidate products through the online store and print a table."""
+    rank(customer_id, k)
+
+
+@app.command("score-batch")
+def score_batch_command(
+    snapshot: Annotated[str, typer.Option(help="Snapshot date (month end), YYYY-MM-DD.")],
+    out: Annotated[Path, typer.Option(help="Output parquet file.")],
+    chunk_size: Annotated[int, typer.Option(min=1, help="Customers per chunk.")] = 5_000,
+) -> None:
+    """Score every customer's candidates at a snapshot from the offline store into one parquet file."""
+    from nextbest.serving.batch import score_batch
+
+    rows = score_batch(date.fromisoformat(snapshot), out, chunk_size)
+    console.print(f"[green]wrote[/green] {rows:,} rows -> {out}")

@@ -1,0 +1,220 @@
+"""Online scoring: a customer's candidates from the online store -> ``score_bundle`` -> top k.
+
+The ``Scorer`` loads a model bundle once, refuses it when its feature list differs from the live
+FeatureService, keeps the product catalogue in memory and, per request, asks the feature store once for
+the customer's candidates as plain rows (``OnlineReader.candidates`` with the candidate rule
+``candidate_mask``), then scores and calibrates them with ``nextbest.training.scoring.score_bundle``: the
+one scoring function of training evaluation, batch scoring (``nextbest.serving.batch``) and this online
+path, so they can only differ through their features. A request travels route -> scorer -> feature store
+-> model -> response once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+from feast import FeatureService
+
+from nextbest.columns import CUSTOMER_ID, PRODUCT_ID
+from nextbest.features.definitions import FEATURE_SERVICE_NAME
+from nextbest.features.online import OnlineReader, OnlineRows, epoch_to_utc
+from nextbest.features.online import OnlineStoreUnavailableError as StoreUnavailable
+from nextbest.features.staleness import ViewStaleness, stale_views, staleness_report
+from nextbest.features.store import get_store, load_specs
+from nextbest.marts import DIM_PRODUCTS, mart_path
+from nextbest.serving.candidates import candidate_mask
+from nextbest.serving.errors import (
+    InvalidRequestError,
+    NoModelError,
+    OnlineStoreUnavailableError,
+    StaleFeaturesError,
+    UnknownCustomerError,
+    UnknownProductError,
+)
+from nextbest.serving.results import NO_CANDIDATE_REASON, RankedProduct, Ranking
+from nextbest.settings import ServingSettings, Settings
+from nextbest.training.artifacts import METADATA_FILE, latest_bundle, load_bundle
+from nextbest.training.scoring import ScoredFrame, input_columns, ranking_order, score_bundle
+
+KEY_COLUMNS: tuple[str, ...] = (CUSTOMER_ID, PRODUCT_ID)
+"""Entity keys a bundle may use as features besides the FeatureService's list."""
+
+PRODUCT_COLUMNS: tuple[str, ...] = (PRODUCT_ID, "product_name", "category", "min_age", "max_age")
+"""Columns of the ``dim_products`` mart kept in memory."""
+
+
+def top_k(product_ids: Sequence[str], scored: ScoredFrame, k: int) -> list[RankedProduct]:
+    """The ``k`` best products by ``ranking_order`` (score, ties: product id ascending), ranked from 1."""
+    order = ranking_order(product_ids, scored.score)[:k]
+    return [
+        RankedProduct(
+            product_id=str(product_ids[i]),
+            rank=r,
+            score=float(scored.score[i]),
+            probability=None if scored.probability is None else float(scored.probability[i]),
+        )
+        for r, i in enumerate(order, start=1)
+    ]
+
+
+# --------------------------------------------------------------------------- the scorer
+
+
+def load_products(settings: Settings) -> pd.DataFrame:
+    """The product catalogue (``dim_products`` mart), sorted by product_id."""
+    path = mart_path(settings, DIM_PRODUCTS)
+    if not path.exists():
+        raise FileNotFoundError(f"product catalogue {path} is missing: run `nextbest build` first")
+    cols = ", ".join(PRODUCT_COLUMNS)
+    return duckdb.sql(f"select {cols} from read_parquet('{path}') order by {PRODUCT_ID}").df()
+
+
+def resolve_bundle_path(settings: Settings, serving: ServingSettings) -> Path:
+    """The bundle to serve: ``serving.model_path`` or the latest bundle in ``settings.models_dir``."""
+    path = serving.model_path or latest_bundle(settings.models_dir)
+    if path is None:
+        raise NoModelError(f"no model bundle in {settings.models_dir}: train one first (`nextbest train`)")
+    return Path(path)
+
+
+def expected_bundle_features(bundle_path: Path, served: Sequence[str]) -> list[str]:
+    """The live feature list as the bundle must hold it: ``served`` plus the key columns the bundle uses,
+    at the bundle's positions (keys are not features of the service but may be model inputs)."""
+    meta = json.loads((bundle_path / METADATA_FILE).read_text(encoding="utf-8"))
+    expected = list(served)
+    for i, col in enumerate(meta.get("feature_cols", [])):
+        if col in KEY_COLUMNS:
+            expected.insert(min(i, len(expected)), col)
+    return expected
+
+
+class Scorer:
+    """Ranks a customer's candidate products from the online store with one loaded model bundle.
+
+    Thread-safe: the bundle and catalogue are read-only; ``OnlineReader`` serialises sqlite reads.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        serving: ServingSettings | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.serving = serving or settings.serving
+        self._clock = clock or (lambda: self.serving.as_of or datetime.now(UTC))
+        self.bundle_path = resolve_bundle_path(settings, self.serving)
+        self.products = load_products(settings)
+        self.product_ids: list[str] = self.products[PRODUCT_ID].astype(str).tolist()
+        self._known_products = frozenset(self.product_ids)
+        self.reader = OnlineReader(
+            get_store(settings, self.serving.online_store),
+            FEATURE_SERVICE_NAME,
+            catalogue=self.product_ids,
+            product_cache_seconds=self.serving.product_cache_seconds,
+        )
+        self.service: FeatureService = self.reader.service
+        self.views = self.reader.views
+        self.online_kind: str = self.reader.online_kind
+        names = {v.name for v in self.views}
+        self.specs = [s for s in load_specs(settings) if s.view in names]
+        self.bundle = load_bundle(
+            self.bundle_path,
+            expected_features=expected_bundle_features(self.bundle_path, self.reader.features),
+            expected_service=self.service.name,
+        )
+        self.input_columns = input_columns(self.bundle)
+
+    @property
+    def model_version(self) -> str:
+        """The served bundle's version (its directory name)."""
+        return self.bundle_path.name
+
+    def _check_products(self, product_ids: Sequence[str]) -> list[str]:
+        ids = [str(p) for p in dict.fromkeys(product_ids)]
+        unknown = [p for p in ids if p not in self._known_products]
+        if unknown:
+            raise UnknownProductError(f"unknown product(s) {unknown}; see GET /products")
+        if not ids:
+            raise UnknownProductError("product_ids is empty: omit it to rank every product")
+        return ids
+
+    def refresh_products(self) -> None:
+        """Drop the product cache: the next request re-reads the catalogue's product rows."""
+        self.reader.refresh_products()
+
+    def fetch(self, customer_id: str, product_ids: Sequence[str] | None = None) -> OnlineRows:
+        """The customer's candidates (``candidate_mask``), restricted to ``product_ids`` when given, with
+        every feature, from the online store (one trip through ``OnlineReader.candidates``).
+
+        Raises:
+            OnlineStoreUnavailableError: the online store cannot be reached.
+        """
+        try:
+            return self.reader.candidates(customer_id, candidate_mask, product_ids)
+        except StoreUnavailable as exc:
+            raise OnlineStoreUnavailableError(str(exc)) from exc
+
+    def staleness(self, rows: OnlineRows) -> list[ViewStaleness]:
+        """Staleness per view of the values served (the oldest one counts), judged now. Without any
+        candidate, only the customer-keyed views are judged (nothing else was served)."""
+        specs = self.specs if rows.n > 0 else [s for s in self.specs if s.join_keys == (CUSTOMER_ID,)]
+        return staleness_report(rows.oldest_served(), specs, self._clock())
+
+    def rank(
+        self, customer_id: str, k: int | None = None, product_ids: Sequence[str] | None = None
+    ) -> Ranking:
+        """The top-``k`` candidate products of ``customer_id`` (all catalogue products, or ``product_ids``).
+
+        Raises:
+            UnknownCustomerError: no online ``customer_monthly`` row for the customer.
+            UnknownProductError: a requested product is not in the catalogue.
+            OnlineStoreUnavailableError: the online store cannot be reached.
+            StaleFeaturesError: stale features while ``refuse_stale`` is on.
+        """
+        k = self.serving.default_k if k is None else k
+        if not 1 <= k <= self.serving.max_k:
+            raise InvalidRequestError(f"k must be in [1, {self.serving.max_k}], got {k}")
+        ids = None if product_ids is None else self._check_products(product_ids)
+        t0 = time.perf_counter()
+        rows = self.fetch(str(customer_id), ids)
+        t1 = time.perf_counter()
+        if rows.customer_ts <= 0:
+            raise UnknownCustomerError(f"unknown customer {customer_id!r}: no features in the online store")
+        data, n = rows.columns, rows.n
+        report = self.staleness(rows)
+        stale = stale_views(report)
+        if stale and self.serving.refuse_stale:
+            raise StaleFeaturesError(
+                f"stale features for customer {customer_id!r}: views {stale} are older than their ttl", report
+            )
+        candidates = {col: data[col] for col in self.input_columns}
+        t2 = time.perf_counter()
+        scored = score_bundle(self.bundle, candidates, threads=1)
+        ranked = top_k(data[PRODUCT_ID], scored, k)
+        t3 = time.perf_counter()
+        return Ranking(
+            customer_id=str(customer_id),
+            snapshot_at=epoch_to_utc(rows.customer_ts),
+            products=ranked,
+            reason=None if ranked else NO_CANDIDATE_REASON,
+            n_candidates=n,
+            staleness=report,
+            timings_ms={
+                "fetch": (t1 - t0) * 1e3,
+                "filter": (t2 - t1) * 1e3,
+                "predict": scored.predict_ms,
+                "calibrate": scored.calibrate_ms,
+                "total": (t3 - t0) * 1e3,
+            },
+        )
+
+    def ping(self) -> bool:
+        """True when the online store answers a read (of a key that need not exist)."""
+        return self.reader.ping()

@@ -1,0 +1,196 @@
+"""Baselines the ranker is compared with, each scoring exactly the same candidate rows.
+
+Every baseline has ``fit(train_df) -> self`` and ``score(df) -> np.ndarray`` (one score per row of
+``df``, in its order, higher = more likely adopted), so evaluation can put any of them in the
+``score`` column and call the same metrics.
+
+- ``PopularityBaseline``: the adoption rate of each product among its candidates in training.
+- ``PerProductModels``: one binary LightGBM per product — the approach the ranker replaces.
+- ``PooledClassifier``: one binary LightGBM over all products, the product a categorical feature.
+- ``OracleBaseline``: the true probability of synthetic data (an upper bound, not a model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from nextbest.columns import LABEL, ORACLE_PROBABILITY, PRODUCT_ID
+from nextbest.training.config import BaselineConfig
+from nextbest.training.ranker import Categories, build_feature_frame, learn_categories
+
+
+def _require(df: pd.DataFrame, columns: Sequence[str]) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise KeyError(f"baseline: missing column(s) {missing}")
+
+
+def _labels(df: pd.DataFrame) -> np.ndarray:
+    _require(df, [LABEL])
+    y = df[LABEL].to_numpy()
+    if len(y) == 0:
+        raise ValueError("baseline: the training frame is empty")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError(f"{LABEL!r} must be 0/1")
+    return y.astype(int)
+
+
+def _classifier(params: BaselineConfig) -> lgb.LGBMClassifier:
+    return lgb.LGBMClassifier(
+        objective="binary",
+        n_estimators=params.n_estimators,
+        learning_rate=params.learning_rate,
+        num_leaves=params.num_leaves,
+        min_child_samples=params.min_child_samples,
+        n_jobs=params.n_jobs,
+        random_state=params.seed,
+        deterministic=True,
+        force_col_wise=True,
+        verbose=-1,
+    )
+
+
+class PopularityBaseline:
+    """Score = the product's adoption rate among its candidate rows in the training data (0..1).
+
+    A product unseen in training gets the overall adoption rate.
+    """
+
+    def __init__(self, product_col: str = PRODUCT_ID) -> None:
+        self.product_col = product_col
+        self.rates: pd.Series | None = None
+        self.overall_rate: float = float("nan")
+
+    def fit(self, train_df: pd.DataFrame) -> PopularityBaseline:
+        """Learn the per-product adoption rates."""
+        y = _labels(train_df)
+        _require(train_df, [self.product_col])
+        products = train_df[self.product_col].astype(str).to_numpy()
+        self.rates = pd.Series(y, index=products).groupby(level=0).mean()
+        self.overall_rate = float(y.mean())
+        return self
+
+    def score(self, df: pd.DataFrame) -> np.ndarray:
+        """The adoption rate of each row's product."""
+        if self.rates is None:
+            raise RuntimeError("PopularityBaseline.score called before fit")
+        _require(df, [self.product_col])
+        rates = df[self.product_col].astype(str).map(self.rates)
+        return rates.fillna(self.overall_rate).to_numpy(dtype=float)
+
+
+@dataclass
+class PerProductModels:
+    """One binary LightGBM classifier per product: the many-models approach the ranker replaces.
+
+    A product with fewer than ``min_positives`` positives (or negatives) in training gets no
+    model and scores its base rate; ``fallback_products`` lists them after ``fit``. A product
+    unseen in training scores the overall rate.
+    """
+
+    feature_cols: Sequence[str]
+    min_positives: int = 20
+    params: BaselineConfig = field(default_factory=BaselineConfig)
+    product_col: str = PRODUCT_ID
+    models: dict[str, lgb.LGBMClassifier] = field(default_factory=dict, init=False)
+    base_rates: dict[str, float] = field(default_factory=dict, init=False)
+    fallback_products: list[str] = field(default_factory=list, init=False)
+    categories: Categories = field(default_factory=dict, init=False)
+    overall_rate: float = field(default=float("nan"), init=False)
+
+    def __post_init__(self) -> None:
+        self.feature_cols = [c for c in self.feature_cols if c != self.product_col]
+
+    def fit(self, train_df: pd.DataFrame) -> PerProductModels:
+        """Fit one classifier per product with enough positives; record the base rates and fallbacks."""
+        y = _labels(train_df)
+        _require(train_df, [self.product_col, *self.feature_cols])
+        self.categories = learn_categories(train_df, self.feature_cols)
+        self.overall_rate = float(y.mean())
+        self.models, self.base_rates, self.fallback_products = {}, {}, []
+        products = train_df[self.product_col].astype(str).to_numpy()
+        for product in np.unique(products):
+            mask = products == product
+            y_p = y[mask]
+            self.base_rates[str(product)] = float(y_p.mean())
+            if y_p.sum() < self.min_positives or (len(y_p) - y_p.sum()) < self.min_positives:
+                self.fallback_products.append(str(product))
+                continue
+            features = build_feature_frame(train_df[mask], self.feature_cols, self.categories)
+            self.models[str(product)] = _classifier(self.params).fit(features, y_p)
+        return self
+
+    def score(self, df: pd.DataFrame) -> np.ndarray:
+        """Each row scored by its product's classifier (probability), or its base rate on fallback."""
+        if not self.base_rates:
+            raise RuntimeError("PerProductModels.score called before fit")
+        _require(df, [self.product_col, *self.feature_cols])
+        products = df[self.product_col].astype(str).to_numpy()
+        out = np.full(len(df), self.overall_rate, dtype=float)
+        for product in np.unique(products):
+            rows = np.flatnonzero(products == product)
+            if product in self.models:
+                features = build_feature_frame(df.iloc[rows], self.feature_cols, self.categories)
+                out[rows] = self.models[product].predict_proba(features)[:, 1]
+            elif product in self.base_rates:
+                out[rows] = self.base_rates[product]
+        return out
+
+
+@dataclass
+class PooledClassifier:
+    """One binary LightGBM over all (customer, product) rows, with the product a categorical feature."""
+
+    feature_cols: Sequence[str]
+    params: BaselineConfig = field(default_factory=BaselineConfig)
+    product_col: str = PRODUCT_ID
+    model: lgb.LGBMClassifier | None = field(default=None, init=False)
+    categories: Categories = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        cols = list(self.feature_cols)
+        self.feature_cols = cols if self.product_col in cols else [self.product_col, *cols]
+
+    def fit(self, train_df: pd.DataFrame) -> PooledClassifier:
+        """Fit the pooled classifier."""
+        y = _labels(train_df)
+        _require(train_df, self.feature_cols)
+        frame = train_df.assign(**{self.product_col: train_df[self.product_col].astype(str)})
+        self.categories = learn_categories(frame, self.feature_cols)
+        features = build_feature_frame(frame, self.feature_cols, self.categories)
+        self.model = _classifier(self.params).fit(features, y)
+        return self
+
+    def score(self, df: pd.DataFrame) -> np.ndarray:
+        """The pooled classifier's adoption probability of each row."""
+        if self.model is None:
+            raise RuntimeError("PooledClassifier.score called before fit")
+        frame = df.assign(**{self.product_col: df[self.product_col].astype(str)})
+        features = build_feature_frame(frame, self.feature_cols, self.categories)
+        return np.asarray(self.model.predict_proba(features)[:, 1], dtype=float)
+
+
+@dataclass
+class OracleBaseline:
+    """Reads a given true-probability column (synthetic data only): the best any model could do."""
+
+    probability_col: str = ORACLE_PROBABILITY
+
+    def fit(self, train_df: pd.DataFrame) -> OracleBaseline:
+        """Nothing to learn."""
+        return self
+
+    def score(self, df: pd.DataFrame) -> np.ndarray:
+        """The true probability of each row; fails if the column is absent or has nulls."""
+        _require(df, [self.probability_col])
+        values = df[self.probability_col].to_numpy(dtype=float)
+        if np.isnan(values).any():
+            raise ValueError(
+                f"{self.probability_col!r} has missing values: the oracle covers every candidate"
+            )
+        return values

@@ -1,0 +1,118 @@
+"""``nextbest train`` and ``nextbest evaluate``: parse options, show progress, delegate to ``training``.
+
+``app`` holds both commands; the root command mounts it without a name, so they are top-level
+(``nextbest train`` / ``nextbest evaluate``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from nextbest.settings import Settings, get_settings
+
+app = typer.Typer(help="Train and evaluate the ranker.", no_args_is_help=True)
+console = Console()
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", exists=True, dir_okay=False,
+        help="Training config YAML (default: training/configs/<synthetic|completejourney>.yaml "
+        "from the ingested dataset's name, training/configs/default.yaml for any other dataset).",
+    ),
+]
+
+
+def resolve_config_path(settings: Settings, config: Path | None, console: Console = console) -> Path:
+    """``config`` if given, else the shipped config of the ingested dataset (dataset.json name; the
+    documented ``default.yaml`` when the name matches no shipped config); says which one it chose."""
+    if config is not None:
+        return config
+    from nextbest.ingest.store import read_dataset_meta
+    from nextbest.training.config import DEFAULT_FAMILY, dataset_family, default_config_path
+
+    name = read_dataset_meta(settings.raw_dir).name
+    path = default_config_path(name)
+    why = (
+        "no shipped config for this dataset: the default one"
+        if dataset_family(name) == DEFAULT_FAMILY
+        else "the shipped config of its family"
+    )
+    console.print(f"no --config: dataset {name!r} -> {path.name} ({why})")
+    return path
+
+
+def run_training(settings: Settings, config_path: Path, console: Console = console) -> int:
+    """Train with progress lines and a spinner; print the summary; return the exit code (1 = regression)."""
+    from nextbest.training.config import load_config
+    from nextbest.training.report import details_text, load_report, summary_table
+    from nextbest.training.train import QualityRegressionError, train
+
+    config = load_config(config_path)
+    console.print(f"training with [bold]{config_path}[/bold] on {settings.home}")
+    started = time.perf_counter()
+    with console.status("training...") as status:
+
+        def progress(message: str) -> None:
+            status.update(escape(message))
+            console.log(f"{time.perf_counter() - started:7.1f}s  {escape(message)}")
+
+        try:
+            result = train(settings, config, progress)
+        except QualityRegressionError as err:
+            console.print(f"[red]{err}[/red]")
+            return 1
+    console.print(summary_table(result.evaluation.models.to_dict(orient="index")))
+    console.print(details_text(load_report(result.report_dir)), markup=False)
+    console.print(f"report: {result.report_dir / 'report.html'}")
+    console.print(f"bundle: {result.bundle_path}")
+    return 0
+
+
+def show_evaluation(settings: Settings, reevaluate: bool, console: Console = console) -> int:
+    """Print the latest bundle's summary table (from its report, or re-evaluated); exit code."""
+    from nextbest.training.artifacts import latest_bundle
+    from nextbest.training.report import details_text, load_report, reports_dir, summary_table
+
+    bundle_path = latest_bundle(settings.models_dir)
+    if bundle_path is None:
+        console.print(f"[red]no model bundle in {settings.models_dir}: run `nextbest train` first[/red]")
+        return 1
+    console.print(f"bundle: {bundle_path}")
+    if reevaluate:
+        from nextbest.training.train import evaluate_bundle
+
+        with console.status("re-evaluating on the test month...") as status:
+            _, table = evaluate_bundle(settings, bundle_path, progress=status.update)
+        console.print(summary_table(table.to_dict(orient="index")))
+        return 0
+    report = load_report(reports_dir(settings) / bundle_path.name)
+    console.print(summary_table(report["models"]))
+    console.print(details_text(report), markup=False)
+    for failure in report.get("failures", []):
+        console.print(f"[red]{failure}[/red]")
+    return 0
+
+
+@app.command("train")
+def train_command(config: ConfigOption = None) -> None:
+    """Train the ranker, its calibrators and the baselines; evaluate; save the bundle and the report."""
+    settings = get_settings()
+    raise typer.Exit(run_training(settings, resolve_config_path(settings, config)))
+
+
+@app.command("evaluate")
+def evaluate_command(
+    reevaluate: Annotated[
+        bool, typer.Option("--reevaluate", help="Re-score the latest bundle on its test month now.")
+    ] = False,
+) -> None:
+    """Print the latest bundle's metrics table (ranker vs every baseline)."""
+    raise typer.Exit(show_evaluation(get_settings(), reevaluate))
+

@@ -1,0 +1,6 @@
+"""Training constants that are not column names (those are ``nextbest.columns``)."""
+
+from __future__ import annotations
+
+DEFAULT_K = 7
+"""The cut-off used for NDCG@k / MAP@k and early stopping (a customer sees about 7 offers)."""

@@ -1,0 +1,403 @@
+"""Ranking and calibration metrics as pure functions over DataFrames.
+
+Every ranking metric takes a long frame with one row per (group, product): the group columns
+(default: customer and snapshot), a relevance ``label`` (binary 0/1, or graded for NDCG) and a
+``score`` (higher = ranked first). Ties in the score are broken by the frame's row order (a
+stable sort), so callers that want reproducible numbers pass frames in a canonical order.
+All computations are vectorised (no Python loop over groups).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from nextbest.columns import GROUP_COLS, LABEL, PRODUCT_ID, SCORE
+from nextbest.training.constants import DEFAULT_K
+
+_RANK = "_rank"
+_GROUP = "_group"
+
+
+def _check_columns(df: pd.DataFrame, columns: Sequence[str]) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise KeyError(f"metrics: missing column(s) {missing}; frame has {list(df.columns)}")
+
+
+def _check_k(k: int) -> None:
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+
+
+def _ranked(
+    df: pd.DataFrame,
+    group_cols: Sequence[str],
+    label_col: str,
+    score_col: str,
+    extra_cols: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Rows with a dense group index ``_group`` and a 1-based rank ``_rank`` by descending score.
+
+    Ties keep the input order (stable sort).
+    """
+    _check_columns(df, [*group_cols, label_col, score_col, *extra_cols])
+    out = df[[*group_cols, label_col, score_col, *extra_cols]].reset_index(drop=True)
+    if out[score_col].isna().any():
+        raise ValueError(f"metrics: column {score_col!r} has NaN scores")
+    out[_GROUP] = out.groupby(list(group_cols), sort=False, dropna=False).ngroup().to_numpy()
+    order = np.lexsort((np.arange(len(out)), -out[score_col].to_numpy(dtype=float), out[_GROUP].to_numpy()))
+    out = out.iloc[order].reset_index(drop=True)
+    out[_RANK] = out.groupby(_GROUP, sort=False).cumcount().to_numpy() + 1
+    return out
+
+
+def _discount(rank: np.ndarray, k: int) -> np.ndarray:
+    """1 / log2(rank + 1) for rank <= k, else 0."""
+    return np.where(rank <= k, 1.0 / np.log2(rank + 1.0), 0.0)
+
+
+def _ideal_dcg(ranked: pd.DataFrame, label_col: str, k: int) -> pd.Series:
+    """Per ``_group``: the DCG@k of the ideal ordering (labels sorted descending)."""
+    labels = ranked[[_GROUP, label_col]].sort_values([_GROUP, label_col], ascending=[True, False])
+    ideal_rank = labels.groupby(_GROUP, sort=False).cumcount().to_numpy() + 1
+    gains = labels[label_col].to_numpy(dtype=float) * _discount(ideal_rank, k)
+    return pd.Series(gains).groupby(labels[_GROUP].to_numpy()).sum()
+
+
+def ndcg_per_group(
+    df: pd.DataFrame,
+    k: int = DEFAULT_K,
+    group_cols: Sequence[str] = GROUP_COLS,
+    label_col: str = LABEL,
+    score_col: str = SCORE,
+) -> pd.Series:
+    """nDCG@k of each group with at least one relevant row (min=0, max=1).
+
+    DCG@k = sum_{i<=k} rel_i / log2(i + 1) with linear gains (Järvelin & Kekäläinen 2002; the
+    Wikipedia "Discounted cumulative gain" article), nDCG = DCG / IDCG. Indexed by the dense
+    group number in first-appearance order; groups whose labels are all 0 are left out.
+    """
+    _check_k(k)
+    ranked = _ranked(df, group_cols, label_col, score_col)
+    gains = ranked[label_col].to_numpy(dtype=float) * _discount(ranked[_RANK].to_numpy(), k)
+    dcg = pd.Series(gains).groupby(ranked[_GROUP].to_numpy()).sum()
+    idcg = _ideal_dcg(ranked, label_col, k).reindex(dcg.index)
+    keep = idcg > 0
+    return (dcg[keep] / idcg[keep]).rename("ndcg")
+
+
+def ndcg_at_k(
+    df: pd.DataFrame,
+    k: int = DEFAULT_K,
+    group_cols: Sequence[str] = GROUP_COLS,
+    label_col: str = LABEL,
+    score_col: str = SCORE,
+) -> float:
+    """Mean nDCG@k over groups with at least one relevant row (min=0, max=1).
+
+    Linear gains rel_i and log2(i + 1) discount; binary labels give the usual binary nDCG, graded
+    labels (e.g. 0..3) are supported too. NaN when no group has a relevant row.
+    """
+    per_group = ndcg_per_group(df, k, group_cols, label_col, score_col)
+    return float(per_group.mean()) if len(per_group) else math.nan
+
+
+def _hits(
+    df: pd.DataFrame, k: int, group_cols: Sequence[str], label_col: str, score_col: str
+) -> pd.DataFrame:
+    """Per group: number of positives, hits in the top k, and AP@k numerator (binary labels)."""
+    _check_k(k)
+    ranked = _ranked(df, group_cols, label_col, score_col)
+    rel = ranked[label_col].to_numpy()
+    if not np.isin(rel, (0, 1)).all():
+        raise ValueError(f"metrics: {label_col!r} must be binary 0/1 for this metric")
+    rel = rel.astype(float)
+    rank = ranked[_RANK].to_numpy()
+    in_top = rank <= k
+    cum_hits = pd.Series(rel).groupby(ranked[_GROUP].to_numpy()).cumsum().to_numpy()
+    precision_at_i = cum_hits / rank
+    frame = pd.DataFrame(
+        {
+            _GROUP: ranked[_GROUP].to_numpy(),
+            "positives": rel,
+            "hits": rel * in_top,
+            "ap_sum": precision_at_i * rel * in_top,
+            "size": 1,
+        }
+    )
+    return frame.groupby(_GROUP, sort=True).sum()
+
+
+def map_at_k(
+    df: pd.DataFrame,
+    k: int = DEFAULT_K,
+    include_groups_without_positive: bool = True,
+    group_cols: Sequence[str] = GROUP_COLS,
+    label_col: str = LABEL,
+    score_col: str = SCORE,
+) -> float:
+    """Mean average precision at k, Kaggle "Santander Product Recommendation" definition (min=0, max=1).
+
+    AP@k = sum_{i<=k} P(i) * rel(i) / min(k, number of positives of the group), where P(i) is the
+    precision of the top i. With ``include_groups_without_positive`` (Kaggle's convention) a group
+    without any positive contributes AP = 0 to the mean; otherwise the mean is over groups with at
+    least one positive. Binary labels only.
+    """
+    per = _hits(df, k, group_cols, label_col, score_col)
+    denom = np.minimum(per["positives"].to_numpy(), k)
+    ap = np.divide(per["ap_sum"].to_numpy(), denom, out=np.zeros(len(per)), where=denom > 0)
+    if not include_groups_without_positive:
+        ap = ap[denom > 0]
+    return float(ap.mean()) if len(ap) else math.nan
+
+
+def recall_at_k(
+    df: pd.DataFrame,
+    k: int = DEFAULT_K,
+    group_cols: Sequence[str] = GROUP_COLS,
+    label_col: str = LABEL,
+    score_col: str = SCORE,
+) -> float:
+    """Mean over groups with >= 1 positive of (positives in the top k) / (positives) (min=0, max=1)."""
+    per = _hits(df, k, group_cols, label_col, score_col)
+    per = per[per["positives"] > 0]
+    return float((per["hits"] / per["positives"]).mean()) if len(per) else math.nan
+
+
+def precision_at_k(
+    df: pd.DataFrame,
+    k: int = DEFAULT_K,
+    group_cols: Sequence[str] = GROUP_COLS,
+    label_col: str = LABEL,
+    score_col: str = SCORE,
+) -> float:
+    """Mean over groups with >= 1 positive of (positives in the top k) / k (min=0, max=1).
+
+    The denominator is k even when a group has fewer than k candidates (the usual definition), so
+    the maximum is only reachable when groups have at least k positives.
+    """
+    per = _hits(df, k, group_cols, label_col, score_col)
+    per = per[per["positives"] > 0]
+    return float((per["hits"] / k).mean()) if len(per) else math.nan
+
+
+def _auc_or_nan(label: np.ndarray, score: np.ndarray) -> float:
+    if len(np.unique(label)) < 2:
+        return math.nan
+    return float(roc_auc_score(label, score))
+
+
+def per_product_metrics(
+    df: pd.DataFrame,
+    k: int = DEFAULT_K,
+    product_col: str = PRODUCT_ID,
+    group_cols: Sequence[str] = GROUP_COLS,
+    label_col: str = LABEL,
+    score_col: str = SCORE,
+) -> pd.DataFrame:
+    """Per product: how well the ranking serves that product. One row per product, sorted by product.
+
+    Columns:
+      - ``n``: candidate rows; ``positives``: adoptions; ``base_rate`` = positives / n (0..1).
+      - ``ndcg_contribution``: the product's share of the mean nDCG@k, i.e. the sum over groups with a
+        positive of (the product's gain / IDCG of the group) divided by the number of such groups.
+        Contributions sum to ``ndcg_at_k`` over products (each 0..1).
+      - ``recall_at_k``: among the product's positive rows, the share ranked within the top k of its
+        group (0..1; NaN without positives).
+      - ``auc``: ROC AUC of score vs label within the product's rows (0..1; NaN when one class only).
+    """
+    _check_k(k)
+    ranked = _ranked(df, group_cols, label_col, score_col, extra_cols=[product_col])
+    rel = ranked[label_col].to_numpy(dtype=float)
+    rank = ranked[_RANK].to_numpy()
+    idcg = _ideal_dcg(ranked, label_col, k)
+    n_groups_with_pos = int((idcg > 0).sum())
+    row_idcg = idcg.reindex(ranked[_GROUP].to_numpy()).to_numpy()
+    gain = rel * _discount(rank, k)
+    share = np.divide(gain, row_idcg, out=np.zeros(len(ranked)), where=row_idcg > 0)
+    parts = pd.DataFrame(
+        {
+            "product": ranked[product_col].to_numpy(),
+            "n": 1,
+            "positives": rel,
+            "hit": rel * (rank <= k),
+            "share": share,
+        }
+    )
+    agg = parts.groupby("product", sort=True).sum()
+    aucs = {
+        product: _auc_or_nan(g[label_col].to_numpy(), g[score_col].to_numpy())
+        for product, g in ranked.groupby(product_col, sort=True)
+    }
+    out = pd.DataFrame(index=agg.index.rename(product_col))
+    out["n"] = agg["n"].astype(int)
+    out["positives"] = agg["positives"].astype(int)
+    out["base_rate"] = agg["positives"] / agg["n"]
+    out["ndcg_contribution"] = agg["share"] / n_groups_with_pos if n_groups_with_pos else math.nan
+    out["recall_at_k"] = np.where(
+        agg["positives"] > 0, agg["hit"] / agg["positives"].where(agg["positives"] > 0), np.nan
+    )
+    out["auc"] = pd.Series(aucs).reindex(out.index).to_numpy()
+    return out
+
+
+def precision_at_top_fraction(
+    df: pd.DataFrame,
+    fraction: float,
+    product_col: str = PRODUCT_ID,
+    label_col: str = LABEL,
+    score_col: str = SCORE,
+) -> pd.Series:
+    """Per product: the share of positives among its top ``fraction`` of rows by score (min=0, max=1).
+
+    For each product, its candidate rows (customers) are sorted by descending score (typically the
+    calibrated probability for that product; ties keep row order) and the top ceil(fraction * n)
+    are kept; the value is their mean label — the "precision in the top x%" used for campaign
+    targeting. Indexed by product, sorted.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    _check_columns(df, [product_col, label_col, score_col])
+    frame = df[[product_col, label_col, score_col]].reset_index(drop=True)
+    order = np.lexsort((np.arange(len(frame)), -frame[score_col].to_numpy(dtype=float)))
+    frame = frame.iloc[order]
+    rank = frame.groupby(product_col, sort=False).cumcount().to_numpy() + 1
+    size = frame.groupby(product_col, sort=False)[label_col].transform("size").to_numpy()
+    top = frame[rank <= np.ceil(fraction * size - 1e-9)]
+    return top.groupby(product_col, sort=True)[label_col].mean().astype(float).rename("precision")
+
+
+def _as_prob_label(
+    prob: np.ndarray | pd.Series, label: np.ndarray | pd.Series
+) -> tuple[np.ndarray, np.ndarray]:
+    p = np.asarray(prob, dtype=float)
+    y = np.asarray(label, dtype=float)
+    if p.shape != y.shape or p.ndim != 1:
+        raise ValueError(f"prob and label must be 1-d of equal length, got {p.shape} and {y.shape}")
+    if len(p) == 0:
+        raise ValueError("prob and label are empty")
+    if np.isnan(p).any() or (p < 0).any() or (p > 1).any():
+        raise ValueError("prob must lie in [0, 1] without NaN")
+    return p, y
+
+
+def reliability_curve(
+    prob: np.ndarray | pd.Series, label: np.ndarray | pd.Series, n_bins: int = 10
+) -> pd.DataFrame:
+    """Reliability diagram data: equal-width probability bins on [0, 1], non-empty bins only.
+
+    Columns: ``bin`` (0..n_bins-1), ``lower``, ``upper`` (bin edges), ``mean_prob`` (mean predicted
+    probability), ``observed_rate`` (mean label), ``count``. A probability of exactly 1 falls in
+    the last bin.
+    """
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    p, y = _as_prob_label(prob, label)
+    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    frame = pd.DataFrame({"bin": bins, "p": p, "y": y})
+    agg = frame.groupby("bin", sort=True).agg(
+        mean_prob=("p", "mean"), observed_rate=("y", "mean"), count=("p", "size")
+    )
+    agg = agg.reset_index()
+    agg.insert(1, "lower", agg["bin"] / n_bins)
+    agg.insert(2, "upper", (agg["bin"] + 1) / n_bins)
+    return agg
+
+
+def expected_calibration_error(
+    prob: np.ndarray | pd.Series, label: np.ndarray | pd.Series, n_bins: int = 10
+) -> float:
+    """Expected calibration error with equal-width bins (min=0, max=1).
+
+    ECE = sum_b (n_b / N) * |mean predicted probability in b - observed rate in b| (Naeini et al.
+    2015; Guo et al. 2017). 0 for perfect calibration (up to sampling noise).
+    """
+    curve = reliability_curve(prob, label, n_bins)
+    weights = curve["count"] / curve["count"].sum()
+    return float((weights * (curve["mean_prob"] - curve["observed_rate"]).abs()).sum())
+
+
+def brier_score(prob: np.ndarray | pd.Series, label: np.ndarray | pd.Series) -> float:
+    """Brier score: mean squared error of the probability against the 0/1 label (min=0, max=1)."""
+    p, y = _as_prob_label(prob, label)
+    return float(np.mean((p - y) ** 2))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def recsys2025_score(
+    df: pd.DataFrame,
+    popularity: pd.Series,
+    k: int = 10,
+    logits: bool = True,
+    product_col: str = PRODUCT_ID,
+    group_cols: Sequence[str] = GROUP_COLS,
+    label_col: str = LABEL,
+    score_col: str = SCORE,
+) -> dict[str, float]:
+    """RecSys Challenge 2025 (Synerise) propensity score = 0.8 * AUROC + 0.1 * novelty + 0.1 * diversity.
+
+    Follows ``training_pipeline/metrics.py`` (``Novelty``, ``Diversity``) and
+    ``training_pipeline/metric_calculators.py`` (``PropensityMetricCalculator``) of Synerise's
+    ``recsys2025`` repository (read from its public forks colorblank/recsys2025 and
+    xyizhan/recsys2025-main_v2, which carry the file unchanged). With a matrix of per-user,
+    per-product predictions (rows: groups; columns: the products of ``popularity``):
+
+      - predictions are passed through a sigmoid (the reference treats model outputs as logits; pass
+        ``logits=False`` when ``score_col`` already holds probabilities);
+      - AUROC: macro average over products of the per-product ROC AUC (torchmetrics multilabel
+        AUROC); products whose labels have a single class are skipped (min=0, max=1);
+      - diversity: mean over users of the entropy (log2) of the user's predictions normalised to sum
+        to 1, divided by log2(number of products) (min=0, max=1);
+      - novelty: popularity is normalised by the sum of the k largest popularities; per user, sum of
+        prediction * normalised popularity over the user's top-k predictions; novelty =
+        (1 - mean over users) ** 100 (min=0, max=1).
+
+    Deviation forced by candidate sets: a (group, product) pair that is not a candidate (the
+    customer owns it or is not eligible) gets prediction 0 in the matrix, and is left out of the
+    AUROC. ``popularity`` maps every product to its number of adoptions in the training data.
+    Returns ``{"auroc", "novelty", "diversity", "score"}``.
+    """
+    _check_k(k)
+    _check_columns(df, [*group_cols, product_col, label_col, score_col])
+    products = list(popularity.index)
+    unknown = set(df[product_col].unique()) - set(products)
+    if unknown:
+        raise ValueError(f"recsys2025_score: products without popularity: {sorted(unknown)[:10]}")
+    n_products = len(products)
+    if n_products < 2:
+        raise ValueError("recsys2025_score needs at least 2 products")
+    pred = df[score_col].to_numpy(dtype=float)
+    pred = _sigmoid(pred) if logits else pred
+    group = df.groupby(list(group_cols), sort=False, dropna=False).ngroup().to_numpy()
+    column = pd.Index(products).get_indexer(df[product_col])
+    matrix = np.zeros((group.max() + 1, n_products))
+    matrix[group, column] = pred
+
+    aucs = [
+        _auc_or_nan(g[label_col].to_numpy(), g[score_col].to_numpy())
+        for _, g in df.groupby(product_col, sort=True)
+    ]
+    auroc = float(np.nanmean(aucs)) if not np.isnan(aucs).all() else math.nan
+
+    normalised = matrix / (matrix.sum(axis=1, keepdims=True) + 1e-300)
+    entropy = -(normalised * np.log2(normalised + 10e-10)).sum(axis=1)
+    diversity = float(entropy.mean() / np.log2(n_products))
+
+    k_eff = min(k, n_products)
+    pop = popularity.to_numpy(dtype=float)
+    pop = pop / np.sort(pop)[-k_eff:].sum()
+    top = np.argsort(-matrix, axis=1, kind="stable")[:, :k_eff]
+    top_values = np.take_along_axis(matrix, top, axis=1)
+    mean_pop = float((top_values * pop[top]).sum(axis=1).mean())
+    novelty = float((1.0 - mean_pop) ** 100)
+
+    score = 0.8 * auroc + 0.1 * novelty + 0.1 * diversity
+    return {"auroc": auroc, "novelty": novelty, "diversity": diversity, "score": float(score)}

@@ -1,0 +1,325 @@
+"""Ranking groups and the LightGBM LambdaMART ranker.
+
+``prepare_groups`` turns a retrieved candidate frame (one row per customer x product x snapshot)
+into LightGBM's ranking input: rows sorted so that each group (one customer at one snapshot) is
+contiguous, an array of group sizes, a feature matrix whose string columns are pandas
+Categoricals with a category list learned on the training data. ``fit_ranker`` trains
+``LGBMRanker(objective="lambdarank")`` with early stopping on the validation NDCG@7 and returns a
+``FittedRanker`` whose ``score`` applies the identical feature order and categorical mapping through
+``nextbest.training.encoding`` (the same object is what serving loads from the model bundle).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from nextbest.columns import GROUP_COLS, LABEL, SORT_COLS
+from nextbest.training.config import RankerConfig
+from nextbest.training.constants import DEFAULT_K
+from nextbest.training.encoding import Columns, MatrixSpec, n_rows, require_columns
+
+Categories = dict[str, list[str]]
+"""Categorical feature -> its ordered category list (learned on training data)."""
+
+
+def _is_categorical(series: pd.Series) -> bool:
+    return (
+        isinstance(series.dtype, pd.CategoricalDtype)
+        or pd.api.types.is_object_dtype(series.dtype)
+        or pd.api.types.is_string_dtype(series.dtype)
+    )
+
+
+def learn_categories(df: pd.DataFrame, feature_cols: Sequence[str]) -> Categories:
+    """The category list of every string/categorical feature: its sorted distinct non-null values.
+
+    Numeric and boolean columns are not categorical. Values are stored as strings so that the
+    mapping survives JSON and is identical at serving time.
+    """
+    _require(df, feature_cols)
+    return {
+        col: sorted(df[col].dropna().astype(str).unique().tolist())
+        for col in feature_cols
+        if _is_categorical(df[col])
+    }
+
+
+def build_feature_frame(
+    df: pd.DataFrame, feature_cols: Sequence[str], categories: Mapping[str, Sequence[str]]
+) -> pd.DataFrame:
+    """The model input: ``feature_cols`` in that order, categoricals mapped with ``categories``.
+
+    Categorical columns become pandas Categoricals over exactly the stored category list; a value
+    not in the list (unseen in training) becomes NaN, which LightGBM treats as missing. Every other
+    column becomes float64 (booleans -> 0/1, nullable integers' NA -> NaN). The index is reset.
+    """
+    _require(df, feature_cols)
+    out: dict[str, Any] = {}
+    for col in feature_cols:
+        values = df[col]
+        if col in categories:
+            as_str = values.astype("string").astype(object).where(values.notna(), None)
+            out[col] = pd.Categorical(as_str, categories=list(categories[col]))
+        elif _is_categorical(values):
+            raise ValueError(
+                f"feature {col!r} holds strings but has no learned category list; "
+                "learn categories on the training frame first"
+            )
+        else:
+            out[col] = pd.to_numeric(values, errors="raise").astype("float64").to_numpy()
+    return pd.DataFrame(out, columns=list(feature_cols))
+
+
+def _require(df: pd.DataFrame, columns: Sequence[str]) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise KeyError(f"missing column(s) {missing}; frame has {list(df.columns)}")
+
+
+@dataclass(frozen=True)
+class RankingData:
+    """One split ready for LightGBM ranking.
+
+    Attributes:
+        frame: the kept rows (keys, label and every original column), sorted by
+            (event_timestamp, customer_id, product_id), index 0..n-1.
+        features: the model input aligned with ``frame`` (see ``build_feature_frame``).
+        label: 0/1 labels aligned with ``frame``.
+        group_sizes: number of rows of each consecutive group (sum = len(frame)).
+        feature_cols: the ordered feature list.
+        categories: the categorical mapping used (learned here or passed in).
+        n_groups_dropped: groups removed because they had no positive.
+        negative_keep_rate: realised share of negatives kept by down-sampling (1.0 when none).
+    """
+
+    frame: pd.DataFrame
+    features: pd.DataFrame
+    label: np.ndarray
+    group_sizes: np.ndarray
+    feature_cols: list[str]
+    categories: Categories
+    n_groups_dropped: int = 0
+    negative_keep_rate: float = 1.0
+
+    @property
+    def n_groups(self) -> int:
+        """Number of ranking groups."""
+        return len(self.group_sizes)
+
+
+def _validate_candidates(df: pd.DataFrame, feature_cols: Sequence[str]) -> None:
+    _require(df, [*SORT_COLS, LABEL, *feature_cols])
+    if df.empty:
+        raise ValueError("the candidate frame is empty")
+    labels = df[LABEL]
+    if labels.isna().any() or not labels.isin([0, 1]).all():
+        raise ValueError(f"{LABEL!r} must be 0/1 without nulls")
+    if df.duplicated(list(SORT_COLS)).any():
+        dup = df.loc[df.duplicated(list(SORT_COLS), keep=False), list(SORT_COLS)].head(5)
+        raise ValueError(f"duplicate (event_timestamp, customer_id, product_id) rows, e.g.\n{dup}")
+
+
+def _downsample_negatives(df: pd.DataFrame, max_negatives: int, seed: int) -> pd.DataFrame:
+    """Keep every positive and at most ``max_negatives`` random negatives per group (row order kept)."""
+    if max_negatives < 0:
+        raise ValueError(f"max_negatives_per_group must be >= 0, got {max_negatives}")
+    rng = np.random.default_rng(seed)
+    key = pd.Series(rng.random(len(df)), index=df.index)
+    negatives = df[LABEL].to_numpy() == 0
+    neg_rank = (
+        key[negatives].groupby([df.loc[negatives, c] for c in GROUP_COLS], sort=False).rank(method="first")
+    )
+    keep = np.ones(len(df), dtype=bool)
+    keep[np.flatnonzero(negatives)] = neg_rank.to_numpy() <= max_negatives
+    return df[keep]
+
+
+def prepare_groups(
+    df: pd.DataFrame,
+    feature_cols: Sequence[str],
+    drop_groups_without_positive: bool = True,
+    max_negatives_per_group: int | None = None,
+    seed: int = 0,
+    categories: Mapping[str, Sequence[str]] | None = None,
+) -> RankingData:
+    """Sort, filter and encode a candidate frame into ranking groups.
+
+    Args:
+        df: one row per (customer_id, product_id, event_timestamp) with ``label`` and features.
+        feature_cols: the ordered feature list (the FeatureService's, plus e.g. ``product_id``).
+        drop_groups_without_positive: remove groups whose labels are all 0 (they carry no
+            lambdarank gradient). Keep them for evaluation frames that must match baselines.
+        max_negatives_per_group: keep every positive and at most this many random negatives per
+            group; None keeps all. The realised keep rate is recorded.
+        seed: seed of the down-sampling.
+        categories: the categorical mapping to apply; None learns it from ``df`` (training).
+
+    Returns:
+        RankingData sorted by (event_timestamp, customer_id, product_id) with a stable sort.
+    """
+    _validate_candidates(df, feature_cols)
+    frame = df.sort_values(list(SORT_COLS), kind="mergesort").reset_index(drop=True)
+    n_dropped = 0
+    if drop_groups_without_positive:
+        has_positive = frame.groupby(list(GROUP_COLS), sort=False)[LABEL].transform("max").to_numpy() > 0
+        n_groups_before = frame.groupby(list(GROUP_COLS), sort=False).ngroups
+        frame = frame[has_positive].reset_index(drop=True)
+        n_dropped = n_groups_before - (
+            frame.groupby(list(GROUP_COLS), sort=False).ngroups if len(frame) else 0
+        )
+        if frame.empty:
+            raise ValueError("no group has a positive label: nothing to rank")
+    keep_rate = 1.0
+    if max_negatives_per_group is not None:
+        n_negatives = int((frame[LABEL] == 0).sum())
+        frame = _downsample_negatives(frame, max_negatives_per_group, seed).reset_index(drop=True)
+        keep_rate = float((frame[LABEL] == 0).sum() / n_negatives) if n_negatives else 1.0
+    learned = (
+        learn_categories(frame, feature_cols)
+        if categories is None
+        else {k: list(v) for k, v in categories.items()}
+    )
+    features = build_feature_frame(frame, feature_cols, learned)
+    sizes = frame.groupby(list(GROUP_COLS), sort=False).size().to_numpy().astype(np.int64)
+    return RankingData(
+        frame=frame,
+        features=features,
+        label=frame[LABEL].to_numpy(dtype=np.int32),
+        group_sizes=sizes,
+        feature_cols=list(feature_cols),
+        categories=learned,
+        n_groups_dropped=int(n_dropped),
+        negative_keep_rate=keep_rate,
+    )
+
+
+@dataclass
+class FittedRanker:
+    """A trained ranker with everything needed to score new rows identically.
+
+    Attributes:
+        booster: the LightGBM booster (saved in LightGBM's text format by ``artifacts``).
+        feature_cols: ordered feature list.
+        categories: categorical mapping learned on the training data.
+        best_iteration: number of trees used for scoring (early-stopping optimum).
+        best_valid_ndcg: validation NDCG@eval_at at ``best_iteration`` (0..1).
+        eval_at: the k of the early-stopping NDCG.
+    """
+
+    booster: lgb.Booster
+    feature_cols: list[str]
+    categories: Categories
+    best_iteration: int
+    best_valid_ndcg: float
+    eval_at: int = DEFAULT_K
+
+    @cached_property
+    def matrix_spec(self) -> MatrixSpec:
+        """The input encoding of this ranker (feature order, category codes), built once."""
+        return MatrixSpec.of(self.feature_cols, self.categories, self.booster)
+
+    def score(self, data: Columns, threads: int | None = None) -> np.ndarray:
+        """Ranking scores for the rows of ``data`` (unbounded; higher = rank first), in its order.
+
+        Each row is scored independently, so the result does not depend on row order. ``data`` is a
+        DataFrame or any column mapping holding ``feature_cols`` (extra columns are ignored);
+        ``threads`` caps LightGBM's threads (None: its default, every core).
+
+        Raises:
+            KeyError: a feature column is missing.
+        """
+        require_columns(data, self.feature_cols, "ranker")
+        n = n_rows(data, self.feature_cols[0])
+        if n == 0:
+            return np.empty(0)
+        matrix = self.matrix_spec.matrix(data, n)
+        threads_kw = {} if threads is None else {"num_threads": threads}
+        return np.asarray(
+            self.booster.predict(matrix, num_iteration=self.best_iteration, **threads_kw), dtype=float
+        )
+
+    def feature_importance(self, importance_type: str = "gain") -> pd.Series:
+        """Importance of each feature ("gain" or "split"), sorted descending."""
+        values = self.booster.feature_importance(
+            importance_type=importance_type, iteration=self.best_iteration
+        )
+        return pd.Series(values, index=self.feature_cols, name=importance_type).sort_values(ascending=False)
+
+
+def _check_same_features(train: RankingData, valid: RankingData) -> None:
+    if train.feature_cols != valid.feature_cols:
+        raise ValueError(
+            f"train and valid feature lists differ: {train.feature_cols} vs {valid.feature_cols}"
+        )
+    if train.categories != valid.categories:
+        raise ValueError("valid was encoded with different categories; pass categories=train.categories")
+
+
+def _eval_kwargs(features: pd.DataFrame, label: np.ndarray) -> dict[str, Any]:
+    """The validation set in the keyword this LightGBM accepts (``eval_X``/``eval_y`` from 4.7 on)."""
+    if "eval_X" in inspect.signature(lgb.LGBMModel.fit).parameters:
+        return {"eval_X": (features,), "eval_y": (label,)}
+    return {"eval_set": [(features, label)]}
+
+
+def fit_ranker(
+    train: RankingData, valid: RankingData, params: RankerConfig | None = None, eval_at: int = DEFAULT_K
+) -> FittedRanker:
+    """Train ``LGBMRanker(objective="lambdarank")`` with early stopping on the validation NDCG@``eval_at``.
+
+    Categorical features are LightGBM-native (no one-hot), NaN are left to LightGBM. ``valid`` must
+    be prepared with ``categories=train.categories``. ``params`` are the config's hyper-parameters
+    (LightGBM names; ``extra`` passed through).
+    """
+    params = params or RankerConfig()
+    _check_same_features(train, valid)
+    if valid.n_groups == 0:
+        raise ValueError("the validation split has no group")
+    if valid.features is train.features:
+        raise ValueError("valid is the training split: early stopping needs a held-out split")
+    model = lgb.LGBMRanker(
+        objective="lambdarank",
+        n_estimators=params.n_estimators,
+        learning_rate=params.learning_rate,
+        num_leaves=params.num_leaves,
+        min_child_samples=params.min_child_samples,
+        subsample=params.subsample,
+        subsample_freq=1 if params.subsample < 1 else 0,
+        colsample_bytree=params.colsample_bytree,
+        reg_lambda=params.reg_lambda,
+        n_jobs=params.n_jobs,
+        random_state=params.seed,
+        deterministic=True,
+        force_col_wise=True,
+        verbose=-1,
+        **params.extra,
+    )
+    metric_name = f"ndcg@{eval_at}"
+    model.fit(
+        train.features,
+        train.label,
+        group=train.group_sizes,
+        **_eval_kwargs(valid.features, valid.label),
+        eval_group=[valid.group_sizes],
+        eval_at=[eval_at],
+        categorical_feature=[c for c in train.feature_cols if c in train.categories],
+        callbacks=[lgb.early_stopping(params.early_stopping_rounds, first_metric_only=True, verbose=False)],
+    )
+    best_iteration = int(model.best_iteration_ or model.n_estimators_)
+    best_score = float(model.best_score_["valid_0"][metric_name])
+    return FittedRanker(
+        booster=model.booster_,
+        feature_cols=list(train.feature_cols),
+        categories={k: list(v) for k, v in train.categories.items()},
+        best_iteration=best_iteration,
+        best_valid_ndcg=best_score,
+        eval_at=eval_at,
+    )

@@ -1,0 +1,576 @@
+"""Training end to end: split by snapshot, fit the ranker and baselines, calibrate, evaluate, save.
+
+``train(settings, config)`` is the whole job (what ``nextbest train`` runs). Its stages are public
+functions a notebook can call one by one:
+
+    split = split_snapshots(labelled_snapshots(settings), config.split)
+    frames = load_frames(settings, config, split)
+    models = fit_models(frames.train, frames.valid, frames.feature_cols, config)
+    scored = score_test(models, frames.test)
+    ablation = ablate_feature_groups(models, scored, frames.feature_groups, config)
+    evaluation = evaluate_scored(scored, models, config, frames.feature_groups, ablation)
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nextbest.columns import LABEL, ORACLE_PROBABILITY, PROBABILITY, PRODUCT_ID, SCORE
+from nextbest.features.store import get_store
+from nextbest.marts import manifest_path
+from nextbest.settings import BuildVars, Settings
+from nextbest.training import evaluate as ev
+from nextbest.training.artifacts import ModelBundle, file_sha256, save_bundle
+from nextbest.training.baselines import OracleBaseline, PerProductModels, PooledClassifier, PopularityBaseline
+from nextbest.training.calibration import Calibrators, fit_calibrators
+from nextbest.training.config import SplitConfig, TrainingConfig
+from nextbest.training.datasets import feature_columns, feature_groups, labelled_snapshots, training_frame
+from nextbest.training.evaluate import Evaluation
+from nextbest.training.ranker import FittedRanker, RankingData, fit_ranker, prepare_groups
+from nextbest.training.report import reports_dir, write_report
+from nextbest.training.scoring import score_bundle
+
+Progress = Callable[[str], None]
+
+
+class QualityRegressionError(RuntimeError):
+    """A metric fell below its ``expected_metrics`` minimum (the report was written, no bundle saved)."""
+
+
+# --------------------------------------------------------------------------- split
+
+
+@dataclass(frozen=True)
+class SnapshotSplit:
+    """Labelled snapshot dates (month ends) of each split, ascending, pairwise disjoint."""
+
+    train: list[date]
+    valid: list[date]
+    test: list[date]
+
+    def as_dict(self) -> dict[str, str]:
+        """First/last date of each split as ISO strings (the bundle's ``data_range``)."""
+        out = {}
+        for name in ("train", "valid", "test"):
+            dates = getattr(self, name)
+            out[f"{name}_start"], out[f"{name}_end"] = dates[0].isoformat(), dates[-1].isoformat()
+        return out
+
+
+def split_snapshots(snapshots: Sequence[date], split: SplitConfig) -> SnapshotSplit:
+    """Split labelled snapshots by time: ... train | gap | valid | gap | test (the latest).
+
+    Raises:
+        ValueError: fewer snapshots than test + valid + 2 gaps + 1 training snapshot.
+    """
+    ordered = sorted(set(snapshots))
+    needed = split.test_snapshots + split.valid_snapshots + 2 * split.gap_snapshots + 1
+    if len(ordered) < needed:
+        raise ValueError(
+            f"{len(ordered)} labelled snapshot(s); the split needs at least {needed} "
+            f"(test {split.test_snapshots}, valid {split.valid_snapshots}, gaps 2 x {split.gap_snapshots}, "
+            "train >= 1)"
+        )
+    end_valid = len(ordered) - split.test_snapshots - split.gap_snapshots
+    start_valid = end_valid - split.valid_snapshots
+    end_train = start_valid - split.gap_snapshots
+    start_train = 0 if split.max_train_snapshots is None else max(0, end_train - split.max_train_snapshots)
+    return SnapshotSplit(
+        train=ordered[start_train:end_train],
+        valid=ordered[start_valid:end_valid],
+        test=ordered[len(ordered) - split.test_snapshots :],
+    )
+
+
+@dataclass
+class Frames:
+    """Retrieved feature frames of each split (sorted by event_timestamp, customer, product)."""
+
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+    feature_cols: list[str]
+    feature_groups: dict[str, str] = field(default_factory=dict)
+    """Feature -> feature group (see ``nextbest.training.datasets.feature_groups``)."""
+
+    @property
+    def has_oracle(self) -> bool:
+        """True when every test row carries the synthetic oracle's probability."""
+        return ORACLE_PROBABILITY in self.test.columns and bool(self.test[ORACLE_PROBABILITY].notna().all())
+
+
+def load_frames(
+    settings: Settings, config: TrainingConfig, split: SnapshotSplit, progress: Progress | None = None
+) -> Frames:
+    """Labels + point-in-time features of every split (through the FeatureService)."""
+    say = progress or (lambda _msg: None)
+    parts = {}
+    for name in ("train", "valid", "test"):
+        say(f"retrieval: {name} ({len(getattr(split, name))} snapshot(s))")
+        parts[name] = training_frame(settings, config, getattr(split, name), progress)
+    cols = feature_columns(get_store(settings), config)
+    return Frames(parts["train"], parts["valid"], parts["test"], cols, feature_groups(settings, cols))
+
+
+# --------------------------------------------------------------------------- fit
+
+
+@dataclass
+class FittedModels:
+    """The ranker, its calibrators and every baseline, fitted on the same training rows
+    (``valid_data``: the validation groups of early stopping)."""
+
+    ranker: FittedRanker
+    calibrators: Calibrators | None
+    baselines: dict[str, Any]
+    train_data: RankingData
+    valid_groups: int
+    seconds: dict[str, float] = field(default_factory=dict)
+    valid_data: RankingData | None = None
+
+
+def fit_models(
+    train_df: pd.DataFrame,
+    valid_df: pd.DataFrame,
+    feature_cols: Sequence[str],
+    config: TrainingConfig,
+    with_oracle: bool = False,
+    progress: Progress | None = None,
+) -> FittedModels:
+    """Fit the ranker (early stopping on ``valid_df``), the baselines and the calibrators.
+
+    Training groups without a positive are dropped (no lambdarank gradient) and negatives are
+    down-sampled per ``config.max_negatives_per_group``; the baselines are fitted on exactly the kept
+    rows. Validation groups without a positive are left out of early stopping only; the calibrators
+    are fitted on the whole validation frame (never down-sampled) scored by the ranker.
+    """
+    say = progress or (lambda _msg: None)
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    train = prepare_groups(
+        train_df, feature_cols, True, config.max_negatives_per_group, config.seed
+    )
+    valid = prepare_groups(valid_df, feature_cols, True, categories=train.categories)
+    say(
+        f"fit: ranker on {len(train.frame):,} rows, {train.n_groups:,} groups "
+        f"({train.n_groups_dropped:,} without positive dropped; negative keep rate "
+        f"{train.negative_keep_rate:.3f}), valid {valid.n_groups:,} groups"
+    )
+    ranker = fit_ranker(train, valid, config.ranker, config.k)
+    seconds["ranker"] = time.perf_counter() - started
+    say(f"fit: ranker best iteration {ranker.best_iteration}, valid ndcg {ranker.best_valid_ndcg:.4f}")
+
+    baselines = fit_baselines(train.frame, feature_cols, config, with_oracle, say, seconds)
+
+    started = time.perf_counter()
+    say(f"calibration: {len(valid_df):,} validation rows, {config.calibration.feature_cols or 'score only'}")
+    calib_frame = valid_df.assign(**{SCORE: ranker.score(valid_df)})
+    calibrators = fit_calibrators(
+        calib_frame,
+        feature_cols=config.calibration.feature_cols,
+        min_positives=config.calibration.min_positives,
+        params=config.calibration,
+    )
+    seconds["calibration"] = time.perf_counter() - started
+    return FittedModels(ranker, calibrators, baselines, train, valid.n_groups, seconds, valid_data=valid)
+
+
+def fit_baselines(
+    train_rows: pd.DataFrame,
+    feature_cols: Sequence[str],
+    config: TrainingConfig,
+    with_oracle: bool,
+    progress: Progress | None = None,
+    seconds: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """The configured baselines fitted on ``train_rows`` (the ranker's own training rows)."""
+    say = progress or (lambda _msg: None)
+    seconds = seconds if seconds is not None else {}
+    features = [c for c in feature_cols if c != PRODUCT_ID]
+    params = config.baseline_params
+    makers: dict[str, Callable[[], Any]] = {
+        ev.POPULARITY: PopularityBaseline,
+        ev.PER_PRODUCT: lambda: PerProductModels(
+            features, min_positives=config.baseline_params.per_product_min_positives, params=params
+        ),
+        ev.POOLED: lambda: PooledClassifier(features, params=params),
+        ev.ORACLE: OracleBaseline,
+    }
+    fitted = {}
+    for name in config.baselines:
+        if name == ev.ORACLE and not with_oracle:
+            continue
+        say(f"baselines: {name}")
+        started = time.perf_counter()
+        fitted[name] = makers[name]().fit(train_rows)
+        seconds[name] = time.perf_counter() - started
+    return fitted
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def score_test(models: FittedModels, test_df: pd.DataFrame) -> pd.DataFrame:
+    """``test_df`` plus ``score__<model>`` for the ranker and each baseline, and the calibrated
+    ``probability`` (rows and order unchanged; groups without positive kept)."""
+    scored = test_df.reset_index(drop=True)
+    ranker = score_bundle(models, scored)
+    scored[ev.score_col(ev.RANKER)] = ranker.score
+    scored[SCORE] = scored[ev.score_col(ev.RANKER)]
+    for name, baseline in models.baselines.items():
+        scored[ev.score_col(name)] = baseline.score(scored)
+    if ranker.probability is not None:
+        scored[PROBABILITY] = ranker.probability
+    return scored
+
+
+@dataclass
+class Ablation:
+    """The ranker refitted without each feature group (same rows, params and early stopping).
+
+    Attributes:
+        scores: group -> test scores of its refit, aligned with the scored test frame.
+        n_features: group -> number of features dropped.
+        best_iterations: group -> the refit's early-stopping optimum.
+        n_estimators: the refits' tree cap.
+        seconds: wall time of all refits.
+    """
+
+    scores: dict[str, np.ndarray]
+    n_features: dict[str, int]
+    best_iterations: dict[str, int]
+    n_estimators: int
+    seconds: float
+
+
+def _without_features(data: RankingData, keep: Sequence[str]) -> RankingData:
+    """``data`` restricted to the features ``keep`` (same rows, groups and labels)."""
+    return replace(
+        data,
+        features=data.features[list(keep)],
+        feature_cols=list(keep),
+        categories={c: v for c, v in data.categories.items() if c in keep},
+    )
+
+
+def ablate_feature_groups(
+    models: FittedModels,
+    scored: pd.DataFrame,
+    groups: Mapping[str, str],
+    config: TrainingConfig,
+    progress: Progress | None = None,
+) -> Ablation:
+    """Refit the ranker without each feature group and score ``scored`` (the test frame) with each refit.
+
+    Every refit trains on the full ranker's training groups (``models.train_data``) with the same
+    parameters and early stopping on the same validation groups (``models.valid_data``); the trees
+    are capped (``config.ablation.n_estimators``; default: twice the ranker's best iteration, see
+    ``AblationConfig``). Groups in ``config.ablation.skip_groups`` and a group holding every feature
+    are not ablated; a feature missing from ``groups`` is its own group.
+    """
+    say = progress or (lambda _msg: None)
+    if models.valid_data is None:
+        raise ValueError("models have no validation groups (fit them with fit_models)")
+    started = time.perf_counter()
+    features = models.train_data.feature_cols
+    members: dict[str, list[str]] = {}
+    for feature in features:
+        members.setdefault(groups.get(feature, feature), []).append(feature)
+    n_estimators = config.ablation.n_estimators or min(
+        config.ranker.n_estimators,
+        max(2 * models.ranker.best_iteration, config.ranker.early_stopping_rounds),
+    )
+    params = config.ranker.model_copy(update={"n_estimators": n_estimators})
+    out = Ablation({}, {}, {}, n_estimators, 0.0)
+    todo = [g for g in members if g not in config.ablation.skip_groups and len(members[g]) < len(features)]
+    for i, group in enumerate(todo, start=1):
+        keep = [f for f in features if f not in members[group]]
+        say(f"ablation {i}/{len(todo)}: without {group} ({len(members[group])} feature(s))")
+        ranker = fit_ranker(
+            _without_features(models.train_data, keep),
+            _without_features(models.valid_data, keep),
+            params,
+            config.k,
+        )
+        out.scores[group] = ranker.score(scored)
+        out.n_features[group] = len(members[group])
+        out.best_iterations[group] = ranker.best_iteration
+    out.seconds = time.perf_counter() - started
+    return out
+
+
+def evaluate_scored(
+    scored: pd.DataFrame,
+    models: FittedModels,
+    config: TrainingConfig,
+    groups: Mapping[str, str] | None = None,
+    ablation: Ablation | None = None,
+) -> Evaluation:
+    """Every model on the same test groups, per product, calibration, drift, feature groups, ablation,
+    cold-start segments, expected-metric checks.
+
+    ``groups`` maps features to feature groups (None: every feature is its own group); ``ablation``
+    comes from ``ablate_feature_groups`` (None: no ablation table).
+    """
+    k, bins = config.k, config.calibration.n_bins
+    train_frame = models.train_data.frame
+    popularity = train_frame.groupby(PRODUCT_ID, observed=True)[LABEL].sum().astype(float)
+    popularity.index = popularity.index.astype(str)
+    table = ev.compare_models(scored, k, bins, popularity)
+    flat = ev.flatten(table)
+    oracle_gap = None
+    if ev.score_col(ev.ORACLE) in scored.columns:
+        oracle_gap = ev.paired_ndcg_difference(scored, ev.score_col(ev.RANKER), ev.score_col(ev.ORACLE), k)
+        flat[f"ranker.ndcg@{k}_minus_oracle"] = oracle_gap[0]
+        flat[f"ranker.ndcg@{k}_minus_oracle_se"] = oracle_gap[1]
+    flat |= ev.derived_metrics(flat, k)
+    per_product = ev.per_product_table(scored, k, n_bins=bins)
+    if "ndcg_diff" in per_product.columns:
+        flat["ranker.products_won_vs_per_product"] = float(len(ev.products_won(per_product)))
+        flat["products"] = float(len(per_product))
+        share, n_eligible = ev.share_products_won(per_product, ev.WIN_MIN_POSITIVES)
+        flat[f"products_min{ev.WIN_MIN_POSITIVES}"] = float(n_eligible)
+        if n_eligible:
+            flat[f"ranker.share_products_won_vs_per_product_min{ev.WIN_MIN_POSITIVES}"] = share
+            share_auc, _ = ev.share_products_won(per_product, ev.WIN_MIN_POSITIVES, diff="auc_diff")
+            flat[f"ranker.share_products_won_auc_vs_per_product_min{ev.WIN_MIN_POSITIVES}"] = share_auc
+    if "ece" in per_product.columns:
+        flat["ranker.ece_per_product_median"] = float(per_product["ece"].median())
+        flat["ranker.ece_per_product_worst"] = float(per_product["ece"].max())
+    importance = models.ranker.feature_importance("gain")
+    groups = dict(groups) if groups is not None else {str(f): str(f) for f in importance.index}
+    ablation_frame = pd.DataFrame()
+    if ablation is not None:
+        ablation_frame = ev.ablation_table(scored, ablation.scores, ablation.n_features, k)
+        ablation_frame["best_iteration"] = pd.Series(ablation.best_iterations, dtype=int)
+        flat |= ev.flatten_ablation(ablation_frame, k)
+    segments, segment_note, cold_per_product = {}, "", pd.DataFrame()
+    if ev.COLD_START_FEATURE in scored.columns:
+        segments, counts = ev.cold_start_split(scored, k, bins, popularity)
+        if ev.COLD_START in segments and counts[f"{ev.COLD_START}.groups_with_positive"]:
+            cold_rows = scored[ev.cold_start_mask(scored).to_numpy()]
+            cold_per_product = ev.per_product_table(cold_rows, k, n_bins=bins)
+        flat |= counts | ev.flatten_segments(segments)
+        if ev.COLD_START not in segments:
+            segment_note = f"no cold-start group in the test month ({ev.COLD_START_FEATURE} == 0 nowhere)"
+        elif not counts[f"{ev.COLD_START}.groups_with_positive"]:
+            segment_note = "no cold-start group adopts anything in the test month: nDCG, recall undefined"
+    else:
+        segment_note = f"{ev.COLD_START_FEATURE} is not a feature: cold-start groups cannot be told apart"
+    return Evaluation(
+        models=table,
+        flat=flat,
+        per_product=per_product,
+        reliability=ev.reliability_by_product(scored, n_bins=bins) if PROBABILITY in scored else {},
+        gains=ev.gains_curve(scored, max_k=10),
+        drift=ev.drift_table(scored, k, bins),
+        feature_importance=importance,
+        oracle_gap=oracle_gap,
+        failures=ev.check_expected(flat, config.expected_metrics),
+        feature_groups=groups,
+        importance_groups=ev.importance_by_group(importance, groups),
+        ablation=ablation_frame,
+        product_wins=ev.product_wins(per_product),
+        segments=segments,
+        segment_note=segment_note,
+        cold_start_per_product=cold_per_product,
+    )
+
+
+# --------------------------------------------------------------------------- the job
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` produced.
+
+    Attributes:
+        bundle: the model bundle (saved unless quality regressed).
+        bundle_path: where it was saved, None when ``expected_metrics`` failed.
+        report_dir: the HTML/JSON report directory.
+        split: the snapshot split used.
+        evaluation: test-month metrics of every model.
+        scored_test: the test frame with every model's scores and the calibrated probability.
+        models: the fitted ranker, calibrators, baselines and the ranker's training groups.
+        train_rows, train_groups, train_groups_dropped: the ranker's training set.
+        seconds: wall time per stage.
+    """
+
+    bundle: ModelBundle
+    bundle_path: Path | None
+    report_dir: Path
+    split: SnapshotSplit
+    evaluation: Evaluation
+    scored_test: pd.DataFrame
+    models: FittedModels
+    train_rows: int
+    train_groups: int
+    train_groups_dropped: int
+    seconds: dict[str, float]
+
+
+def service_version(name: str) -> int:
+    """The N of a FeatureService named ``..._v<N>`` (1 when there is no suffix)."""
+    match = re.search(r"_v(\d+)$", name)
+    return int(match.group(1)) if match else 1
+
+
+def recorded_build_vars(settings: Settings) -> dict[str, Any]:
+    """The build vars the warehouse was built with, as the build recorded them ({} when it did not)."""
+    recorded = BuildVars.read(settings.build_vars_path)
+    return {} if recorded is None else recorded.model_dump()
+
+
+def _manifest_hash(settings: Settings) -> str | None:
+    path = manifest_path(settings)
+    return file_sha256(path) if path.exists() else None
+
+
+def build_bundle(
+    settings: Settings,
+    config: TrainingConfig,
+    models: FittedModels,
+    split: SnapshotSplit,
+    evaluation: Evaluation,
+) -> ModelBundle:
+    """The model bundle of a trained ranker with its provenance (not yet saved)."""
+    store = get_store(settings)
+    service = store.get_feature_service(config.feature_service)
+    training_config = config.model_dump(mode="json") | {
+        "feature_list_sha": service.tags.get("feature_list_sha"),
+        "negative_keep_rate": models.train_data.negative_keep_rate,
+        "train_groups_dropped_without_positive": models.train_data.n_groups_dropped,
+        "train_rows": len(models.train_data.frame),
+        "train_groups": models.train_data.n_groups,
+    }
+    return ModelBundle(
+        ranker=models.ranker,
+        calibrators=models.calibrators,
+        feature_service_name=config.feature_service,
+        feature_service_version=service_version(config.feature_service),
+        dbt_manifest_hash=_manifest_hash(settings),
+        training_config=training_config,
+        data_range=split.as_dict(),
+        build_vars=recorded_build_vars(settings),
+        metrics={k: v for k, v in evaluation.flat.items() if np.isfinite(v)},
+    )
+
+
+def train(settings: Settings, config: TrainingConfig, progress: Progress | None = None) -> TrainResult:
+    """Train, evaluate and save the ranker for the built warehouse and the applied feature store.
+
+    Raises:
+        QualityRegressionError: an ``expected_metrics`` minimum was not met (report written first).
+    """
+
+    say = progress or (lambda _msg: None)
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    split = split_snapshots(labelled_snapshots(settings), config.split)
+    say(f"split: train {split.train[0]}..{split.train[-1]}, valid {split.valid}, test {split.test}")
+    frames = load_frames(settings, config, split, progress)
+    seconds["retrieval"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    models = fit_models(frames.train, frames.valid, frames.feature_cols, config, frames.has_oracle, progress)
+    seconds["fit_total"] = time.perf_counter() - started
+    seconds |= {f"fit_{k}": v for k, v in models.seconds.items()}
+
+    started = time.perf_counter()
+    say(f"evaluation: {len(frames.test):,} test rows")
+    scored = score_test(models, frames.test)
+    ablation = None
+    if config.ablation.enabled:
+        ablation = ablate_feature_groups(models, scored, frames.feature_groups, config, progress)
+        seconds["ablation"] = ablation.seconds
+    evaluation = evaluate_scored(scored, models, config, frames.feature_groups, ablation)
+    seconds["evaluation"] = time.perf_counter() - started
+
+    bundle = build_bundle(settings, config, models, split, evaluation)
+    report_dir = reports_dir(settings) / bundle.version
+    write_report(
+        report_dir,
+        evaluation,
+        context={
+            "dataset": config.name,
+            "k": config.k,
+            "bundle_version": bundle.version,
+            "feature_service": config.feature_service,
+            "data_range": split.as_dict(),
+            "train": ev.frame_summary(models.train_data.frame) | {
+                "groups_dropped_without_positive": float(models.train_data.n_groups_dropped),
+                "negative_keep_rate": models.train_data.negative_keep_rate,
+            },
+            "test": ev.frame_summary(frames.test),
+            "best_iteration": models.ranker.best_iteration,
+            "ablation_n_estimators": ablation.n_estimators if ablation else None,
+            "seconds": seconds,
+        },
+    )
+    say(f"report: {report_dir}")
+    if evaluation.failures:
+        raise QualityRegressionError(
+            "quality below expected_metrics (no bundle saved; report in "
+            f"{report_dir}):\n  " + "\n  ".join(evaluation.failures)
+        )
+    bundle_path = save_bundle(bundle, settings.models_dir)
+    say(f"bundle: {bundle_path}")
+    return TrainResult(
+        bundle=bundle,
+        bundle_path=bundle_path,
+        report_dir=report_dir,
+        split=split,
+        evaluation=evaluation,
+        scored_test=scored,
+        models=models,
+        train_rows=len(models.train_data.frame),
+        train_groups=models.train_data.n_groups,
+        train_groups_dropped=models.train_data.n_groups_dropped,
+        seconds=seconds,
+    )
+
+
+# --------------------------------------------------------------------------- re-evaluation
+
+
+def evaluate_bundle(
+    settings: Settings, bundle_path: Path, progress: Progress | None = None
+) -> tuple[ModelBundle, pd.DataFrame]:
+    """Re-score a saved bundle on its test snapshot(s) with features retrieved now.
+
+    The bundle is loaded only if its feature list matches the live FeatureService
+    (``BundleMismatchError`` otherwise). Returns the bundle and a one-row ``compare_models`` table
+    (index ``ranker``; ECE/Brier from the bundle's calibrators).
+    """
+    from nextbest.training.artifacts import load_bundle
+
+    meta_config = load_bundle(bundle_path).training_config
+    config = TrainingConfig.model_validate(
+        {k: v for k, v in meta_config.items() if k in TrainingConfig.model_fields}
+    )
+    bundle = load_bundle(
+        bundle_path,
+        expected_features=feature_columns(get_store(settings), config),
+        expected_service=config.feature_service,
+    )
+    start = date.fromisoformat(bundle.data_range["test_start"])
+    end = date.fromisoformat(bundle.data_range["test_end"])
+    snapshots = [d for d in labelled_snapshots(settings) if start <= d <= end]
+    if not snapshots:
+        raise ValueError(f"the warehouse has no labelled snapshot in the bundle's test range {start}..{end}")
+    test = training_frame(settings, config, snapshots, progress)
+    scored = score_bundle(bundle, test)
+    test[ev.score_col(ev.RANKER)] = scored.score
+    test[SCORE] = test[ev.score_col(ev.RANKER)]
+    if scored.probability is not None:
+        test[PROBABILITY] = scored.probability
+    return bundle, ev.compare_models(test, config.k, config.calibration.n_bins)

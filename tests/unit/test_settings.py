@@ -1,0 +1,65 @@
+"""nextbest.settings: one tree (home, online store, serving, build vars), read from the environment once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nextbest.settings import DBT_PROJECT_DIR, BuildVars, ServingSettings, Settings
+
+
+class TestTree:
+    def test_branches_read_the_environment_when_the_settings_are_created(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("NEXTBEST_ONLINE_STORE", " Redis")
+        monkeypatch.setenv("NEXTBEST_REDIS_URL", "redis://10.0.0.5:6380/")
+        monkeypatch.setenv("NEXTBEST_SERVING_REFUSE_STALE", "true")
+        settings = Settings(home=tmp_path)
+        assert settings.online.kind == "redis"
+        assert settings.online.redis_url == "10.0.0.5:6380"
+        assert settings.serving.refuse_stale is True
+        monkeypatch.delenv("NEXTBEST_ONLINE_STORE")
+        assert settings.online.kind == "redis", "no re-read after creation"
+        assert Settings(home=tmp_path).online.kind == "sqlite"
+
+    def test_an_unknown_online_store_names_the_variable(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("NEXTBEST_ONLINE_STORE", "memcached")
+        with pytest.raises(ValueError, match="NEXTBEST_ONLINE_STORE='memcached'"):
+            Settings(home=tmp_path)
+
+    def test_serving_settings_keep_their_own_prefix(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("NEXTBEST_SERVING_MAX_K", "12")
+        assert ServingSettings().max_k == 12
+        assert ServingSettings(max_k=3).max_k == 3
+
+
+class TestBuildVars:
+    def test_defaults_are_dbt_project_ymls(self) -> None:
+        project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())
+        defaults = BuildVars.defaults()
+        assert defaults.horizon_months == project["vars"]["horizon_months"]
+        assert defaults.activity_lookback_months == project["vars"]["activity_lookback_months"]
+
+    def test_a_fresh_home_builds_with_the_defaults_and_a_saved_build_is_read_back(
+        self, tmp_path: Path
+    ) -> None:
+        settings = Settings(home=tmp_path)
+        assert settings.build == BuildVars.defaults()
+        chosen = settings.build.replace(horizon_months=2, activity_lookback_months=None)
+        assert chosen.horizon_months == 2
+        assert chosen.activity_lookback_months == BuildVars.defaults().activity_lookback_months
+        chosen.write(settings.build_vars_path)
+        assert settings.build_vars_path.parent == settings.warehouse_dir
+        assert Settings(home=tmp_path).build == chosen
+        assert not list(settings.warehouse_dir.glob(".*.tmp"))
+
+    def test_invalid_values_are_rejected(self) -> None:
+        with pytest.raises(ValueError, match="horizon_months"):
+            BuildVars(horizon_months=0, activity_lookback_months=3)
+        with pytest.raises(ValueError, match="extra"):
+            BuildVars.model_validate({"horizon_months": 1, "activity_lookback_months": 3, "bogus": 1})
