@@ -4,7 +4,7 @@
     one list per feature column documented in the pair model's yml.
 
     Lists carry no nulls (Feast's online store would turn a null element into 0), so a missing value is
-    encoded explicitly and decoded by features.packing: numbers and booleans travel as double with NaN
+    encoded explicitly and decoded by nextbest.features.packing: numbers and booleans travel as double with NaN
     for null, strings as varchar with '' for null.
 -#}
 
@@ -31,7 +31,7 @@
 
 
 {% macro packed_element(column) %}
-    {#- One feature value as a list element: NaN / '' stand for null (see features.packing). -#}
+    {#- One feature value as a list element: NaN / '' stand for null (see nextbest.features.packing, which defines the same markers). -#}
     {%- set data_type = (column.data_type or '') | lower -%}
     {%- if data_type == 'varchar' -%}
         coalesce(cast({{ column.name }} as varchar), '')
