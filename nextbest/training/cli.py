@@ -50,6 +50,8 @@ def resolve_config_path(settings: Settings, config: Path | None, console: Consol
 
 def run_training(settings: Settings, config_path: Path, console: Console = console) -> int:
     """Train with progress lines and a spinner; print the summary; return the exit code (1 = regression)."""
+    from feast.errors import FeatureServiceNotFoundException, FeatureViewNotFoundException
+
     from nextbest.training.config import load_config
     from nextbest.training.report import details_text, load_report, summary_table
     from nextbest.training.train import QualityRegressionError, train
@@ -68,6 +70,12 @@ def run_training(settings: Settings, config_path: Path, console: Console = conso
         except QualityRegressionError as err:
             console.print(f"[red]{err}[/red]")
             return 1
+        except (FeatureServiceNotFoundException, FeatureViewNotFoundException) as err:
+            console.print(
+                f"[red]{escape(str(err))} (feature store in {settings.feast_dir}): run `nextbest build` "
+                "without --no-feast (it applies the Feast definitions and materializes) first[/red]"
+            )
+            return 2
     console.print(summary_table(result.evaluation.models.to_dict(orient="index")))
     console.print(details_text(load_report(result.report_dir)), markup=False)
     console.print(f"report: {result.report_dir / 'report.html'}")

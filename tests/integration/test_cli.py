@@ -87,6 +87,12 @@ def test_build_vars_given_once_are_kept_by_the_next_build(home: Path, tmp_path: 
     assert "snapshots: 6 (4 labelled" in second.stdout
     kept = json.loads((own / "warehouse" / "build_vars.json").read_text())
     assert kept == {"horizon_months": 2, "activity_lookback_months": 3}
+    # built without Feast: training says what to run, without a traceback
+    untrained = nextbest(own, "train")
+    assert untrained.returncode == 2
+    said = " ".join(untrained.stdout.split())
+    assert "ranker_v1 does not exist" in said and "run `nextbest build` without --no-feast" in said
+    assert "Traceback" not in untrained.stdout + untrained.stderr
 
 
 def test_a_bad_dataset_is_rejected_naming_file_column_rule_and_keeps_the_current_one(
