@@ -1,6 +1,6 @@
 """One FeatureView per dbt feature mart, schema taken from the model yml (via the dbt manifest).
 
-``customer_product_monthly`` reads the packed model (``feat_customer_candidates_monthly``): keyed by
+``customer_product_monthly`` reads the packed model (``feat_customer_product_monthly_packed``): keyed by
 customer, one list per customer x product feature (see ``nextbest.features.packing``).
 """
 

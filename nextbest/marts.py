@@ -25,7 +25,7 @@ MART_MODELS: tuple[str, ...] = (
     "feat_customer_monthly",
     "feat_product_monthly",
     "feat_customer_product_monthly",
-    "feat_customer_candidates_monthly",
+    "feat_customer_product_monthly_packed",
 )
 """Every mart the build summary counts."""
 

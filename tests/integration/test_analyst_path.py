@@ -67,7 +67,7 @@ def latest_pairs(settings: Settings) -> pd.DataFrame:
 def test_the_new_column_is_served_by_the_packed_view(edited_build: Settings) -> None:
     views = service_feature_views(get_store(edited_build, "sqlite"), "ranker_v1")
     assert NEW_FEATURE in views["customer_product_monthly"]
-    packed = pd.read_parquet(edited_build.marts_dir / "feat_customer_candidates_monthly.parquet")
+    packed = pd.read_parquet(edited_build.marts_dir / "feat_customer_product_monthly_packed.parquet")
     assert NEW_FEATURE in packed.columns
 
 

@@ -35,7 +35,7 @@ def marts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
     write_raw(home / "raw")
     settings = build(home)
     names = ["dim_products", "fct_candidates", "fct_ranking_labels", "feat_customer_monthly",
-             "feat_product_monthly", "feat_customer_product_monthly", "feat_customer_candidates_monthly"]
+             "feat_product_monthly", "feat_customer_product_monthly", "feat_customer_product_monthly_packed"]
     return {name: read_mart(settings, name) for name in names}
 
 
@@ -293,14 +293,14 @@ def test_customer_product_features_have_the_candidate_keys(marts: dict[str, pd.D
 # --- the packed (online) layout of the customer x product features ----------------------------------------
 
 def packed_row(marts: dict[str, pd.DataFrame], customer_id: str, snapshot_on: date) -> dict[str, list]:
-    actual = row(marts["feat_customer_candidates_monthly"], customer_id=customer_id,
+    actual = row(marts["feat_customer_product_monthly_packed"], customer_id=customer_id,
                  event_timestamp=ts(snapshot_on))
     return {k: list(v) for k, v in actual.items() if k not in ("customer_id", "event_timestamp")}
 
 
 def test_packed_model_has_one_row_per_population_customer_and_snapshot(
         marts: dict[str, pd.DataFrame]) -> None:
-    packed, customers = marts["feat_customer_candidates_monthly"], marts["feat_customer_monthly"]
+    packed, customers = marts["feat_customer_product_monthly_packed"], marts["feat_customer_monthly"]
     keys = {(r.customer_id, pd.Timestamp(r.event_timestamp)) for r in packed.itertuples()}
     assert keys == {(r.customer_id, pd.Timestamp(r.event_timestamp)) for r in customers.itertuples()}
     assert len(packed) == 24

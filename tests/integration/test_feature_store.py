@@ -67,10 +67,10 @@ FEATURE_COLUMNS: dict[str, list[tuple[str, str]]] = {
 VIEWS = {
     "feat_customer_monthly": (["customer"], "customer_monthly"),
     "feat_product_monthly": (["product"], "product_monthly"),
-    "feat_customer_candidates_monthly": (["customer"], "customer_product_monthly"),
+    "feat_customer_product_monthly_packed": (["customer"], "customer_product_monthly"),
 }
 """Feature model -> (entities, Feast view). The customer x product model reaches Feast packed."""
-PAIR_MODEL, PACKED_MODEL = "feat_customer_product_monthly", "feat_customer_candidates_monthly"
+PAIR_MODEL, PACKED_MODEL = "feat_customer_product_monthly", "feat_customer_product_monthly_packed"
 
 
 # --------------------------------------------------------------------------- hand-made marts

@@ -48,7 +48,7 @@ def add_customer_without_candidates(settings: Settings, online: str) -> None:
     store.write_to_online_store(
         "customer_monthly", pd.concat([row.assign(customer_id=OWNS_ALL), row.assign(customer_id=STALE_LIST)])
     )
-    packed = _mart(settings, "feat_customer_candidates_monthly")
+    packed = _mart(settings, "feat_customer_product_monthly_packed")
     lists = [c for c in packed.columns if c not in ("customer_id", "event_timestamp")]
     empty = packed[packed["event_timestamp"] == latest].head(1).assign(customer_id=OWNS_ALL)
     for col in lists:

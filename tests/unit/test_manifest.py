@@ -206,7 +206,7 @@ def pair_and_packed_nodes(pair_features: list[tuple[str, str | None]] | None = N
     )
     del pair["config"]["meta"]["feast"]
     packed = model_node(
-        "feat_customer_candidates_monthly", ["customer"], "customer_product_monthly", features=[]
+        "feat_customer_product_monthly_packed", ["customer"], "customer_product_monthly", features=[]
     )
     packed["columns"]["candidate_product_ids"] = column("candidate_product_ids", "varchar[]")
     packed["config"]["meta"]["feast"]["packs"] = "feat_customer_product_monthly"
@@ -220,8 +220,8 @@ class TestPackedSpecs:
         assert set(specs) == {"customer_monthly", "customer_product_monthly"}
         spec = specs["customer_product_monthly"]
         assert spec.packed and spec.packs == "feat_customer_product_monthly"
-        assert spec.model == "feat_customer_candidates_monthly"
-        assert spec.parquet_path == MARTS / "feat_customer_candidates_monthly.parquet"
+        assert spec.model == "feat_customer_product_monthly_packed"
+        assert spec.parquet_path == MARTS / "feat_customer_product_monthly_packed.parquet"
         assert spec.join_keys == ("customer_id",)
         assert spec.row_keys == ("customer_id", "product_id")
         assert [(f.name, f.feast_type) for f in spec.fields] == [
