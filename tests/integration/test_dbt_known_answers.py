@@ -250,12 +250,14 @@ def test_product_features_one_row_per_product_and_snapshot(marts: dict[str, pd.D
                            "sum_log_transition_lift_from_owned": np.log(261 / 243),
                            "transition_lift_from_latest_started": 261 / 243,
                            # owned sets at April: C1 {P1, P2}, C2 {P1, P3}, C5 {P1}:
-                           # (1 + 20) / (3 * 1 / 3 + 20)
-                           "max_coownership_lift_with_owned": 1.0}),
+                           # (1 + 20) / (3 * 1 / 3 + 20); C5 owns P1 only: mean log = ln 1
+                           "max_coownership_lift_with_owned": 1.0,
+                           "mean_log_coownership_lift_with_owned": 0.0}),
         # a customer owning nothing relates to nothing: neutral values, not nulls
         ("C3", "P1", APR, {"max_transition_lift_from_owned": 1.0, "sum_log_transition_lift_from_owned": 0.0,
                            "transition_lift_from_latest_started": 1.0,
-                           "max_coownership_lift_with_owned": 1.0}),
+                           "max_coownership_lift_with_owned": 1.0,
+                           "mean_log_coownership_lift_with_owned": 0.0}),
         ("C4", "P2", MAY, {"max_transition_lift_from_owned": 1.0, "sum_log_transition_lift_from_owned": 0.0}),
         # life stage: no P4 adopter with a known age by January (C3's birth year is unknown), so the profile
         # is the prior: the January population's ages (C1 44, C5 24): mean 34, sd 10

@@ -44,6 +44,7 @@ final as (
         cast(coalesce(cross_sold.sum_log_transition_lift, 0.0) as double) as sum_log_transition_lift_from_owned,
         cast(coalesce(cross_sold.latest_transition_lift, 1.0) as double) as transition_lift_from_latest_started,
         cast(coalesce(cross_sold.max_coownership_lift, 1.0) as double) as max_coownership_lift_with_owned,
+        cast(coalesce(cross_sold.mean_log_coownership_lift, 0.0) as double) as mean_log_coownership_lift_with_owned,
         cast(candidates.age_years - adopter_profiles.mean_adopter_age_years as double)
             as age_gap_to_adopters_years,
         cast(
