@@ -87,6 +87,8 @@ class ModelBundle:
         build_vars: the dbt vars the warehouse was built with (``nextbest.settings.BuildVars``: label
             horizon, activity look-back); empty when the build recorded none.
         metrics: evaluation metrics (name -> number).
+        unused_features: features of the FeatureService the ranker leaves out (the training config's
+            ``exclude_feature_groups``); served, so not a mismatch.
         code_version: ``git describe`` of the code, else the package version.
         created_at: UTC creation time, ISO 8601.
     """
@@ -100,6 +102,7 @@ class ModelBundle:
     data_range: dict[str, str] = field(default_factory=dict)
     build_vars: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    unused_features: list[str] = field(default_factory=list)
     code_version: str = field(default_factory=lambda: code_version())
     created_at: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
 
@@ -180,6 +183,7 @@ def _metadata(bundle: ModelBundle) -> dict[str, Any]:
         "data_range": bundle.data_range,
         "build_vars": bundle.build_vars,
         "metrics": bundle.metrics,
+        "unused_features": bundle.unused_features,
         "code_version": bundle.code_version,
         "created_at": bundle.created_at,
         "lightgbm_version": lgb.__version__,
@@ -257,7 +261,9 @@ def load_bundle(
             f"feature service: bundle {meta['feature_service_name']!r} vs served {expected_service!r}"
         )
     if expected_features is not None:
-        problems += _feature_differences(list(expected_features), list(meta["feature_cols"]))
+        unused = set(meta.get("unused_features", []))
+        expected = [f for f in expected_features if f not in unused]
+        problems += _feature_differences(expected, list(meta["feature_cols"]))
     if problems:
         raise BundleMismatchError(
             f"model bundle {path} does not match the live features:\n  " + "\n  ".join(problems)
@@ -285,6 +291,7 @@ def load_bundle(
         data_range=meta["data_range"],
         build_vars=meta.get("build_vars", {}),
         metrics=meta["metrics"],
+        unused_features=list(meta.get("unused_features", [])),
         code_version=meta["code_version"],
         created_at=meta["created_at"],
     )

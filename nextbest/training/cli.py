@@ -52,7 +52,7 @@ def run_training(settings: Settings, config_path: Path, console: Console = conso
     """Train with progress lines and a spinner; print the summary; return the exit code (1 = regression)."""
     from feast.errors import FeatureServiceNotFoundException, FeatureViewNotFoundException
 
-    from nextbest.training.config import load_config
+    from nextbest.training.config import ConfigError, load_config
     from nextbest.training.report import details_text, load_report, summary_table
     from nextbest.training.train import QualityRegressionError, train
 
@@ -70,6 +70,9 @@ def run_training(settings: Settings, config_path: Path, console: Console = conso
         except QualityRegressionError as err:
             console.print(f"[red]{err}[/red]")
             return 1
+        except ConfigError as err:
+            console.print(f"[red]{config_path}: {escape(str(err))}[/red]")
+            return 2
         except (FeatureServiceNotFoundException, FeatureViewNotFoundException) as err:
             console.print(
                 f"[red]{escape(str(err))} (feature store in {settings.feast_dir}): run `nextbest build` "

@@ -30,6 +30,11 @@ DEFAULT_CONFIG = "default.yaml"
 """The documented config for datasets of the default family."""
 
 
+class ConfigError(ValueError):
+    """A training config that does not fit the built data (e.g. an excluded feature group that no
+    feature belongs to); the message names the key and what would fit."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -145,11 +150,15 @@ class TrainingConfig(_Strict):
         expected_metrics: ``"<model>.<metric>" -> minimum`` (e.g. ``"ranker.ndcg@7": 0.3``); a
             value below its minimum fails the run (the report is still written, no bundle is saved).
         ablation: the feature-group ablation of the report (see ``AblationConfig``).
+        exclude_feature_groups: feature groups of the FeatureService the ranker does not use (a
+            group whose ablation showed it hurts on this dataset); the report's ablation still drops
+            each remaining group in turn.
     """
 
     name: str = "default"
     feature_service: str = FEATURE_SERVICE_NAME
     use_product_id: bool = True
+    exclude_feature_groups: list[str] = Field(default_factory=list)
     k: int = Field(default=DEFAULT_K, ge=1)
     split: SplitConfig = Field(default_factory=SplitConfig)
     max_negatives_per_group: int | None = Field(default=None, ge=0)

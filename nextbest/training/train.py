@@ -32,7 +32,7 @@ from nextbest.training import evaluate as ev
 from nextbest.training.artifacts import ModelBundle, file_sha256, save_bundle
 from nextbest.training.baselines import OracleBaseline, PerProductModels, PooledClassifier, PopularityBaseline
 from nextbest.training.calibration import Calibrators, fit_calibrators
-from nextbest.training.config import SplitConfig, TrainingConfig
+from nextbest.training.config import ConfigError, SplitConfig, TrainingConfig
 from nextbest.training.datasets import feature_columns, feature_groups, labelled_snapshots, training_frame
 from nextbest.training.evaluate import Evaluation
 from nextbest.training.ranker import FittedRanker, RankingData, fit_ranker, prepare_groups
@@ -118,7 +118,21 @@ def load_frames(
         say(f"retrieval: {name} ({len(getattr(split, name))} snapshot(s))")
         parts[name] = training_frame(settings, config, getattr(split, name), progress)
     cols = feature_columns(get_store(settings), config)
-    return Frames(parts["train"], parts["valid"], parts["test"], cols, feature_groups(settings, cols))
+    groups = kept_feature_groups(feature_groups(settings, cols), config.exclude_feature_groups)
+    return Frames(parts["train"], parts["valid"], parts["test"], list(groups), groups)
+
+
+def kept_feature_groups(groups: dict[str, str], excluded: Sequence[str]) -> dict[str, str]:
+    """``groups`` (feature -> group, in feature order) without the features of the ``excluded`` groups.
+
+    Raises:
+        ConfigError: an excluded group that no feature belongs to (a typo would silently keep it).
+    """
+    unknown = sorted(set(excluded) - set(groups.values()))
+    if unknown:
+        known = ", ".join(sorted(set(groups.values())))
+        raise ConfigError(f"exclude_feature_groups: no feature group {unknown}; the groups are: {known}")
+    return {feature: group for feature, group in groups.items() if group not in excluded}
 
 
 # --------------------------------------------------------------------------- fit
@@ -462,6 +476,7 @@ def build_bundle(
         data_range=split.as_dict(),
         build_vars=recorded_build_vars(settings),
         metrics={k: v for k, v in evaluation.flat.items() if np.isfinite(v)},
+        unused_features=[f for f in feature_columns(store, config) if f not in models.ranker.feature_cols],
     )
 
 

@@ -216,6 +216,16 @@ class TestRefusal:
         with pytest.raises(BundleMismatchError, match="ranker_v2"):
             load_bundle(path, expected_service="ranker_v2")
 
+    def test_served_features_the_ranker_leaves_out_are_no_mismatch(
+        self, bundle: ModelBundle, tmp_path: Path
+    ) -> None:
+        trimmed = replace(bundle, unused_features=["tenure_months"])
+        path = save_bundle(trimmed, tmp_path)
+        live = [*FEATURES[:1], "tenure_months", *FEATURES[1:]]
+        assert load_bundle(path, expected_features=live).unused_features == ["tenure_months"]
+        with pytest.raises(BundleMismatchError, match="missing_feature"):  # any other new feature is
+            load_bundle(path, expected_features=[*live, "missing_feature"])
+
     def test_not_a_bundle(self, tmp_path: Path) -> None:
         with pytest.raises(FileNotFoundError, match="not a model bundle"):
             load_bundle(tmp_path)
