@@ -113,12 +113,13 @@ def load_frames(
 ) -> Frames:
     """Labels + point-in-time features of every split (through the FeatureService)."""
     say = progress or (lambda _msg: None)
+    cols = feature_columns(get_store(settings), config)
+    # before the minutes of retrieval: a misspelt excluded group fails at once
+    groups = kept_feature_groups(feature_groups(settings, cols), config.exclude_feature_groups)
     parts = {}
     for name in ("train", "valid", "test"):
         say(f"retrieval: {name} ({len(getattr(split, name))} snapshot(s))")
         parts[name] = training_frame(settings, config, getattr(split, name), progress)
-    cols = feature_columns(get_store(settings), config)
-    groups = kept_feature_groups(feature_groups(settings, cols), config.exclude_feature_groups)
     return Frames(parts["train"], parts["valid"], parts["test"], list(groups), groups)
 
 
