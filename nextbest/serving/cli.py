@@ -84,8 +84,17 @@ def rank_command(
     customer_id: Annotated[str, typer.Argument(help="The customer to rank products for.")],
     k: Annotated[int, typer.Option(min=1, help="Products to show.")] = 7,
 ) -> None:
-    """Rank one customer's candidate products through the online store and print a table."""
-    rank(customer_id, k)
+    """Rank one customer's candidate products through the online store and print a table.
+
+    A request the service refuses (unknown customer or product, no model, store down, stale features)
+    ends in one line naming the reason and exit code 1, not a traceback."""
+    from nextbest.serving.errors import ServingError
+
+    try:
+        rank(customer_id, k)
+    except ServingError as err:
+        console.print(f"[red]{type(err).__name__}: {err}[/red]")
+        raise typer.Exit(1) from None
 
 
 @app.command("score-batch")

@@ -176,3 +176,18 @@ class TestProductCache:
             assert served_owners() == before + 1000
         finally:
             store.write_to_online_store("product_monthly", original)
+
+
+def test_cli_rank_of_an_unknown_customer_is_one_line(
+    deployment: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from nextbest.cli import app
+
+    monkeypatch.setenv("NEXTBEST_HOME", str(deployment.home))
+    result = CliRunner().invoke(app, ["rank", "no-such-customer"])
+    assert result.exit_code == 1
+    assert "UnknownCustomerError: unknown customer 'no-such-customer'" in " ".join(result.output.split())
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
