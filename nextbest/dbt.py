@@ -14,11 +14,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from nextbest.errors import UserError
 from nextbest.marts import dbt_target_dir
 from nextbest.settings import DBT_PROJECT_DIR, Settings
 
 
-class DbtError(RuntimeError):
+class DbtError(UserError, RuntimeError):
     """dbt exited non-zero; the message carries the tail of its log."""
 
 

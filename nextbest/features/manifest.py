@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from nextbest.columns import ENTITY_JOIN_KEYS, EVENT_TIMESTAMP, PRODUCT_ID
+from nextbest.errors import UserError
 from nextbest.features.packing import PACKED_PRODUCTS, PACKED_PRODUCTS_DBT_TYPE
 from nextbest.marts import mart_file
 
@@ -49,7 +50,7 @@ DBT_TO_FEAST: dict[str, FeastType] = {
 """Accepted dbt ``data_type`` values (lower case) and the Feast type each becomes."""
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
     """The manifest does not describe a valid feature mart (the message names the model and column)."""
 
 

@@ -27,6 +27,8 @@ import pandas as pd
 import pandera.pandas as pa
 import pyarrow as pa_arrow
 
+from nextbest.errors import UserError
+
 # ---------------------------------------------------------------- names
 
 CUSTOMERS_FILE = "customers.parquet"
@@ -262,7 +264,7 @@ class Violation:
         return text
 
 
-class ContractError(ValueError):
+class ContractError(UserError, ValueError):
     """A dataset breaks the raw data contract; ``violations`` lists every broken rule found."""
 
     def __init__(self, violations: Sequence[Violation]) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from nextbest.errors import UserError
 from nextbest.features.staleness import ViewStaleness
 
 
-class ServingError(Exception):
+class ServingError(UserError):
     """Base class of the errors a ranking request can end with."""
 
 

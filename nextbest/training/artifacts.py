@@ -32,6 +32,7 @@ import joblib
 import lightgbm as lgb
 import numpy as np
 
+from nextbest.errors import UserError
 from nextbest.training.calibration import Calibrators
 from nextbest.training.ranker import FittedRanker
 
@@ -68,7 +69,7 @@ def _legacy_package_names() -> Iterator[None]:
                 sys.modules.pop(alias, None)
 
 
-class BundleMismatchError(ValueError):
+class BundleMismatchError(UserError, ValueError):
     """A bundle was trained on a different feature list or feature service than the live one."""
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from nextbest.errors import UserError
 from nextbest.features.definitions import FEATURE_SERVICE_NAME
 from nextbest.settings import PROJECT_ROOT
 from nextbest.training.constants import DEFAULT_K
@@ -30,7 +31,7 @@ DEFAULT_CONFIG = "default.yaml"
 """The documented config for datasets of the default family."""
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A training config that does not fit the built data (e.g. an excluded feature group that no
     feature belongs to); the message names the key and what would fit."""
 
