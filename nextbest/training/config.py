@@ -52,12 +52,17 @@ class SplitConfig(_Strict):
         gap_snapshots: labelled snapshots skipped between train and validation and between
             validation and test (0 = adjacent; use >= horizon - 1 months with a longer horizon so that
             a training label window never overlaps the test month).
+        min_train_snapshots: when the history leaves fewer training snapshots than this, the
+            validation and then the test snapshots give way one at a time (down to 1 each) until it
+            does; None = the counts are fixed and a short history is an error. For a config meant for
+            datasets of any length (``default.yaml``).
     """
 
     test_snapshots: int = Field(default=1, ge=1)
     valid_snapshots: int = Field(default=1, ge=1)
     max_train_snapshots: int | None = Field(default=None, ge=1)
     gap_snapshots: int = Field(default=0, ge=0)
+    min_train_snapshots: int | None = Field(default=None, ge=1)
 
 
 class RankerConfig(_Strict):

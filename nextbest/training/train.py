@@ -66,13 +66,36 @@ class SnapshotSplit:
         return out
 
 
+def fitted_split(n_snapshots: int, split: SplitConfig) -> SplitConfig:
+    """``split`` with validation and test snapshots given up, one at a time (validation first, down to
+    1 each), until ``split.min_train_snapshots`` training snapshots remain of ``n_snapshots``; unchanged
+    without ``min_train_snapshots`` or when the history is long enough."""
+    if split.min_train_snapshots is None:
+        return split
+    valid, test = split.valid_snapshots, split.test_snapshots
+    give_valid = True
+    while n_snapshots - valid - test - 2 * split.gap_snapshots < split.min_train_snapshots:
+        if valid == 1 and test == 1:
+            break
+        if (give_valid and valid > 1) or test == 1:
+            valid -= 1
+        else:
+            test -= 1
+        give_valid = not give_valid
+    return split.model_copy(update={"valid_snapshots": valid, "test_snapshots": test})
+
+
 def split_snapshots(snapshots: Sequence[date], split: SplitConfig) -> SnapshotSplit:
     """Split labelled snapshots by time: ... train | gap | valid | gap | test (the latest).
+
+    With ``split.min_train_snapshots``, a history too short for it shrinks validation, then test
+    (alternately, down to 1 snapshot each; see ``fitted_split``).
 
     Raises:
         ValueError: fewer snapshots than test + valid + 2 gaps + 1 training snapshot.
     """
     ordered = sorted(set(snapshots))
+    split = fitted_split(len(ordered), split)
     needed = split.test_snapshots + split.valid_snapshots + 2 * split.gap_snapshots + 1
     if len(ordered) < needed:
         raise ValueError(

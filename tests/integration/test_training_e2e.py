@@ -96,6 +96,25 @@ def test_split_needs_one_training_snapshot() -> None:
         split_snapshots(_months(2), SplitConfig())
 
 
+def test_a_short_history_shrinks_validation_then_test_down_to_min_train() -> None:
+    wanted = SplitConfig(test_snapshots=2, valid_snapshots=3, min_train_snapshots=6)
+    long = split_snapshots(_months(12), wanted)  # 12 - 3 - 2 = 7 >= 6: as asked
+    assert (len(long.train), len(long.valid), len(long.test)) == (7, 3, 2)
+    # 10 snapshots: valid 3 -> 2 leaves 6 training snapshots
+    assert [len(s) for s in astuple_split(split_snapshots(_months(10), wanted))] == [6, 2, 2]
+    # 8 snapshots: valid 2, then test 1, then valid 1
+    assert [len(s) for s in astuple_split(split_snapshots(_months(8), wanted))] == [6, 1, 1]
+    # 4 snapshots: nothing left to give up; train keeps what remains
+    assert [len(s) for s in astuple_split(split_snapshots(_months(4), wanted))] == [2, 1, 1]
+    # without min_train_snapshots the counts are fixed
+    with pytest.raises(ValueError, match="needs at least 6"):
+        split_snapshots(_months(5), wanted.model_copy(update={"min_train_snapshots": None}))
+
+
+def astuple_split(split: SnapshotSplit) -> tuple[list[date], list[date], list[date]]:
+    return split.train, split.valid, split.test
+
+
 def test_shipped_configs_load_and_unknown_keys_are_rejected(tmp_path: Path) -> None:
     for family in ("synthetic", "completejourney", "default"):
         config = load_config(CONFIG_DIR / f"{family}.yaml")

@@ -40,10 +40,11 @@ def test_every_shipped_config_validates() -> None:
 
 
 def test_default_config_is_safe_for_an_unknown_dataset() -> None:
-    """Whole groups up to 100 candidates, every earlier snapshot for training, no failing threshold."""
+    """Whole groups up to 100 candidates, up to 24 earlier snapshots for training, no failing threshold."""
     config = load_config(default_config_path("acme"))
     assert config.name == "default"
-    assert (config.split.test_snapshots, config.split.valid_snapshots) == (1, 1)
+    assert (config.split.test_snapshots, config.split.valid_snapshots) == (2, 3)
+    assert config.split.min_train_snapshots == 6  # a short history gives back valid/test months
     assert config.split.max_train_snapshots == 24 and config.split.gap_snapshots == 0
     assert config.max_negatives_per_group == 100
     assert config.baselines == ["popularity", "per_product", "pooled", "oracle"]
