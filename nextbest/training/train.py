@@ -57,6 +57,15 @@ class SnapshotSplit:
     valid: list[date]
     test: list[date]
 
+    def describe(self) -> str:
+        """One line: each split's first..last date and its number of snapshots."""
+        parts = []
+        for name in ("train", "valid", "test"):
+            dates = getattr(self, name)
+            span = f"{dates[0]}" if len(dates) == 1 else f"{dates[0]}..{dates[-1]}"
+            parts.append(f"{name} {span} ({len(dates)})")
+        return ", ".join(parts)
+
     def as_dict(self) -> dict[str, str]:
         """First/last date of each split as ISO strings (the bundle's ``data_range``)."""
         out = {}
@@ -515,7 +524,7 @@ def train(settings: Settings, config: TrainingConfig, progress: Progress | None 
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     split = split_snapshots(labelled_snapshots(settings), config.split)
-    say(f"split: train {split.train[0]}..{split.train[-1]}, valid {split.valid}, test {split.test}")
+    say(f"split: {split.describe()}")
     frames = load_frames(settings, config, split, progress)
     seconds["retrieval"] = time.perf_counter() - started
 

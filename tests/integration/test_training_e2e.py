@@ -88,6 +88,9 @@ def test_split_with_cap_gap_and_several_test_months() -> None:
     assert split.valid == [snaps[8]]
     assert split.train == snaps[4:7]
     assert split.as_dict()["train_start"] == snaps[4].isoformat()
+    assert split.describe() == (
+        f"train {snaps[4]}..{snaps[6]} (3), valid {snaps[8]} (1), test {snaps[10]}..{snaps[11]} (2)"
+    )
 
 
 def test_split_needs_one_training_snapshot() -> None:
