@@ -32,6 +32,7 @@ from nextbest.features.retrieval import (
     take_or_missing,
 )
 from nextbest.features.schema import cast_column
+from nextbest.features.store import reset_online_client
 
 CandidateRule = Callable[[np.ndarray, int, int], np.ndarray]
 """``(listed, customer_ts, list_ts) -> mask``: which listed products are candidates, given a boolean per
@@ -40,16 +41,23 @@ and that of its candidate list."""
 
 
 class OnlineStoreUnavailableError(ConnectionError):
-    """The online store could not be read (e.g. redis down); retry later."""
+    """The online store could not be read (down, timed out, corrupted); retry after ``retry_after_s``."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 def _unavailable_errors() -> tuple[type[BaseException], ...]:
-    """Exception types meaning "the online store is unreachable" (redis, sqlite, sockets)."""
-    errors: list[type[BaseException]] = [sqlite3.OperationalError, ConnectionError, TimeoutError]
+    """Exception types meaning "the online store cannot be read": every sqlite and redis error (down,
+    timed out, corrupted file, missing table), socket errors, and undecodable stored values."""
+    from google.protobuf.message import DecodeError
+
+    errors: list[type[BaseException]] = [sqlite3.Error, OSError, TimeoutError, DecodeError]
     try:
         import redis.exceptions
 
-        errors += [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
+        errors.append(redis.exceptions.RedisError)
     except ImportError:  # pragma: no cover - redis is a dependency of feast[redis]
         pass
     return tuple(errors)
@@ -97,8 +105,20 @@ def _read(store: FeatureStore, refs: list[str], rows: dict[str, list[str]]) -> d
 
 def customer_read(store: FeatureStore, views: Sequence[ServedView], customer_id: str) -> dict[str, list[Any]]:
     """ONE online read of every customer-keyed view (customer features and packed lists) for a customer."""
+    return customers_read(store, views, [customer_id])
+
+
+def customers_read(
+    store: FeatureStore, views: Sequence[ServedView], customer_ids: Sequence[str]
+) -> dict[str, list[Any]]:
+    """ONE online read of every customer-keyed view for several customers (one value per customer)."""
     refs = [r for v in views if v.join_keys == (CUSTOMER_ID,) for r in v.refs]
-    return _read(store, refs, {CUSTOMER_ID: [customer_id]})
+    return _read(store, refs, {CUSTOMER_ID: list(customer_ids)})
+
+
+def one_row(read: Mapping[str, list[Any]], i: int) -> dict[str, list[Any]]:
+    """Row ``i`` of a several-key read as a one-key read (what ``customer_read`` returns)."""
+    return {k: v[i : i + 1] for k, v in read.items()}
 
 
 def product_read(
@@ -211,6 +231,70 @@ def assemble_online(
     return OnlineRows(columns, view_ts, row_ts, customer_ts)
 
 
+# --------------------------------------------------------------------------- the circuit breaker
+
+
+class CircuitBreaker:
+    """Fail fast while the online store is down: ``failures`` consecutive failed reads open the breaker
+    for ``cooldown_s`` seconds, during which ``admit`` refuses every read at once; then one read is let
+    through as a probe (half-open): its success closes the breaker, its failure opens it again.
+
+    Thread-safe; ``clock`` is ``time.monotonic`` (seconds) unless a test gives another.
+    """
+
+    def __init__(
+        self, failures: int = 3, cooldown_s: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.failures = failures
+        self.cooldown_s = cooldown_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._consecutive = 0
+        self._open_until: float | None = None
+        self._probing = False
+
+    @property
+    def is_open(self) -> bool:
+        """True while reads are refused (open, or half-open with a probe in flight)."""
+        with self._lock:
+            return self._open_until is not None and (self._probing or self._clock() < self._open_until)
+
+    def retry_after_s(self) -> float:
+        """Seconds until a read may be let through again (0 when the breaker is closed)."""
+        with self._lock:
+            if self._open_until is None:
+                return 0.0
+            return max(self._open_until - self._clock(), 0.0) or self.cooldown_s
+
+    def admit(self) -> bool:
+        """True when a read may go to the store now (closed, or the one half-open probe)."""
+        with self._lock:
+            if self._open_until is None:
+                return True
+            if self._probing or self._clock() < self._open_until:
+                return False
+            self._probing = True
+            return True
+
+    def success(self) -> None:
+        """A read succeeded: close the breaker."""
+        with self._lock:
+            self._consecutive, self._open_until, self._probing = 0, None, False
+
+    def abandon(self) -> None:
+        """A read ended without telling whether the store works: let the next probe through."""
+        with self._lock:
+            self._probing = False
+
+    def failure(self) -> None:
+        """A read failed: count it; open (or re-open after a failed probe) at ``failures`` in a row."""
+        with self._lock:
+            self._consecutive += 1
+            if self._probing or self._consecutive >= self.failures:
+                self._open_until = self._clock() + self.cooldown_s
+            self._probing = False
+
+
 # --------------------------------------------------------------------------- the serving read
 
 
@@ -236,6 +320,12 @@ class OnlineReader:
     reads go through redis-py's connection pool. Product rows change only when the store is
     materialized, so the whole ``catalogue``'s product rows are read at most once per
     ``product_cache_seconds`` (0 = on every request); their own event timestamps are still served.
+
+    Faults: every store error (sqlite, redis, sockets, undecodable values) becomes an
+    ``OnlineStoreUnavailableError``; a sqlite read waits at most ``read_timeout_s`` for the connection
+    (redis: the store's client carries the timeout, see ``nextbest.features.store.get_store``); after a
+    sqlite error the connection is reopened on the next read; ``breaker`` (when given) refuses reads at
+    once while the store is known to be down.
     """
 
     def __init__(
@@ -244,8 +334,12 @@ class OnlineReader:
         service: FeatureService | str = FEATURE_SERVICE_NAME,
         catalogue: Sequence[str] = (),
         product_cache_seconds: float = 0.0,
+        read_timeout_s: float | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.store = store
+        self.read_timeout_s = read_timeout_s
+        self.breaker = breaker
         self.online_kind: str = store.config.online_store.type
         self.service: FeatureService = get_service(store, service)
         self.views: list[ServedView] = served_views(store, self.service)
@@ -267,16 +361,49 @@ class OnlineReader:
         self._cache_lock = threading.Lock()
 
     def _read(self, read: Callable[[], dict[str, list[Any]]]) -> dict[str, list[Any]]:
+        breaker = self.breaker
+        if breaker is not None and not breaker.admit():
+            wait = breaker.retry_after_s()
+            raise OnlineStoreUnavailableError(
+                f"the {self.online_kind} online store is unreachable (circuit open after repeated "
+                f"failures); retry in {wait:.1f}s",
+                retry_after_s=wait,
+            )
         try:
-            if self._lock is None:
-                return read()
-            with self._lock:
-                return read()
+            result = self._locked(read)
         except UNAVAILABLE_ERRORS as exc:
+            wait = 1.0
+            if breaker is not None:
+                breaker.failure()
+                wait = breaker.retry_after_s() or wait
             raise OnlineStoreUnavailableError(
                 f"the {self.online_kind} online store is unreachable "
-                f"({type(exc).__name__}: {exc}); retry later"
+                f"({type(exc).__name__}: {exc}); retry later",
+                retry_after_s=wait,
             ) from exc
+        except BaseException:
+            if breaker is not None:
+                breaker.abandon()  # not a store failure; a half-open probe must not stay in flight
+            raise
+        if breaker is not None:
+            breaker.success()
+        return result
+
+    def _locked(self, read: Callable[[], dict[str, list[Any]]]) -> dict[str, list[Any]]:
+        """``read()`` under the sqlite lock (waited for at most ``read_timeout_s``); a sqlite error
+        drops the connection so the next read reopens the file."""
+        if self._lock is None:
+            return read()
+        timeout = -1 if self.read_timeout_s is None else self.read_timeout_s
+        if not self._lock.acquire(timeout=timeout):
+            raise TimeoutError(f"no sqlite connection free within {self.read_timeout_s:.3f}s")
+        try:
+            return read()
+        except sqlite3.Error:
+            reset_online_client(self.store, self.read_timeout_s or 5.0)
+            raise
+        finally:
+            self._lock.release()
 
     def _cached_products(self) -> ProductCache | None:
         """The catalogue's product rows, re-read when older than ``product_cache_seconds`` (None when
@@ -308,23 +435,68 @@ class OnlineReader:
         the candidates' product rows (none while the product cache is fresh).
 
         Raises:
-            OnlineStoreUnavailableError: the online store cannot be reached.
+            OnlineStoreUnavailableError: the online store cannot be read.
+        """
+        return self.candidates_many([customer_id], rule, [product_ids])[0]
+
+    def candidates_many(
+        self,
+        customer_ids: Sequence[str],
+        rule: CandidateRule,
+        product_ids: Sequence[Sequence[str] | None] | None = None,
+    ) -> list[OnlineRows]:
+        """``candidates`` of several customers (``product_ids``: one restriction or None per customer)
+        with ONE read of the customers' keys; product rows come from the cache (else one read per
+        customer with candidates).
+
+        Raises:
+            OnlineStoreUnavailableError: the online store cannot be read.
         """
         views = self.views
-        customer = self._read(lambda: customer_read(self.store, views, customer_id))
-        listed = listed_products(customer)
-        if product_ids is not None:
-            wanted = set(product_ids)
-            listed = [p for p in listed if p in wanted]
-        customer_ts = read_timestamp(customer, self._customer_ts_field)
-        mask = rule(np.ones(len(listed), dtype=bool), customer_ts, read_timestamp(customer, PACKED_PRODUCTS))
-        ids = [p for p, keep in zip(listed, mask, strict=True) if keep]
-        cache = self._cached_products() if ids else None
+        ids = [str(c) for c in customer_ids]
+        wanted_per = list(product_ids) if product_ids is not None else [None] * len(ids)
+        read = self._read(lambda: customers_read(self.store, views, ids))
+        out = []
+        for i, (customer_id, wanted) in enumerate(zip(ids, wanted_per, strict=True)):
+            customer = one_row(read, i)
+            listed = listed_products(customer)
+            if wanted is not None:
+                keep = set(wanted)
+                listed = [p for p in listed if p in keep]
+            customer_ts = read_timestamp(customer, self._customer_ts_field)
+            list_ts = read_timestamp(customer, PACKED_PRODUCTS)
+            mask = rule(np.ones(len(listed), dtype=bool), customer_ts, list_ts)
+            chosen = [p for p, ok in zip(listed, mask, strict=True) if ok]
+            products = self._product_rows(customer_id, chosen)
+            out.append(assemble_online(views, customer_id, chosen, customer, products))
+        return out
+
+    def _product_rows(self, customer_id: str, ids: list[str]) -> dict[str, list[Any]]:
+        """The product rows of ``ids`` from the cache, else from one read."""
+        if not ids:
+            return {}
+        cache = self._cached_products()
         if cache is not None and all(p in cache.position for p in ids):
-            products = cache.take(ids)
-        else:
-            products = self._read(lambda: product_read(self.store, views, customer_id, ids)) if ids else {}
-        return assemble_online(views, customer_id, ids, customer, products)
+            return cache.take(ids)
+        return self._read(lambda: product_read(self.store, self.views, customer_id, ids))
+
+    def reconnect(self) -> None:
+        """Reopen the sqlite file on the next read (e.g. it was replaced); redis reconnects by itself."""
+        if self._lock is None:
+            return
+        with self._lock:
+            reset_online_client(self.store, self.read_timeout_s or 5.0)
+
+    def timestamp(self, view: ServedView, key: Mapping[str, str]) -> int:
+        """Event timestamp (epoch seconds; 0 = no row) of ``view``'s row for ``key`` in the online store.
+
+        Raises:
+            OnlineStoreUnavailableError: the online store cannot be read.
+        """
+        ref = view.refs[0]
+        rows = {k: [str(key[k])] for k in view.join_keys}
+        read = self._read(lambda: _read(self.store, [ref], rows))
+        return read_timestamp(read, ref.split(":", 1)[1])
 
     def ping(self) -> bool:
         """True when the online store answers a read (of a key that need not exist)."""
