@@ -9,6 +9,7 @@ leaves this module. ``online_rows`` / ``online_features`` read arbitrary product
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 import time
@@ -157,10 +158,10 @@ class OnlineRows:
     """The service's latest features for one customer x a list of products, as plain columns.
 
     Attributes:
-        columns: ``customer_id``, ``product_id`` and every feature (request order of products; numbers
-            as float64 with NaN = missing for customer x product features, Python values / None
-            otherwise). A product that is not among the customer's candidates has missing customer x
-            product features.
+        columns: ``customer_id``, ``product_id`` (lists) and every feature (request order of products;
+            numbers as float64 with NaN = missing for customer x product features, object arrays of
+            Python values / None otherwise). A product that is not among the customer's candidates has
+            missing customer x product features.
         view_ts: per customer-keyed view, the event timestamp (epoch seconds; 0 = no row) of the
             customer's row in it (for customer x product features: that of the candidate list).
         row_ts: per other view, per row, the event timestamp (epoch seconds; 0 = no value).
@@ -204,31 +205,80 @@ def assemble_online(
 ) -> OnlineRows:
     """Combine a customer read and a product read into one row per product (``unpack`` decodes the
     packed lists; a product missing from the customer's candidates gets missing pair features)."""
-    n = len(product_ids)
-    columns: dict[str, Any] = {CUSTOMER_ID: [customer_id] * n, PRODUCT_ID: list(product_ids)}
-    view_ts: dict[str, int] = {}
+    return assemble_many(views, [customer_id], [product_ids], customer, products)[0]
+
+
+def assemble_many(
+    views: Sequence[ServedView],
+    customer_ids: Sequence[str],
+    product_ids: Sequence[Sequence[str]],
+    customers: Mapping[str, list[Any]],
+    products: Mapping[str, list[Any]],
+) -> list[OnlineRows]:
+    """``assemble_online`` of several customers at once: ``customers`` is one read of their keys (one
+    value per customer), ``products`` the product rows of all their ``product_ids`` stacked in order.
+    Decodes every packed list in one ``unpack`` call and builds each column once for all customers;
+    each customer's ``OnlineRows`` holds slices of those columns."""
+    counts = np.fromiter((len(p) for p in product_ids), dtype=np.int64, count=len(product_ids))
+    ends = np.cumsum(counts)
+    n = int(ends[-1]) if len(ends) else 0
+    row = np.repeat(np.arange(len(customer_ids), dtype=np.int64), counts)
+    wanted = list(itertools.chain.from_iterable(product_ids))
+    columns: dict[str, np.ndarray] = {
+        CUSTOMER_ID: np.asarray(customer_ids, dtype=object)[row],
+        PRODUCT_ID: np.asarray(wanted, dtype=object).reshape(n),
+    }
+    view_ts: dict[str, list[int]] = {}
     row_ts: dict[str, np.ndarray] = {}
-    customer_ts = 0
+    customer_ts: list[int] = [0] * len(customer_ids)
+
+    def stamps(field: str) -> list[int]:
+        return [int(t or 0) for t in customers.get(f"{field}__ts", [0] * len(customer_ids))]
+
     for v in views:
         if v.join_keys == (CUSTOMER_ID,) and not v.packed:
             for f in v.features:
-                columns[f] = [read_value(customer, f)] * n
-            view_ts[v.name] = read_timestamp(customer, v.timestamp_field)
-            customer_ts = customer_ts or view_ts[v.name]
+                values = np.empty(len(customer_ids), dtype=object)
+                values[:] = customers[f] if customers else [None] * len(customer_ids)
+                columns[f] = values[row]
+            view_ts[v.name] = stamps(v.timestamp_field)
+            customer_ts = [c or t for c, t in zip(customer_ts, view_ts[v.name], strict=True)]
         elif v.packed:
-            lists = {f: [read_value(customer, f)] for f in v.features}
-            decoded = unpack([listed_products(customer)], lists, v.string_features)
-            where = {p: i for i, p in enumerate(decoded.product_id)}
-            pos = np.fromiter((where.get(p, -1) for p in product_ids), dtype=np.int64, count=n)
+            listed = customers.get(PACKED_PRODUCTS) if customers else None
+            listed = listed or [None] * len(customer_ids)
+            lists = {f: customers.get(f, [None] * len(customer_ids)) for f in v.features}
+            names = [None if x is None else [str(p) for p in x] for x in listed]
+            decoded = unpack(names, lists, v.string_features)
+            flat = zip(decoded.row.tolist(), decoded.product_id.tolist(), strict=True)
+            where = {key: i for i, key in enumerate(flat)}
+            keys = zip(row.tolist(), wanted, strict=True)
+            pos = np.fromiter((where.get(key, -1) for key in keys), dtype=np.int64, count=n)
             for f in v.features:
                 columns[f] = take_or_missing(decoded.features[f], pos)
-            view_ts[v.name] = read_timestamp(customer, PACKED_PRODUCTS)
+            view_ts[v.name] = stamps(PACKED_PRODUCTS)
         else:
             for f in v.features:
-                columns[f] = products[f] if products else [None] * n
-            stamps = products.get(f"{v.timestamp_field}__ts") if products else None
-            row_ts[v.name] = np.asarray([t or 0 for t in stamps] if stamps else [0] * n, dtype=np.int64)
-    return OnlineRows(columns, view_ts, row_ts, customer_ts)
+                values = np.empty(n, dtype=object)
+                values[:] = products[f] if products else [None] * n
+                columns[f] = values
+            got = products.get(f"{v.timestamp_field}__ts") if products else None
+            row_ts[v.name] = np.asarray([t or 0 for t in got] if got else [0] * n, dtype=np.int64)
+    out = []
+    for i, (start, stop) in enumerate(zip(ends - counts, ends, strict=True)):
+        part = slice(int(start), int(stop))
+        out.append(
+            OnlineRows(
+                columns={
+                    **{c: values[part] for c, values in columns.items()},
+                    CUSTOMER_ID: [customer_ids[i]] * int(counts[i]),
+                    PRODUCT_ID: list(product_ids[i]),
+                },
+                view_ts={view: ts[i] for view, ts in view_ts.items()},
+                row_ts={view: ts[part] for view, ts in row_ts.items()},
+                customer_ts=customer_ts[i],
+            )
+        )
+    return out
 
 
 # --------------------------------------------------------------------------- the circuit breaker
@@ -456,8 +506,8 @@ class OnlineReader:
         ids = [str(c) for c in customer_ids]
         wanted_per = list(product_ids) if product_ids is not None else [None] * len(ids)
         read = self._read(lambda: customers_read(self.store, views, ids))
-        out = []
-        for i, (customer_id, wanted) in enumerate(zip(ids, wanted_per, strict=True)):
+        chosen_per: list[list[str]] = []
+        for i, wanted in enumerate(wanted_per):
             customer = one_row(read, i)
             listed = listed_products(customer)
             if wanted is not None:
@@ -466,10 +516,21 @@ class OnlineReader:
             customer_ts = read_timestamp(customer, self._customer_ts_field)
             list_ts = read_timestamp(customer, PACKED_PRODUCTS)
             mask = rule(np.ones(len(listed), dtype=bool), customer_ts, list_ts)
-            chosen = [p for p, ok in zip(listed, mask, strict=True) if ok]
-            products = self._product_rows(customer_id, chosen)
-            out.append(assemble_online(views, customer_id, chosen, customer, products))
-        return out
+            chosen_per.append([p for p, ok in zip(listed, mask, strict=True) if ok])
+        products = self._products_of(ids, chosen_per)
+        return assemble_many(views, ids, chosen_per, read, products)
+
+    def _products_of(self, customer_ids: list[str], chosen: list[list[str]]) -> dict[str, list[Any]]:
+        """The product rows of every customer's chosen products, stacked in order: from the cache, else
+        one read per customer with candidates."""
+        every = list(itertools.chain.from_iterable(chosen))
+        if not every:
+            return {}
+        cache = self._cached_products()
+        if cache is not None and all(p in cache.position for p in every):
+            return cache.take(every)
+        parts = [self._product_rows(c, ids) for c, ids in zip(customer_ids, chosen, strict=True) if ids]
+        return {col: list(itertools.chain.from_iterable(p[col] for p in parts)) for col in parts[0]}
 
     def _product_rows(self, customer_id: str, ids: list[str]) -> dict[str, list[Any]]:
         """The product rows of ``ids`` from the cache, else from one read."""
