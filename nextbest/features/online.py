@@ -427,7 +427,7 @@ class OnlineReader:
                 breaker.failure()
                 wait = breaker.retry_after_s() or wait
             raise OnlineStoreUnavailableError(
-                f"the {self.online_kind} online store is unreachable "
+                f"the {self.online_kind} online store is unreachable or unreadable "
                 f"({type(exc).__name__}: {exc}); retry later",
                 retry_after_s=wait,
             ) from exc
