@@ -136,8 +136,11 @@ class ServingSettings(BaseSettings):
         default=2.0, gt=0, description="How often the background check behind GET /ready runs."
     )
     workers: int = Field(
-        default=1, ge=1, le=64, description="uvicorn worker processes of ``nextbest serve`` (each loads "
-        "the bundle and the catalogue once)."
+        default=2,
+        ge=1,
+        le=64,
+        description="uvicorn worker processes of ``nextbest serve`` (each loads the bundle and the "
+        "catalogue once); 2 measured best on a 2-core machine (benchmarks/bench_serving.py).",
     )
     max_micro_batch: int = Field(
         default=32,

@@ -32,15 +32,16 @@ def serve(
 ) -> None:
     """Run the HTTP API with uvicorn (blocks until stopped).
 
-    ``workers`` (default ``serving.workers``) > 1 starts that many processes, each building its app
-    (bundle, catalogue) from the environment's settings through ``nextbest.serving.api:app_from_env``;
-    ``settings`` must then be None (a process cannot be handed a Settings object).
+    ``workers`` > 1 starts that many processes, each building its app (bundle, catalogue) from the
+    environment's settings through ``nextbest.serving.api:app_from_env``, so ``settings`` must then be
+    None (a process cannot be handed a Settings object). Default: the environment's ``serving.workers``
+    without ``settings``, one worker with them.
     """
     import uvicorn
 
     from nextbest.serving.api import create_app
 
-    workers = workers or (settings or get_settings()).serving.workers
+    workers = workers or (1 if settings is not None else get_settings().serving.workers)
     common = {"host": host, "port": port, "timeout_keep_alive": KEEP_ALIVE_S, "access_log": False}
     if workers > 1:
         if settings is not None:
