@@ -61,12 +61,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def get_scorer(request: Request) -> Scorer:
-    """The app's Scorer (built once at start-up)."""
+async def get_scorer(request: Request) -> Scorer:
+    """The app's Scorer (built once at start-up; async: no thread-pool hop per request)."""
     return request.app.state.scorer
 
 
-def get_batcher(request: Request) -> MicroBatcher:
+async def get_batcher(request: Request) -> MicroBatcher:
     """The app's MicroBatcher (started at start-up)."""
     return request.app.state.batcher
 
