@@ -6,7 +6,9 @@ the customer's candidates as plain rows (``OnlineReader.candidates`` with the ca
 ``candidate_mask``), then scores and calibrates them with ``nextbest.training.scoring.score_bundle``: the
 one scoring function of training evaluation, batch scoring (``nextbest.serving.batch``) and this online
 path, so they can only differ through their features. A request travels route -> scorer -> feature store
--> model -> response once.
+-> model -> response once. ``rank_many`` answers several queries (``RankQuery``) with one read of all the
+customers' keys (``OnlineReader.candidates_many``) and one ``score_bundle`` call over all their
+candidates; ``rank`` is its one-query case, so both paths are the same code.
 """
 
 from __future__ import annotations
