@@ -17,7 +17,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
 from nextbest.serving.batching import MicroBatcher
 from nextbest.serving.errors import (
@@ -106,21 +107,23 @@ def create_app(settings: Settings, serving: ServingSettings | None = None) -> Fa
     app.add_exception_handler(RequestValidationError, _validation_handler)
 
     @app.post("/rank", response_model=RankResponse, responses=ERROR_RESPONSES, tags=["ranking"])
-    async def rank(body: RankRequest, scorer: ScorerDep, batcher: BatcherDep) -> RankResponse:
+    async def rank(body: RankRequest, scorer: ScorerDep, batcher: BatcherDep) -> Response:
         """The customer's top-k candidate products with calibrated probabilities (best first)."""
         result = await batcher.rank(RankQuery(body.customer_id, body.k, body.product_ids))
         if isinstance(result, ServingError):
             raise result
-        return RankResponse.of(result, scorer.model_version, scorer.service.name)
+        return _json(RankResponse.of(result, scorer.model_version, scorer.service.name))
 
     @app.post("/rank/batch", response_model=BatchRankResponse, responses=ERROR_RESPONSES, tags=["ranking"])
-    async def rank_batch(body: BatchRankRequest, scorer: ScorerDep, batcher: BatcherDep) -> BatchRankResponse:
+    async def rank_batch(body: BatchRankRequest, scorer: ScorerDep, batcher: BatcherDep) -> Response:
         """Rankings of several customers; an unknown customer gets an error item, not a failed batch."""
         if len(body.customer_ids) > scorer.serving.max_batch:
             raise InvalidRequestError(f"at most {scorer.serving.max_batch} customers per batch")
         results = await batcher.rank_many([RankQuery(c, body.k) for c in body.customer_ids])
-        return BatchRankResponse(
-            results=[_batch_item(scorer, c, r) for c, r in zip(body.customer_ids, results, strict=True)]
+        return _json(
+            BatchRankResponse(
+                results=[_batch_item(scorer, c, r) for c, r in zip(body.customer_ids, results, strict=True)]
+            )
         )
 
     @app.get("/health", response_model=HealthResponse, tags=["service"])
@@ -171,6 +174,12 @@ def _batch_item(scorer: Scorer, customer_id: str, result: Any) -> BatchItem:
     return BatchItem(
         customer_id=customer_id, ranking=RankResponse.of(result, scorer.model_version, scorer.service.name)
     )
+
+
+def _json(body: BaseModel) -> Response:
+    """``body`` serialised once by pydantic (FastAPI would validate a returned model again against the
+    route's ``response_model``, which stays for the OpenAPI schema)."""
+    return Response(content=body.model_dump_json(), media_type="application/json")
 
 
 def _handler(status_code: int):  # noqa: ANN202 - a Starlette exception handler

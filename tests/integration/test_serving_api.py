@@ -23,7 +23,8 @@ from fastapi.testclient import TestClient
 
 from nextbest.features.store import apply_definitions, get_store, materialize
 from nextbest.serving.api import create_app
-from nextbest.serving.scorer import Scorer
+from nextbest.serving.errors import ServingError, UnknownCustomerError
+from nextbest.serving.scorer import RankQuery, Scorer
 from nextbest.settings import ServingSettings, Settings
 from nextbest.training.artifacts import BundleMismatchError, latest_bundle
 from tests.integration.serving_fixtures import RedisServer, build_deployment, free_port, latest_candidates
@@ -217,6 +218,35 @@ class TestRankBatch:
         assert results[3]["ranking"] is None and "unknown customer" in results[3]["error"]
         single = client.post("/rank", json={"customer_id": known[0], "k": 2}).json()
         assert results[0]["ranking"]["products"] == single["products"]
+
+    def test_rank_many_answers_each_query_as_rank_does_one_by_one(
+        self, deployment: Settings, candidates: pd.DataFrame
+    ) -> None:
+        scorer = Scorer(deployment, ServingSettings(online_store="sqlite"))
+        customers = sorted(candidates["customer_id"].unique())[:12]
+        mine = sorted(candidates.loc[candidates["customer_id"] == customers[1], "product_id"])
+        queries = [RankQuery(c, k=1 + i % 5) for i, c in enumerate(customers)]
+        queries += [
+            RankQuery(customers[1], 3, mine[:2]),
+            RankQuery("NOBODY", 3),
+            RankQuery(OWNS_ALL, 3),
+            RankQuery(customers[0], 0),
+            RankQuery(customers[0], 3, ["no_such_product"]),
+        ]
+        together = scorer.rank_many(queries)
+        assert len(together) == len(queries)
+        for query, got in zip(queries, together, strict=True):
+            try:
+                alone = scorer.rank(query.customer_id, query.k, query.product_ids)
+            except ServingError as exc:
+                assert type(got) is type(exc) and str(got) == str(exc)
+                continue
+            assert got.products == alone.products and got.n_candidates == alone.n_candidates
+            assert got.snapshot_at == alone.snapshot_at
+            served = [(v.view, v.served_ts, v.is_missing) for v in alone.staleness]
+            assert [(v.view, v.served_ts, v.is_missing) for v in got.staleness] == served
+        assert {p.product_id for p in together[12].products} <= set(mine[:2])
+        assert isinstance(together[13], UnknownCustomerError) and together[14].products == []
 
     def test_empty_batch_is_422(self, client: TestClient) -> None:
         assert client.post("/rank/batch", json={"customer_ids": []}).status_code == 422
