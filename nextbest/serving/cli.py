@@ -90,7 +90,7 @@ def serve_command(
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     workers: Annotated[
         int | None,
-        typer.Option(min=1, max=64, help="Worker processes (default: NEXTBEST_SERVING_WORKERS, else 1)."),
+        typer.Option(min=1, max=64, help="Worker processes (default: NEXTBEST_SERVING_WORKERS, 2)."),
     ] = None,
 ) -> None:
     """Start the HTTP API (POST /rank, POST /rank/batch, GET /health, GET /ready, GET /products)."""
