@@ -11,9 +11,17 @@ for the sqlite and the redis online store (redis: a throw-away redis-server on a
 of our /rank p99 to feast serve's fetch-only p99, and the throughput (customers/s) of ``score_batch``.
 Targets (issue 5, ~24 candidates): in-process p99 <= 3 ms, HTTP p99 <= 6 ms, ratio <= 1.0.
 
+Closed-loop load (issue 12; sqlite store): ``nextbest serve`` with 1 and 2 worker processes, 1 / 8 / 50
+clients on loopback (``benchmarks/_load.py``: each client sends its next POST /rank as soon as the
+previous answer arrived, over customers in turn) for ``--load-seconds`` each: requests/s, p50/p99 and
+errors, and the rate as a ratio to the single-thread in-process ``Scorer.rank`` rate measured in the same
+run (over the same customers). Targets: 50 clients >= 1,000 requests/s with p99 <= 50 ms and 0 errors,
+ratio >= 1.5; 1 client p99 <= 3 ms; in-process p99 <= 1.5 ms.
+
     python benchmarks/bench_serving.py                      # build a small bank in a temp dir
     python benchmarks/bench_serving.py --home /tmp/srv/home # reuse a built deployment (with a bundle)
     python benchmarks/bench_serving.py --requests 2000 --no-redis
+    python benchmarks/bench_serving.py --home /tmp/srv/home --load-only --workers 1,2 --clients 1,8,50
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._load import LoadResult, closed_loop  # noqa: E402
 from nextbest.features.packing import PACKED_PRODUCTS  # noqa: E402
 from nextbest.features.store import apply_definitions, materialize  # noqa: E402
 from nextbest.serving.batch import score_batch  # noqa: E402
@@ -193,6 +202,69 @@ def bench_store(settings: Settings, online: str, customer: str, args, tmp: Path)
     return result
 
 
+def in_process_rate(scorer: Scorer, customers: list[str], seconds: float) -> tuple[float, float, float]:
+    """(customers/s, p50 ms, p99 ms) of single-thread ``Scorer.rank`` calls over ``customers`` in turn
+    for ``seconds`` (after a warm-up): the peer of the HTTP load figures."""
+    for c in customers[:50]:
+        scorer.rank(c)
+    times = []
+    start = time.perf_counter()
+    i = 0
+    while time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        scorer.rank(customers[i % len(customers)])
+        times.append((time.perf_counter() - t0) * 1e3)
+        i += 1
+    p50, p99 = pct(times)
+    return i / (time.perf_counter() - start), p50, p99
+
+
+def load_section(settings: Settings, customers: list[str], args) -> None:
+    """The closed-loop load figures (see the module docstring), printed as a table."""
+    scorer = Scorer(settings, ServingSettings(online_store="sqlite"))
+    rate, p50, p99 = in_process_rate(scorer, customers, args.load_seconds)
+    bodies = [{"customer_id": c} for c in customers]
+    rows: list[tuple[int, int, LoadResult]] = []
+    for workers in [int(w) for w in args.workers.split(",")]:
+        port = free_port()
+        env = {
+            **os.environ,
+            "NEXTBEST_HOME": str(settings.home),
+            "NEXTBEST_SERVING_ONLINE_STORE": "sqlite",
+            "NEXTBEST_SERVING_WORKERS": str(workers),
+            "PYTHONPATH": str(ROOT),
+        }
+        server = start(
+            [sys.executable, "-c", f"from nextbest.serving.cli import serve; serve('127.0.0.1', {port})"],
+            env,
+            port,
+        )
+        try:
+            closed_loop(port, "/rank", bodies, 8, 2.0)  # warm-up (every worker)
+            for clients in [int(c) for c in args.clients.split(",")]:
+                result = closed_loop(port, "/rank", bodies, clients, args.load_seconds)
+                rows.append((workers, clients, result))
+        finally:
+            stop(server)
+    print(
+        f"\nclosed-loop load, sqlite store, {len(customers):,} customers in turn, "
+        f"{args.load_seconds:.0f} s each"
+    )
+    print(
+        f"in-process Scorer.rank, 1 thread: {rate:,.0f} customers/s, p50 {p50:.2f} ms, "
+        f"p99 {p99:.2f} ms (target p99 <= 1.5)"
+    )
+    print(
+        f"{'workers':>7} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-200':>8} "
+        f"{'errors':>7} {'ratio':>6}  targets"
+    )
+    for workers, clients, res in rows:
+        bad = res.answered - res.statuses.get(200, 0)
+        target = {1: "p99 <= 3 ms", 50: ">= 1000/s, p99 <= 50 ms, 0 errors, ratio >= 1.5"}.get(clients, "")
+        print(f"{workers:>7} {clients:>7} {res.rate:>8,.0f} {res.pct(50):>8.2f} {res.pct(99):>8.2f} {bad:>8} "
+              f"{len(res.errors):>7} {res.rate / rate:>6.2f}  {target}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -202,6 +274,11 @@ def main() -> None:
     parser.add_argument("--months", type=int, default=8)
     parser.add_argument("--requests", type=int, default=300, help="timed requests per measurement")
     parser.add_argument("--no-redis", action="store_true")
+    parser.add_argument("--load-only", action="store_true", help="only the closed-loop load section")
+    parser.add_argument("--no-load", action="store_true", help="skip the closed-loop load section")
+    parser.add_argument("--load-seconds", type=float, default=10.0, help="seconds per load measurement")
+    parser.add_argument("--workers", default="1,2", help="server worker counts to load, comma-separated")
+    parser.add_argument("--clients", default="1,8,50", help="client counts, comma-separated")
     args = parser.parse_args()
     # Feast's DuckDB offline store (through ibis) calls a DuckDB API deprecated in DuckDB 2.0.
     warnings.filterwarnings("ignore", message=".*fetch_arrow_table", category=DeprecationWarning)
@@ -214,6 +291,9 @@ def main() -> None:
             print(f"building {args.customers:,} customers x {args.months} months ...", flush=True)
             settings = build_deployment(tmp / "home", customers=args.customers, months=args.months)
         candidates = latest_candidates(settings)
+        if args.load_only:
+            load_section(settings, sorted(candidates["customer_id"].unique()), args)
+            return
         counts = candidates.groupby("customer_id").size()
         customer = str(counts.idxmax())
         scorer = Scorer(settings, ServingSettings(online_store="sqlite"))
@@ -257,6 +337,8 @@ def main() -> None:
         f"\nscore_batch: {n_customers:,} customers ({rows:,} candidate rows) in {batch_s:.1f} s = "
         f"{n_customers / batch_s:,.0f} customers/s"
     )
+    if not args.no_load:
+        load_section(settings, sorted(candidates["customer_id"].unique()), args)
 
 
 if __name__ == "__main__":

@@ -62,6 +62,13 @@ class OnlineStoreSettings(BaseSettings):
         return str(value).strip().removeprefix("redis://").rstrip("/")
 
 
+K_LIMIT = 100
+"""The largest k any request may ask for: the bound of ``RankRequest.k`` and of ``ServingSettings.max_k``."""
+
+BATCH_LIMIT = 100
+"""The most customers one ``/rank/batch`` request may hold (bound of the schema and of ``max_batch``)."""
+
+
 class ServingSettings(BaseSettings):
     """Knobs of the Scorer and the HTTP API.
 
@@ -94,9 +101,54 @@ class ServingSettings(BaseSettings):
         "product per period instead of one per request); they change only when the store is materialized. "
         "0 = read them on every request.",
     )
-    default_k: int = Field(default=7, ge=1, le=1000, description="Products returned when k is not given.")
-    max_k: int = Field(default=100, ge=1, le=1000, description="Largest k a request may ask for.")
-    max_batch: int = Field(default=100, ge=1, description="Most customers one /rank/batch request may hold.")
+    default_k: int = Field(default=7, ge=1, le=K_LIMIT, description="Products returned when k is not given.")
+    max_k: int = Field(
+        default=K_LIMIT, ge=1, le=K_LIMIT, description=f"Largest k a request may ask for (<= {K_LIMIT})."
+    )
+    max_batch: int = Field(
+        default=BATCH_LIMIT,
+        ge=1,
+        le=BATCH_LIMIT,
+        description=f"Most customers one /rank/batch request may hold (<= {BATCH_LIMIT}).",
+    )
+    max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Larger request bodies are refused with 413."
+    )
+    read_timeout_ms: float = Field(
+        default=100.0,
+        gt=0,
+        description="Deadline of one online-store read (redis socket timeouts, sqlite lock and busy wait); "
+        "a read that misses it ends the request in 503.",
+    )
+    breaker_failures: int = Field(
+        default=3,
+        ge=1,
+        description="Consecutive failed online reads that open the circuit breaker: while open, requests "
+        "get 503 at once instead of waiting for a dead store.",
+    )
+    breaker_cooldown_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How long the breaker stays open before one probe read may close it (the 503's "
+        "Retry-After).",
+    )
+    ready_refresh_s: float = Field(
+        default=2.0, gt=0, description="How often the background check behind GET /ready runs."
+    )
+    workers: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="uvicorn worker processes of ``nextbest serve`` (each loads the bundle and the "
+        "catalogue once); 2 measured best on a 2-core machine (benchmarks/bench_serving.py).",
+    )
+    max_micro_batch: int = Field(
+        default=32,
+        ge=1,
+        le=BATCH_LIMIT,
+        description="Most concurrent /rank requests scored together in one online read and one "
+        "vectorised predict + calibrate.",
+    )
 
 
 def dbt_var_defaults(project_dir: Path = DBT_PROJECT_DIR) -> dict[str, Any]:

@@ -9,6 +9,7 @@ leaves this module. ``online_rows`` / ``online_features`` read arbitrary product
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 import time
@@ -20,6 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from feast import FeatureService, FeatureStore
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from nextbest.columns import CUSTOMER_ID, EVENT_TIMESTAMP, PRODUCT_ID
 from nextbest.features.definitions import FEATURE_SERVICE_NAME
@@ -32,6 +35,7 @@ from nextbest.features.retrieval import (
     take_or_missing,
 )
 from nextbest.features.schema import cast_column
+from nextbest.features.store import reset_online_client
 
 CandidateRule = Callable[[np.ndarray, int, int], np.ndarray]
 """``(listed, customer_ts, list_ts) -> mask``: which listed products are candidates, given a boolean per
@@ -40,16 +44,23 @@ and that of its candidate list."""
 
 
 class OnlineStoreUnavailableError(ConnectionError):
-    """The online store could not be read (e.g. redis down); retry later."""
+    """The online store could not be read (down, timed out, corrupted); retry after ``retry_after_s``."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 def _unavailable_errors() -> tuple[type[BaseException], ...]:
-    """Exception types meaning "the online store is unreachable" (redis, sqlite, sockets)."""
-    errors: list[type[BaseException]] = [sqlite3.OperationalError, ConnectionError, TimeoutError]
+    """Exception types meaning "the online store cannot be read": every sqlite and redis error (down,
+    timed out, corrupted file, missing table), socket errors, and undecodable stored values."""
+    from google.protobuf.message import DecodeError
+
+    errors: list[type[BaseException]] = [sqlite3.Error, OSError, TimeoutError, DecodeError]
     try:
         import redis.exceptions
 
-        errors += [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
+        errors.append(redis.exceptions.RedisError)
     except ImportError:  # pragma: no cover - redis is a dependency of feast[redis]
         pass
     return tuple(errors)
@@ -66,6 +77,16 @@ def epoch_to_utc(seconds: int) -> datetime:
 # --------------------------------------------------------------------------- one read
 
 
+def proto_value(value: Any) -> Any:
+    """A Feast ``ValueProto`` as a Python value (None when null; a list's ``.val`` for list features)."""
+    kind = value.WhichOneof("val")
+    if kind is None or kind == "null_val":
+        return None
+    if kind.endswith("_list_val"):
+        return getattr(value, kind).val
+    return getattr(value, kind)
+
+
 def response_columns(response: Any) -> dict[str, list[Any]]:
     """A Feast ``OnlineResponse`` as columns, like ``to_dict(include_event_timestamps=True)``, ~3x faster.
 
@@ -75,16 +96,7 @@ def response_columns(response: Any) -> dict[str, list[Any]]:
     proto = response.proto
     out: dict[str, list[Any]] = {}
     for name, vector in zip(proto.metadata.feature_names.val, proto.results, strict=True):
-        values = []
-        for value in vector.values:
-            kind = value.WhichOneof("val")
-            if kind is None or kind == "null_val":
-                values.append(None)
-            elif kind.endswith("_list_val"):
-                values.append(getattr(value, kind).val)
-            else:
-                values.append(getattr(value, kind))
-        out[name] = values
+        out[name] = [proto_value(value) for value in vector.values]
         out[f"{name}__ts"] = [ts.seconds for ts in vector.event_timestamps]
     return out
 
@@ -95,10 +107,55 @@ def _read(store: FeatureStore, refs: list[str], rows: dict[str, list[str]]) -> d
     return response_columns(store.get_online_features(features=refs, entity_rows=rows))
 
 
+_TABLES: dict[FeatureStore, dict[str, Any]] = {}
+
+
+def _feature_view(store: FeatureStore, name: str) -> Any:
+    """The registered FeatureView ``name`` (cached per store object, like ``served_views``)."""
+    per_store = _TABLES.setdefault(store, {})
+    if name not in per_store:
+        per_store[name] = store.get_feature_view(name)
+    return per_store[name]
+
+
+def customers_read(
+    store: FeatureStore, views: Sequence[ServedView], customer_ids: Sequence[str]
+) -> dict[str, list[Any]]:
+    """ONE online read of every customer-keyed view for several customers: per feature, one value per
+    customer and ``<feature>__ts`` (epoch seconds; 0 = no row), as ``response_columns`` gives them.
+
+    Asks Feast's online store directly (``provider.online_read``, one call per view, sqlite or redis)
+    rather than through ``get_online_features``, whose per-call planning and response building cost
+    about as much as the read itself (customer ids are strings: the ``customer`` entity's type).
+    """
+    ids = [str(c) for c in customer_ids]
+    if not ids:
+        return {}
+    keys = [EntityKeyProto(join_keys=[CUSTOMER_ID], entity_values=[ValueProto(string_val=c)]) for c in ids]
+    provider = store._get_provider()
+    out: dict[str, list[Any]] = {}
+    for view in views:
+        if view.join_keys != (CUSTOMER_ID,):
+            continue
+        names = [ref.split(":", 1)[1] for ref in view.refs]
+        rows = provider.online_read(store.config, _feature_view(store, view.name), keys, names)
+        stamps = [0 if ts is None or found is None else int(ts.timestamp()) for ts, found in rows]
+        for name in names:
+            out[name] = [
+                None if found is None or name not in found else proto_value(found[name]) for _, found in rows
+            ]
+            out[f"{name}__ts"] = stamps
+    return out
+
+
 def customer_read(store: FeatureStore, views: Sequence[ServedView], customer_id: str) -> dict[str, list[Any]]:
     """ONE online read of every customer-keyed view (customer features and packed lists) for a customer."""
-    refs = [r for v in views if v.join_keys == (CUSTOMER_ID,) for r in v.refs]
-    return _read(store, refs, {CUSTOMER_ID: [customer_id]})
+    return customers_read(store, views, [customer_id])
+
+
+def one_row(read: Mapping[str, list[Any]], i: int) -> dict[str, list[Any]]:
+    """Row ``i`` of a several-key read as a one-key read (what ``customer_read`` returns)."""
+    return {k: v[i : i + 1] for k, v in read.items()}
 
 
 def product_read(
@@ -137,10 +194,10 @@ class OnlineRows:
     """The service's latest features for one customer x a list of products, as plain columns.
 
     Attributes:
-        columns: ``customer_id``, ``product_id`` and every feature (request order of products; numbers
-            as float64 with NaN = missing for customer x product features, Python values / None
-            otherwise). A product that is not among the customer's candidates has missing customer x
-            product features.
+        columns: ``customer_id``, ``product_id`` (lists) and every feature (request order of products;
+            numbers as float64 with NaN = missing for customer x product features, object arrays of
+            Python values / None otherwise). A product that is not among the customer's candidates has
+            missing customer x product features.
         view_ts: per customer-keyed view, the event timestamp (epoch seconds; 0 = no row) of the
             customer's row in it (for customer x product features: that of the candidate list).
         row_ts: per other view, per row, the event timestamp (epoch seconds; 0 = no value).
@@ -184,31 +241,144 @@ def assemble_online(
 ) -> OnlineRows:
     """Combine a customer read and a product read into one row per product (``unpack`` decodes the
     packed lists; a product missing from the customer's candidates gets missing pair features)."""
-    n = len(product_ids)
-    columns: dict[str, Any] = {CUSTOMER_ID: [customer_id] * n, PRODUCT_ID: list(product_ids)}
-    view_ts: dict[str, int] = {}
+    return assemble_many(views, [customer_id], [product_ids], customer, products)[0]
+
+
+def assemble_many(
+    views: Sequence[ServedView],
+    customer_ids: Sequence[str],
+    product_ids: Sequence[Sequence[str]],
+    customers: Mapping[str, list[Any]],
+    products: Mapping[str, list[Any]],
+) -> list[OnlineRows]:
+    """``assemble_online`` of several customers at once: ``customers`` is one read of their keys (one
+    value per customer), ``products`` the product rows of all their ``product_ids`` stacked in order.
+    Decodes every packed list in one ``unpack`` call and builds each column once for all customers;
+    each customer's ``OnlineRows`` holds slices of those columns."""
+    counts = np.fromiter((len(p) for p in product_ids), dtype=np.int64, count=len(product_ids))
+    ends = np.cumsum(counts)
+    n = int(ends[-1]) if len(ends) else 0
+    row = np.repeat(np.arange(len(customer_ids), dtype=np.int64), counts)
+    wanted = list(itertools.chain.from_iterable(product_ids))
+    columns: dict[str, np.ndarray] = {
+        CUSTOMER_ID: np.asarray(customer_ids, dtype=object)[row],
+        PRODUCT_ID: np.asarray(wanted, dtype=object).reshape(n),
+    }
+    view_ts: dict[str, list[int]] = {}
     row_ts: dict[str, np.ndarray] = {}
-    customer_ts = 0
+    customer_ts: list[int] = [0] * len(customer_ids)
+
+    def stamps(field: str) -> list[int]:
+        return [int(t or 0) for t in customers.get(f"{field}__ts", [0] * len(customer_ids))]
+
     for v in views:
         if v.join_keys == (CUSTOMER_ID,) and not v.packed:
             for f in v.features:
-                columns[f] = [read_value(customer, f)] * n
-            view_ts[v.name] = read_timestamp(customer, v.timestamp_field)
-            customer_ts = customer_ts or view_ts[v.name]
+                values = np.empty(len(customer_ids), dtype=object)
+                values[:] = customers[f] if customers else [None] * len(customer_ids)
+                columns[f] = values[row]
+            view_ts[v.name] = stamps(v.timestamp_field)
+            customer_ts = [c or t for c, t in zip(customer_ts, view_ts[v.name], strict=True)]
         elif v.packed:
-            lists = {f: [read_value(customer, f)] for f in v.features}
-            decoded = unpack([listed_products(customer)], lists, v.string_features)
-            where = {p: i for i, p in enumerate(decoded.product_id)}
-            pos = np.fromiter((where.get(p, -1) for p in product_ids), dtype=np.int64, count=n)
+            listed = customers.get(PACKED_PRODUCTS) if customers else None
+            listed = listed or [None] * len(customer_ids)
+            lists = {f: customers.get(f, [None] * len(customer_ids)) for f in v.features}
+            names = [None if x is None else [str(p) for p in x] for x in listed]
+            decoded = unpack(names, lists, v.string_features)
+            flat = zip(decoded.row.tolist(), decoded.product_id.tolist(), strict=True)
+            where = {key: i for i, key in enumerate(flat)}
+            keys = zip(row.tolist(), wanted, strict=True)
+            pos = np.fromiter((where.get(key, -1) for key in keys), dtype=np.int64, count=n)
             for f in v.features:
                 columns[f] = take_or_missing(decoded.features[f], pos)
-            view_ts[v.name] = read_timestamp(customer, PACKED_PRODUCTS)
+            view_ts[v.name] = stamps(PACKED_PRODUCTS)
         else:
             for f in v.features:
-                columns[f] = products[f] if products else [None] * n
-            stamps = products.get(f"{v.timestamp_field}__ts") if products else None
-            row_ts[v.name] = np.asarray([t or 0 for t in stamps] if stamps else [0] * n, dtype=np.int64)
-    return OnlineRows(columns, view_ts, row_ts, customer_ts)
+                values = np.empty(n, dtype=object)
+                values[:] = products[f] if products else [None] * n
+                columns[f] = values
+            got = products.get(f"{v.timestamp_field}__ts") if products else None
+            row_ts[v.name] = np.asarray([t or 0 for t in got] if got else [0] * n, dtype=np.int64)
+    out = []
+    for i, (start, stop) in enumerate(zip(ends - counts, ends, strict=True)):
+        part = slice(int(start), int(stop))
+        out.append(
+            OnlineRows(
+                columns={
+                    **{c: values[part] for c, values in columns.items()},
+                    CUSTOMER_ID: [customer_ids[i]] * int(counts[i]),
+                    PRODUCT_ID: list(product_ids[i]),
+                },
+                view_ts={view: ts[i] for view, ts in view_ts.items()},
+                row_ts={view: ts[part] for view, ts in row_ts.items()},
+                customer_ts=customer_ts[i],
+            )
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- the circuit breaker
+
+
+class CircuitBreaker:
+    """Fail fast while the online store is down: ``failures`` consecutive failed reads open the breaker
+    for ``cooldown_s`` seconds, during which ``admit`` refuses every read at once; then one read is let
+    through as a probe (half-open): its success closes the breaker, its failure opens it again.
+
+    Thread-safe; ``clock`` is ``time.monotonic`` (seconds) unless a test gives another.
+    """
+
+    def __init__(
+        self, failures: int = 3, cooldown_s: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.failures = failures
+        self.cooldown_s = cooldown_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._consecutive = 0
+        self._open_until: float | None = None
+        self._probing = False
+
+    @property
+    def is_open(self) -> bool:
+        """True while reads are refused (open, or half-open with a probe in flight)."""
+        with self._lock:
+            return self._open_until is not None and (self._probing or self._clock() < self._open_until)
+
+    def retry_after_s(self) -> float:
+        """Seconds until a read may be let through again (0 when the breaker is closed)."""
+        with self._lock:
+            if self._open_until is None:
+                return 0.0
+            return max(self._open_until - self._clock(), 0.0) or self.cooldown_s
+
+    def admit(self) -> bool:
+        """True when a read may go to the store now (closed, or the one half-open probe)."""
+        with self._lock:
+            if self._open_until is None:
+                return True
+            if self._probing or self._clock() < self._open_until:
+                return False
+            self._probing = True
+            return True
+
+    def success(self) -> None:
+        """A read succeeded: close the breaker."""
+        with self._lock:
+            self._consecutive, self._open_until, self._probing = 0, None, False
+
+    def abandon(self) -> None:
+        """A read ended without telling whether the store works: let the next probe through."""
+        with self._lock:
+            self._probing = False
+
+    def failure(self) -> None:
+        """A read failed: count it; open (or re-open after a failed probe) at ``failures`` in a row."""
+        with self._lock:
+            self._consecutive += 1
+            if self._probing or self._consecutive >= self.failures:
+                self._open_until = self._clock() + self.cooldown_s
+            self._probing = False
 
 
 # --------------------------------------------------------------------------- the serving read
@@ -236,6 +406,12 @@ class OnlineReader:
     reads go through redis-py's connection pool. Product rows change only when the store is
     materialized, so the whole ``catalogue``'s product rows are read at most once per
     ``product_cache_seconds`` (0 = on every request); their own event timestamps are still served.
+
+    Faults: every store error (sqlite, redis, sockets, undecodable values) becomes an
+    ``OnlineStoreUnavailableError``; a sqlite read waits at most ``read_timeout_s`` for the connection
+    (redis: the store's client carries the timeout, see ``nextbest.features.store.get_store``); after a
+    sqlite error the connection is reopened on the next read; ``breaker`` (when given) refuses reads at
+    once while the store is known to be down.
     """
 
     def __init__(
@@ -244,8 +420,12 @@ class OnlineReader:
         service: FeatureService | str = FEATURE_SERVICE_NAME,
         catalogue: Sequence[str] = (),
         product_cache_seconds: float = 0.0,
+        read_timeout_s: float | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.store = store
+        self.read_timeout_s = read_timeout_s
+        self.breaker = breaker
         self.online_kind: str = store.config.online_store.type
         self.service: FeatureService = get_service(store, service)
         self.views: list[ServedView] = served_views(store, self.service)
@@ -267,16 +447,49 @@ class OnlineReader:
         self._cache_lock = threading.Lock()
 
     def _read(self, read: Callable[[], dict[str, list[Any]]]) -> dict[str, list[Any]]:
-        try:
-            if self._lock is None:
-                return read()
-            with self._lock:
-                return read()
-        except UNAVAILABLE_ERRORS as exc:
+        breaker = self.breaker
+        if breaker is not None and not breaker.admit():
+            wait = breaker.retry_after_s()
             raise OnlineStoreUnavailableError(
-                f"the {self.online_kind} online store is unreachable "
-                f"({type(exc).__name__}: {exc}); retry later"
+                f"the {self.online_kind} online store is unreachable (circuit open after repeated "
+                f"failures); retry in {wait:.1f}s",
+                retry_after_s=wait,
+            )
+        try:
+            result = self._locked(read)
+        except UNAVAILABLE_ERRORS as exc:
+            wait = 1.0
+            if breaker is not None:
+                breaker.failure()
+                wait = breaker.retry_after_s() or wait
+            raise OnlineStoreUnavailableError(
+                f"the {self.online_kind} online store is unreachable or unreadable "
+                f"({type(exc).__name__}: {exc}); retry later",
+                retry_after_s=wait,
             ) from exc
+        except BaseException:
+            if breaker is not None:
+                breaker.abandon()  # not a store failure; a half-open probe must not stay in flight
+            raise
+        if breaker is not None:
+            breaker.success()
+        return result
+
+    def _locked(self, read: Callable[[], dict[str, list[Any]]]) -> dict[str, list[Any]]:
+        """``read()`` under the sqlite lock (waited for at most ``read_timeout_s``); a sqlite error
+        drops the connection so the next read reopens the file."""
+        if self._lock is None:
+            return read()
+        timeout = -1 if self.read_timeout_s is None else self.read_timeout_s
+        if not self._lock.acquire(timeout=timeout):
+            raise TimeoutError(f"no sqlite connection free within {self.read_timeout_s:.3f}s")
+        try:
+            return read()
+        except sqlite3.Error:
+            reset_online_client(self.store, self.read_timeout_s or 5.0)
+            raise
+        finally:
+            self._lock.release()
 
     def _cached_products(self) -> ProductCache | None:
         """The catalogue's product rows, re-read when older than ``product_cache_seconds`` (None when
@@ -308,23 +521,79 @@ class OnlineReader:
         the candidates' product rows (none while the product cache is fresh).
 
         Raises:
-            OnlineStoreUnavailableError: the online store cannot be reached.
+            OnlineStoreUnavailableError: the online store cannot be read.
+        """
+        return self.candidates_many([customer_id], rule, [product_ids])[0]
+
+    def candidates_many(
+        self,
+        customer_ids: Sequence[str],
+        rule: CandidateRule,
+        product_ids: Sequence[Sequence[str] | None] | None = None,
+    ) -> list[OnlineRows]:
+        """``candidates`` of several customers (``product_ids``: one restriction or None per customer)
+        with ONE read of the customers' keys; product rows come from the cache (else one read per
+        customer with candidates).
+
+        Raises:
+            OnlineStoreUnavailableError: the online store cannot be read.
         """
         views = self.views
-        customer = self._read(lambda: customer_read(self.store, views, customer_id))
-        listed = listed_products(customer)
-        if product_ids is not None:
-            wanted = set(product_ids)
-            listed = [p for p in listed if p in wanted]
-        customer_ts = read_timestamp(customer, self._customer_ts_field)
-        mask = rule(np.ones(len(listed), dtype=bool), customer_ts, read_timestamp(customer, PACKED_PRODUCTS))
-        ids = [p for p, keep in zip(listed, mask, strict=True) if keep]
-        cache = self._cached_products() if ids else None
+        ids = [str(c) for c in customer_ids]
+        wanted_per = list(product_ids) if product_ids is not None else [None] * len(ids)
+        read = self._read(lambda: customers_read(self.store, views, ids))
+        chosen_per: list[list[str]] = []
+        for i, wanted in enumerate(wanted_per):
+            customer = one_row(read, i)
+            listed = listed_products(customer)
+            if wanted is not None:
+                keep = set(wanted)
+                listed = [p for p in listed if p in keep]
+            customer_ts = read_timestamp(customer, self._customer_ts_field)
+            list_ts = read_timestamp(customer, PACKED_PRODUCTS)
+            mask = rule(np.ones(len(listed), dtype=bool), customer_ts, list_ts)
+            chosen_per.append([p for p, ok in zip(listed, mask, strict=True) if ok])
+        products = self._products_of(ids, chosen_per)
+        return assemble_many(views, ids, chosen_per, read, products)
+
+    def _products_of(self, customer_ids: list[str], chosen: list[list[str]]) -> dict[str, list[Any]]:
+        """The product rows of every customer's chosen products, stacked in order: from the cache, else
+        one read per customer with candidates."""
+        every = list(itertools.chain.from_iterable(chosen))
+        if not every:
+            return {}
+        cache = self._cached_products()
+        if cache is not None and all(p in cache.position for p in every):
+            return cache.take(every)
+        parts = [self._product_rows(c, ids) for c, ids in zip(customer_ids, chosen, strict=True) if ids]
+        return {col: list(itertools.chain.from_iterable(p[col] for p in parts)) for col in parts[0]}
+
+    def _product_rows(self, customer_id: str, ids: list[str]) -> dict[str, list[Any]]:
+        """The product rows of ``ids`` from the cache, else from one read."""
+        if not ids:
+            return {}
+        cache = self._cached_products()
         if cache is not None and all(p in cache.position for p in ids):
-            products = cache.take(ids)
-        else:
-            products = self._read(lambda: product_read(self.store, views, customer_id, ids)) if ids else {}
-        return assemble_online(views, customer_id, ids, customer, products)
+            return cache.take(ids)
+        return self._read(lambda: product_read(self.store, self.views, customer_id, ids))
+
+    def reconnect(self) -> None:
+        """Reopen the sqlite file on the next read (e.g. it was replaced); redis reconnects by itself."""
+        if self._lock is None:
+            return
+        with self._lock:
+            reset_online_client(self.store, self.read_timeout_s or 5.0)
+
+    def timestamp(self, view: ServedView, key: Mapping[str, str]) -> int:
+        """Event timestamp (epoch seconds; 0 = no row) of ``view``'s row for ``key`` in the online store.
+
+        Raises:
+            OnlineStoreUnavailableError: the online store cannot be read.
+        """
+        ref = view.refs[0]
+        rows = {k: [str(key[k])] for k in view.join_keys}
+        read = self._read(lambda: _read(self.store, [ref], rows))
+        return read_timestamp(read, ref.split(":", 1)[1])
 
     def ping(self) -> bool:
         """True when the online store answers a read (of a key that need not exist)."""

@@ -11,6 +11,8 @@ from env ``NEXTBEST_REDIS_URL``, default ``127.0.0.1:6379``). The committed
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,12 +50,16 @@ def sqlite_path(settings: Settings) -> Path:
     return settings.feast_dir / "online_store.db"
 
 
-def repo_config(settings: Settings, online: OnlineKind | None = None) -> RepoConfig:
+def repo_config(
+    settings: Settings, online: OnlineKind | None = None, read_timeout_s: float | None = None
+) -> RepoConfig:
     """The Feast RepoConfig of nextbest for ``settings`` and the chosen online store.
 
     Args:
         settings: where the registry and the sqlite online store live, and the online store branch.
         online: ``sqlite`` or ``redis``; None = ``settings.online.kind``.
+        read_timeout_s: redis socket (connect and read) timeout in seconds, for serving reads; None =
+            redis-py's default (none), as materialization's large writes need.
     """
     kind = online or settings.online.kind
     if kind not in ONLINE_KINDS:
@@ -61,9 +67,12 @@ def repo_config(settings: Settings, online: OnlineKind | None = None) -> RepoCon
     if kind == "redis":
         # skip_dedup: last write wins, as in sqlite (a restated row with the same event_timestamp
         # replaces the old one); materialize() always writes intervals forward in time.
+        connection = settings.online.redis_url
+        if read_timeout_s is not None:
+            connection += f",socket_timeout={read_timeout_s},socket_connect_timeout={read_timeout_s}"
         online_store: dict[str, Any] = {
             "type": "redis",
-            "connection_string": settings.online.redis_url,
+            "connection_string": connection,
             "skip_dedup": True,
         }
     else:
@@ -86,10 +95,51 @@ def repo_config(settings: Settings, online: OnlineKind | None = None) -> RepoCon
     )
 
 
-def get_store(settings: Settings, online: OnlineKind | None = None) -> FeatureStore:
-    """A FeatureStore over nextbest's registry (created lazily by Feast on first apply)."""
+def get_store(
+    settings: Settings, online: OnlineKind | None = None, read_timeout_s: float | None = None
+) -> FeatureStore:
+    """A FeatureStore over nextbest's registry (created lazily by Feast on first apply); with
+    ``read_timeout_s``, its online client is bounded for serving (``bound_online_client``)."""
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
-    return FeatureStore(repo_path=str(FEATURE_REPO_DIR), config=repo_config(settings, online))
+    config = repo_config(settings, online, read_timeout_s)
+    store = FeatureStore(repo_path=str(FEATURE_REPO_DIR), config=config)
+    if read_timeout_s is not None:
+        bound_online_client(store, read_timeout_s)
+    return store
+
+
+def bound_online_client(store: FeatureStore, read_timeout_s: float) -> None:
+    """Make every online read of ``store`` give up after about ``read_timeout_s`` seconds.
+
+    redis: the socket timeouts come from the connection string (``repo_config``); here redis-py's
+    default retries (3, with up to seconds of back-off) are turned off, so a timeout fails at once.
+    sqlite: a locked database is waited for at most ``read_timeout_s`` (sqlite's ``busy_timeout``;
+    Python's default is 5 s). Reaches into Feast's online store object: Feast has no option for either.
+    """
+    online = store._get_provider().online_store
+    config = store.config
+    if config.online_store.type == "redis":
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        online._get_client(config.online_store).set_retry(Retry(NoBackoff(), 0))
+    elif config.online_store.type == "sqlite":
+        online._get_conn(config).execute(f"pragma busy_timeout = {max(1, int(read_timeout_s * 1000))}")
+
+
+def reset_online_client(store: FeatureStore, read_timeout_s: float) -> None:
+    """Drop ``store``'s sqlite connection so the next read reopens the file (a corrupted, replaced or
+    deleted file is seen again); redis reconnects by itself. The caller serialises sqlite reads."""
+    config = store.config
+    if config.online_store.type != "sqlite":
+        return
+    online = store._get_provider().online_store
+    conn, online._conn = online._conn, None
+    if conn is not None:
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
+    with contextlib.suppress(sqlite3.Error):
+        bound_online_client(store, read_timeout_s)
 
 
 def load_specs(settings: Settings) -> list[FeatureViewSpec]:
@@ -176,19 +226,28 @@ def _view_join_keys(view: FeatureView) -> list[str]:
 
 def _latest_key(view: FeatureView) -> dict[str, str] | None:
     """One entity key of the mart's latest snapshot (used to probe the online store)."""
-    path, join_keys = _view_path(view), _view_join_keys(view)
+    return latest_snapshot_key(_view_path(view), _view_join_keys(view))[0]
+
+
+def latest_snapshot_key(
+    parquet_path: Path, join_keys: Sequence[str]
+) -> tuple[dict[str, str] | None, datetime | None]:
+    """(the first entity key of the mart's latest snapshot, that snapshot's event_timestamp in UTC);
+    (None, None) for an empty mart. Probing this key online tells whether the snapshot is loaded."""
     con = duckdb.connect()
     try:
         con.execute("set timezone = 'UTC'")
         keys = ", ".join(join_keys)
         row = con.execute(
-            f"select {keys} from read_parquet(?) where {EVENT_TIMESTAMP} = "
+            f"select {keys}, {EVENT_TIMESTAMP} from read_parquet(?) where {EVENT_TIMESTAMP} = "
             f"(select max({EVENT_TIMESTAMP}) from read_parquet(?)) order by {keys} limit 1",
-            [str(path), str(path)],
+            [str(parquet_path), str(parquet_path)],
         ).fetchone()
     finally:
         con.close()
-    return None if row is None else dict(zip(join_keys, map(str, row), strict=True))
+    if row is None:
+        return None, None
+    return dict(zip(join_keys, map(str, row[:-1]), strict=True)), _utc(row[-1])
 
 
 # --------------------------------------------------------------------------- materialize

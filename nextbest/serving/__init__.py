@@ -13,13 +13,14 @@ from nextbest.serving.errors import (
     UnknownProductError,
 )
 from nextbest.serving.results import RankedProduct, Ranking
-from nextbest.serving.scorer import Scorer
+from nextbest.serving.scorer import RankQuery, Scorer
 from nextbest.settings import ServingSettings
 
 __all__ = [
     "InvalidRequestError",
     "OnlineStoreUnavailableError",
     "RankedProduct",
+    "RankQuery",
     "Ranking",
     "Scorer",
     "ServingError",

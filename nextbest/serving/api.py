@@ -1,25 +1,35 @@
 """The HTTP API: ``create_app(settings)`` -> a FastAPI app with one Scorer, built at start-up.
 
-Routes only parse and delegate to ``nextbest.serving.scorer``; errors map to status codes in one place:
-unknown customer -> 404, unknown product -> 422, online store down or stale features refused -> 503.
+Routes only parse and delegate: ``/rank`` and ``/rank/batch`` to a ``MicroBatcher`` (concurrent requests
+are scored together by ``Scorer.rank_many``), ``/ready`` to the state a ``ReadinessMonitor`` refreshes in
+the background, ``/health`` (liveness) and ``/products`` to what was loaded at start-up. Errors map to
+status codes in one place: unknown customer -> 404, invalid request -> 422 (the body is never echoed),
+body too large -> 413, online store down, timed out or corrupted, or stale features refused -> 503 (with
+``Retry-After``). ``app_from_env`` is the factory uvicorn's workers import (``nextbest serve --workers``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
-from nextbest.features.store import status
+from nextbest.serving.batching import MicroBatcher
 from nextbest.serving.errors import (
     InvalidRequestError,
     OnlineStoreUnavailableError,
+    ServingError,
     StaleFeaturesError,
     UnknownCustomerError,
 )
+from nextbest.serving.limits import BodySizeLimit, validation_detail
+from nextbest.serving.readiness import ReadinessMonitor
 from nextbest.serving.schemas import (
     BatchItem,
     BatchRankRequest,
@@ -29,10 +39,10 @@ from nextbest.serving.schemas import (
     ProductOut,
     RankRequest,
     RankResponse,
-    ViewFreshness,
+    ReadyResponse,
 )
-from nextbest.serving.scorer import Scorer
-from nextbest.settings import ServingSettings, Settings
+from nextbest.serving.scorer import RankQuery, Scorer
+from nextbest.settings import ServingSettings, Settings, get_settings
 
 ERROR_STATUS: dict[type[Exception], int] = {
     UnknownCustomerError: 404,
@@ -40,19 +50,30 @@ ERROR_STATUS: dict[type[Exception], int] = {
     OnlineStoreUnavailableError: 503,
     StaleFeaturesError: 503,
 }
-ERROR_RESPONSES = {
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "Unknown customer (no features in the online store)."},
-    422: {"description": "Malformed body, k out of range or unknown product."},
-    503: {"model": ErrorResponse, "description": "Online store unreachable, or stale features refused."},
+    413: {"model": ErrorResponse, "description": "Request body larger than the configured limit."},
+    422: {"description": "Malformed body, k out of range or unknown product (the input is not echoed)."},
+    503: {
+        "model": ErrorResponse,
+        "description": "Online store unreachable, timed out or unreadable, or stale features refused; "
+        "retry after the Retry-After header's seconds.",
+    },
 }
 
 
-def get_scorer(request: Request) -> Scorer:
-    """The app's Scorer (built once at start-up)."""
+async def get_scorer(request: Request) -> Scorer:
+    """The app's Scorer (built once at start-up; async: no thread-pool hop per request)."""
     return request.app.state.scorer
 
 
+async def get_batcher(request: Request) -> MicroBatcher:
+    """The app's MicroBatcher (started at start-up)."""
+    return request.app.state.batcher
+
+
 ScorerDep = Annotated[Scorer, Depends(get_scorer)]
+BatcherDep = Annotated[MicroBatcher, Depends(get_batcher)]
 
 
 def create_app(settings: Settings, serving: ServingSettings | None = None) -> FastAPI:
@@ -61,8 +82,18 @@ def create_app(settings: Settings, serving: ServingSettings | None = None) -> Fa
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.scorer = Scorer(settings, serving)
-        yield
+        scorer = Scorer(settings, serving)
+        app.state.scorer = scorer
+        app.state.products = products_of(scorer)
+        app.state.batcher = MicroBatcher(scorer, serving.max_micro_batch)
+        app.state.batcher.start()
+        app.state.readiness = ReadinessMonitor(scorer, serving.ready_refresh_s)
+        app.state.readiness.start()
+        try:
+            yield
+        finally:
+            app.state.readiness.stop()
+            await app.state.batcher.close()
 
     app = FastAPI(
         title="nextbest",
@@ -70,66 +101,98 @@ def create_app(settings: Settings, serving: ServingSettings | None = None) -> Fa
         version="1",
         lifespan=lifespan,
     )
+    app.add_middleware(BodySizeLimit, max_bytes=serving.max_body_bytes)
     for error, code in ERROR_STATUS.items():
         app.add_exception_handler(error, _handler(code))
+    app.add_exception_handler(RequestValidationError, _validation_handler)
 
     @app.post("/rank", response_model=RankResponse, responses=ERROR_RESPONSES, tags=["ranking"])
-    def rank(body: RankRequest, scorer: ScorerDep) -> RankResponse:
+    async def rank(body: RankRequest, scorer: ScorerDep, batcher: BatcherDep) -> Response:
         """The customer's top-k candidate products with calibrated probabilities (best first)."""
-        ranking = scorer.rank(body.customer_id, body.k, body.product_ids)
-        return RankResponse.of(ranking, scorer.model_version, scorer.service.name)
+        result = await batcher.rank(RankQuery(body.customer_id, body.k, body.product_ids))
+        if isinstance(result, ServingError):
+            raise result
+        return _json(RankResponse.of(result, scorer.model_version, scorer.service.name))
 
     @app.post("/rank/batch", response_model=BatchRankResponse, responses=ERROR_RESPONSES, tags=["ranking"])
-    def rank_batch(body: BatchRankRequest, scorer: ScorerDep) -> BatchRankResponse:
+    async def rank_batch(body: BatchRankRequest, scorer: ScorerDep, batcher: BatcherDep) -> Response:
         """Rankings of several customers; an unknown customer gets an error item, not a failed batch."""
         if len(body.customer_ids) > scorer.serving.max_batch:
             raise InvalidRequestError(f"at most {scorer.serving.max_batch} customers per batch")
-        return BatchRankResponse(results=[_batch_item(scorer, c, body.k) for c in body.customer_ids])
-
-    @app.get("/health", response_model=HealthResponse, tags=["service"])
-    def health(scorer: ScorerDep) -> HealthResponse:
-        """Model version, feature service and how fresh the online store is."""
-        reachable = scorer.ping()
-        views = [
-            ViewFreshness(
-                view=v.view,
-                offline_max_ts=v.offline_max_ts,
-                online_until=v.online_until,
-                online_is_current=v.online_is_current,
+        results = await batcher.rank_many([RankQuery(c, body.k) for c in body.customer_ids])
+        return _json(
+            BatchRankResponse(
+                results=[_batch_item(scorer, c, r) for c, r in zip(body.customer_ids, results, strict=True)]
             )
-            for v in status(settings, scorer.serving.online_store)
-        ]
-        return HealthResponse(
-            status="ok" if reachable else "degraded",
-            model_version=scorer.model_version,
-            feature_service=scorer.service.name,
-            online_store=scorer.online_kind,
-            online_store_reachable=reachable,
-            views=views,
         )
 
+    @app.get("/health", response_model=HealthResponse, tags=["service"])
+    async def health(scorer: ScorerDep) -> HealthResponse:
+        """Liveness: the process answers and has a model loaded (no store access; see /ready)."""
+        return HealthResponse(
+            status="ok", model_version=scorer.model_version, feature_service=scorer.service.name
+        )
+
+    @app.get(
+        "/ready",
+        response_model=ReadyResponse,
+        responses={503: {"model": ReadyResponse, "description": "Not ready (see `reason`)."}},
+        tags=["service"],
+    )
+    async def ready(request: Request, scorer: ScorerDep) -> JSONResponse:
+        """Readiness: bundle loaded, online store reachable and holding every view's latest snapshot
+        (the last background check; see ``ready_refresh_s``). 200 when ready, else 503."""
+        body = ReadyResponse.of(request.app.state.readiness.state, scorer)
+        return JSONResponse(status_code=200 if body.ready else 503, content=body.model_dump(mode="json"))
+
     @app.get("/products", response_model=list[ProductOut], tags=["service"])
-    def products(scorer: ScorerDep) -> list[ProductOut]:
+    async def products(request: Request) -> list[ProductOut]:
         """The product catalogue."""
-        frame = scorer.products.astype(object).where(scorer.products.notna(), None)
-        return [ProductOut(**row) for row in frame.to_dict(orient="records")]
+        return request.app.state.products
 
     return app
 
 
-def _batch_item(scorer: Scorer, customer_id: str, k: int) -> BatchItem:
+def app_from_env() -> FastAPI:
+    """``create_app`` over the settings read from the environment: the factory each uvicorn worker
+    process imports (``nextbest serve --workers N``)."""
+    return create_app(get_settings())
+
+
+def products_of(scorer: Scorer) -> list[ProductOut]:
+    """The catalogue as response rows (built once)."""
+    frame = scorer.products.astype(object).where(scorer.products.notna(), None)
+    return [ProductOut(**row) for row in frame.to_dict(orient="records")]
+
+
+def _batch_item(scorer: Scorer, customer_id: str, result: Any) -> BatchItem:
     """One batch entry: an unknown customer becomes an error item; other errors fail the batch."""
-    try:
-        ranking = scorer.rank(customer_id, k)
-    except UnknownCustomerError as exc:
-        return BatchItem(customer_id=customer_id, error=str(exc))
+    if isinstance(result, UnknownCustomerError):
+        return BatchItem(customer_id=customer_id, error=str(result))
+    if isinstance(result, ServingError):
+        raise result
     return BatchItem(
-        customer_id=customer_id, ranking=RankResponse.of(ranking, scorer.model_version, scorer.service.name)
+        customer_id=customer_id, ranking=RankResponse.of(result, scorer.model_version, scorer.service.name)
     )
+
+
+def _json(body: BaseModel) -> Response:
+    """``body`` serialised once by pydantic (FastAPI would validate a returned model again against the
+    route's ``response_model``, which stays for the OpenAPI schema)."""
+    return Response(content=body.model_dump_json(), media_type="application/json")
 
 
 def _handler(status_code: int):  # noqa: ANN202 - a Starlette exception handler
     async def handle(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(status_code=status_code, content={"detail": str(exc)})
+        headers = None
+        if isinstance(exc, OnlineStoreUnavailableError):
+            headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+        return JSONResponse(status_code=status_code, content={"detail": str(exc)}, headers=headers)
 
     return handle
+
+
+async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
+    """422 naming each problem's location and rule, without echoing the input."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    return JSONResponse(status_code=422, content={"detail": validation_detail(errors)})

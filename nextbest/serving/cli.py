@@ -27,14 +27,28 @@ KEEP_ALIVE_S = 30
 """Idle keep-alive connections live this long (uvicorn's 5 s default races with busy clients' reuse)."""
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None = None) -> None:
-    """Run the HTTP API with uvicorn (blocks until stopped)."""
+def serve(
+    host: str = "127.0.0.1", port: int = 8000, settings: Settings | None = None, workers: int | None = None
+) -> None:
+    """Run the HTTP API with uvicorn (blocks until stopped).
+
+    ``workers`` > 1 starts that many processes, each building its app (bundle, catalogue) from the
+    environment's settings through ``nextbest.serving.api:app_from_env``, so ``settings`` must then be
+    None (a process cannot be handed a Settings object). Default: the environment's ``serving.workers``
+    without ``settings``, one worker with them.
+    """
     import uvicorn
 
     from nextbest.serving.api import create_app
 
-    app = create_app(settings or get_settings())
-    uvicorn.run(app, host=host, port=port, timeout_keep_alive=KEEP_ALIVE_S, access_log=False)
+    workers = workers or (1 if settings is not None else get_settings().serving.workers)
+    common = {"host": host, "port": port, "timeout_keep_alive": KEEP_ALIVE_S, "access_log": False}
+    if workers > 1:
+        if settings is not None:
+            raise ValueError("several workers read their settings from the environment: pass settings=None")
+        uvicorn.run("nextbest.serving.api:app_from_env", factory=True, workers=workers, **common)
+    else:
+        uvicorn.run(create_app(settings or get_settings()), **common)
 
 
 def ranking_table(ranking: Ranking) -> Table:
@@ -74,9 +88,13 @@ app = typer.Typer(help="Serve the ranker: HTTP API, one customer, batch scoring.
 def serve_command(
     host: Annotated[str, typer.Option(help="Interface to bind (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="Worker processes (default: NEXTBEST_SERVING_WORKERS, 2)."),
+    ] = None,
 ) -> None:
-    """Start the HTTP API (POST /rank, POST /rank/batch, GET /health, GET /products)."""
-    serve(host, port)
+    """Start the HTTP API (POST /rank, POST /rank/batch, GET /health, GET /ready, GET /products)."""
+    serve(host, port, workers=workers)
 
 
 @app.command("rank")

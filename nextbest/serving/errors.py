@@ -23,8 +23,13 @@ class UnknownProductError(InvalidRequestError):
 
 
 class OnlineStoreUnavailableError(ServingError):
-    """The online store could not be read (e.g. redis down); retry later (HTTP 503). Raised from
+    """The online store could not be read (down, timed out, corrupted); retry after ``retry_after_s``
+    seconds (HTTP 503 with Retry-After). Raised from
     ``nextbest.features.online.OnlineStoreUnavailableError``."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class StaleFeaturesError(ServingError):

@@ -1,13 +1,49 @@
-"""Request and response bodies of the HTTP API (pydantic), with the examples shown in the OpenAPI schema."""
+"""Request and response bodies of the HTTP API (pydantic), with the examples shown in the OpenAPI schema.
+
+Requests are strict: ``k`` is a JSON integer in [1, ``K_LIMIT``] (the limit ``ServingSettings.max_k`` is
+bounded by), ids are printable strings of at most ``ID_MAX_LENGTH`` characters, a batch holds at most
+``BATCH_LIMIT`` customers, unknown fields are refused.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from nextbest.features.staleness import ViewStaleness
 from nextbest.serving.results import Ranking
+from nextbest.settings import BATCH_LIMIT, K_LIMIT
+
+if TYPE_CHECKING:
+    from nextbest.serving.readiness import Readiness
+    from nextbest.serving.scorer import Scorer
+
+ID_MAX_LENGTH = 128
+"""Longest customer or product id a request may hold."""
+
+PRODUCT_IDS_LIMIT = 1000
+"""Most product ids one /rank request may restrict the ranking to."""
+
+
+def _printable(value: str) -> str:
+    if not value.isprintable():
+        raise ValueError("must be printable text (no control character or lone surrogate)")
+    return value
+
+
+Identifier = Annotated[
+    str,
+    StringConstraints(strict=True, min_length=1, max_length=ID_MAX_LENGTH),
+    AfterValidator(_printable),
+]
+"""A customer or product id: printable text of 1 to ``ID_MAX_LENGTH`` characters."""
+
+K = Annotated[
+    int, Field(strict=True, ge=1, le=K_LIMIT, description=f"How many products to return (1..{K_LIMIT}).")
+]
+"""How many products a ranking returns: a JSON integer (not "3", 3.0 or true) in [1, ``K_LIMIT``]."""
 
 
 class RankRequest(BaseModel):
@@ -23,12 +59,12 @@ class RankRequest(BaseModel):
         },
     )
 
-    customer_id: str = Field(min_length=1, max_length=200, description="The customer to rank products for.")
-    k: int = Field(default=7, ge=1, le=1000, description="How many products to return (best first).")
-    product_ids: list[str] | None = Field(
+    customer_id: Identifier = Field(description="The customer to rank products for.")
+    k: K = 7
+    product_ids: list[Identifier] | None = Field(
         default=None,
         min_length=1,
-        max_length=10_000,
+        max_length=PRODUCT_IDS_LIMIT,
         description="Rank only these products (still only the customer's candidates); default: all.",
     )
 
@@ -40,8 +76,10 @@ class BatchRankRequest(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"customer_ids": ["C0000001", "C0000002"], "k": 3}]}
     )
 
-    customer_ids: list[str] = Field(min_length=1, max_length=1000, description="Customers to rank for.")
-    k: int = Field(default=7, ge=1, le=1000, description="Products per customer.")
+    customer_ids: list[Identifier] = Field(
+        min_length=1, max_length=BATCH_LIMIT, description=f"Customers to rank for (at most {BATCH_LIMIT})."
+    )
+    k: K = 7
 
 
 class RankedProductOut(BaseModel):
@@ -146,23 +184,54 @@ class BatchRankResponse(BaseModel):
 
 
 class ViewFreshness(BaseModel):
-    """How far the online store is loaded for one feature view."""
+    """Whether the online store holds one view's latest snapshot."""
 
     view: str
-    offline_max_ts: datetime | None
-    online_until: datetime | None
+    offline_max_ts: datetime | None = Field(description="Event timestamp of the mart's latest snapshot.")
+    online_ts: datetime | None = Field(description="Event timestamp of that snapshot's probe key online.")
     online_is_current: bool
 
 
 class HealthResponse(BaseModel):
-    """What is served and whether the online store answers."""
+    """Liveness: the process answers with a model loaded."""
 
-    status: str = Field(description="`ok`, or `degraded` when the online store does not answer.")
+    status: str = Field(description="Always `ok` (a dead process does not answer).")
+    model_version: str
+    feature_service: str
+
+
+class ReadyResponse(BaseModel):
+    """Readiness: may this instance take traffic (last background check)."""
+
+    ready: bool
+    reason: str | None = Field(description="Why not ready; null when ready.")
     model_version: str
     feature_service: str
     online_store: str = Field(description="sqlite | redis")
     online_store_reachable: bool
+    checked_at: datetime
     views: list[ViewFreshness]
+
+    @classmethod
+    def of(cls, state: Readiness, scorer: Scorer) -> ReadyResponse:
+        return cls(
+            ready=state.ready,
+            reason=state.reason,
+            model_version=scorer.model_version,
+            feature_service=scorer.service.name,
+            online_store=scorer.online_kind,
+            online_store_reachable=state.online_store_reachable,
+            checked_at=state.checked_at,
+            views=[
+                ViewFreshness(
+                    view=v.view,
+                    offline_max_ts=v.offline_max_ts,
+                    online_ts=v.online_ts,
+                    online_is_current=v.is_current,
+                )
+                for v in state.views
+            ],
+        )
 
 
 class ProductOut(BaseModel):

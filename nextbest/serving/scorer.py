@@ -6,24 +6,30 @@ the customer's candidates as plain rows (``OnlineReader.candidates`` with the ca
 ``candidate_mask``), then scores and calibrates them with ``nextbest.training.scoring.score_bundle``: the
 one scoring function of training evaluation, batch scoring (``nextbest.serving.batch``) and this online
 path, so they can only differ through their features. A request travels route -> scorer -> feature store
--> model -> response once.
+-> model -> response once. ``rank_many`` answers several queries (``RankQuery``) with one read of all the
+customers' keys (``OnlineReader.candidates_many``) and one ``score_bundle`` call over all their
+candidates; ``rank`` is its one-query case, so both paths are the same code.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 from feast import FeatureService
 
 from nextbest.columns import CUSTOMER_ID, PRODUCT_ID
 from nextbest.features.definitions import FEATURE_SERVICE_NAME
-from nextbest.features.online import OnlineReader, OnlineRows, epoch_to_utc
+from nextbest.features.online import CircuitBreaker, OnlineReader, OnlineRows, epoch_to_utc
 from nextbest.features.online import OnlineStoreUnavailableError as StoreUnavailable
 from nextbest.features.staleness import ViewStaleness, stale_views, staleness_report
 from nextbest.features.store import get_store, load_specs
@@ -33,6 +39,7 @@ from nextbest.serving.errors import (
     InvalidRequestError,
     NoModelError,
     OnlineStoreUnavailableError,
+    ServingError,
     StaleFeaturesError,
     UnknownCustomerError,
     UnknownProductError,
@@ -63,6 +70,36 @@ def top_k(product_ids: Sequence[str], scored: ScoredFrame, k: int) -> list[Ranke
     ]
 
 
+def concat_columns(parts: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, Any]:
+    """Columns ``names`` of several row blocks stacked in order (arrays stay arrays, else lists)."""
+    out: dict[str, Any] = {}
+    for name in names:
+        blocks = [part[name] for part in parts]
+        if len(blocks) == 1:
+            out[name] = blocks[0]
+        elif all(isinstance(b, np.ndarray) for b in blocks):
+            out[name] = np.concatenate(blocks)
+        else:
+            out[name] = list(itertools.chain.from_iterable(blocks))
+    return out
+
+
+def scored_slice(scored: ScoredFrame, rows: slice) -> ScoredFrame:
+    """The rows ``rows`` of ``scored`` (timings kept)."""
+    probability = None if scored.probability is None else scored.probability[rows]
+    return ScoredFrame(scored.score[rows], probability, scored.predict_ms, scored.calibrate_ms)
+
+
+@dataclass(frozen=True)
+class RankQuery:
+    """One ranking asked of ``Scorer.rank_many``: the customer, k (None = ``default_k``) and the products
+    to rank (None = every product)."""
+
+    customer_id: str
+    k: int | None = None
+    product_ids: Sequence[str] | None = None
+
+
 # --------------------------------------------------------------------------- the scorer
 
 
@@ -72,7 +109,13 @@ def load_products(settings: Settings) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"product catalogue {path} is missing: run `nextbest build` first")
     cols = ", ".join(PRODUCT_COLUMNS)
-    return duckdb.sql(f"select {cols} from read_parquet('{path}') order by {PRODUCT_ID}").df()
+    con = duckdb.connect()
+    try:
+        return con.execute(
+            f"select {cols} from read_parquet(?) order by {PRODUCT_ID}", [str(path)]
+        ).df()
+    finally:
+        con.close()
 
 
 def resolve_bundle_path(settings: Settings, serving: ServingSettings) -> Path:
@@ -97,7 +140,9 @@ def expected_bundle_features(bundle_path: Path, served: Sequence[str]) -> list[s
 class Scorer:
     """Ranks a customer's candidate products from the online store with one loaded model bundle.
 
-    Thread-safe: the bundle and catalogue are read-only; ``OnlineReader`` serialises sqlite reads.
+    Thread-safe: the bundle and catalogue are read-only; ``OnlineReader`` serialises sqlite reads. Every
+    online read is bounded by ``read_timeout_ms`` and guarded by a circuit breaker (a store that is down
+    answers 503 fast); ``rank_many`` ranks several customers with one read and one vectorised scoring.
     """
 
     def __init__(
@@ -113,11 +158,14 @@ class Scorer:
         self.products = load_products(settings)
         self.product_ids: list[str] = self.products[PRODUCT_ID].astype(str).tolist()
         self._known_products = frozenset(self.product_ids)
+        timeout_s = self.serving.read_timeout_ms / 1e3
         self.reader = OnlineReader(
-            get_store(settings, self.serving.online_store),
+            get_store(settings, self.serving.online_store, read_timeout_s=timeout_s),
             FEATURE_SERVICE_NAME,
             catalogue=self.product_ids,
             product_cache_seconds=self.serving.product_cache_seconds,
+            read_timeout_s=timeout_s,
+            breaker=CircuitBreaker(self.serving.breaker_failures, self.serving.breaker_cooldown_s),
         )
         self.service: FeatureService = self.reader.service
         self.views = self.reader.views
@@ -156,10 +204,20 @@ class Scorer:
         Raises:
             OnlineStoreUnavailableError: the online store cannot be reached.
         """
+        return self.fetch_many([customer_id], [product_ids])[0]
+
+    def fetch_many(
+        self, customer_ids: Sequence[str], product_ids: Sequence[Sequence[str] | None]
+    ) -> list[OnlineRows]:
+        """``fetch`` of several customers in one read of their keys (``OnlineReader.candidates_many``).
+
+        Raises:
+            OnlineStoreUnavailableError: the online store cannot be reached.
+        """
         try:
-            return self.reader.candidates(customer_id, candidate_mask, product_ids)
+            return self.reader.candidates_many(customer_ids, candidate_mask, product_ids)
         except StoreUnavailable as exc:
-            raise OnlineStoreUnavailableError(str(exc)) from exc
+            raise OnlineStoreUnavailableError(str(exc), retry_after_s=exc.retry_after_s) from exc
 
     def staleness(self, rows: OnlineRows) -> list[ViewStaleness]:
         """Staleness per view of the values served (the oldest one counts), judged now. Without any
@@ -178,42 +236,89 @@ class Scorer:
             OnlineStoreUnavailableError: the online store cannot be reached.
             StaleFeaturesError: stale features while ``refuse_stale`` is on.
         """
-        k = self.serving.default_k if k is None else k
+        result = self.rank_many([RankQuery(str(customer_id), k, product_ids)])[0]
+        if isinstance(result, ServingError):
+            raise result
+        return result
+
+    def _query_error(self, query: RankQuery) -> ServingError | None:
+        """Why ``query`` cannot be answered before reading the store (k out of range, unknown product)."""
+        k = self.serving.default_k if query.k is None else query.k
         if not 1 <= k <= self.serving.max_k:
-            raise InvalidRequestError(f"k must be in [1, {self.serving.max_k}], got {k}")
-        ids = None if product_ids is None else self._check_products(product_ids)
+            return InvalidRequestError(f"k must be in [1, {self.serving.max_k}], got {k}")
+        if query.product_ids is not None:
+            try:
+                self._check_products(query.product_ids)
+            except UnknownProductError as exc:
+                return exc
+        return None
+
+    def rank_many(self, queries: Sequence[RankQuery]) -> list[Ranking | ServingError]:
+        """The ranking of every query, in order, or the ``ServingError`` that query ends with (invalid
+        k or product, unknown customer, stale features refused): ONE online read of the customers' keys
+        and ONE vectorised ``score_bundle`` call over all their candidates, so a batch costs little
+        more than one customer.
+
+        Raises:
+            OnlineStoreUnavailableError: the online store cannot be reached (the whole batch fails).
+        """
+        results: list[Ranking | ServingError | None] = [self._query_error(q) for q in queries]
+        todo = [i for i, r in enumerate(results) if r is None]
+        if not todo:
+            return results  # type: ignore[return-value]
         t0 = time.perf_counter()
-        rows = self.fetch(str(customer_id), ids)
-        t1 = time.perf_counter()
-        if rows.customer_ts <= 0:
-            raise UnknownCustomerError(f"unknown customer {customer_id!r}: no features in the online store")
-        data, n = rows.columns, rows.n
-        report = self.staleness(rows)
-        stale = stale_views(report)
-        if stale and self.serving.refuse_stale:
-            raise StaleFeaturesError(
-                f"stale features for customer {customer_id!r}: views {stale} are older than their ttl", report
-            )
-        candidates = {col: data[col] for col in self.input_columns}
-        t2 = time.perf_counter()
-        scored = score_bundle(self.bundle, candidates, threads=1)
-        ranked = top_k(data[PRODUCT_ID], scored, k)
-        t3 = time.perf_counter()
-        return Ranking(
-            customer_id=str(customer_id),
-            snapshot_at=epoch_to_utc(rows.customer_ts),
-            products=ranked,
-            reason=None if ranked else NO_CANDIDATE_REASON,
-            n_candidates=n,
-            staleness=report,
-            timings_ms={
-                "fetch": (t1 - t0) * 1e3,
-                "filter": (t2 - t1) * 1e3,
-                "predict": scored.predict_ms,
-                "calibrate": scored.calibrate_ms,
-                "total": (t3 - t0) * 1e3,
-            },
+        wanted = [queries[i].product_ids for i in todo]
+        fetched = self.fetch_many(
+            [queries[i].customer_id for i in todo],
+            [None if ids is None else self._check_products(ids) for ids in wanted],
         )
+        t1 = time.perf_counter()
+        scored_rows: list[tuple[int, OnlineRows, list[ViewStaleness]]] = []
+        for i, rows in zip(todo, fetched, strict=True):
+            customer_id = queries[i].customer_id
+            if rows.customer_ts <= 0:
+                results[i] = UnknownCustomerError(
+                    f"unknown customer {customer_id!r}: no features in the online store"
+                )
+                continue
+            report = self.staleness(rows)
+            stale = stale_views(report)
+            if stale and self.serving.refuse_stale:
+                results[i] = StaleFeaturesError(
+                    f"stale features for customer {customer_id!r}: views {stale} are older than their "
+                    "ttl",
+                    report,
+                )
+                continue
+            scored_rows.append((i, rows, report))
+        if not scored_rows:
+            return results  # type: ignore[return-value]
+        t2 = time.perf_counter()
+        data = concat_columns([rows.columns for _, rows, _ in scored_rows], self.input_columns)
+        scored = score_bundle(self.bundle, data, threads=1)
+        timings = {
+            "fetch": (t1 - t0) * 1e3,
+            "filter": (t2 - t1) * 1e3,
+            "predict": scored.predict_ms,
+            "calibrate": scored.calibrate_ms,
+        }
+        start = 0
+        for i, rows, report in scored_rows:
+            part = slice(start, start + rows.n)
+            start += rows.n
+            query = queries[i]
+            k = self.serving.default_k if query.k is None else query.k
+            ranked = top_k(rows.columns[PRODUCT_ID], scored_slice(scored, part), k)
+            results[i] = Ranking(
+                customer_id=query.customer_id,
+                snapshot_at=epoch_to_utc(rows.customer_ts),
+                products=ranked,
+                reason=None if ranked else NO_CANDIDATE_REASON,
+                n_candidates=rows.n,
+                staleness=report,
+                timings_ms={**timings, "total": (time.perf_counter() - t0) * 1e3},
+            )
+        return results  # type: ignore[return-value]
 
     def ping(self) -> bool:
         """True when the online store answers a read (of a key that need not exist)."""

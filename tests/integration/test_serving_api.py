@@ -10,18 +10,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import duckdb
+import httpx
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
 from nextbest.features.store import apply_definitions, get_store, materialize
 from nextbest.serving.api import create_app
-from nextbest.serving.scorer import Scorer
+from nextbest.serving.errors import ServingError, UnknownCustomerError
+from nextbest.serving.scorer import RankQuery, Scorer
 from nextbest.settings import ServingSettings, Settings
 from nextbest.training.artifacts import BundleMismatchError, latest_bundle
 from tests.integration.serving_fixtures import RedisServer, build_deployment, free_port, latest_candidates
@@ -76,6 +79,17 @@ def client(deployment: Settings) -> Iterator[TestClient]:
 @pytest.fixture(scope="module")
 def candidates(deployment: Settings) -> pd.DataFrame:
     return latest_candidates(deployment)
+
+
+def answered_within(seconds: float, call: Callable[[], httpx.Response]) -> httpx.Response:
+    """``call()`` repeated until it is not a 503 or ``seconds`` have passed (the circuit breaker may stay
+    open up to its cool-down after a store comes back); the last response."""
+    deadline = time.monotonic() + seconds
+    response = call()
+    while response.status_code == 503 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        response = call()
+    return response
 
 
 def a_customer(candidates: pd.DataFrame, min_candidates: int = 5) -> str:
@@ -170,6 +184,12 @@ class TestRank:
             {"customer_id": "C0000001", "k": 0},
             {"customer_id": "C0000001", "k": "many"},
             {"customer_id": "C0000001", "k": 101},
+            {"customer_id": "C0000001", "k": "3"},
+            {"customer_id": "C0000001", "k": True},
+            {"customer_id": "C0000001", "k": 3.0},
+            {"customer_id": 1},
+            {"customer_id": "x" * 129},
+            {"customer_id": "C\u0000"},
             {"customer_id": "C0000001", "product_ids": []},
             {"customer_id": "C0000001", "product_ids": ["no_such_product"]},
             {"customer_id": "C0000001", "colour": "red"},
@@ -199,24 +219,63 @@ class TestRankBatch:
         single = client.post("/rank", json={"customer_id": known[0], "k": 2}).json()
         assert results[0]["ranking"]["products"] == single["products"]
 
+    def test_rank_many_answers_each_query_as_rank_does_one_by_one(
+        self, deployment: Settings, candidates: pd.DataFrame
+    ) -> None:
+        scorer = Scorer(deployment, ServingSettings(online_store="sqlite"))
+        customers = sorted(candidates["customer_id"].unique())[:12]
+        mine = sorted(candidates.loc[candidates["customer_id"] == customers[1], "product_id"])
+        queries = [RankQuery(c, k=1 + i % 5) for i, c in enumerate(customers)]
+        queries += [
+            RankQuery(customers[1], 3, mine[:2]),
+            RankQuery("NOBODY", 3),
+            RankQuery(OWNS_ALL, 3),
+            RankQuery(customers[0], 0),
+            RankQuery(customers[0], 3, ["no_such_product"]),
+        ]
+        together = scorer.rank_many(queries)
+        assert len(together) == len(queries)
+        for query, got in zip(queries, together, strict=True):
+            try:
+                alone = scorer.rank(query.customer_id, query.k, query.product_ids)
+            except ServingError as exc:
+                assert type(got) is type(exc) and str(got) == str(exc)
+                continue
+            assert got.products == alone.products and got.n_candidates == alone.n_candidates
+            assert got.snapshot_at == alone.snapshot_at
+            served = [(v.view, v.served_ts, v.is_missing) for v in alone.staleness]
+            assert [(v.view, v.served_ts, v.is_missing) for v in got.staleness] == served
+        assert {p.product_id for p in together[12].products} <= set(mine[:2])
+        assert isinstance(together[13], UnknownCustomerError) and together[14].products == []
+
     def test_empty_batch_is_422(self, client: TestClient) -> None:
         assert client.post("/rank/batch", json={"customer_ids": []}).status_code == 422
 
 
 class TestServiceRoutes:
-    def test_health_reports_model_service_and_freshness(
+    def test_health_is_liveness_with_model_and_service(
         self, client: TestClient, deployment: Settings
     ) -> None:
         body = client.get("/health").json()
-        assert body["status"] == "ok" and body["online_store_reachable"] is True
-        assert body["model_version"] == latest_bundle(deployment.models_dir).name
-        assert body["feature_service"] == "ranker_v1" and body["online_store"] == "sqlite"
+        assert body == {
+            "status": "ok",
+            "model_version": latest_bundle(deployment.models_dir).name,
+            "feature_service": "ranker_v1",
+        }
+
+    def test_ready_reports_the_store_holding_every_views_latest_snapshot(
+        self, client: TestClient, deployment: Settings
+    ) -> None:
+        response = client.get("/ready")
+        body = response.json()
+        assert response.status_code == 200 and body["ready"] is True and body["reason"] is None
+        assert body["online_store"] == "sqlite" and body["online_store_reachable"] is True
         assert {v["view"] for v in body["views"]} == {
             "customer_monthly",
             "product_monthly",
             "customer_product_monthly",
         }
-        assert all(v["online_is_current"] for v in body["views"])
+        assert all(v["online_is_current"] and v["online_ts"] == v["offline_max_ts"] for v in body["views"])
 
     def test_products_lists_the_catalogue(self, client: TestClient, deployment: Settings) -> None:
         body = client.get("/products").json()
@@ -308,11 +367,14 @@ class TestRedis:
             down = c.post("/rank", json={"customer_id": customer, "k": 3})
             assert down.status_code == 503
             assert "redis online store is unreachable" in down.json()["detail"]
-            assert c.get("/health").json()["status"] == "degraded"
+            assert down.headers["retry-after"].isdigit()
+            assert c.app.state.readiness.check().online_store_reachable is False
+            assert c.get("/ready").status_code == 503
 
             redis_server.start()
             materialize(deployment, "redis", progress=False)
-            back = c.post("/rank", json={"customer_id": customer, "k": 3})
+            back = answered_within(2.0, lambda: c.post("/rank", json={"customer_id": customer, "k": 3}))
             assert back.status_code == 200
             assert back.json()["products"] == ok.json()["products"]
-            assert c.get("/health").json()["status"] == "ok"
+            assert c.app.state.readiness.check().ready is True
+            assert c.get("/ready").json()["ready"] is True
