@@ -60,6 +60,7 @@ class BuildFailedError(DbtError):
 class BuildInProgressError(UserError):
     """Another ``nextbest build`` holds the build lock; the message names its PID."""
 
+
 TEST_SAMPLE_CUSTOMERS = 20_000
 """Above this many customers, the heaviest dbt tests run on a hash sample of about this many."""
 
@@ -127,11 +128,10 @@ def switch_live_build(settings: Settings, build_id: str) -> None:
     os.replace(tmp, pointer)
 
 
-def prune_builds(settings: Settings, keep: set[str]) -> list[str]:
+def prune_builds(settings: Settings, keep: set[str | None]) -> list[str]:
     """Delete the build directories not in ``keep`` (failed, interrupted, older); return their ids.
 
-    Once ``keep`` holds no flat-layout build (every kept build is a build directory), the flat layout of
-    an older nextbest is deleted as well.
+    None in ``keep`` stands for the flat layout of an older nextbest; without it, that is deleted too.
     """
     removed = []
     if settings.builds_dir.is_dir():
@@ -195,10 +195,8 @@ def build_warehouse(
         try:
             run_dbt(["build"], target, dbt_vars, quiet=quiet, project_dir=project_dir)
         except DbtError as exc:
-            still = f"build {live}" if live else "the previous build"
-            raise BuildFailedError(
-                f"build {record.build_id} failed; {still} stays live. {exc}"
-            ) from exc
+            still = f"build {live}" if live else "the previous warehouse (if any)"
+            raise BuildFailedError(f"build {record.build_id} failed; {still} stays live. {exc}") from exc
         build_vars.write(target.build_vars_path)
         record.model_copy(update={"finished_at": _utc_now()}).write(target.build_dir)
         switch_live_build(settings, record.build_id)
@@ -261,7 +259,7 @@ def describe_build(settings: Settings) -> str:
         line = f"build {record.build_id} ({state}, finished {record.finished_at}): vars {record.dbt_vars}"
     failed = [r.build_id for r in unfinished_builds(settings)]
     if failed:
-        line += f"; not live, failed or interrupted: {', '.join(failed)}"
+        line += f"; unfinished (failed, interrupted or still running), not live: {', '.join(failed)}"
     return line
 
 

@@ -171,7 +171,7 @@ def test_a_failed_build_leaves_the_previous_build_live_in_every_mart(story: Stor
     # `nextbest summary` names the live build and the failed one
     assert story.summary_after_failure[0].startswith(f"build {story.build_a} (live")
     said = story.summary_after_failure[0]
-    assert failed[0].name in said and "failed or interrupted" in said
+    assert failed[0].name in said and "unfinished (failed, interrupted or still running)" in said
 
 
 def test_training_after_a_failed_build_runs_on_the_live_build_and_records_it(story: Story) -> None:
