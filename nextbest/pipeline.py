@@ -168,7 +168,8 @@ def build_warehouse(
         The build vars used, saved with the build (``settings.build`` reads them back).
 
     Raises:
-        BuildFailedError: dbt or one of its tests failed; the previous build stays live.
+        BuildFailedError: dbt or one of its tests failed, or the build was interrupted (Ctrl-C: dbt is
+            stopped first); the previous build stays live.
         BuildInProgressError: another build is running.
     """
     if not (settings.raw_dir / "customers.parquet").exists():
@@ -194,9 +195,11 @@ def build_warehouse(
         live = settings.live_build_id
         try:
             run_dbt(["build"], target, dbt_vars, quiet=quiet, project_dir=project_dir)
-        except DbtError as exc:
+        except (DbtError, KeyboardInterrupt) as exc:
             still = f"build {live}" if live else "the previous warehouse (if any)"
-            raise BuildFailedError(f"build {record.build_id} failed; {still} stays live. {exc}") from exc
+            what = "was interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            message = f"build {record.build_id} {what}; {still} stays live. {exc}"
+            raise BuildFailedError(message.strip()) from exc
         build_vars.write(target.build_vars_path)
         record.model_copy(update={"finished_at": _utc_now()}).write(target.build_dir)
         switch_live_build(settings, record.build_id)
