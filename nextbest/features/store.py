@@ -336,6 +336,7 @@ def materialize(
     store = get_store(settings, kind)
     registered = sorted(store.list_feature_views(), key=lambda v: v.name)
     ensure_online_tables(store, registered)
+    check_applied_build(settings, store)  # load the online store from the build the marts are read from
     builds = applied_builds(store)
     build_id = next(iter(builds)) if len(builds) == 1 else None
     if materialized_build(settings, kind) != MaterializedBuild(build_id, True):

@@ -7,8 +7,8 @@
 3. a ``nextbest build`` subprocess on B is SIGKILLed (its process group; dbt runs in a group of its own)
    while dbt writes its marts: no dbt process survives, A is still live for training and serving, and
    the next build (B, horizon 2) succeeds without a lock error and prunes the failed builds;
-4. B is live: serving refuses the bundle of A in one line unless told to, training refuses Feast's
-   features of A with B's labels.
+4. B is live: serving refuses the bundle of A in one line unless told to; training and
+   materialization refuse Feast's registry of A while B is live.
 
 Plus: a DuckDB file held by another process gives one line naming its PID, and a warehouse in the
 flat layout of an older nextbest (in a directory whose name holds a quote) is still read.
@@ -264,10 +264,12 @@ def test_serving_refuses_a_bundle_of_another_build_in_one_line_unless_told_to(
     assert materialized_build(settings, "sqlite") == (story.build_a, True)
 
 
-def test_training_refuses_features_of_another_build_than_its_labels(story: Story, killed: dict) -> None:
+def test_training_and_materialization_refuse_features_of_another_build(story: Story, killed: dict) -> None:
     assert killed["rebuild"] is None
     with pytest.raises(FeatureBuildMismatchError, match="run `nextbest features apply`"):
         train(story.settings, small_config())
+    with pytest.raises(FeatureBuildMismatchError, match=f"reads the marts of build {story.build_a} but"):
+        materialize(story.settings, "sqlite", progress=False)
 
 
 def test_a_held_duckdb_lock_is_one_line_naming_the_pid(tmp_path: Path) -> None:
