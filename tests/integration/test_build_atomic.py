@@ -33,6 +33,8 @@ from nextbest.dbt import WarehouseLockedError, run_dbt
 from nextbest.features.store import (
     FeatureBuildMismatchError,
     apply_definitions,
+    check_applied_build,
+    get_store,
     materialize,
     materialized_build,
 )
@@ -44,6 +46,7 @@ from nextbest.serving.scorer import Scorer
 from nextbest.settings import DBT_PROJECT_DIR, BuildVars, Settings
 from nextbest.training.artifacts import BundleMismatchError, load_bundle
 from nextbest.training.config import TrainingConfig
+from nextbest.training.datasets import entity_frame, labelled_snapshots
 from nextbest.training.train import train
 
 pytestmark = pytest.mark.integration
@@ -127,11 +130,19 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def training_label_rows(settings: Settings) -> int:
+    """The labelled rows training reads now, after checking Feast serves the same build."""
+    pinned = settings.pinned()
+    check_applied_build(pinned, get_store(pinned, "sqlite"))
+    return len(entity_frame(pinned, labelled_snapshots(pinned), with_oracle=False))
+
+
 @dataclass
 class Story:
     settings: Settings
     build_a: str
     digest_a: dict[str, str]
+    label_rows_a: int
     failure: BuildFailedError
     bundle_a: Path
     summary_after_failure: list[str]
@@ -149,6 +160,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Story:
     build_a = settings.live_build_id
     assert build_a is not None
     digest_a = marts_digest(settings)
+    label_rows_a = training_label_rows(settings)
 
     ingest_synthetic(base, settings, customers=240, seed=5)
     with pytest.raises(BuildFailedError) as failed:
@@ -156,7 +168,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Story:
     summary = summarize_warehouse(settings).lines()
     result = train(settings, small_config())
     assert result.bundle_path is not None
-    return Story(settings, build_a, digest_a, failed.value, result.bundle_path, summary)
+    return Story(settings, build_a, digest_a, label_rows_a, failed.value, result.bundle_path, summary)
 
 
 def test_a_failed_build_leaves_the_previous_build_live_in_every_mart(story: Story) -> None:
@@ -211,6 +223,7 @@ def killed(story: Story) -> dict:
         os.kill(pid, signal.SIGKILL)
     live_after_kill = settings.live_build_id
     digest_after_kill = marts_digest(settings)
+    label_rows_after_kill = training_label_rows(settings)  # what training would read now
     serving_ok = Scorer(settings).bundle.build_id  # serving still loads A's bundle on A
     rebuild: Exception | None = None
     try:
@@ -222,6 +235,7 @@ def killed(story: Story) -> dict:
         "survivors": survivors,
         "live_after_kill": live_after_kill,
         "digest_after_kill": digest_after_kill,
+        "label_rows_after_kill": label_rows_after_kill,
         "serving_build": serving_ok,
         "rebuild": rebuild,
     }
@@ -231,6 +245,7 @@ def test_a_killed_build_leaves_no_dbt_running_and_the_previous_build_live(story:
     assert killed["survivors"] == [], "dbt outlived its SIGKILLed parent"
     assert killed["live_after_kill"] == story.build_a
     assert killed["digest_after_kill"] == story.digest_a
+    assert killed["label_rows_after_kill"] == story.label_rows_a
     assert killed["serving_build"] == story.build_a
 
 
