@@ -1,13 +1,22 @@
-"""Where the dbt build leaves what the other stages read: one parquet file per mart, and the manifest.
+"""Where the dbt build leaves what the other stages read: one parquet file per mart, the manifest, and
+the build's record (``build.json``: id, dbt vars, dataset, times).
 
 The one place mart file paths are built; model names are the dbt models' (``dbt_project/models/marts``).
+Every path is inside ``settings.build_dir``: the live build's directory (or a pinned build's).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from nextbest.settings import Settings
+
+BUILD_RECORD_FILE = "build.json"
+"""The record of a build, in its build directory."""
 
 DIM_PRODUCTS = "dim_products"
 """The product catalogue: one row per product."""
@@ -50,9 +59,58 @@ def existing_mart(settings: Settings, model: str) -> Path:
 
 def dbt_target_dir(settings: Settings) -> Path:
     """Where ``run_dbt`` asks dbt to write its artifacts (manifest, run results)."""
-    return settings.warehouse_dir / "dbt_target"
+    return settings.build_dir / "dbt_target"
 
 
 def manifest_path(settings: Settings) -> Path:
     """The compiled dbt manifest of the last build."""
     return dbt_target_dir(settings) / "manifest.json"
+
+
+class BuildRecord(BaseModel):
+    """What one build was: written beside its marts when it starts, completed when dbt and its tests pass.
+
+    Attributes:
+        build_id: the build's id (its directory name): UTC start time and a short random suffix.
+        dbt_vars: the vars dbt ran with: ``horizon_months``, ``activity_lookback_months``,
+            ``burn_in_months``, ``observed_until`` (what a model bundle must have been trained on).
+        dataset: the ingested dataset's name.
+        started_at, finished_at: UTC times, ISO 8601; ``finished_at`` is None until the build passed.
+        pid: the process that ran the build.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    build_id: str
+    dbt_vars: dict[str, Any] = Field(default_factory=dict)
+    dataset: str | None = None
+    started_at: str
+    finished_at: str | None = None
+    pid: int | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        """True once ``dbt build`` and its tests passed."""
+        return self.finished_at is not None
+
+    def write(self, build_dir: Path) -> None:
+        """Save the record in ``build_dir`` (temporary file, then renamed into place)."""
+        path = build_dir / BUILD_RECORD_FILE
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.model_dump(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        tmp.replace(path)
+
+    @classmethod
+    def read(cls, build_dir: Path) -> BuildRecord | None:
+        """The record in ``build_dir``, None when there is none."""
+        path = build_dir / BUILD_RECORD_FILE
+        if not path.is_file():
+            return None
+        return cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
+
+
+def build_record(settings: Settings) -> BuildRecord | None:
+    """The record of the build ``settings`` read (the live one unless pinned); None for the flat layout."""
+    if settings.current_build_id is None:
+        return None
+    return BuildRecord.read(settings.build_dir)

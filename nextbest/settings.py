@@ -7,8 +7,14 @@ three branches:
   address (``NEXTBEST_REDIS_URL``);
 - ``serving`` (``ServingSettings``, ``NEXTBEST_SERVING_*``): the Scorer and the HTTP API;
 - ``build`` (``BuildVars``): the dbt vars a build is run with (label horizon, activity look-back); not
-  from the environment but from the last build (``build_vars.json`` beside the warehouse), else the
-  defaults in ``dbt_project/dbt_project.yml``, the one place they are written.
+  from the environment but from the live build (its ``build_vars.json``), else the defaults in
+  ``dbt_project/dbt_project.yml``, the one place they are written.
+
+Builds are all-or-nothing: each ``nextbest build`` writes a new directory ``warehouse/builds/<id>/``
+(marts, DuckDB file, dbt target, build vars, ``build.json``) and, only once ``dbt build`` and its tests
+passed, switches the live pointer ``warehouse/current.json`` to it (``nextbest.pipeline``). The paths
+below resolve through that pointer when they are read (``build_id`` pins one build instead); a warehouse
+without a pointer (never built, or built by an older version) is read in the old flat layout.
 """
 
 from __future__ import annotations
@@ -32,7 +38,13 @@ ONLINE_KINDS: tuple[OnlineKind, ...] = ("sqlite", "redis")
 DEFAULT_REDIS_URL = "127.0.0.1:6379"
 
 BUILD_VARS_FILE = "build_vars.json"
-"""The build vars of the last build, in the warehouse directory."""
+"""The build vars of a build, in its build directory."""
+
+LIVE_BUILD_FILE = "current.json"
+"""The live pointer in the warehouse directory: ``{"build_id": ...}`` of the live build."""
+
+BUILDS_DIR = "builds"
+"""The directory of the warehouse holding one directory per build, named by build id."""
 
 
 class OnlineStoreSettings(BaseSettings):
@@ -88,6 +100,11 @@ class ServingSettings(BaseSettings):
         default=False,
         description="Refuse (503) a ranking whose features are older than their view's ttl, instead of "
         "only reporting the staleness.",
+    )
+    allow_build_mismatch: bool = Field(
+        default=False,
+        description="Serve a bundle trained on another build (id or dbt vars) than the live one, or with an "
+        "online store of another build, with a warning instead of refusing to start.",
     )
     as_of: datetime | None = Field(
         default=None,
@@ -208,6 +225,11 @@ class Settings(BaseSettings):
     home: Path = Field(default=PROJECT_ROOT / ".nextbest", description="Root of all generated state.")
     dbt_threads: int = Field(default=2, ge=1)
     dbt_memory_limit: str = Field(default="6GB", description="DuckDB memory_limit for dbt builds.")
+    build_id: str | None = Field(
+        default=None,
+        description="Read this build (``warehouse/builds/<id>``) instead of the live one; None = the live "
+        "build. The build in progress and training (pinned at its start) address their build this way.",
+    )
     online: OnlineStoreSettings = Field(default_factory=OnlineStoreSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
 
@@ -226,10 +248,40 @@ class Settings(BaseSettings):
         """dbt's DuckDB file, the external parquet marts and the build vars."""
         return self.home / "warehouse"
 
-    @cached_property
+    @property
+    def live_pointer_path(self) -> Path:
+        """The live pointer: which build of ``builds_dir`` is live."""
+        return self.warehouse_dir / LIVE_BUILD_FILE
+
+    @property
+    def builds_dir(self) -> Path:
+        """One directory per build (``<id>/``), the live one, its predecessor and any in progress."""
+        return self.warehouse_dir / BUILDS_DIR
+
+    @property
+    def live_build_id(self) -> str | None:
+        """The id of the live build (read now from the pointer), None when nothing was built this way."""
+        return read_live_build_id(self.live_pointer_path)
+
+    @property
+    def current_build_id(self) -> str | None:
+        """The build these settings read: ``build_id`` when pinned, else the live build's id."""
+        return self.build_id or self.live_build_id
+
+    @property
+    def build_dir(self) -> Path:
+        """The directory of ``current_build_id``; the warehouse itself (flat layout) when there is none."""
+        build_id = self.current_build_id
+        return self.warehouse_dir if build_id is None else self.builds_dir / build_id
+
+    @property
     def marts_dir(self) -> Path:
-        """External parquet written by dbt, one file per model."""
-        return self.warehouse_dir / "marts"
+        """External parquet written by dbt, one file per model, of the build these settings read."""
+        return self.build_dir / "marts"
+
+    def pinned(self) -> Settings:
+        """These settings pinned to the build live now: a build finishing later does not switch them."""
+        return self if self.build_id else self.model_copy(update={"build_id": self.live_build_id})
 
     @cached_property
     def feast_dir(self) -> Path:
@@ -243,13 +295,21 @@ class Settings(BaseSettings):
 
     @property
     def build_vars_path(self) -> Path:
-        """Where the last build's vars are kept."""
-        return self.warehouse_dir / BUILD_VARS_FILE
+        """Where the vars of the build these settings read are kept."""
+        return self.build_dir / BUILD_VARS_FILE
 
     @property
     def build(self) -> BuildVars:
-        """The build vars of the last build (read now), else the defaults of ``dbt_project.yml``."""
+        """The build vars of the live build (read now), else the defaults of ``dbt_project.yml``."""
         return BuildVars.read(self.build_vars_path) or BuildVars.defaults()
+
+
+def read_live_build_id(pointer: Path) -> str | None:
+    """The build id in the live pointer file ``pointer``; None when there is no pointer."""
+    try:
+        return str(json.loads(pointer.read_text(encoding="utf-8"))["build_id"])
+    except FileNotFoundError:
+        return None
 
 
 def get_settings() -> Settings:

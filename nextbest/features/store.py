@@ -7,34 +7,49 @@ parquet marts, the online store is sqlite (``settings.feast_dir / "online_store.
 by ``settings.online`` (``kind`` from env ``NEXTBEST_ONLINE_STORE``, ``sqlite`` | ``redis``; ``redis_url``
 from env ``NEXTBEST_REDIS_URL``, default ``127.0.0.1:6379``). The committed
 ``feature_repo/feature_store.yaml`` describes the same store for the ``feast`` CLI.
+
+Builds: ``apply`` registers the marts of the live build (absolute paths into ``warehouse/builds/<id>/``),
+so the registry names the build it serves (``applied_builds``); ``materialize`` records, per online store
+kind, which build it loaded (``feast/materialized_builds.json``) and backfills fully when the build
+changed. Training refuses features of another build than its labels (``check_applied_build``); serving
+compares the bundle, the live build and the online store's build (``nextbest.training.artifacts``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import duckdb
 import pandas as pd
 from feast import FeatureStore, FeatureView, RepoConfig
 
 from nextbest.columns import EVENT_TIMESTAMP
+from nextbest.errors import UserError
 from nextbest.features.definitions import Definitions, build_definitions
 from nextbest.features.manifest import FeatureViewSpec, feature_specs_from_manifest
 from nextbest.marts import manifest_path
-from nextbest.settings import FEATURE_REPO_DIR, ONLINE_KINDS, OnlineKind, Settings
+from nextbest.settings import BUILDS_DIR, FEATURE_REPO_DIR, ONLINE_KINDS, OnlineKind, Settings
 
 PROJECT = "nextbest"
 """Feast project name (registry namespace and online-store table prefix)."""
 
 ONLINE_WRITE_BATCH_ROWS = 50_000
 """Rows converted to protobuf and written to the online store per batch during materialization."""
+
+MATERIALIZED_BUILDS_FILE = "materialized_builds.json"
+"""In ``settings.feast_dir``: per online store kind, the build last materialized and whether it completed."""
+
+
+class FeatureBuildMismatchError(UserError, ValueError):
+    """The Feast registry reads another build's marts than the caller's; the message says what to run."""
 
 
 # --------------------------------------------------------------------------- configuration
@@ -175,6 +190,64 @@ def apply_definitions(
     stale += [s for s in store.list_feature_services() if s.name not in wanted_services]
     store.apply(definitions.all(), objects_to_delete=stale, partial=not stale)
     return definitions
+
+
+# --------------------------------------------------------------------------- builds
+
+
+def build_of_mart(path: Path) -> str | None:
+    """The build id of a mart file ``.../builds/<id>/marts/<model>.parquet``; None for the flat layout."""
+    parts = Path(path).parts
+    return parts[-3] if len(parts) >= 4 and parts[-4] == BUILDS_DIR else None
+
+
+def applied_builds(store: FeatureStore) -> set[str | None]:
+    """The builds whose marts the registered feature views read (one, unless an apply was cut short)."""
+    return {build_of_mart(_view_path(view)) for view in store.list_feature_views()}
+
+
+def check_applied_build(settings: Settings, store: FeatureStore) -> None:
+    """Refuse to read features of another build than the marts ``settings`` read (labels, candidates).
+
+    Nothing registered passes (the caller reports the missing FeatureService itself).
+
+    Raises:
+        FeatureBuildMismatchError: the registry's views read another build (or several).
+    """
+    applied = applied_builds(store)
+    wanted = settings.current_build_id
+    if applied and applied != {wanted}:
+        names = ", ".join(sorted(str(b or "flat layout") for b in applied))
+        raise FeatureBuildMismatchError(
+            f"the Feast registry reads the marts of build {names} but the live build is "
+            f"{wanted or 'the flat layout'}: run `nextbest features apply` and `nextbest features "
+            "materialize` so that features, labels and candidates come from one build"
+        )
+
+
+class MaterializedBuild(NamedTuple):
+    """The build an online store was last materialized from; ``complete`` False while (or if cut) midway."""
+
+    build_id: str | None
+    complete: bool
+
+
+def materialized_build(settings: Settings, online: OnlineKind | None = None) -> MaterializedBuild | None:
+    """The build the ``online`` store (default ``settings.online.kind``) holds; None when not recorded."""
+    path = settings.feast_dir / MATERIALIZED_BUILDS_FILE
+    if not path.is_file():
+        return None
+    entry = json.loads(path.read_text(encoding="utf-8")).get(online or settings.online.kind)
+    return None if entry is None else MaterializedBuild(entry["build_id"], bool(entry["complete"]))
+
+
+def _record_materialized(settings: Settings, online: OnlineKind, state: MaterializedBuild) -> None:
+    path = settings.feast_dir / MATERIALIZED_BUILDS_FILE
+    recorded = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    recorded[online] = state._asdict()
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(path)
 
 
 # --------------------------------------------------------------------------- offline facts
@@ -318,9 +391,16 @@ def materialize(
         full: force a full backfill of every view.
         views: restrict to these view names (default: all registered views).
     """
-    store = get_store(settings, online)
+    kind = online or settings.online.kind
+    store = get_store(settings, kind)
     registered = sorted(store.list_feature_views(), key=lambda v: v.name)
     ensure_online_tables(store, registered)
+    check_applied_build(settings, store)  # load the online store from the build the marts are read from
+    builds = applied_builds(store)
+    build_id = next(iter(builds)) if len(builds) == 1 else None
+    if materialized_build(settings, kind) != MaterializedBuild(build_id, True):
+        full = True  # another build (or an unfinished run): restated rows anywhere in history
+    _record_materialized(settings, kind, MaterializedBuild(build_id, False))
     runs: list[MaterializationRun] = []
     for view in registered:
         if views is not None and view.name not in views:
@@ -340,6 +420,8 @@ def materialize(
                 view.name, "full" if backfill else "incremental", start, end, time.perf_counter() - started
             )
         )
+    if views is None or set(views) >= {v.name for v in registered}:
+        _record_materialized(settings, kind, MaterializedBuild(build_id, True))
     return runs
 
 

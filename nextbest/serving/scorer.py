@@ -46,7 +46,7 @@ from nextbest.serving.errors import (
 )
 from nextbest.serving.results import NO_CANDIDATE_REASON, RankedProduct, Ranking
 from nextbest.settings import ServingSettings, Settings
-from nextbest.training.artifacts import METADATA_FILE, latest_bundle, load_bundle
+from nextbest.training.artifacts import METADATA_FILE, check_bundle_build, latest_bundle, load_bundle
 from nextbest.training.scoring import ScoredFrame, input_columns, ranking_order, score_bundle
 
 KEY_COLUMNS: tuple[str, ...] = (CUSTOMER_ID, PRODUCT_ID)
@@ -177,6 +177,7 @@ class Scorer:
             expected_features=expected_bundle_features(self.bundle_path, self.reader.features),
             expected_service=self.service.name,
         )
+        check_bundle_build(self.bundle, settings, self.online_kind, self.serving.allow_build_mismatch)
         self.input_columns = input_columns(self.bundle)
 
     @property

@@ -4,8 +4,8 @@ A bundle is a directory ``<models_dir>/<version>/`` holding
   - ``ranker.txt``: the LightGBM booster in LightGBM's text format;
   - ``calibrators.joblib``: the per-product calibrators (absent when there are none);
   - ``bundle.json``: the ordered feature list, categorical mappings, feature service name and
-    version, dbt manifest hash, training config, data range, build vars, metrics, code version,
-    created_at.
+    version, dbt manifest hash, training config, data range, build vars, the build id and dbt vars of
+    the build it was trained on, metrics, code version, created_at.
 It is written to a temporary directory beside its final place and renamed in one step, so a
 reader never sees a half-written bundle.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -33,6 +34,9 @@ import lightgbm as lgb
 import numpy as np
 
 from nextbest.errors import UserError
+from nextbest.features.store import materialized_build
+from nextbest.marts import build_record
+from nextbest.settings import BuildVars, OnlineKind, Settings
 from nextbest.training.calibration import Calibrators
 from nextbest.training.ranker import FittedRanker
 
@@ -69,8 +73,14 @@ def _legacy_package_names() -> Iterator[None]:
                 sys.modules.pop(alias, None)
 
 
+log = logging.getLogger(__name__)
+
+ALLOW_BUILD_MISMATCH_ENV = "NEXTBEST_SERVING_ALLOW_BUILD_MISMATCH"
+"""The setting (``ServingSettings.allow_build_mismatch``) that serves a bundle of another build anyway."""
+
+
 class BundleMismatchError(UserError, ValueError):
-    """A bundle was trained on a different feature list or feature service than the live one."""
+    """A bundle was trained on a different feature list, feature service or build than the live one."""
 
 
 @dataclass
@@ -87,6 +97,10 @@ class ModelBundle:
         data_range: e.g. ``{"train_start": "2023-01-31", "train_end": ..., "valid_end": ...}``.
         build_vars: the dbt vars the warehouse was built with (``nextbest.settings.BuildVars``: label
             horizon, activity look-back); empty when the build recorded none.
+        build_id: the build the bundle was trained on (``warehouse/builds/<id>``); None for a warehouse in
+            the flat layout, or a bundle saved before builds had ids.
+        dbt_vars: every dbt var of that build (horizon_months, activity_lookback_months, burn_in_months,
+            observed_until); empty when unknown.
         metrics: evaluation metrics (name -> number).
         unused_features: features of the FeatureService the ranker leaves out (the training config's
             ``exclude_feature_groups``); served, so not a mismatch.
@@ -102,6 +116,8 @@ class ModelBundle:
     training_config: dict[str, Any] = field(default_factory=dict)
     data_range: dict[str, str] = field(default_factory=dict)
     build_vars: dict[str, Any] = field(default_factory=dict)
+    build_id: str | None = None
+    dbt_vars: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     unused_features: list[str] = field(default_factory=list)
     code_version: str = field(default_factory=lambda: code_version())
@@ -183,6 +199,8 @@ def _metadata(bundle: ModelBundle) -> dict[str, Any]:
         "training_config": bundle.training_config,
         "data_range": bundle.data_range,
         "build_vars": bundle.build_vars,
+        "build_id": bundle.build_id,
+        "dbt_vars": bundle.dbt_vars,
         "metrics": bundle.metrics,
         "unused_features": bundle.unused_features,
         "code_version": bundle.code_version,
@@ -291,11 +309,79 @@ def load_bundle(
         training_config=meta["training_config"],
         data_range=meta["data_range"],
         build_vars=meta.get("build_vars", {}),
+        build_id=meta.get("build_id"),
+        dbt_vars=meta.get("dbt_vars", {}),
         metrics=meta["metrics"],
         unused_features=list(meta.get("unused_features", [])),
         code_version=meta["code_version"],
         created_at=meta["created_at"],
     )
+
+
+def build_differences(
+    bundle: ModelBundle, live_id: str | None, live_vars: dict[str, Any] | None
+) -> list[str]:
+    """How the build a bundle was trained on differs from the live build (empty when it does not).
+
+    A bundle saved before builds had ids (no ``build_id`` while the live build has one) is not a
+    difference: it cannot be checked, and ``check_bundle_build`` only warns. dbt vars are compared on
+    the vars both recorded (an older bundle holds only ``build_vars``: horizon and look-back).
+    """
+    problems = []
+    if bundle.build_id is not None and bundle.build_id != live_id:
+        live = live_id or "the flat layout"
+        problems.append(f"trained on build {bundle.build_id}, the live build is {live}")
+    trained, live_vars = bundle.dbt_vars or bundle.build_vars, live_vars or {}
+    changed = sorted(k for k in trained.keys() & live_vars.keys() if str(trained[k]) != str(live_vars[k]))
+    if changed:
+        diffs = ", ".join(f"{k} {trained[k]} (bundle) vs {live_vars[k]} (live)" for k in changed)
+        problems.append(f"dbt vars differ: {diffs}")
+    return problems
+
+
+def check_bundle_build(
+    bundle: ModelBundle, settings: Settings, online: OnlineKind, allow_mismatch: bool = False
+) -> list[str]:
+    """Refuse to serve ``bundle`` on another build than the one it was trained on, or a mixed store.
+
+    Compares the bundle's build id and dbt vars with the live build (``settings``), and the online
+    store's materialized build with the live one.
+
+    Args:
+        bundle: the loaded model bundle.
+        settings: the live build (its pointer and ``build.json``) and the Feast directory.
+        online: the online store kind serving reads.
+        allow_mismatch: log the differences as a warning instead of refusing
+            (``NEXTBEST_SERVING_ALLOW_BUILD_MISMATCH=true``).
+
+    Returns:
+        The differences found (logged when allowed), empty when the bundle matches.
+
+    Raises:
+        BundleMismatchError: a difference, one line naming the builds, the vars and what to do.
+    """
+    live_id = settings.current_build_id
+    record = build_record(settings)
+    flat_vars = BuildVars.read(settings.build_vars_path)
+    live_vars = record.dbt_vars if record is not None else flat_vars.model_dump() if flat_vars else {}
+    problems = build_differences(bundle, live_id, live_vars)
+    loaded = materialized_build(settings, online)
+    if loaded is not None and (loaded.build_id != live_id or not loaded.complete):
+        state = "" if loaded.complete else " (materialization not finished)"
+        problems.append(
+            f"the {online} online store holds build {loaded.build_id or 'of the flat layout'}{state}, "
+            f"the live build is {live_id or 'the flat layout'}: run `nextbest features materialize`"
+        )
+    if bundle.build_id is None and live_id is not None:
+        log.warning("model bundle %s records no build (saved by an older nextbest)", bundle.version)
+    if problems and not allow_mismatch:
+        raise BundleMismatchError(
+            f"model bundle {bundle.version} does not match the live build: {'; '.join(problems)}; retrain "
+            f"(`nextbest train`) or serve it anyway with {ALLOW_BUILD_MISMATCH_ENV}=true"
+        )
+    for problem in problems:
+        log.warning("serving model bundle %s despite: %s", bundle.version, problem)
+    return problems
 
 
 def latest_bundle(models_dir: Path) -> Path | None:

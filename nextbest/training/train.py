@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from nextbest.columns import LABEL, ORACLE_PROBABILITY, PROBABILITY, PRODUCT_ID, SCORE
-from nextbest.features.store import get_store
-from nextbest.marts import manifest_path
+from nextbest.features.store import check_applied_build, get_store
+from nextbest.marts import build_record, manifest_path
 from nextbest.settings import BuildVars, Settings
 from nextbest.training import evaluate as ev
 from nextbest.training.artifacts import ModelBundle, file_sha256, save_bundle
@@ -145,7 +145,9 @@ def load_frames(
 ) -> Frames:
     """Labels + point-in-time features of every split (through the FeatureService)."""
     say = progress or (lambda _msg: None)
-    cols = feature_columns(get_store(settings), config)
+    store = get_store(settings)
+    cols = feature_columns(store, config)
+    check_applied_build(settings, store)  # features and labels from one build
     # before the minutes of retrieval: a misspelt excluded group fails at once
     groups = kept_feature_groups(feature_groups(settings, cols), config.exclude_feature_groups)
     parts = {}
@@ -477,6 +479,12 @@ def recorded_build_vars(settings: Settings) -> dict[str, Any]:
     return {} if recorded is None else recorded.model_dump()
 
 
+def recorded_dbt_vars(settings: Settings) -> dict[str, Any]:
+    """The dbt vars of the build (horizon, look-back, burn-in, observed_until); {} for the flat layout."""
+    record = build_record(settings)
+    return {} if record is None else dict(record.dbt_vars)
+
+
 def _manifest_hash(settings: Settings) -> str | None:
     path = manifest_path(settings)
     return file_sha256(path) if path.exists() else None
@@ -508,6 +516,8 @@ def build_bundle(
         training_config=training_config,
         data_range=split.as_dict(),
         build_vars=recorded_build_vars(settings),
+        build_id=settings.current_build_id,
+        dbt_vars=recorded_dbt_vars(settings),
         metrics={k: v for k, v in evaluation.flat.items() if np.isfinite(v)},
         unused_features=[f for f in feature_columns(store, config) if f not in models.ranker.feature_cols],
     )
@@ -521,6 +531,7 @@ def train(settings: Settings, config: TrainingConfig, progress: Progress | None 
     """
 
     say = progress or (lambda _msg: None)
+    settings = settings.pinned()  # the build live now, even if another build finishes meanwhile
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     split = split_snapshots(labelled_snapshots(settings), config.split)

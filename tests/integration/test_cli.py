@@ -17,6 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from nextbest.settings import Settings
+
 pytestmark = pytest.mark.integration
 
 
@@ -85,7 +87,7 @@ def test_build_vars_given_once_are_kept_by_the_next_build(home: Path, tmp_path: 
     second = nextbest(own, "build", "--no-feast")
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "snapshots: 6 (4 labelled" in second.stdout
-    kept = json.loads((own / "warehouse" / "build_vars.json").read_text())
+    kept = json.loads(Settings(home=own).build_vars_path.read_text())  # the live build's
     assert kept == {"horizon_months": 2, "activity_lookback_months": 3}
     # built without Feast: training says what to run, without a traceback
     untrained = nextbest(own, "train")

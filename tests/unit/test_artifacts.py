@@ -239,3 +239,41 @@ class TestHelpers:
 
     def test_code_version_is_non_empty(self) -> None:
         assert code_version().strip() != ""
+
+
+class TestBuild:
+    VARS = {
+        "horizon_months": 1,
+        "activity_lookback_months": 3,
+        "burn_in_months": 0,
+        "observed_until": "2024-06-30",
+    }
+
+    def test_build_id_and_dbt_vars_round_trip_and_old_bundles_have_none(
+        self, bundle: ModelBundle, tmp_path: Path
+    ) -> None:
+        built = replace(bundle, build_id="20240701T000000000000Z-abc123", dbt_vars=self.VARS)
+        path = save_bundle(built, tmp_path)
+        loaded = load_bundle(path)
+        assert loaded.build_id == "20240701T000000000000Z-abc123" and loaded.dbt_vars == self.VARS
+        meta = json.loads((path / "bundle.json").read_text())
+        del meta["build_id"], meta["dbt_vars"]
+        (path / "bundle.json").write_text(json.dumps(meta))
+        assert load_bundle(path).build_id is None and load_bundle(path).dbt_vars == {}
+
+    def test_differences_name_the_builds_and_each_changed_var(self, bundle: ModelBundle) -> None:
+        trained = replace(bundle, build_id="A", dbt_vars=self.VARS)
+        assert artifacts.build_differences(trained, "A", dict(self.VARS)) == []
+        live = self.VARS | {"horizon_months": 2, "observed_until": "2024-07-31"}
+        assert artifacts.build_differences(trained, "B", live) == [
+            "trained on build A, the live build is B",
+            "dbt vars differ: horizon_months 1 (bundle) vs 2 (live), "
+            "observed_until 2024-06-30 (bundle) vs 2024-07-31 (live)",
+        ]
+
+    def test_a_bundle_without_a_build_id_is_compared_on_its_vars_only(self, bundle: ModelBundle) -> None:
+        old = replace(bundle, build_vars={"horizon_months": 1, "activity_lookback_months": 3})
+        assert artifacts.build_differences(old, "B", dict(self.VARS)) == []
+        assert artifacts.build_differences(old, "B", self.VARS | {"activity_lookback_months": 6}) == [
+            "dbt vars differ: activity_lookback_months 3 (bundle) vs 6 (live)"
+        ]

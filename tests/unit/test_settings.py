@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,26 @@ class TestBuildVars:
             BuildVars(horizon_months=0, activity_lookback_months=3)
         with pytest.raises(ValueError, match="extra"):
             BuildVars.model_validate({"horizon_months": 1, "activity_lookback_months": 3, "bogus": 1})
+
+
+class TestBuildPaths:
+    def test_without_a_pointer_the_flat_layout_is_read(self, tmp_path: Path) -> None:
+        settings = Settings(home=tmp_path)
+        assert settings.live_build_id is None and settings.current_build_id is None
+        assert settings.marts_dir == tmp_path / "warehouse" / "marts"
+        assert not (tmp_path / "warehouse").exists(), "reading settings creates nothing"
+
+    def test_paths_follow_the_live_pointer_when_read_and_a_pinned_copy_stays(self, tmp_path: Path) -> None:
+        settings = Settings(home=tmp_path)
+        settings.warehouse_dir.mkdir()
+        settings.live_pointer_path.write_text(json.dumps({"build_id": "A"}))
+        assert settings.marts_dir == tmp_path / "warehouse" / "builds" / "A" / "marts"
+        assert settings.build_vars_path == tmp_path / "warehouse" / "builds" / "A" / "build_vars.json"
+        pinned = settings.pinned()
+        settings.live_pointer_path.write_text(json.dumps({"build_id": "B"}))
+        assert settings.build_dir.name == "B" and pinned.build_dir.name == "A"
+        assert pinned.live_build_id == "B" and pinned.current_build_id == "A"
+
+    def test_nextbest_build_id_pins_a_build(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("NEXTBEST_BUILD_ID", "C")
+        assert Settings(home=tmp_path).marts_dir == tmp_path / "warehouse" / "builds" / "C" / "marts"
