@@ -245,17 +245,25 @@ class Violation:
     examples: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
     detail: str = ""
 
-    def describe(self) -> str:
-        """One line per violation, then the example rows, e.g.
+    def headline(self) -> str:
+        """The violation in one line, without example rows, e.g.
 
-        ``holdings.parquet: column 'ended_on': rule 'ended_on > started_on' violated by 3 rows, e.g.: ...``
+        ``holdings.parquet: column 'ended_on': rule 'ended_on > started_on' violated by 3 rows``
         """
         where = f"{self.file}: column '{self.column}'" if self.column else self.file
         text = f"{where}: rule '{self.rule}' violated"
         if self.count is not None:
             text += f" by {self.count} row{'s' if self.count != 1 else ''}"
         if self.detail:
-            text += f": {self.detail}"
+            text += f": {' '.join(self.detail.split())}"
+        return text
+
+    def describe(self) -> str:
+        """The headline, then the example rows, e.g.
+
+        ``holdings.parquet: column 'ended_on': rule 'ended_on > started_on' violated by 3 rows, e.g.: ...``
+        """
+        text = self.headline()
         if self.examples:
             rows = "\n".join(
                 "    " + repr({k: _format_value(v) for k, v in row.items()}) for row in self.examples

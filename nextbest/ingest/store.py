@@ -740,7 +740,14 @@ def read_dataset_meta(raw_dir: Path) -> DatasetMeta:
     path = Path(raw_dir) / DATASET_META_FILE
     if not path.exists():
         raise ContractError(
-            [Violation(DATASET_META_FILE, None, "present after ingest", detail=f"not found in {raw_dir}")]
+            [
+                Violation(
+                    DATASET_META_FILE,
+                    None,
+                    "present after ingest",
+                    detail=f"not found in {raw_dir}: run `nextbest ingest synthetic|completejourney|dir`",
+                )
+            ]
         )
     partial = _read_partial_meta(path)
     if partial.name is None or partial.observed_until is None:

@@ -6,9 +6,11 @@
   time of every candidate-grain mart. This one streams the query straight to
   `<external_root>/<model>.parquet` with COPY (an empty result gives an empty file with the right schema)
   and puts a view over the file in its place, so refs and tests read the file. Only parquet is supported.
+  The path reaches SQL as a quoted literal (single quotes doubled), never pasted raw.
 -#}
 {% materialization parquet_file, adapter='duckdb' %}
   {%- set location = render(config.get('location', default=external_location(this, config))) -%}
+  {%- set location_literal = "'" ~ (location | replace("'", "''")) ~ "'" -%}
   {%- set target_relation = this.incorporate(type='view') -%}
   {%- set existing_relation = load_cached_relation(this) -%}
 
@@ -16,7 +18,7 @@
   {{ run_hooks(pre_hooks, inside_transaction=True) }}
 
   {% call statement('write_parquet') -%}
-    copy ({{ sql }}) to '{{ location }}' (format parquet, compression zstd)
+    copy ({{ sql }}) to {{ location_literal }} (format parquet, compression zstd)
   {%- endcall %}
 
   {% if existing_relation is not none and existing_relation.type != 'view' %}
@@ -25,7 +27,7 @@
 
   {% call statement('main') -%}
     create or replace view {{ target_relation }} as (
-        select * from read_parquet('{{ location }}')
+        select * from read_parquet({{ location_literal }})
     )
   {%- endcall %}
 
