@@ -9,7 +9,12 @@ What lives here:
     * ``accepted_source_type`` : which arrow types are accepted for a logical type before normalisation;
     * ``pandera_schema``: the per-row rules of one file, checked on normalised data;
     * ``ContractError`` / ``Violation``: how a broken rule is reported;
+    * sanity rules: ``NON_EMPTY_FILES``, ``DateWindow`` (plausible dates, default 1900-01-01 .. today
+      + 1 year) and ``meta_violations`` (``observed_until`` and ``burn_in_months`` against the data);
     * ``DatasetMeta`` / ``parse_dataset_meta``: the optional ``dataset.json``.
+
+Time zone aware timestamps keep their local calendar date in a date column and become naive UTC in a
+timestamp column (see ``nextbest.ingest.store``).
 
 Cross-file and cross-row rules (uniqueness, references, overlapping intervals) are SQL and live in
 ``nextbest.ingest.store`` because they run in DuckDB over whole files.
