@@ -176,6 +176,8 @@ def dbt_failure_line(message: str, log_path: Path | None) -> str:
     """One line for a failed dbt run: its first line, the failing nodes (from the message, else the
     log's last run) and where the log is, e.g.
     ``dbt build failed (exit 1): failed test not_null_x; log: /home/warehouse/dbt_logs/dbt.log``."""
+    if message and "\n" not in message:  # already one line, e.g. a locked warehouse naming the PID
+        return message
     head = message.splitlines()[0].rstrip(":") if message else "dbt failed"
     found = _DBT_FAILED_NODE.findall(message)
     if not found and log_path is not None and log_path.is_file():

@@ -22,7 +22,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from nextbest.cli import main
+from nextbest.cli import dbt_failure_line, main
 from nextbest.ingest.store import ingest_directory
 from tests.data.raw_builders import tiny_frames, write_raw_dataset, write_tiny_dataset
 
@@ -198,3 +198,17 @@ def test_a_failing_dbt_build_names_the_node_and_the_log(run: Runner, ingested: P
     assert line.startswith("nextbest: dbt build failed (exit 1): failed model stg_raw__products")
     log = Path(line.removesuffix(DEBUG_HINT).split("; log: ")[1])
     assert log.is_file() and log.name == "dbt.log" and "stg_raw__products" in log.read_text()
+
+
+def test_dbt_failure_line_names_every_failed_node_of_the_message() -> None:
+    message = (
+        "dbt build failed (exit 1):\n12:00:01  Failure in test not_null_x (models/x.yml)\n"
+        "12:00:01  Failure in unit_test test_y (models/y.yml)\n"
+        "12:00:02  Failure in test not_null_x (models/x.yml)"
+    )
+    assert dbt_failure_line(message, Path("/w/dbt_logs/dbt.log")) == (
+        "dbt build failed (exit 1): failed test not_null_x, unit_test test_y; log: /w/dbt_logs/dbt.log"
+    )
+    assert dbt_failure_line("the DuckDB file x is locked by another process", None) == (
+        "the DuckDB file x is locked by another process"
+    )
