@@ -129,7 +129,7 @@ def _source_schema(path: Path) -> pa_arrow.Schema:
 
     Raises:
         ContractError: no part, an unreadable part, a column name twice in a part, or a column whose
-            type differs between parts in a way that cannot be merged (e.g. int64 in one, string in another).
+            types in two parts cannot be merged (e.g. int64 in one, string in another).
     """
     parts = _parquet_parts(path)
     if not parts:
@@ -503,7 +503,8 @@ def _date_window_rules(file: str, window: DateWindow) -> list[_SqlRule]:
 
 
 def _sql_rules(present: Sequence[str], window: DateWindow) -> list[_SqlRule]:
-    rules = [*(r for f in present for r in _date_window_rules(f, window)),
+    rules = [r for f in present for r in _date_window_rules(f, window)]
+    rules += [
         _unique_rule(CUSTOMERS_FILE, "customer_id"),
         _unique_rule(PRODUCTS_FILE, "product_id"),
         _reference_rule(HOLDINGS_FILE, "customer_id", CUSTOMERS_FILE),
