@@ -2,9 +2,9 @@
 (issue 11): a step not run yet, a rejected dataset, a bad option, a failing dbt build. ``--debug`` and
 ``NEXTBEST_DEBUG=1`` bring the traceback back; Typer's own usage errors keep their box and exit 2.
 
-A real (tiny) dataset and real dbt. Two tests run the command as a subprocess (its exit code and stderr
-as a shell sees them); the others call its entry point ``nextbest.cli.main`` in this process: the same
-code, without the import of a fresh interpreter (~10 s of CPU each, mostly Feast).
+A real (tiny) dataset and real dbt. One test runs the command as a subprocess (its exit code and stderr
+as a shell sees them; ``test_cli.py`` runs more); the others call its entry point ``nextbest.cli.main``
+in this process: the same code, without the import of a fresh interpreter (~10 s of CPU, mostly Feast).
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base / "home"
 
 
-# ------------------------------------------------------------------------------------------ real processes
+# ------------------------------------------------------------------------------------------ a real process
 
 
 def test_build_with_nothing_ingested_says_to_ingest(tmp_path: Path) -> None:
@@ -104,8 +104,11 @@ def test_build_with_nothing_ingested_says_to_ingest(tmp_path: Path) -> None:
     assert "No ingested dataset" in line and "nextbest ingest" in line
 
 
+# ------------------------------------------------------------------------------------------ in process
+
+
 def test_a_rejected_ingest_is_one_line_on_stderr_with_the_details_on_stdout(
-    ingested: Path, tmp_path: Path
+    run: Runner, ingested: Path, tmp_path: Path
 ) -> None:
     raw = ingested / "raw"
     before = _hashes(raw)
@@ -114,7 +117,7 @@ def test_a_rejected_ingest_is_one_line_on_stderr_with_the_details_on_stdout(
     frames["holdings"].loc[0, "customer_id"] = "nobody"
     bad = write_raw_dataset(tmp_path / "bad", frames["customers"], frames["products"], frames["holdings"])
 
-    result = nextbest(ingested, "ingest", "dir", str(bad))
+    result = run(ingested, "ingest", "dir", str(bad))
 
     line = one_line(result, STEP_FAILED)
     assert "customers.parquet: column 'joined_on': rule '1900-01-01 <= joined_on <= " in line
@@ -123,9 +126,6 @@ def test_a_rejected_ingest_is_one_line_on_stderr_with_the_details_on_stdout(
     assert "unchanged" in stdout and "customer_id exists in customers.parquet" in stdout
     assert "'joined_on': '9999-12-31'" in stdout  # the example rows are on stdout
     assert _hashes(raw) == before
-
-
-# ------------------------------------------------------------------------------------------ in process
 
 
 def test_train_with_nothing_ingested_says_to_ingest(run: Runner, tmp_path: Path) -> None:
