@@ -154,7 +154,11 @@ def _is_step_failure(err: BaseException) -> bool:
 
 
 def exit_code(err: BaseException) -> int:
-    """``STEP_FAILED`` for a rejected dataset, a failed or missing step; ``BAD_INPUT`` otherwise."""
+    """The error's own ``exit_code`` attribute if it has one (a ``UserError`` subclass may set it), else
+    ``STEP_FAILED`` for a rejected dataset, a failed or missing step, ``BAD_INPUT`` otherwise."""
+    own = getattr(err, "exit_code", None)
+    if isinstance(own, int):
+        return own
     return STEP_FAILED if _is_step_failure(err) else BAD_INPUT
 
 
