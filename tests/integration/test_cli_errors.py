@@ -168,6 +168,21 @@ def test_an_empty_date_window_is_a_usage_error(run: Runner, ingested: Path) -> N
     assert "is after --latest-date" in result.stderr
 
 
+def test_the_date_window_options_widen_the_plausible_dates(run: Runner, tmp_path: Path) -> None:
+    frames = tiny_frames()
+    frames["customers"].loc[0, "joined_on"] = dt.date(1850, 6, 1)  # an old bank's first customer
+    source = write_raw_dataset(tmp_path / "old", frames["customers"], frames["products"], frames["holdings"])
+    home = tmp_path / "home"
+
+    assert "1900-01-01 <= joined_on" in one_line(run(home, "ingest", "dir", str(source)), STEP_FAILED)
+    accepted = run(home, "ingest", "dir", str(source), "--earliest-date", "1800-01-01")
+
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    assert pq.read_table(home / "raw" / "customers.parquet").column("joined_on")[0].as_py() == dt.date(
+        1850, 6, 1
+    )
+
+
 def test_typer_usage_errors_keep_their_message_and_exit_2(run: Runner, tmp_path: Path) -> None:
     result = run(tmp_path / "home", "rank")
     assert result.returncode == BAD_INPUT
