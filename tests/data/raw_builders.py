@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,89 @@ def tiny_frames() -> dict[str, pd.DataFrame]:
         }
     )
     return {"customers": customers, "products": products, "holdings": holdings, "transactions": transactions}
+
+
+RANDOM_FIRST_DAY = dt.date(2019, 1, 1)
+RANDOM_OBSERVED_UNTIL = dt.date(2021, 12, 31)
+"""``random_small_frames`` draws every date in [RANDOM_FIRST_DAY, RANDOM_OBSERVED_UNTIL]."""
+
+
+def random_small_frames(rng: random.Random) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """A random valid small dataset and its ``dataset.json``: the frames of ``tiny_frames()`` plus a meta.
+
+    1-4 customers, 1-3 products, 1-6 holdings (non-overlapping per customer and product: at most one
+    interval each, ending after it starts or open), 0-4 transactions of known customers (product known
+    or null); dates in [RANDOM_FIRST_DAY, RANDOM_OBSERVED_UNTIL]; meta ``observed_until`` =
+    RANDOM_OBSERVED_UNTIL and a ``burn_in_months`` below the months observed (at most 6).
+    """
+
+    def day(lo: dt.date = RANDOM_FIRST_DAY, hi: dt.date = RANDOM_OBSERVED_UNTIL) -> dt.date:
+        return lo + dt.timedelta(days=rng.randint(0, (hi - lo).days))
+
+    n_customers, n_products = rng.randint(1, 4), rng.randint(1, 3)
+    customer_ids = [f"c{i}" for i in range(1, n_customers + 1)]
+    product_ids = [f"p{i}" for i in range(1, n_products + 1)]
+    customers = pd.DataFrame(
+        {
+            "customer_id": customer_ids,
+            "joined_on": [day() for _ in customer_ids],
+            "birth_year": pd.array(
+                [rng.choice([None, rng.randint(1940, 2005)]) for _ in customer_ids], "Int64"
+            ),
+            "income": [rng.choice([None, float(rng.randint(0, 90_000))]) for _ in customer_ids],
+            "segment": [rng.choice([None, "mass", "affluent"]) for _ in customer_ids],
+            "region": [rng.choice([None, "north", "south"]) for _ in customer_ids],
+        }
+    )
+    products = pd.DataFrame(
+        {
+            "product_id": product_ids,
+            "product_name": [f"Product {p}" for p in product_ids],
+            "category": [rng.choice(["accounts", "loans", "cards"]) for _ in product_ids],
+            "min_age": pd.array([None] * n_products, dtype="Int64"),
+            "max_age": pd.array([None] * n_products, dtype="Int64"),
+        }
+    )
+    pairs = [(c, p) for c in customer_ids for p in product_ids]
+    held = rng.sample(pairs, rng.randint(1, min(6, len(pairs))))
+    starts = [day() for _ in held]
+    ends = [rng.choice([None, day(s + dt.timedelta(days=1), dt.date(2022, 1, 1))]) for s in starts]
+    ends = [None if e is not None and e > RANDOM_OBSERVED_UNTIL else e for e in ends]
+    holdings = pd.DataFrame(
+        {
+            "customer_id": [c for c, _ in held],
+            "product_id": [p for _, p in held],
+            "started_on": starts,
+            "ended_on": ends,
+        }
+    )
+    n_transactions = rng.randint(0, 4)
+    transactions = pd.DataFrame(
+        {
+            "customer_id": pd.array([rng.choice(customer_ids) for _ in range(n_transactions)], "string"),
+            "product_id": pd.array(
+                [rng.choice([None, *product_ids]) for _ in range(n_transactions)], "string"
+            ),
+            "occurred_at": pd.to_datetime(
+                [dt.datetime.combine(day(), dt.time(rng.randint(0, 23))) for _ in range(n_transactions)]
+            ).astype("datetime64[us]"),
+            "amount": pd.array([float(rng.randint(-500, 500)) for _ in range(n_transactions)], "float64"),
+        }
+    )
+    first = transactions["occurred_at"].min().date() if n_transactions else None
+    first = first or min(min(customers["joined_on"]), min(holdings["started_on"]))
+    months = (RANDOM_OBSERVED_UNTIL.year - first.year) * 12 + RANDOM_OBSERVED_UNTIL.month - first.month + 1
+    meta = {
+        "observed_until": RANDOM_OBSERVED_UNTIL.isoformat(),
+        "burn_in_months": rng.randint(0, min(6, months - 1)),
+    }
+    frames = {
+        "customers": customers,
+        "products": products,
+        "holdings": holdings,
+        "transactions": transactions,
+    }
+    return frames, meta
 
 
 def write_raw_dataset(
