@@ -60,6 +60,8 @@ class BuildFailedError(DbtError):
 class BuildInProgressError(UserError):
     """Another ``nextbest build`` holds the build lock; the message names its PID."""
 
+    exit_code = 1  # a step is running, not bad input
+
 
 TEST_SAMPLE_CUSTOMERS = 20_000
 """Above this many customers, the heaviest dbt tests run on a hash sample of about this many."""

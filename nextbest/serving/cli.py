@@ -40,7 +40,10 @@ def serve(
     import uvicorn
 
     from nextbest.serving.api import create_app
+    from nextbest.serving.scorer import Scorer
 
+    # fail here, in one line, rather than inside uvicorn's start-up: what each worker will load must load
+    Scorer(settings or get_settings())
     workers = workers or (1 if settings is not None else get_settings().serving.workers)
     common = {"host": host, "port": port, "timeout_keep_alive": KEEP_ALIVE_S, "access_log": False}
     if workers > 1:
@@ -105,14 +108,8 @@ def rank_command(
     """Rank one customer's candidate products through the online store and print a table.
 
     A request the service refuses (unknown customer or product, no model, store down, stale features)
-    ends in one line naming the reason and exit code 1, not a traceback."""
-    from nextbest.serving.errors import ServingError
-
-    try:
-        rank(customer_id, k)
-    except ServingError as err:
-        console.print(f"[red]{type(err).__name__}: {err}[/red]")
-        raise typer.Exit(1) from None
+    ends in one line on stderr naming the reason and exit code 1 (``nextbest.cli.main``), not a traceback."""
+    rank(customer_id, k)
 
 
 @app.command("score-batch")

@@ -42,3 +42,8 @@ class StaleFeaturesError(ServingError):
 
 class NoModelError(ServingError, FileNotFoundError):
     """No model bundle to serve."""
+
+
+class FeatureStoreNotAppliedError(ServingError):
+    """The feature store has no registered FeatureService / views to serve from (``nextbest features apply``
+    or ``nextbest build`` has not run since the registry was removed)."""

@@ -26,6 +26,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 from feast import FeatureService
+from feast.errors import FeastObjectNotFoundException
 
 from nextbest.columns import CUSTOMER_ID, PRODUCT_ID
 from nextbest.features.definitions import FEATURE_SERVICE_NAME
@@ -36,6 +37,7 @@ from nextbest.features.store import get_store, load_specs
 from nextbest.marts import DIM_PRODUCTS, mart_path
 from nextbest.serving.candidates import candidate_mask
 from nextbest.serving.errors import (
+    FeatureStoreNotAppliedError,
     InvalidRequestError,
     NoModelError,
     OnlineStoreUnavailableError,
@@ -159,14 +161,20 @@ class Scorer:
         self.product_ids: list[str] = self.products[PRODUCT_ID].astype(str).tolist()
         self._known_products = frozenset(self.product_ids)
         timeout_s = self.serving.read_timeout_ms / 1e3
-        self.reader = OnlineReader(
-            get_store(settings, self.serving.online_store, read_timeout_s=timeout_s),
-            FEATURE_SERVICE_NAME,
-            catalogue=self.product_ids,
-            product_cache_seconds=self.serving.product_cache_seconds,
-            read_timeout_s=timeout_s,
-            breaker=CircuitBreaker(self.serving.breaker_failures, self.serving.breaker_cooldown_s),
-        )
+        try:
+            self.reader = OnlineReader(
+                get_store(settings, self.serving.online_store, read_timeout_s=timeout_s),
+                FEATURE_SERVICE_NAME,
+                catalogue=self.product_ids,
+                product_cache_seconds=self.serving.product_cache_seconds,
+                read_timeout_s=timeout_s,
+                breaker=CircuitBreaker(self.serving.breaker_failures, self.serving.breaker_cooldown_s),
+            )
+        except FeastObjectNotFoundException as err:
+            raise FeatureStoreNotAppliedError(
+                f"the feature store has nothing to serve ({' '.join(str(err).split())}): "
+                "run `nextbest features apply` and `nextbest features materialize` (or `nextbest build`)"
+            ) from err
         self.service: FeatureService = self.reader.service
         self.views = self.reader.views
         self.online_kind: str = self.reader.online_kind

@@ -9,7 +9,9 @@ encoding must equal LightGBM's own pandas path on the same frame.
 
 from __future__ import annotations
 
+import shutil
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -179,15 +181,31 @@ class TestProductCache:
 
 
 def test_cli_rank_of_an_unknown_customer_is_one_line(
-    deployment: Settings, monkeypatch: pytest.MonkeyPatch
+    deployment: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from typer.testing import CliRunner
-
-    from nextbest.cli import app
+    from nextbest.cli import main
 
     monkeypatch.setenv("NEXTBEST_HOME", str(deployment.home))
-    result = CliRunner().invoke(app, ["rank", "no-such-customer"])
-    assert result.exit_code == 1
-    assert "UnknownCustomerError: unknown customer 'no-such-customer'" in " ".join(result.output.split())
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    assert "Traceback" not in result.output
+    with pytest.raises(SystemExit) as exited:
+        main(["rank", "no-such-customer"])
+    assert exited.value.code == 1
+    out = capsys.readouterr()
+    assert out.err.count("\n") == 1 and "Traceback" not in out.err + out.out
+    assert "unknown customer 'no-such-customer'" in out.err
+
+
+def test_cli_serve_before_a_feast_apply_is_one_line(
+    deployment: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A deployment whose Feast registry is gone: ``serve`` stops before uvicorn, naming the fix."""
+    from nextbest.cli import main
+
+    home = tmp_path / "home"
+    shutil.copytree(deployment.home, home, ignore=shutil.ignore_patterns("feast"))
+    monkeypatch.setenv("NEXTBEST_HOME", str(home))
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--port", "1"])
+    assert exited.value.code == 1
+    out = capsys.readouterr()
+    assert out.err.count("\n") == 1 and "Traceback" not in out.err + out.out
+    assert "nextbest features apply" in out.err
