@@ -202,6 +202,7 @@ def historical_features(
     entity_df: pd.DataFrame,
     service: FeatureService | str = FEATURE_SERVICE_NAME,
     candidates_only: bool = False,
+    join_keys: tuple[str, ...] | None = None,
 ) -> pd.DataFrame:
     """Point-in-time features for every row of ``entity_df``, in ``entity_df``'s row order.
 
@@ -217,6 +218,8 @@ def historical_features(
         service: the feature service (default ``ranker_v1``).
         candidates_only: raise if some row's product is not a candidate of its customer's packed row
             (training rows must all be candidates).
+        join_keys: read only the service's views keyed by exactly these keys, packed views excluded
+            (``("customer_id",)``: the customer features a customer-grain task reads); None = every view.
 
     Returns:
         ``entity_df``'s columns unchanged (same index) followed by one column per feature, in the
@@ -227,8 +230,11 @@ def historical_features(
     if ROW_ORDER_COLUMN in entity_df.columns:
         raise ValueError(f"entity_df must not contain the reserved column {ROW_ORDER_COLUMN!r}")
     views = served_views(store, service)
+    if join_keys is not None:
+        views = [v for v in views if v.join_keys == tuple(join_keys) and not v.packed]
+    dtypes = {f: dtype for v in views for f, dtype in v.dtypes.items()}
     if entity_df.empty:
-        return _empty_like(entity_df, service_dtypes(store, service))
+        return _empty_like(entity_df, dtypes)
     timestamps = pd.to_datetime(entity_df[EVENT_TIMESTAMP])
     if timestamps.dt.tz is None:
         timestamps = timestamps.dt.tz_localize("UTC")
@@ -263,7 +269,6 @@ def historical_features(
                     values = pd.Series(take_or_missing(decoded[f], pos), name=f)
                     columns[f] = cast_column(values, v.dtypes[f]).array
     out = entity_df.copy()
-    dtypes = service_dtypes(store, service)
     for v in views:
         for f in v.features:
             out[f] = pd.Series(pd.array(columns[f], dtype=dtypes[f], copy=False), index=out.index)

@@ -111,11 +111,47 @@ def show_evaluation(settings: Settings, reevaluate: bool, console: Console = con
     return 0
 
 
+def run_task_training(settings: Settings, task: str, config_path: Path, console: Console = console) -> int:
+    """Train a binary customer task (``nextbest.training.tasks``) with progress lines; print its table."""
+    from nextbest.training.config import load_config
+    from nextbest.training.tasks import task_spec, train_binary_task
+
+    config = load_config(config_path)
+    spec = task_spec(settings, task)
+    started = time.perf_counter()
+
+    def progress(message: str) -> None:
+        console.log(f"{time.perf_counter() - started:7.1f}s  {escape(message)}")
+
+    result = train_binary_task(settings, spec, config, progress)
+    for line in result.lines():
+        console.print(line, markup=False)
+    console.print(f"bundle: {result.bundle_path}")
+    return 0
+
+
+TaskOption = Annotated[
+    str | None,
+    typer.Option(
+        "--task",
+        help="A task declared by a dbt label model (meta.task), e.g. churn; default: the product ranking.",
+    ),
+]
+
+
 @app.command("train")
-def train_command(config: ConfigOption = None) -> None:
-    """Train the ranker, its calibrators and the baselines; evaluate; save the bundle and the report."""
+def train_command(config: ConfigOption = None, task: TaskOption = None) -> None:
+    """Train the ranker, its calibrators and the baselines; evaluate; save the bundle and the report.
+
+    With ``--task NAME`` (not the ranking's ``product_propensity``): the binary customer task a dbt label
+    model declares, on the same FeatureService's customer features."""
+    from nextbest.training.tasks import RANKING_TASK
+
     settings = get_settings()
-    raise typer.Exit(run_training(settings, resolve_config_path(settings, config)))
+    config_path = resolve_config_path(settings, config)
+    if task is not None and task != RANKING_TASK:
+        raise typer.Exit(run_task_training(settings, task, config_path))
+    raise typer.Exit(run_training(settings, config_path))
 
 
 @app.command("evaluate")

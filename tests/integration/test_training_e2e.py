@@ -376,3 +376,43 @@ def test_scored_test_frame_is_sorted_by_group(result: TrainResult) -> None:
     keys = result.scored_test[list(SORT_COLS)]
     assert keys.equals(keys.sort_values(list(SORT_COLS)).reset_index(drop=True))
     assert isinstance(result.scored_test, pd.DataFrame)
+
+
+# --------------------------------------------------------------------------- the churn task
+
+
+@pytest.mark.integration
+def test_churn_task_trains_on_the_customer_features_and_beats_its_rules(built: Settings) -> None:
+    from nextbest.features.retrieval import service_feature_views
+    from nextbest.training.tasks import CLASSIFIER, task_spec, train_binary_task
+
+    spec = task_spec(built, "churn")
+    assert (spec.model, spec.entity, spec.kind) == ("fct_churn_labels", "customer", "binary")
+    result = train_binary_task(built, spec, small_config())
+
+    customer_view = service_feature_views(get_store(built), "ranker_v1")["customer_monthly"]
+    assert result.model.feature_cols == customer_view  # the ranker's customer features, no fork
+    models = result.evaluation["models"]
+    rules = {"recency_rule", "transactions_last_3_months_rule"}
+    assert set(models) == {CLASSIFIER, "logistic_regression", *rules}
+    assert models[CLASSIFIER]["auroc"] > 0.7
+    assert models["recency_rule"]["reference_wins_by_2se"]
+    # the calibrated probability is monotone in the classifier's score
+    test = pd.DataFrame({"customer_id": ["x"] * 4})
+    for col in result.model.feature_cols:
+        test[col] = pd.NA
+    test["months_since_last_transaction"] = [0, 1, 3, 6]
+    ordered = np.argsort(result.model.score(test), kind="stable")
+    assert np.all(np.diff(result.model.predict_proba(test)[ordered]) >= 0)
+    meta = json.loads((result.bundle_path / "task.json").read_text())
+    assert meta["task"] == "churn" and meta["build_id"] == built.live_build_id
+    files = {p.name for p in result.bundle_path.iterdir()}
+    assert files == {"classifier.txt", "calibrator.joblib", "task.json"}
+
+
+@pytest.mark.integration
+def test_an_undeclared_task_is_one_line_naming_the_declared_ones(built: Settings) -> None:
+    from nextbest.training.tasks import UnknownTaskError, task_spec
+
+    with pytest.raises(UnknownTaskError, match="declared: churn, product_propensity"):
+        task_spec(built, "nope")

@@ -1,0 +1,457 @@
+"""Tasks beyond the ranking, on the same point-in-time features: a task is a dbt label model.
+
+A dbt model whose ``meta`` names a ``task`` is one (``entity``: ``customer`` or ``customer_product``;
+``kind``: ``binary`` or ``ranking``); ``task_specs`` reads them from the manifest of the build, so an
+analyst adds a task the way they add a feature: a label model in SQL and its yml. ``fct_ranking_labels``
+is the ``product_propensity`` ranking task (``nextbest.training.train``); a binary customer task such as
+``churn`` (``fct_churn_labels``) is trained here:
+
+labels (customer, snapshot, 0/1) -> the FeatureService's customer views, point in time -> a LightGBM
+classifier (early stopping on the validation months) -> an isotonic calibrator fitted on the validation
+months (monotone in the score) -> on the test months: AUROC (with a bootstrap standard error over
+customers), PR-AUC, Brier and ECE, against the task's baselines scored on the same rows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import joblib
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from nextbest.columns import CUSTOMER_ID, EVENT_TIMESTAMP, LABEL, SNAPSHOT_ON
+from nextbest.errors import UserError
+from nextbest.features.manifest import load_manifest
+from nextbest.features.retrieval import historical_features
+from nextbest.features.store import check_applied_build, get_store
+from nextbest.marts import existing_mart, manifest_path
+from nextbest.settings import Settings
+from nextbest.training.config import RankerConfig, SplitConfig, TrainingConfig
+from nextbest.training.metrics import expected_calibration_error
+from nextbest.training.train import split_snapshots
+
+Progress = Callable[[str], None]
+RANKING_TASK = "product_propensity"
+"""The next-best-product ranking (``fct_ranking_labels``), trained by ``nextbest.training.train``."""
+BOOTSTRAP_SAMPLES = 200
+CLASSIFIER = "classifier"
+LOGISTIC = "logistic_regression"
+
+
+class UnknownTaskError(UserError):
+    """No dbt label model declares the task (the message names the ones there are)."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task as its dbt label model declares it (``meta: {task, entity, kind}``)."""
+
+    name: str
+    model: str
+    entity: str
+    kind: str
+    description: str = ""
+
+
+def task_specs(settings: Settings) -> dict[str, TaskSpec]:
+    """Task name -> its spec, for every model of the build's manifest whose ``meta`` names a task."""
+    return task_specs_from_manifest(load_manifest(manifest_path(settings)))
+
+
+def task_specs_from_manifest(manifest: Mapping[str, Any]) -> dict[str, TaskSpec]:
+    """Task name -> its spec, for every model of a dbt manifest whose ``meta`` names a task, by name."""
+    specs = {}
+    for node in manifest.get("nodes", {}).values():
+        meta = node.get("meta") or node.get("config", {}).get("meta") or {}
+        if node.get("resource_type") == "model" and meta.get("task"):
+            spec = TaskSpec(
+                name=str(meta["task"]),
+                model=node["name"],
+                entity=str(meta.get("entity", "customer")),
+                kind=str(meta.get("kind", "binary")),
+                description=" ".join(str(node.get("description", "")).split()),
+            )
+            specs[spec.name] = spec
+    return dict(sorted(specs.items()))
+
+
+def task_spec(settings: Settings, name: str) -> TaskSpec:
+    """The spec of task ``name``; UnknownTaskError naming the declared tasks."""
+    specs = task_specs(settings)
+    if name not in specs:
+        raise UnknownTaskError(
+            f"no dbt label model declares task {name!r} (meta.task); declared: {', '.join(specs) or 'none'}"
+        )
+    return specs[name]
+
+
+# --------------------------------------------------------------------------- data
+
+
+def customer_labels(settings: Settings, model: str) -> pd.DataFrame:
+    """The label model's rows: customer_id, snapshot_on, event_timestamp (naive UTC), label."""
+    con = duckdb.connect()
+    try:
+        con.execute("set timezone = 'UTC'")
+        frame = con.execute(
+            f"select {CUSTOMER_ID}, {SNAPSHOT_ON}, {EVENT_TIMESTAMP}, {LABEL} from read_parquet(?) "
+            f"order by {EVENT_TIMESTAMP}, {CUSTOMER_ID}",
+            [str(existing_mart(settings, model))],
+        ).df()
+    finally:
+        con.close()
+    frame[CUSTOMER_ID] = frame[CUSTOMER_ID].astype(str)
+    frame[SNAPSHOT_ON] = pd.to_datetime(frame[SNAPSHOT_ON]).dt.date
+    frame[LABEL] = frame[LABEL].astype("int8")
+    return frame
+
+
+def customer_features(
+    settings: Settings, labels: pd.DataFrame, service: str, progress: Progress | None = None
+) -> pd.DataFrame:
+    """``labels`` plus the service's customer-keyed features, point in time, one retrieval per snapshot."""
+    store = get_store(settings)
+    check_applied_build(settings, store)
+    parts = []
+    for ts, part in labels.groupby(EVENT_TIMESTAMP, sort=True):
+        parts.append(historical_features(store, part, service, join_keys=(CUSTOMER_ID,)))
+        if progress:
+            progress(f"features {pd.Timestamp(ts).date()}: {len(part):,} customers")
+    return pd.concat(parts, ignore_index=True)
+
+
+def feature_matrix(
+    frame: pd.DataFrame, feature_cols: Sequence[str], categories: Mapping[str, Sequence[str]] | None = None
+) -> pd.DataFrame:
+    """The features as LightGBM takes them: numbers as float, strings as pandas categoricals.
+
+    ``categories`` (learnt on the training rows) fixes which columns are categorical and their levels
+    (an unseen level is missing); None learns them: the non-numeric columns, their levels sorted."""
+    out = {}
+    for col in feature_cols:
+        values = frame[col]
+        if categories is None:
+            if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+                out[col] = values.astype("float64")
+            else:
+                out[col] = values.astype("string").astype("category")
+        elif col in categories:
+            out[col] = pd.Categorical(values.astype(object), categories=list(categories[col]))
+        else:
+            out[col] = pd.to_numeric(values, errors="coerce").astype("float64")
+    return pd.DataFrame(out, index=frame.index)
+
+
+# --------------------------------------------------------------------------- models
+
+
+@dataclass
+class BinaryModel:
+    """A classifier and its calibrator: ``predict_proba`` is monotone in the classifier's score."""
+
+    booster: lgb.Booster
+    feature_cols: list[str]
+    categories: dict[str, list[str]]
+    calibrator: IsotonicRegression
+    best_iteration: int
+
+    def _matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return feature_matrix(frame, self.feature_cols, self.categories)
+
+    def score(self, frame: pd.DataFrame) -> np.ndarray:
+        """The classifier's raw score (log-odds) of each row."""
+        return self.booster.predict(self._matrix(frame), raw_score=True, num_iteration=self.best_iteration)
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability of the positive class."""
+        return self.calibrator.predict(self.score(frame))
+
+
+def classifier_matrices(
+    train: pd.DataFrame, valid: pd.DataFrame, feature_cols: Sequence[str]
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, list[str]]]:
+    """Train and validation matrices with the categories learnt on the training rows."""
+    x_train = feature_matrix(train, feature_cols)
+    categories = {c: list(x_train[c].cat.categories) for c in x_train if x_train[c].dtype == "category"}
+    return x_train, feature_matrix(valid, feature_cols, categories), categories
+
+
+def fit_binary(
+    train: pd.DataFrame, valid: pd.DataFrame, feature_cols: Sequence[str], params: RankerConfig
+) -> BinaryModel:
+    """LightGBM binary classifier (early stopping on the validation AUC), then isotonic calibration of
+    its score on the validation rows (monotone: the ranking of customers is the classifier's)."""
+    x_train, x_valid, categories = classifier_matrices(train, valid, feature_cols)
+    classifier = lgb.LGBMClassifier(
+        n_estimators=params.n_estimators,
+        learning_rate=params.learning_rate,
+        num_leaves=params.num_leaves,
+        min_child_samples=params.min_child_samples,
+        subsample=params.subsample,
+        subsample_freq=1 if params.subsample < 1 else 0,
+        colsample_bytree=params.colsample_bytree,
+        reg_lambda=params.reg_lambda,
+        n_jobs=params.n_jobs,
+        random_state=params.seed,
+        deterministic=True,
+        force_col_wise=True,
+        verbose=-1,
+        **params.extra,
+    )
+    classifier.fit(
+        x_train,
+        train[LABEL].to_numpy(),
+        eval_X=(x_valid,),
+        eval_y=(valid[LABEL].to_numpy(),),
+        eval_metric="auc",
+        callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)],
+    )
+    model = BinaryModel(
+        booster=classifier.booster_,
+        feature_cols=list(feature_cols),
+        categories=categories,
+        calibrator=IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0),
+        best_iteration=int(classifier.best_iteration_ or classifier.n_estimators_),
+    )
+    model.calibrator.fit(model.score(valid), valid[LABEL].to_numpy())
+    return model
+
+
+CLASSIFIER_PARAMS = RankerConfig(
+    n_estimators=2000,
+    learning_rate=0.02,
+    num_leaves=15,
+    min_child_samples=50,
+    subsample=0.8,
+    colsample_bytree=0.8,
+    reg_lambda=1.0,
+    early_stopping_rounds=200,
+)
+"""The binary tasks' classifier: small regularised trees learnt slowly, stopped on the validation AUC."""
+
+
+def fit_logistic(train: pd.DataFrame, feature_cols: Sequence[str]) -> Any:
+    """Logistic regression on the same features: numbers imputed (median) and standardised, strings
+    one-hot encoded; an sklearn pipeline with ``predict_proba``."""
+    numeric = [c for c in feature_cols if pd.api.types.is_numeric_dtype(train[c])]
+    strings = [c for c in feature_cols if c not in numeric]
+    columns = ColumnTransformer(
+        [
+            ("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
+            ("strings", make_pipeline(SimpleImputer(strategy="most_frequent"),
+                                      OneHotEncoder(handle_unknown="ignore")), strings),
+        ]
+    )
+    model = make_pipeline(columns, LogisticRegression(max_iter=2000))
+    return model.fit(_as_sklearn(train, numeric, strings), train[LABEL].to_numpy())
+
+
+def _as_sklearn(frame: pd.DataFrame, numeric: Sequence[str], strings: Sequence[str]) -> pd.DataFrame:
+    out = {c: frame[c].astype("float64") for c in numeric}
+    out |= {c: frame[c].astype(object).where(frame[c].notna(), "missing") for c in strings}
+    return pd.DataFrame(out, index=frame.index)
+
+
+TASK_RULES: dict[str, dict[str, tuple[str, float, float]]] = {
+    "churn": {
+        # months since the last transaction; never transacted = the longest gap
+        "recency_rule": ("months_since_last_transaction", 1.0, 1e6),
+        # fewer transactions in the last 3 months = more likely to churn
+        "transactions_last_3_months_rule": ("count_transactions_last_3_months", -1.0, 0.0),
+    }
+}
+"""Per task, one-feature rule baselines: name -> (feature, sign, value for a missing feature)."""
+
+
+def rule_scores(frame: pd.DataFrame, feature: str, sign: float, missing: float) -> np.ndarray:
+    """``sign * feature`` with missing values filled (a higher score = more likely positive)."""
+    return sign * frame[feature].astype("float64").fillna(missing).to_numpy()
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def bootstrap_auc(
+    label: np.ndarray, scores: Mapping[str, np.ndarray], customers: np.ndarray, reference: str,
+    samples: int = BOOTSTRAP_SAMPLES, seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """AUROC of each score with its bootstrap standard error over customers (a customer's rows drawn
+    together), and the paired difference ``reference - score`` with its standard error."""
+    codes, uniques = pd.factorize(customers)
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {name: [] for name in scores}
+    for _ in range(samples):
+        weight = np.bincount(rng.integers(0, len(uniques), len(uniques)), minlength=len(uniques))[codes]
+        kept = weight > 0
+        if label[kept].min() == label[kept].max():
+            continue
+        for name, score in scores.items():
+            draws[name].append(roc_auc_score(label[kept], score[kept], sample_weight=weight[kept]))
+    out = {}
+    ref = np.asarray(draws[reference])
+    ref_auc = roc_auc_score(label, scores[reference])
+    for name, score in scores.items():
+        values = np.asarray(draws[name])
+        auc = roc_auc_score(label, score)
+        out[name] = {
+            "auroc": float(auc),
+            "auroc_se": float(values.std(ddof=1)),
+            "auroc_below_reference": float(ref_auc - auc),
+            "auroc_below_reference_se": float((ref - values).std(ddof=1)),
+        }
+    return out
+
+
+def evaluate_binary(
+    test: pd.DataFrame, scores: Mapping[str, np.ndarray], probability: np.ndarray, reference: str = CLASSIFIER
+) -> dict[str, Any]:
+    """AUROC (bootstrap s.e. over customers), PR-AUC of every score; Brier and ECE of the calibrated
+    probability; per model whether the reference beats it by more than 2 standard errors."""
+    label = test[LABEL].to_numpy()
+    aucs = bootstrap_auc(label, scores, test[CUSTOMER_ID].to_numpy(), reference)
+    models = {}
+    for name, score in scores.items():
+        row = aucs[name] | {"pr_auc": float(average_precision_score(label, score))}
+        if name != reference:
+            row["reference_wins_by_2se"] = bool(
+                row["auroc_below_reference"] > 2 * row["auroc_below_reference_se"]
+            )
+        models[name] = row
+    models[reference] |= {
+        "brier": float(brier_score_loss(label, probability)),
+        "ece": expected_calibration_error(probability, label),
+    }
+    return {"rows": len(test), "customers": int(test[CUSTOMER_ID].nunique()),
+            "positive_rate": float(label.mean()), "models": models}
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class TaskResult:
+    """What ``train_binary_task`` fitted, measured and saved."""
+
+    spec: TaskSpec
+    model: BinaryModel
+    evaluation: dict[str, Any]
+    split: dict[str, str]
+    bundle_path: Path
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        """The evaluation as terminal lines (one per model, the reference first)."""
+        ev = self.evaluation
+        out = [f"task {self.spec.name} ({self.spec.model}): test {ev['rows']:,} rows, {ev['customers']:,} "
+               f"customers, positive rate {ev['positive_rate']:.2%}",
+               f"{'model':<34} {'AUROC':>7} {'s.e.':>6} {'PR-AUC':>7} {'Δ vs classifier':>16}"]
+        for name, row in ev["models"].items():
+            delta = "" if name == CLASSIFIER else (
+                f"{-row['auroc_below_reference']:+.4f} ± {row['auroc_below_reference_se']:.4f}"
+            )
+            out.append(
+                f"{name:<34} {row['auroc']:>7.4f} {row['auroc_se']:>6.4f} {row['pr_auc']:>7.4f} {delta:>16}"
+            )
+        ref = ev["models"][CLASSIFIER]
+        out.append(f"calibrated classifier: Brier {ref['brier']:.4f}, ECE {ref['ece']:.4f}; "
+                   f"best iteration {self.model.best_iteration}")
+        return out
+
+
+def task_split(settings: Settings, spec: TaskSpec, split: SplitConfig, snapshots: Sequence[date]) -> Any:
+    """The config's split of the task's labelled snapshots, with a gap of horizon - 1 months when the
+    task's label model names a horizon var longer than a month (no training label window overlaps
+    the validation or test months)."""
+    from nextbest.settings import dbt_var_defaults
+
+    horizon = int(dbt_var_defaults().get(f"{spec.name}_horizon_months", 1) or 1)
+    gap = max(split.gap_snapshots, horizon - 1)
+    return split_snapshots(snapshots, split.model_copy(update={"gap_snapshots": gap}))
+
+
+def train_binary_task(
+    settings: Settings, spec: TaskSpec, config: TrainingConfig, progress: Progress | None = None,
+    params: RankerConfig = CLASSIFIER_PARAMS,
+) -> TaskResult:
+    """Fit, calibrate, evaluate and save the binary customer task ``spec`` (see the module docstring)."""
+    say = progress or (lambda _msg: None)
+    if spec.kind != "binary" or spec.entity != "customer":
+        raise UnknownTaskError(f"task {spec.name!r} is a {spec.kind} task on {spec.entity}: "
+                               "only binary customer tasks train here (the ranking: `nextbest train`)")
+    settings = settings.pinned()
+    seconds = {}
+    started = time.perf_counter()
+    labels = customer_labels(settings, spec.model)
+    split = task_split(settings, spec, config.split, sorted(labels[SNAPSHOT_ON].unique()))
+    say(f"task {spec.name}: split {split.describe()}")
+    frames = {}
+    for name in ("train", "valid", "test"):
+        part = labels[labels[SNAPSHOT_ON].isin(set(getattr(split, name)))]
+        frames[name] = customer_features(settings, part, config.feature_service, say)
+    feature_cols = [c for c in frames["train"].columns if c not in labels.columns]
+    seconds["retrieval"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    model = fit_binary(frames["train"], frames["valid"], feature_cols, params)
+    logistic = fit_logistic(frames["train"], feature_cols)
+    seconds["fit"] = time.perf_counter() - started
+    say(f"task {spec.name}: classifier best iteration {model.best_iteration}")
+
+    test = frames["test"]
+    numeric = [c for c in feature_cols if pd.api.types.is_numeric_dtype(frames["train"][c])]
+    strings = [c for c in feature_cols if c not in numeric]
+    scores = {
+        CLASSIFIER: model.score(test),
+        LOGISTIC: logistic.predict_proba(_as_sklearn(test, numeric, strings))[:, 1],
+    }
+    for name, (feature, sign, missing) in TASK_RULES.get(spec.name, {}).items():
+        if feature in test:
+            scores[name] = rule_scores(test, feature, sign, missing)
+    evaluation = evaluate_binary(test, scores, model.predict_proba(test))
+    bundle_path = save_task_bundle(settings, spec, model, evaluation, split.as_dict())
+    return TaskResult(spec, model, evaluation, split.as_dict(), bundle_path, seconds)
+
+
+def task_models_dir(settings: Settings, task: str) -> Path:
+    """Where the bundles of ``task`` are kept (apart from the ranker's, which ``latest_bundle`` lists)."""
+    return settings.models_dir / "tasks" / task
+
+
+def save_task_bundle(
+    settings: Settings, spec: TaskSpec, model: BinaryModel, evaluation: Mapping[str, Any],
+    data_range: Mapping[str, str],
+) -> Path:
+    """Write ``models/tasks/<task>/<UTC stamp>/``: the booster, the calibrator and ``task.json`` (task,
+    label model, features, categories, best iteration, build id, data range, evaluation); written to a
+    temporary directory first and renamed, so a bundle is whole or absent."""
+    version = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
+    final = task_models_dir(settings, spec.name) / version
+    tmp = final.with_name(f".{version}.tmp")
+    tmp.mkdir(parents=True)
+    model.booster.save_model(str(tmp / "classifier.txt"), num_iteration=model.best_iteration)
+    joblib.dump(model.calibrator, tmp / "calibrator.joblib")
+    meta = {
+        "task": spec.name, "kind": spec.kind, "entity": spec.entity, "label_model": spec.model,
+        "features": model.feature_cols, "categories": model.categories,
+        "best_iteration": model.best_iteration, "build_id": settings.current_build_id,
+        "data_range": dict(data_range), "evaluation": evaluation,
+    }
+    (tmp / "task.json").write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.rename(final)
+    return final
