@@ -263,7 +263,28 @@ def _check_same_features(train: RankingData, valid: RankingData) -> None:
         raise ValueError("valid was encoded with different categories; pass categories=train.categories")
 
 
-def _eval_kwargs(features: pd.DataFrame, label: np.ndarray) -> dict[str, Any]:
+def lightgbm_kwargs(params: RankerConfig) -> dict[str, Any]:
+    """The LightGBM constructor arguments of a config (deterministic, quiet; ``extra`` passed through):
+    one place for the ranker and the binary task classifiers."""
+    return {
+        "n_estimators": params.n_estimators,
+        "learning_rate": params.learning_rate,
+        "num_leaves": params.num_leaves,
+        "min_child_samples": params.min_child_samples,
+        "subsample": params.subsample,
+        "subsample_freq": 1 if params.subsample < 1 else 0,
+        "colsample_bytree": params.colsample_bytree,
+        "reg_lambda": params.reg_lambda,
+        "n_jobs": params.n_jobs,
+        "random_state": params.seed,
+        "deterministic": True,
+        "force_col_wise": True,
+        "verbose": -1,
+        **params.extra,
+    }
+
+
+def eval_kwargs(features: pd.DataFrame, label: np.ndarray) -> dict[str, Any]:
     """The validation set in the keyword this LightGBM accepts (``eval_X``/``eval_y`` from 4.7 on)."""
     if "eval_X" in inspect.signature(lgb.LGBMModel.fit).parameters:
         return {"eval_X": (features,), "eval_y": (label,)}
@@ -285,29 +306,13 @@ def fit_ranker(
         raise ValueError("the validation split has no group")
     if valid.features is train.features:
         raise ValueError("valid is the training split: early stopping needs a held-out split")
-    model = lgb.LGBMRanker(
-        objective="lambdarank",
-        n_estimators=params.n_estimators,
-        learning_rate=params.learning_rate,
-        num_leaves=params.num_leaves,
-        min_child_samples=params.min_child_samples,
-        subsample=params.subsample,
-        subsample_freq=1 if params.subsample < 1 else 0,
-        colsample_bytree=params.colsample_bytree,
-        reg_lambda=params.reg_lambda,
-        n_jobs=params.n_jobs,
-        random_state=params.seed,
-        deterministic=True,
-        force_col_wise=True,
-        verbose=-1,
-        **params.extra,
-    )
+    model = lgb.LGBMRanker(objective="lambdarank", **lightgbm_kwargs(params))
     metric_name = f"ndcg@{eval_at}"
     model.fit(
         train.features,
         train.label,
         group=train.group_sizes,
-        **_eval_kwargs(valid.features, valid.label),
+        **eval_kwargs(valid.features, valid.label),
         eval_group=[valid.group_sizes],
         eval_at=[eval_at],
         categorical_feature=[c for c in train.feature_cols if c in train.categories],

@@ -44,6 +44,7 @@ from nextbest.marts import existing_mart, manifest_path
 from nextbest.settings import Settings
 from nextbest.training.config import RankerConfig, SplitConfig, TrainingConfig
 from nextbest.training.metrics import expected_calibration_error
+from nextbest.training.ranker import eval_kwargs, lightgbm_kwargs
 from nextbest.training.train import split_snapshots
 
 Progress = Callable[[str], None]
@@ -198,27 +199,11 @@ def fit_binary(
     """LightGBM binary classifier (early stopping on the validation AUC), then isotonic calibration of
     its score on the validation rows (monotone: the ranking of customers is the classifier's)."""
     x_train, x_valid, categories = classifier_matrices(train, valid, feature_cols)
-    classifier = lgb.LGBMClassifier(
-        n_estimators=params.n_estimators,
-        learning_rate=params.learning_rate,
-        num_leaves=params.num_leaves,
-        min_child_samples=params.min_child_samples,
-        subsample=params.subsample,
-        subsample_freq=1 if params.subsample < 1 else 0,
-        colsample_bytree=params.colsample_bytree,
-        reg_lambda=params.reg_lambda,
-        n_jobs=params.n_jobs,
-        random_state=params.seed,
-        deterministic=True,
-        force_col_wise=True,
-        verbose=-1,
-        **params.extra,
-    )
+    classifier = lgb.LGBMClassifier(objective="binary", **lightgbm_kwargs(params))
     classifier.fit(
         x_train,
         train[LABEL].to_numpy(),
-        eval_X=(x_valid,),
-        eval_y=(valid[LABEL].to_numpy(),),
+        **eval_kwargs(x_valid, valid[LABEL].to_numpy()),
         eval_metric="auc",
         callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)],
     )

@@ -107,7 +107,7 @@ def split_snapshots(snapshots: Sequence[date], split: SplitConfig) -> SnapshotSp
     split = fitted_split(len(ordered), split)
     needed = split.test_snapshots + split.valid_snapshots + 2 * split.gap_snapshots + 1
     if len(ordered) < needed:
-        raise ValueError(
+        raise ConfigError(
             f"{len(ordered)} labelled snapshot(s); the split needs at least {needed} "
             f"(test {split.test_snapshots}, valid {split.valid_snapshots}, gaps 2 x {split.gap_snapshots}, "
             "train >= 1)"

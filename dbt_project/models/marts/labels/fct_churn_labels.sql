@@ -61,8 +61,9 @@ at_risk as (
     from population
     cross join bounds
     where population.month_index + {{ horizon }} <= bounds.last_month_index
-        and population.month_index >= bounds.first_month_index + {{ var('burn_in_months') }} - 1
-        and population.month_index >= population.joined_month_index + {{ var('burn_in_months') }} - 1
+        -- the whole activity look-back is observed (the ranking's burn-in is about first holdings
+        -- mistaken for adoptions, not about churn)
+        and population.month_index >= bounds.first_month_index + {{ var('activity_lookback_months') | int }} - 1
 ),
 
 -- what happens in the horizon (month_index + 1 .. month_index + horizon)
