@@ -35,6 +35,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -319,7 +320,13 @@ def main() -> None:
             snapshot, tmp / "batch.parquet", chunk_size=5_000, settings=settings, progress=False
         )
         batch_s = time.perf_counter() - start_batch
+        report(results, n_customers, rows, batch_s)
+        if not args.no_load:  # inside the with: the deployment lives in tmp
+            load_section(settings, sorted(candidates["customer_id"].unique()), args)
 
+
+def report(results: dict[str, Any], n_customers: int, rows: int, batch_s: float) -> None:
+    """The latency table of each store and the batch scoring rate."""
     print(f"\n{'store':<7} {'measurement':<34} {'p50 ms':>8} {'p99 ms':>8} {'target p99':>11}")
     print("-" * 72)
     for store, res in results.items():
@@ -337,8 +344,6 @@ def main() -> None:
         f"\nscore_batch: {n_customers:,} customers ({rows:,} candidate rows) in {batch_s:.1f} s = "
         f"{n_customers / batch_s:,.0f} customers/s"
     )
-    if not args.no_load:
-        load_section(settings, sorted(candidates["customer_id"].unique()), args)
 
 
 if __name__ == "__main__":
