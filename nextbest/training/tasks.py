@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -41,13 +41,13 @@ from nextbest.features.manifest import load_manifest
 from nextbest.features.retrieval import historical_features
 from nextbest.features.store import check_applied_build, get_store
 from nextbest.marts import existing_mart, manifest_path
-from nextbest.settings import Settings
+from nextbest.settings import Settings, dbt_var_defaults
 from nextbest.training.config import RankerConfig, SplitConfig, TrainingConfig
+from nextbest.training.datasets import Progress
 from nextbest.training.metrics import expected_calibration_error
 from nextbest.training.ranker import eval_kwargs, lightgbm_kwargs
-from nextbest.training.train import split_snapshots
+from nextbest.training.train import SnapshotSplit, split_snapshots
 
-Progress = Callable[[str], None]
 RANKING_TASK = "product_propensity"
 """The next-best-product ranking (``fct_ranking_labels``), trained by ``nextbest.training.train``."""
 BOOTSTRAP_SAMPLES = 200
@@ -231,26 +231,36 @@ CLASSIFIER_PARAMS = RankerConfig(
 """The binary tasks' classifier: small regularised trees learnt slowly, stopped on the validation AUC."""
 
 
-def fit_logistic(train: pd.DataFrame, feature_cols: Sequence[str]) -> Any:
-    """Logistic regression on the same features: numbers imputed (median) and standardised, strings
-    one-hot encoded; an sklearn pipeline with ``predict_proba``."""
-    numeric = [c for c in feature_cols if pd.api.types.is_numeric_dtype(train[c])]
-    strings = [c for c in feature_cols if c not in numeric]
-    columns = ColumnTransformer(
-        [
-            ("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
-            ("strings", make_pipeline(SimpleImputer(strategy="most_frequent"),
-                                      OneHotEncoder(handle_unknown="ignore")), strings),
-        ]
-    )
-    model = make_pipeline(columns, LogisticRegression(max_iter=2000))
-    return model.fit(_as_sklearn(train, numeric, strings), train[LABEL].to_numpy())
+@dataclass
+class LogisticBaseline:
+    """Logistic regression on the classifier's features: numbers imputed (median) and standardised,
+    strings one-hot encoded (missing and unseen levels as their own)."""
 
+    numeric: list[str]
+    strings: list[str]
+    pipeline: Any = None
 
-def _as_sklearn(frame: pd.DataFrame, numeric: Sequence[str], strings: Sequence[str]) -> pd.DataFrame:
-    out = {c: frame[c].astype("float64") for c in numeric}
-    out |= {c: frame[c].astype(object).where(frame[c].notna(), "missing") for c in strings}
-    return pd.DataFrame(out, index=frame.index)
+    @classmethod
+    def fit(cls, train: pd.DataFrame, feature_cols: Sequence[str]) -> LogisticBaseline:
+        """Fit on ``train``'s features and label."""
+        numeric = [c for c in feature_cols if pd.api.types.is_numeric_dtype(train[c])]
+        model = cls(numeric, [c for c in feature_cols if c not in numeric])
+        columns = ColumnTransformer([
+            ("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), model.numeric),
+            ("strings", OneHotEncoder(handle_unknown="ignore"), model.strings),
+        ])
+        model.pipeline = make_pipeline(columns, LogisticRegression(max_iter=2000))
+        model.pipeline.fit(model._inputs(train), train[LABEL].to_numpy())
+        return model
+
+    def _inputs(self, frame: pd.DataFrame) -> pd.DataFrame:
+        out = {c: frame[c].astype("float64") for c in self.numeric}
+        out |= {c: frame[c].astype(object).where(frame[c].notna(), "missing") for c in self.strings}
+        return pd.DataFrame(out, index=frame.index)
+
+    def score(self, frame: pd.DataFrame) -> np.ndarray:
+        """The probability of the positive class."""
+        return self.pipeline.predict_proba(self._inputs(frame))[:, 1]
 
 
 TASK_RULES: dict[str, dict[str, tuple[str, float, float]]] = {
@@ -359,12 +369,10 @@ class TaskResult:
         return out
 
 
-def task_split(settings: Settings, spec: TaskSpec, split: SplitConfig, snapshots: Sequence[date]) -> Any:
-    """The config's split of the task's labelled snapshots, with a gap of horizon - 1 months when the
-    task's label model names a horizon var longer than a month (no training label window overlaps
-    the validation or test months)."""
-    from nextbest.settings import dbt_var_defaults
-
+def task_split(spec: TaskSpec, split: SplitConfig, snapshots: Sequence[date]) -> SnapshotSplit:
+    """The config's split of the task's labelled snapshots, with a gap of horizon - 1 months when
+    ``dbt_project.yml`` gives the task a ``<task>_horizon_months`` var longer than a month (no training
+    label window then overlaps the validation or test months)."""
     horizon = int(dbt_var_defaults().get(f"{spec.name}_horizon_months", 1) or 1)
     gap = max(split.gap_snapshots, horizon - 1)
     return split_snapshots(snapshots, split.model_copy(update={"gap_snapshots": gap}))
@@ -383,7 +391,7 @@ def train_binary_task(
     seconds = {}
     started = time.perf_counter()
     labels = customer_labels(settings, spec.model)
-    split = task_split(settings, spec, config.split, sorted(labels[SNAPSHOT_ON].unique()))
+    split = task_split(spec, config.split, sorted(labels[SNAPSHOT_ON].unique()))
     say(f"task {spec.name}: split {split.describe()}")
     frames = {}
     for name in ("train", "valid", "test"):
@@ -394,17 +402,12 @@ def train_binary_task(
 
     started = time.perf_counter()
     model = fit_binary(frames["train"], frames["valid"], feature_cols, params)
-    logistic = fit_logistic(frames["train"], feature_cols)
+    logistic = LogisticBaseline.fit(frames["train"], feature_cols)
     seconds["fit"] = time.perf_counter() - started
     say(f"task {spec.name}: classifier best iteration {model.best_iteration}")
 
     test = frames["test"]
-    numeric = [c for c in feature_cols if pd.api.types.is_numeric_dtype(frames["train"][c])]
-    strings = [c for c in feature_cols if c not in numeric]
-    scores = {
-        CLASSIFIER: model.score(test),
-        LOGISTIC: logistic.predict_proba(_as_sklearn(test, numeric, strings))[:, 1],
-    }
+    scores = {CLASSIFIER: model.score(test), LOGISTIC: logistic.score(test)}
     for name, (feature, sign, missing) in TASK_RULES.get(spec.name, {}).items():
         if feature in test:
             scores[name] = rule_scores(test, feature, sign, missing)
