@@ -196,10 +196,28 @@ def write_raw_dataset(
     return path
 
 
+def write_frames(
+    path: Path,
+    frames: Mapping[str, pd.DataFrame],
+    meta: Mapping[str, Any] | None = None,
+    **extra: pd.DataFrame,
+) -> Path:
+    """``write_raw_dataset`` of a frames dict (``tiny_frames()`` shape; transactions optional); ``extra``
+    frames are written as ``<name>.parquet``, e.g. ``oracle=frame``."""
+    return write_raw_dataset(
+        path,
+        frames["customers"],
+        frames["products"],
+        frames["holdings"],
+        frames.get("transactions"),
+        meta=meta,
+        extra_files={f"{k}.parquet": v for k, v in extra.items()},
+    )
+
+
 def write_tiny_dataset(path: Path, meta: Mapping[str, Any] | None = None) -> Path:
     """``tiny_frames()`` written to ``path`` (with transactions)."""
-    f = tiny_frames()
-    return write_raw_dataset(path, f["customers"], f["products"], f["holdings"], f["transactions"], meta=meta)
+    return write_frames(path, tiny_frames(), meta)
 
 
 def write_scale_dataset(path: Path, n_customers: int, n_transactions: int, n_products: int = 30) -> Path:

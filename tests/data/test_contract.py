@@ -30,21 +30,13 @@ from nextbest.ingest.contract import (
     stored_arrow_schema,
 )
 from nextbest.ingest.store import ingest_directory, read_dataset_meta
-from tests.data.raw_builders import TINY_LATEST_DATE, TINY_ROWS, tiny_frames, write_raw_dataset
+from tests.data.raw_builders import TINY_LATEST_DATE, TINY_ROWS, tiny_frames, write_frames
 
 Frames = dict[str, pd.DataFrame]
 
 
 def _write(path: Path, frames: Frames, meta: dict | None = None, **extra: pd.DataFrame) -> Path:
-    return write_raw_dataset(
-        path,
-        frames["customers"],
-        frames["products"],
-        frames["holdings"],
-        frames.get("transactions"),
-        meta=meta,
-        extra_files={f"{k}.parquet": v for k, v in extra.items()},
-    )
+    return write_frames(path, frames, meta, **extra)
 
 
 def _ingest(tmp_path: Path, frames: Frames, **kwargs) -> Path:

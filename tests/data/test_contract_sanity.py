@@ -36,7 +36,7 @@ from nextbest.ingest.contract import (
     months_observed,
 )
 from nextbest.ingest.store import ingest_directory, read_dataset_meta
-from tests.data.raw_builders import TINY_LATEST_DATE, tiny_frames, write_raw_dataset
+from tests.data.raw_builders import TINY_LATEST_DATE, tiny_frames, write_frames
 
 D = dt.date.fromisoformat
 TODAY = D("2026-11-30")
@@ -51,14 +51,7 @@ Frames = dict[str, pd.DataFrame]
 
 
 def _write(path: Path, frames: Frames, meta: dict | None = None) -> Path:
-    return write_raw_dataset(
-        path,
-        frames["customers"],
-        frames["products"],
-        frames["holdings"],
-        frames.get("transactions"),
-        meta=meta,
-    )
+    return write_frames(path, frames, meta)
 
 
 def _tree_hashes(directory: Path) -> dict[str, str]:

@@ -27,7 +27,7 @@ from tests.data.raw_builders import (
     TINY_LATEST_DATE,
     TINY_ROWS,
     tiny_frames,
-    write_raw_dataset,
+    write_frames,
     write_scale_dataset,
 )
 
@@ -48,15 +48,7 @@ def _leftovers(parent: Path) -> list[str]:
 
 
 def _source(path: Path, frames: dict[str, pd.DataFrame], **extra: pd.DataFrame) -> Path:
-    return write_raw_dataset(
-        path,
-        frames["customers"],
-        frames["products"],
-        frames["holdings"],
-        frames.get("transactions"),
-        meta={"name": path.name, "burn_in_months": 1},
-        extra_files={f"{k}.parquet": v for k, v in extra.items()},
-    )
+    return write_frames(path, frames, {"name": path.name, "burn_in_months": 1}, **extra)
 
 
 @pytest.fixture
