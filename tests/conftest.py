@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import socket
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from nextbest.settings import Settings
+
+if TYPE_CHECKING:
+    from tests.integration.serving_fixtures import RedisServer
 
 
 @pytest.fixture
@@ -37,3 +44,23 @@ def require_redis() -> str:
             pytest.fail(f"{message} (CI must start it: see .ci/run)")
         pytest.skip(f"{message}; start one with `redis-server --daemonize yes` to run this test")
     return "127.0.0.1:6379"
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """Our own redis-server on a free loopback port (a test may stop, pause or restart it); skipped
+    locally without the binary, failed in CI, where .ci/run installs it."""
+    from tests.integration.serving_fixtures import RedisServer, free_port
+
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server is not on PATH (CI must install it)")
+        pytest.skip("redis-server is not on PATH; `apt-get install -y redis-server` to run this test")
+    server = RedisServer(free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.process is not None:
+            os.kill(server.process.pid, signal.SIGCONT)  # a test that paused it
+        server.stop()

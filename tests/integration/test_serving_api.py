@@ -8,7 +8,6 @@ the latest snapshot, its customer x product rows are older or absent, so it has 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +26,7 @@ from nextbest.serving.errors import ServingError, UnknownCustomerError
 from nextbest.serving.scorer import RankQuery, Scorer
 from nextbest.settings import ServingSettings, Settings
 from nextbest.training.artifacts import BundleMismatchError, latest_bundle
-from tests.integration.serving_fixtures import RedisServer, build_deployment, free_port, latest_candidates
+from tests.integration.serving_fixtures import RedisServer, build_deployment, latest_candidates
 
 pytestmark = pytest.mark.integration
 
@@ -332,25 +331,16 @@ class TestStalenessAndBundle:
 
 
 @pytest.fixture
-def redis_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisServer]:
-    """Our own redis-server on a free loopback port; skipped locally without the binary, failed in CI."""
-    if shutil.which("redis-server") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is not on PATH (CI must install it)")
-        pytest.skip("redis-server is not on PATH; `apt-get install -y redis-server` to run this test")
-    server = RedisServer(free_port())
-    server.start()
-    monkeypatch.setenv("NEXTBEST_REDIS_URL", server.url)
-    try:
-        yield server
-    finally:
-        server.stop()
+def redis_env(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> RedisServer:
+    """``redis_server`` (tests/conftest.py) exported as ``NEXTBEST_REDIS_URL``."""
+    monkeypatch.setenv("NEXTBEST_REDIS_URL", redis_server.url)
+    return redis_server
 
 
 @pytest.mark.redis
 class TestRedis:
     def test_redis_down_is_503_and_the_app_recovers_when_it_returns(
-        self, deployment: Settings, candidates: pd.DataFrame, redis_server: RedisServer
+        self, deployment: Settings, candidates: pd.DataFrame, redis_env: RedisServer
     ) -> None:
         deployment = Settings(home=deployment.home)  # settings read now: NEXTBEST_REDIS_URL is our server
         apply_definitions(deployment, "redis")
@@ -363,7 +353,7 @@ class TestRedis:
             assert c.post("/rank", json={"customer_id": "NOBODY"}).status_code == 404
             assert c.post("/rank", json={"customer_id": OWNS_ALL}).json()["products"] == []
 
-            redis_server.stop()
+            redis_env.stop()
             down = c.post("/rank", json={"customer_id": customer, "k": 3})
             assert down.status_code == 503
             assert "redis online store is unreachable" in down.json()["detail"]
@@ -371,7 +361,7 @@ class TestRedis:
             assert c.app.state.readiness.check().online_store_reachable is False
             assert c.get("/ready").status_code == 503
 
-            redis_server.start()
+            redis_env.start()
             materialize(deployment, "redis", progress=False)
             back = answered_within(2.0, lambda: c.post("/rank", json={"customer_id": customer, "k": 3}))
             assert back.status_code == 200

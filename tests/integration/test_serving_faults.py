@@ -288,22 +288,6 @@ def test_an_empty_online_store_is_not_ready(deployment: Settings, tmp_path: Path
         assert c.get("/ready").status_code == 503
 
 
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is not on PATH (CI must install it)")
-        pytest.skip("redis-server is not on PATH; `apt-get install -y redis-server` to run this test")
-    server = RedisServer(free_port())
-    server.start()
-    try:
-        yield server
-    finally:
-        if server.process is not None:
-            os.kill(server.process.pid, signal.SIGCONT)
-        server.stop()
-
-
 @pytest.mark.redis
 def test_a_store_that_hangs_midway_through_a_load_loses_no_request_and_recovers(
     deployment: Settings, customers: list[str], redis_server: RedisServer
