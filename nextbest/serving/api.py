@@ -76,13 +76,17 @@ ScorerDep = Annotated[Scorer, Depends(get_scorer)]
 BatcherDep = Annotated[MicroBatcher, Depends(get_batcher)]
 
 
-def create_app(settings: Settings, serving: ServingSettings | None = None) -> FastAPI:
-    """The API over ``settings``' feature store and model bundle (loaded once, at start-up)."""
+def create_app(
+    settings: Settings, serving: ServingSettings | None = None, scorer: Scorer | None = None
+) -> FastAPI:
+    """The API over ``settings``' feature store and model bundle (loaded once, at start-up; ``scorer``:
+    one already loaded, e.g. by ``nextbest serve``'s check before uvicorn starts)."""
     serving = serving or settings.serving
+    loaded = scorer
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        scorer = Scorer(settings, serving)
+        scorer = loaded or Scorer(settings, serving)
         app.state.scorer = scorer
         app.state.products = products_of(scorer)
         app.state.batcher = MicroBatcher(scorer, serving.max_micro_batch)

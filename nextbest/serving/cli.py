@@ -42,16 +42,17 @@ def serve(
     from nextbest.serving.api import create_app
     from nextbest.serving.scorer import Scorer
 
+    chosen = settings or get_settings()
     # fail here, in one line, rather than inside uvicorn's start-up: what each worker will load must load
-    Scorer(settings or get_settings())
-    workers = workers or (1 if settings is not None else get_settings().serving.workers)
+    scorer = Scorer(chosen)
+    workers = workers or (1 if settings is not None else chosen.serving.workers)
     common = {"host": host, "port": port, "timeout_keep_alive": KEEP_ALIVE_S, "access_log": False}
     if workers > 1:
         if settings is not None:
             raise ValueError("several workers read their settings from the environment: pass settings=None")
         uvicorn.run("nextbest.serving.api:app_from_env", factory=True, workers=workers, **common)
     else:
-        uvicorn.run(create_app(settings or get_settings()), **common)
+        uvicorn.run(create_app(chosen, scorer=scorer), **common)  # the scorer loaded once
 
 
 def ranking_table(ranking: Ranking) -> Table:

@@ -393,11 +393,13 @@ def train_binary_task(
     labels = customer_labels(settings, spec.model)
     split = task_split(spec, config.split, sorted(labels[SNAPSHOT_ON].unique()))
     say(f"task {spec.name}: split {split.describe()}")
-    frames = {}
-    for name in ("train", "valid", "test"):
-        part = labels[labels[SNAPSHOT_ON].isin(set(getattr(split, name)))]
-        frames[name] = customer_features(settings, part, config.feature_service, say)
-    feature_cols = [c for c in frames["train"].columns if c not in labels.columns]
+    used = labels[labels[SNAPSHOT_ON].isin({*split.train, *split.valid, *split.test})]
+    features = customer_features(settings, used, config.feature_service, say)  # one store, one build check
+    frames = {
+        name: features[features[SNAPSHOT_ON].isin(set(getattr(split, name)))].reset_index(drop=True)
+        for name in ("train", "valid", "test")
+    }
+    feature_cols = [c for c in features.columns if c not in labels.columns]
     seconds["retrieval"] = time.perf_counter() - started
 
     started = time.perf_counter()
