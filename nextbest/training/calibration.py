@@ -24,8 +24,9 @@ from sklearn.isotonic import IsotonicRegression
 
 from nextbest.columns import LABEL, PRODUCT_ID, SCORE
 from nextbest.training.config import CalibrationConfig
-from nextbest.training.encoding import Columns, MatrixSpec, float_column, require_columns, take_rows
+from nextbest.training.encoding import Columns, MatrixSpec, float_column, require_columns
 from nextbest.training.ranker import Categories, build_feature_frame, learn_categories
+from nextbest.training.row_predictor import RowPredictor
 
 
 @dataclass
@@ -42,11 +43,19 @@ class MonotoneCalibrator:
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
         """Probabilities in [0, 1] for an input matrix (column 0 = score, then the encoded
-        ``input_cols[1:]``; see ``Calibrators.predict_proba``), on one thread."""
+        ``input_cols[1:]``; see ``Calibrators.predict_proba``), on one thread (``RowPredictor``)."""
         model = self.model
         if isinstance(model, IsotonicRegression):
             return np.asarray(model.f_(np.clip(inputs[:, 0], model.X_min_, model.X_max_)), dtype=float)
-        return np.asarray(model.booster_.predict(inputs, num_threads=1), dtype=float)
+        if "_rows" not in self.__dict__:
+            self.__dict__["_rows"] = RowPredictor(model.booster_)
+        return self.__dict__["_rows"].predict(inputs)
+
+    def __getstate__(self) -> dict:
+        """Pickled without the row predictor (a C handle of this process)."""
+        state = dict(self.__dict__)
+        state.pop("_rows", None)
+        return state
 
 
 def _fit_one(inputs: pd.DataFrame, label: np.ndarray, params: CalibrationConfig) -> MonotoneCalibrator:
@@ -158,11 +167,14 @@ class Calibrators:
         out = np.empty(n, dtype=float)
         if n == 0:
             return out
+        encoded: list[tuple[MatrixSpec, np.ndarray]] = []  # every per-product calibrator shares one
         for calibrator, idx in self._rows_by_calibrator(data[self.product_col]):
             spec = self.matrix_spec(calibrator)
-            subset = {c: take_rows(data[c], idx) for c in spec.columns}
-            inputs = np.column_stack([score[idx], spec.matrix(subset, len(idx))])
-            out[idx] = calibrator.predict(inputs)
+            matrix = next((m for s, m in encoded if s == spec), None)
+            if matrix is None:
+                matrix = spec.matrix(data, n)
+                encoded.append((spec, matrix))
+            out[idx] = calibrator.predict(np.column_stack([score[idx], matrix[idx]]))
         return np.clip(out, 0.0, 1.0)
 
 

@@ -55,15 +55,6 @@ def code_column(values: Any, codes: Mapping[str, int]) -> np.ndarray:
     return np.array([np.nan if v is None else codes.get(str(v), np.nan) for v in values], dtype=np.float64)
 
 
-def take_rows(values: Any, idx: np.ndarray) -> Any:
-    """Rows ``idx`` of a list / array / Series (a Series keeps its dtype)."""
-    if isinstance(values, pd.Series):
-        return values.iloc[idx]
-    if isinstance(values, np.ndarray):
-        return values[idx]
-    return [values[i] for i in idx]
-
-
 @dataclass(frozen=True)
 class MatrixSpec:
     """How to turn named columns into a LightGBM input matrix: column order and category codes."""

@@ -25,6 +25,7 @@ from nextbest.columns import GROUP_COLS, LABEL, SORT_COLS
 from nextbest.training.config import RankerConfig
 from nextbest.training.constants import DEFAULT_K
 from nextbest.training.encoding import Columns, MatrixSpec, n_rows, require_columns
+from nextbest.training.row_predictor import MAX_ROWS_ONE_THREAD, RowPredictor
 
 Categories = dict[str, list[str]]
 """Categorical feature -> its ordered category list (learned on training data)."""
@@ -226,6 +227,17 @@ class FittedRanker:
         """The input encoding of this ranker (feature order, category codes), built once."""
         return MatrixSpec.of(self.feature_cols, self.categories, self.booster)
 
+    @cached_property
+    def row_predictor(self) -> RowPredictor:
+        """LightGBM's single-row predictor of ``best_iteration`` trees, for the few rows of one customer."""
+        return RowPredictor(self.booster, num_iteration=self.best_iteration)
+
+    def __getstate__(self) -> dict:
+        """Pickled without the row predictor (a C handle of this process)."""
+        state = dict(self.__dict__)
+        state.pop("row_predictor", None)
+        return state
+
     def score(self, data: Columns, threads: int | None = None) -> np.ndarray:
         """Ranking scores for the rows of ``data`` (unbounded; higher = rank first), in its order.
 
@@ -241,6 +253,8 @@ class FittedRanker:
         if n == 0:
             return np.empty(0)
         matrix = self.matrix_spec.matrix(data, n)
+        if n <= MAX_ROWS_ONE_THREAD and threads in (None, 1):
+            return self.row_predictor.predict(matrix)
         threads_kw = {} if threads is None else {"num_threads": threads}
         return np.asarray(
             self.booster.predict(matrix, num_iteration=self.best_iteration, **threads_kw), dtype=float
