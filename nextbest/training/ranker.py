@@ -268,7 +268,7 @@ class FittedRanker:
         return pd.Series(values, index=self.feature_cols, name=importance_type).sort_values(ascending=False)
 
 
-def _check_same_features(train: RankingData, valid: RankingData) -> None:
+def check_same_features(train: RankingData, valid: RankingData) -> None:
     if train.feature_cols != valid.feature_cols:
         raise ValueError(
             f"train and valid feature lists differ: {train.feature_cols} vs {valid.feature_cols}"
@@ -315,7 +315,7 @@ def fit_ranker(
     (LightGBM names; ``extra`` passed through).
     """
     params = params or RankerConfig()
-    _check_same_features(train, valid)
+    check_same_features(train, valid)
     if valid.n_groups == 0:
         raise ValueError("the validation split has no group")
     if valid.features is train.features:

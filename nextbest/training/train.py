@@ -34,6 +34,7 @@ from nextbest.training.baselines import OracleBaseline, PerProductModels, Pooled
 from nextbest.training.calibration import Calibrators, fit_calibrators
 from nextbest.training.config import ConfigError, SplitConfig, TrainingConfig
 from nextbest.training.datasets import feature_columns, feature_groups, labelled_snapshots, training_frame
+from nextbest.training.distributed import RankerFit, ranker_fitter
 from nextbest.training.evaluate import Evaluation
 from nextbest.training.ranker import FittedRanker, RankingData, fit_ranker, prepare_groups
 from nextbest.training.report import reports_dir, write_report
@@ -194,6 +195,7 @@ def fit_models(
     config: TrainingConfig,
     with_oracle: bool = False,
     progress: Progress | None = None,
+    fit: RankerFit = fit_ranker,
 ) -> FittedModels:
     """Fit the ranker (early stopping on ``valid_df``), the baselines and the calibrators.
 
@@ -214,7 +216,7 @@ def fit_models(
         f"({train.n_groups_dropped:,} without positive dropped; negative keep rate "
         f"{train.negative_keep_rate:.3f}), valid {valid.n_groups:,} groups"
     )
-    ranker = fit_ranker(train, valid, config.ranker, config.k)
+    ranker = fit(train, valid, config.ranker, config.k)
     seconds["ranker"] = time.perf_counter() - started
     say(f"fit: ranker best iteration {ranker.best_iteration}, valid ndcg {ranker.best_valid_ndcg:.4f}")
 
@@ -523,8 +525,16 @@ def build_bundle(
     )
 
 
-def train(settings: Settings, config: TrainingConfig, progress: Progress | None = None) -> TrainResult:
-    """Train, evaluate and save the ranker for the built warehouse and the applied feature store.
+def train(
+    settings: Settings,
+    config: TrainingConfig,
+    progress: Progress | None = None,
+    engine: str = "local",
+    scheduler: str | None = None,
+) -> TrainResult:
+    """Train, evaluate and save the ranker for the built warehouse and the applied feature store; the
+    ranker itself on ``engine`` (``local``, or ``dask`` on the scheduler at ``scheduler`` / a
+    LocalCluster: ``nextbest.training.distributed``).
 
     Raises:
         QualityRegressionError: an ``expected_metrics`` minimum was not met (report written first).
@@ -540,7 +550,10 @@ def train(settings: Settings, config: TrainingConfig, progress: Progress | None 
     seconds["retrieval"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    models = fit_models(frames.train, frames.valid, frames.feature_cols, config, frames.has_oracle, progress)
+    with ranker_fitter(engine, scheduler) as fit:
+        models = fit_models(
+            frames.train, frames.valid, frames.feature_cols, config, frames.has_oracle, progress, fit
+        )
     seconds["fit_total"] = time.perf_counter() - started
     seconds |= {f"fit_{k}": v for k, v in models.seconds.items()}
 

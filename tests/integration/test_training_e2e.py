@@ -416,3 +416,19 @@ def test_an_undeclared_task_is_one_line_naming_the_declared_ones(built: Settings
 
     with pytest.raises(UnknownTaskError, match="declared: churn, product_propensity"):
         task_spec(built, "nope")
+
+
+@pytest.mark.integration
+def test_a_ranker_trained_on_a_dask_cluster_scores_like_the_local_one(
+    built: Settings, result: TrainResult
+) -> None:
+    """Issue 15: ``engine="dask"`` (a 2-worker LocalCluster, partitions cut on group boundaries, trees
+    chosen on the validation month) gives a bundle of the same format whose test NDCG@7 is within 1 %
+    or 2 s.e. of the single-machine ranker's on the same split."""
+    config = small_config(ablation={"enabled": False}, name="synthetic-dask")
+    on_dask = train(built, config, engine="dask")
+    local, dask = result.evaluation.flat, on_dask.evaluation.flat
+    gap = abs(dask["ranker.ndcg@7"] - local["ranker.ndcg@7"])
+    assert gap <= max(0.01 * local["ranker.ndcg@7"], 2 * local["ranker.ndcg@7_se"]), (dask, local)
+    assert on_dask.split == result.split
+    assert load_bundle(on_dask.bundle_path).ranker.best_iteration == on_dask.models.ranker.best_iteration

@@ -1,0 +1,196 @@
+"""The ranker trained on a Dask cluster (``lightgbm.dask.DaskLGBMRanker``): the same model, more machines.
+
+``fit_ranker_dask`` is ``nextbest.training.ranker.fit_ranker`` for a cluster: the same prepared
+``RankingData`` (rows sorted by group, categoricals with the training category lists), the same
+LightGBM parameters (``lightgbm_kwargs``), the same ``FittedRanker`` out, so calibration, evaluation,
+the bundle and serving do not know where the ranker was trained.
+
+What differs, and why:
+  - the training rows are cut into partitions on group boundaries (a ranking group must not straddle
+    two partitions: LightGBM's lambdarank needs each query whole on one worker), and the group sizes
+    travel as a Dask array chunked like the rows;
+  - ``lightgbm.dask`` has no early stopping, so the model is trained to ``n_estimators`` trees and the
+    number of trees kept (``best_iteration``) is chosen afterwards on the validation groups: NDCG@k of
+    the booster cut at every ``selection_step`` trees, the best cut wins (ties: fewer trees).
+The cluster is the caller's (``distributed.Client``); ``local_client`` starts a ``LocalCluster`` when
+none is given (one worker per core, one thread each, as LightGBM's socket network wants).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from nextbest.columns import GROUP_COLS, LABEL, SCORE
+from nextbest.training.config import ConfigError, RankerConfig
+from nextbest.training.constants import DEFAULT_K
+from nextbest.training.metrics import ndcg_at_k
+from nextbest.training.ranker import (
+    FittedRanker,
+    RankingData,
+    check_same_features,
+    fit_ranker,
+    lightgbm_kwargs,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from distributed import Client
+
+ENGINES = ("local", "dask")
+RankerFit = Callable[[RankingData, RankingData, RankerConfig, int], FittedRanker]
+"""``(train, valid, params, k) -> FittedRanker``: how the ranker is fitted (``ranker_fitter``)."""
+
+def group_partitions(group_sizes: np.ndarray, n_partitions: int) -> list[tuple[int, int]]:
+    """``n_partitions`` (or fewer, never empty) consecutive ranges of whole groups, as (first group,
+    end group) pairs, balanced by rows: the cut after group g is where the rows so far pass the next
+    multiple of total / n_partitions."""
+    if n_partitions < 1:
+        raise ValueError("n_partitions must be >= 1")
+    ends = np.cumsum(np.asarray(group_sizes, dtype=np.int64))
+    if len(ends) == 0:
+        return []
+    targets = ends[-1] * np.arange(1, n_partitions) / n_partitions
+    cuts = np.unique(np.searchsorted(ends, targets, side="left") + 1)
+    bounds = [0, *[int(c) for c in cuts if 0 < c < len(ends)], len(ends)]
+    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+
+
+def dask_inputs(data: RankingData, client: Client, n_partitions: int) -> tuple[object, object, object]:
+    """(features, label, group sizes) as Dask collections cut on group boundaries, each part scattered
+    to the cluster once (not embedded in the task graph): a DataFrame and two arrays whose partitions /
+    chunks line up (the rows of partition i are the groups of chunk i)."""
+    import dask.array as da
+    import dask.dataframe as dd
+
+    parts = group_partitions(data.group_sizes, n_partitions)
+    row_ends = np.concatenate([[0], np.cumsum(data.group_sizes)]).astype(np.int64)
+    label = np.asarray(data.label, dtype=np.float64)
+    sizes = np.asarray(data.group_sizes, dtype=np.int64)
+    rows = [slice(int(row_ends[a]), int(row_ends[b])) for a, b in parts]
+    frames = client.scatter([data.features.iloc[r] for r in rows])
+    labels = client.scatter([label[r] for r in rows])
+    groups = client.scatter([sizes[a:b] for a, b in parts])
+    features = dd.from_delayed(frames, meta=data.features.iloc[:0], verify_meta=False)
+    label_parts = zip(labels, [r.stop - r.start for r in rows], strict=True)
+    group_parts = zip(groups, [b - a for a, b in parts], strict=True)
+    label_array = da.concatenate([da.from_delayed(f, shape=(n,), dtype=np.float64) for f, n in label_parts])
+    group_array = da.concatenate([da.from_delayed(f, shape=(n,), dtype=np.int64) for f, n in group_parts])
+    return features, label_array, group_array
+
+
+def select_iteration(
+    ranker: FittedRanker, valid: RankingData, n_trees: int, step: int, k: int
+) -> tuple[int, float]:
+    """The number of trees (a multiple of ``step``, or ``n_trees``) with the best validation NDCG@k,
+    and that NDCG; ties go to fewer trees."""
+    frame = valid.frame[list(GROUP_COLS)].assign(**{LABEL: valid.label})
+    cuts = sorted({*range(step, n_trees, step), n_trees})
+    best = (0, -np.inf)
+    for trees in cuts:
+        score = ranker.booster.predict(valid.features, num_iteration=trees)
+        ndcg = ndcg_at_k(frame.assign(**{SCORE: score}), k)
+        if ndcg > best[1] + 1e-12:
+            best = (trees, ndcg)
+    return best
+
+
+def fit_ranker_dask(
+    train: RankingData,
+    valid: RankingData,
+    client: Client,
+    params: RankerConfig | None = None,
+    eval_at: int = DEFAULT_K,
+    n_partitions: int | None = None,
+    selection_step: int = 10,
+) -> FittedRanker:
+    """``fit_ranker`` on the cluster of ``client`` (see the module docstring): ``n_estimators`` trees,
+    then ``best_iteration`` chosen on ``valid`` every ``selection_step`` trees.
+
+    Args:
+        n_partitions: row partitions (default: one per worker).
+    """
+    from lightgbm.dask import DaskLGBMRanker
+
+    params = params or RankerConfig()
+    check_same_features(train, valid)
+    if valid.n_groups == 0:
+        raise ValueError("the validation split has no group")
+    workers = len(client.scheduler_info()["workers"])
+    features, label, groups = dask_inputs(train, client, n_partitions or max(workers, 1))
+    kwargs = lightgbm_kwargs(params)
+    kwargs.pop("n_jobs")  # each worker uses its own threads; the cluster is the parallelism
+    model = DaskLGBMRanker(client=client, objective="lambdarank", **kwargs)
+    with warnings.catch_warnings():  # lightgbm.dask names every thread alias it overrides
+        warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored")
+        model.fit(
+            features, label, group=groups, eval_at=[eval_at],
+            categorical_feature=[c for c in train.feature_cols if c in train.categories],
+        )
+    booster = model.to_local().booster_
+    ranker = FittedRanker(
+        booster=booster,
+        feature_cols=list(train.feature_cols),
+        categories={k: list(v) for k, v in train.categories.items()},
+        best_iteration=booster.num_trees(),
+        best_valid_ndcg=float("nan"),
+        eval_at=eval_at,
+    )
+    trees, ndcg = select_iteration(ranker, valid, booster.num_trees(), selection_step, eval_at)
+    ranker.best_iteration, ranker.best_valid_ndcg = trees, float(ndcg)
+    return ranker
+
+
+@contextmanager
+def local_client(n_workers: int = 2) -> Iterator[Client]:
+    """A ``LocalCluster`` of ``n_workers`` single-threaded worker processes and its client, closed on exit."""
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    with cluster, Client(cluster) as client:
+        yield client
+
+
+
+@contextmanager
+def dask_client(scheduler: str | None = None, n_workers: int = 2) -> Iterator[Client]:
+    """A client of the Dask scheduler at ``scheduler`` (e.g. ``tcp://10.0.0.5:8786``), or of a new
+    ``local_client(n_workers)`` when None."""
+    if scheduler is None:
+        with local_client(n_workers) as client:
+            yield client
+        return
+    from distributed import Client
+
+    try:
+        client = Client(scheduler, timeout="10s")
+    except OSError as err:
+        raise ConfigError(f"dask scheduler {scheduler!r}: cannot connect ({err})") from err
+    with client:
+        yield client
+
+
+@contextmanager
+def ranker_fitter(
+    engine: str = "local", scheduler: str | None = None, n_workers: int = 2
+) -> Iterator[RankerFit]:
+    """The ranker's fit of an engine, for as long as the block runs: ``local`` is ``fit_ranker`` (this
+    process, early stopping); ``dask`` is ``fit_ranker_dask`` on ``dask_client(scheduler, n_workers)``.
+
+    Raises:
+        ConfigError: an unknown engine, or a scheduler that cannot be reached.
+    """
+    if engine not in ENGINES:
+        raise ConfigError(f"training engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if engine == "local":
+        yield fit_ranker
+        return
+    with dask_client(scheduler, n_workers) as client:
+
+        def fit(train: RankingData, valid: RankingData, params: RankerConfig, k: int) -> FittedRanker:
+            return fit_ranker_dask(train, valid, client, params, k)
+
+        yield fit

@@ -1,0 +1,70 @@
+"""nextbest.training.distributed: partitions on group boundaries, and a ranker trained on a 2-worker
+LocalCluster that scores as well as the single-machine ranker on the same split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nextbest.columns import SCORE
+from nextbest.training.config import RankerConfig
+from nextbest.training.distributed import dask_inputs, fit_ranker_dask, group_partitions, local_client
+from nextbest.training.metrics import ndcg_at_k
+from nextbest.training.ranker import fit_ranker, prepare_groups
+from tests.unit.test_ranker import FEATURES, SNAPSHOTS, simulate
+
+
+def test_partitions_hold_whole_groups_balanced_by_rows() -> None:
+    sizes = np.array([5, 5, 5, 5, 30, 5, 5])
+    parts = group_partitions(sizes, 3)
+    assert parts[0][0] == 0 and parts[-1][1] == len(sizes)
+    assert all(a < b for a, b in parts)
+    assert all(p[1] == q[0] for p, q in zip(parts, parts[1:], strict=False))
+    assert parts == [(0, 4), (4, 5), (5, 7)]  # cuts where the rows pass 20 and 40 of 60
+    assert group_partitions(np.array([7]), 4) == [(0, 1)]
+    assert group_partitions(np.array([], dtype=int), 2) == []
+    with pytest.raises(ValueError, match="n_partitions"):
+        group_partitions(sizes, 0)
+
+
+def test_dask_inputs_line_up_rows_and_groups() -> None:
+    df = simulate(n_customers=60, n_products=6)
+    data = prepare_groups(df, FEATURES, drop_groups_without_positive=True)
+    with local_client(1) as client:
+        features, label, groups = dask_inputs(data, client, 3)
+        check_partitions(data, features, label, groups)
+
+
+def check_partitions(data, features, label, groups) -> None:  # noqa: ANN001 - dask collections
+    row_chunks = label.chunks[0]
+    group_chunks = groups.chunks[0]
+    assert len(row_chunks) == len(group_chunks) == features.npartitions
+    ends = np.cumsum([0, *group_chunks])
+    sizes = data.group_sizes
+    assert [int(sizes[a:b].sum()) for a, b in zip(ends[:-1], ends[1:], strict=True)] == list(row_chunks)
+    partitions = [features.get_partition(i).compute() for i in range(features.npartitions)]
+    assert [len(p) for p in partitions] == list(row_chunks)
+    assert all((p.dtypes == data.features.dtypes).all() for p in partitions)
+    np.testing.assert_array_equal(label.compute(), data.label)
+    np.testing.assert_array_equal(groups.compute(), data.group_sizes)
+
+
+def test_dask_ranker_matches_single_machine_ndcg() -> None:
+    df = simulate(n_customers=500, n_products=12, seed=1)
+    train_df = df[df.event_timestamp < SNAPSHOTS[1]]
+    valid_df = df[df.event_timestamp == SNAPSHOTS[1]]
+    test_df = df[df.event_timestamp == SNAPSHOTS[2]]
+    train = prepare_groups(train_df, FEATURES, True)
+    valid = prepare_groups(valid_df, FEATURES, True, categories=train.categories)
+    params = RankerConfig(n_estimators=120, learning_rate=0.05, num_leaves=15, min_child_samples=20,
+                          early_stopping_rounds=30)
+    single = fit_ranker(train, valid, params, eval_at=5)
+    with local_client(2) as client:
+        distributed = fit_ranker_dask(train, valid, client, params, eval_at=5, selection_step=10)
+    assert 10 <= distributed.best_iteration <= 120
+    assert distributed.best_valid_ndcg > 0
+    single_ndcg = ndcg_at_k(test_df.assign(**{SCORE: single.score(test_df)}), 5)
+    dask_ndcg = ndcg_at_k(test_df.assign(**{SCORE: distributed.score(test_df)}), 5)
+    oracle = ndcg_at_k(test_df.assign(**{SCORE: test_df.oracle_probability}), 5)
+    assert dask_ndcg >= 0.97 * single_ndcg, (dask_ndcg, single_ndcg, oracle)
+    assert dask_ndcg <= oracle + 0.02
