@@ -5,11 +5,14 @@ machine, so this benchmark SIMULATES ranking frames shaped like the synthetic ba
 after groups without an adoption are dropped: groups of 12-24 candidates out of 24 products, 30
 numeric features (a few nulls) plus ``product_id`` as a categorical, one or more positives per group
 drawn from a logistic model. Each (size, model) runs in its own process so that its peak memory
-(RSS of the process, sampled) is its own. Both models get a fixed number of trees (no early stopping)
-so the times compare like with like.
+(RSS of the process, sampled) is its own. Every model gets a fixed number of trees (no early stopping)
+so the times compare like with like; ``ranker_dask`` is the same ranker trained by ``lightgbm.dask`` on a
+LocalCluster (``nextbest.training.distributed``), the way a cluster would, to show its overhead on one
+machine.
 
     python benchmarks/bench_training.py                         # 200k and 1M rows
     python benchmarks/bench_training.py --sizes 1000000 5000000 20000000
+    python benchmarks/bench_training.py --sizes 1000000 --models ranker ranker_dask --n-jobs 2
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ def worker(rows: int, model: str, trees: int, n_jobs: int) -> dict[str, float]:
     feature_cols = ["product_id", *[c for c in frame.columns if c.startswith("f")]]
     categories = {"product_id": list(frame["product_id"].cat.categories)}
     started = time.perf_counter()
-    if model == "ranker":
+    if model in ("ranker", "ranker_dask"):
         cut = int(frame["group"].searchsorted(frame["group"].iloc[-1] * 0.9))
         parts = [frame.iloc[:cut], frame.iloc[cut:]]
         data = [
@@ -83,7 +86,14 @@ def worker(rows: int, model: str, trees: int, n_jobs: int) -> dict[str, float]:
             for p in parts
         ]
         params = RankerConfig(n_estimators=trees, early_stopping_rounds=trees + 1, n_jobs=n_jobs)
-        fit_ranker(data[0], data[1], params)
+        if model == "ranker":
+            fit_ranker(data[0], data[1], params)
+        else:
+            from nextbest.training.distributed import fit_ranker_dask, local_client
+
+            with local_client(n_jobs) as client:
+                started = time.perf_counter()  # the cluster's start-up is not the fit
+                fit_ranker_dask(data[0], data[1], client, params, selection_step=trees)
     else:
         PerProductModels(feature_cols, params=BaselineConfig(n_estimators=trees, n_jobs=n_jobs)).fit(frame)
     return {"rows": float(len(frame)), "fit_seconds": time.perf_counter() - started}
@@ -96,6 +106,11 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[200_000, 1_000_000])
     parser.add_argument("--trees", type=int, default=100, help="trees of every model (fixed)")
     parser.add_argument("--n-jobs", type=int, default=1, help="LightGBM threads of every model")
+    parser.add_argument(
+        "--models", nargs="+", default=["ranker", "ranker_dask", "per_product"],
+        help="ranker (one process), ranker_dask (DaskLGBMRanker on a LocalCluster of --n-jobs single-thread "
+        "workers: the peak memory is the client's only), per_product",
+    )
     parser.add_argument("--worker", nargs=3, metavar=("ROWS", "MODEL", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -107,7 +122,7 @@ def main() -> None:
 
     print(f"{'rows':>12} {'model':>12} {'fit s':>8} {'wall s':>8} {'peak GiB':>9} {'s / 1M rows':>12}")
     for rows in args.sizes:
-        for model in ("ranker", "per_product"):
+        for model in args.models:
             with tempfile.TemporaryDirectory() as tmp:
                 out_path = Path(tmp) / "result.json"
                 cmd = [sys.executable, __file__, "--worker", str(rows), model, str(out_path)]

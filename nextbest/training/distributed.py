@@ -24,8 +24,9 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
-from nextbest.columns import GROUP_COLS, LABEL, SCORE
+from nextbest.columns import LABEL, SCORE
 from nextbest.training.config import ConfigError, RankerConfig
 from nextbest.training.constants import DEFAULT_K
 from nextbest.training.metrics import ndcg_at_k
@@ -41,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from distributed import Client
 
 ENGINES = ("local", "dask")
+GROUP = "group"  # the validation groups' number, for the tree selection
 RankerFit = Callable[[RankingData, RankingData, RankerConfig, int], FittedRanker]
 """``(train, valid, params, k) -> FittedRanker``: how the ranker is fitted (``ranker_fitter``)."""
 
@@ -87,12 +89,13 @@ def select_iteration(
 ) -> tuple[int, float]:
     """The number of trees (a multiple of ``step``, or ``n_trees``) with the best validation NDCG@k,
     and that NDCG; ties go to fewer trees."""
-    frame = valid.frame[list(GROUP_COLS)].assign(**{LABEL: valid.label})
+    group = np.repeat(np.arange(valid.n_groups), valid.group_sizes)
+    frame = pd.DataFrame({GROUP: group, LABEL: valid.label})
     cuts = sorted({*range(step, n_trees, step), n_trees})
     best = (0, -np.inf)
     for trees in cuts:
         score = ranker.booster.predict(valid.features, num_iteration=trees)
-        ndcg = ndcg_at_k(frame.assign(**{SCORE: score}), k)
+        ndcg = ndcg_at_k(frame.assign(**{SCORE: score}), k, group_cols=(GROUP,))
         if ndcg > best[1] + 1e-12:
             best = (trees, ndcg)
     return best
