@@ -165,3 +165,21 @@ def test_batch_route_scores_known_customers_and_flags_unknown_ones(
     single = client.post("/score/churn", json={"customer_id": known[1]}).json()
     assert results[2]["score"]["probability"] == pytest.approx(single["probability"])
     assert client.post("/score/churn/batch", json={"customer_ids": []}).status_code == 422
+
+
+def test_a_store_known_to_be_down_is_503_with_retry_after(
+    client: TestClient, population: pd.DataFrame
+) -> None:
+    """The task route reads through the ranker's OnlineReader: its open circuit breaker answers 503."""
+    customer = {"customer_id": population["customer_id"].iloc[0]}
+    breaker = client.app.state.task_scorers["churn"].reader.breaker
+    assert breaker is client.app.state.scorer.reader.breaker  # one breaker per store, shared
+    try:
+        for _ in range(breaker.failures):
+            breaker.failure()
+        response = client.post("/score/churn", json=customer)
+        assert response.status_code == 503 and int(response.headers["Retry-After"]) >= 1
+        assert "unreachable" in response.json()["detail"]
+    finally:
+        breaker.success()
+    assert client.post("/score/churn", json=customer).status_code == 200
