@@ -1,7 +1,9 @@
 """The HTTP routes of the binary customer tasks: ``POST /score/{task}`` and ``POST /score/{task}/batch``.
 
 One router, mounted by ``nextbest.serving.api.create_app``; the task scorers are loaded at start-up by
-``load_into`` (one per trained binary customer task, sharing the ranker Scorer's online reader). Routes
+``load_into`` (one per trained binary customer task whose bundle matches the live build, sharing the
+ranker Scorer's online reader; a task not served answers 404 saying why, e.g. not trained or trained on
+another build). Routes
 only parse and delegate to ``nextbest.serving.tasks.TaskScorer``. The error contract is ``/rank``'s:
 unknown task or customer -> 404, invalid body -> 422 (the input is not echoed), online store down, timed
 out or unreadable, or stale features refused -> 503 with ``Retry-After`` (the app's handlers).
@@ -19,15 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from nextbest.serving.errors import ServingError, UnknownCustomerError
 from nextbest.serving.schemas import ErrorResponse, Identifier
 from nextbest.serving.scorer import Scorer
-from nextbest.serving.tasks import (
-    TaskScore,
-    TaskScorer,
-    UnknownServedTaskError,
-    load_task_scorers,
-    served_task,
-)
+from nextbest.serving.tasks import TaskScore, TaskScorer, UnknownServedTaskError, load_served_tasks
 from nextbest.settings import BATCH_LIMIT, ServingSettings, Settings
-from nextbest.training.tasks import task_specs
 
 TASK_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "Unknown task (or not trained), or unknown customer."},
@@ -116,15 +111,14 @@ class BatchScoreResponse(BaseModel):
 
 
 def load_into(app: FastAPI, settings: Settings, scorer: Scorer, serving: ServingSettings) -> None:
-    """Load the task scorers at start-up (sharing ``scorer``'s online reader) into ``app.state``."""
-    app.state.task_scorers = load_task_scorers(settings, scorer.reader, scorer.specs, serving)
-    app.state.declared_tasks = list(task_specs(settings))
+    """Load the task scorers at start-up (sharing ``scorer``'s online reader) into ``app.state.tasks``."""
+    app.state.tasks = load_served_tasks(settings, scorer.reader, scorer.specs, serving)
 
 
 def _scorer_of(request: Request, task: str) -> TaskScorer:
     """The task's scorer; 404 naming the served tasks when there is none."""
     try:
-        return served_task(request.app.state.task_scorers, task, request.app.state.declared_tasks)
+        return request.app.state.tasks.get(task)
     except UnknownServedTaskError as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from exc
 

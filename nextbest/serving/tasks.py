@@ -18,6 +18,7 @@ with a warning), like the ranker.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -59,6 +60,8 @@ from nextbest.training.tasks import (
     task_spec,
     task_specs,
 )
+
+log = logging.getLogger(__name__)
 
 TASK_BATCH_SCHEMA = pa.schema(
     [
@@ -375,27 +378,38 @@ class TaskScorer:
         return result
 
 
-def load_task_scorers(
+@dataclass
+class ServedTasks:
+    """The task scorers loaded at start-up, and why each other declared task is not served."""
+
+    scorers: dict[str, TaskScorer]
+    not_served: dict[str, str]
+
+    def get(self, task: str) -> TaskScorer:
+        """The scorer of ``task``; UnknownServedTaskError naming why it is not served and what is."""
+        if task in self.scorers:
+            return self.scorers[task]
+        served = ", ".join(sorted(self.scorers)) or "none"
+        why = self.not_served.get(task, "no dbt label model declares it")
+        raise UnknownServedTaskError(f"task {task!r} is not served ({why}); served tasks: {served}")
+
+
+def load_served_tasks(
     settings: Settings, reader: OnlineReader, specs: Sequence[FeatureViewSpec], serving: ServingSettings
-) -> dict[str, TaskScorer]:
-    """A ``TaskScorer`` per declared binary customer task that has a trained bundle (a task without
-    one is not served: its route answers 404 naming the command to train it), each checked against
-    the live build and the online store (``check_bundle_build``, refused unless
-    ``allow_build_mismatch``)."""
-    scorers = {}
+) -> ServedTasks:
+    """A ``TaskScorer`` per declared binary customer task with a trained bundle that matches the live build
+    and the online store (``check_bundle_build``; a mismatch is logged and the task not served, unless
+    ``allow_build_mismatch``): a stale task model never stops the ranking from being served."""
+    scorers, not_served = {}, {}
     for name, spec in task_specs(settings).items():
-        if spec.kind != "binary" or spec.entity != "customer" or latest_task_bundle(settings, name) is None:
+        if spec.kind != "binary" or spec.entity != "customer":
+            not_served[name] = f"a {spec.kind} task on {spec.entity}; the ranking is POST /rank"
             continue
-        bundle = load_task(settings, name)
-        check_bundle_build(bundle, settings, reader.online_kind, serving.allow_build_mismatch)  # type: ignore[arg-type]
-        scorers[name] = TaskScorer(bundle, reader, specs, serving)
-    return scorers
-
-
-def served_task(scorers: dict[str, TaskScorer], task: str, declared: Sequence[str]) -> TaskScorer:
-    """The scorer of ``task``; UnknownServedTaskError naming the served tasks (and how to train one)."""
-    if task in scorers:
-        return scorers[task]
-    served = ", ".join(sorted(scorers)) or "none"
-    hint = f"; train it with `nextbest train --task {task}`" if task in declared else ""
-    raise UnknownServedTaskError(f"unknown task {task!r}: served tasks: {served}{hint}")
+        try:
+            bundle = load_task(settings, name)
+            check_bundle_build(bundle, settings, reader.online_kind, serving.allow_build_mismatch)  # type: ignore[arg-type]
+            scorers[name] = TaskScorer(bundle, reader, specs, serving)
+        except (NoModelError, BundleMismatchError) as exc:
+            log.warning("task %s is not served: %s", name, exc)
+            not_served[name] = str(exc)
+    return ServedTasks(scorers, not_served)

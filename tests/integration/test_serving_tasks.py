@@ -102,7 +102,9 @@ def test_cli_scores_a_snapshot_and_names_the_snapshots_when_one_is_empty(
         score_task_batch("churn", date(1999, 1, 31), tmp_path / "y.parquet", settings=deployment)
 
 
-def test_a_bundle_of_another_build_is_refused(deployment: Settings, tmp_path: Path) -> None:
+def test_a_bundle_of_another_build_is_refused_in_batch_and_not_served_online(
+    deployment: Settings, tmp_path: Path
+) -> None:
     bundle = latest_task_bundle(deployment, "churn")
     assert bundle is not None
     other = bundle.with_name("99990101T000000000000Z")  # sorts last: the one served
@@ -112,6 +114,12 @@ def test_a_bundle_of_another_build_is_refused(deployment: Settings, tmp_path: Pa
         (other / "task.json").write_text(json.dumps(meta | {"build_id": "another-build"}))
         with pytest.raises(BundleMismatchError, match="trained on build another-build"):
             score_task_batch("churn", None, tmp_path / "z.parquet", settings=deployment)
+        # online: the stale task is not served (404 saying why); the ranking still is
+        with TestClient(create_app(deployment, ServingSettings(online_store="sqlite"))) as stale:
+            response = stale.post("/score/churn", json={"customer_id": "C0000001"})
+            assert response.status_code == 404
+            assert "trained on build another-build" in response.json()["detail"]
+            assert stale.get("/health").status_code == 200
     finally:
         shutil.rmtree(other)
 
@@ -136,7 +144,9 @@ def test_score_answers_the_task_probability_version_and_snapshot(
 def test_unknown_or_unscored_task_is_404(client: TestClient, population: pd.DataFrame, task: str) -> None:
     response = client.post(f"/score/{task}", json={"customer_id": population["customer_id"].iloc[0]})
     assert response.status_code == 404
-    assert "served tasks: churn" in response.json()["detail"]
+    detail = response.json()["detail"]
+    assert detail.startswith(f"task {task!r} is not served (") and detail.endswith("served tasks: churn")
+    assert ("POST /rank" in detail) == (task == "product_propensity")
 
 
 def test_unknown_customer_is_404(client: TestClient) -> None:
@@ -172,7 +182,7 @@ def test_a_store_known_to_be_down_is_503_with_retry_after(
 ) -> None:
     """The task route reads through the ranker's OnlineReader: its open circuit breaker answers 503."""
     customer = {"customer_id": population["customer_id"].iloc[0]}
-    breaker = client.app.state.task_scorers["churn"].reader.breaker
+    breaker = client.app.state.tasks.scorers["churn"].reader.breaker
     assert breaker is client.app.state.scorer.reader.breaker  # one breaker per store, shared
     try:
         for _ in range(breaker.failures):
