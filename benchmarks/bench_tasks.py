@@ -31,9 +31,6 @@ sys.path.insert(0, str(ROOT))
 
 SNAPSHOT_ON = "snapshot_on"
 
-# raised inside ibis (Feast's DuckDB offline store) on every query (as in pyproject's pytest filters)
-warnings.filterwarnings("ignore", "fetch_arrow_table\\(\\) is deprecated", DeprecationWarning)
-
 
 def main() -> None:
     from nextbest.features.store import apply_definitions, materialize
@@ -56,6 +53,9 @@ def main() -> None:
 
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    # raised inside ibis (Feast's DuckDB offline store) on every query (as in pyproject's pytest filters);
+    # set after the imports, which reset the filters
+    warnings.filterwarnings("ignore", r"fetch_arrow_table\(\) is deprecated", DeprecationWarning)
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--months", type=int, default=24)
     parser.add_argument("--seed", type=int, default=11)
