@@ -556,6 +556,18 @@ class OnlineReader:
         products = self._products_of(ids, chosen_per)
         return assemble_many(views, ids, chosen_per, read, products)
 
+    def customer_features(self, customer_ids: Sequence[str]) -> dict[str, list[Any]]:
+        """ONE read of the service's customer features (its customer-keyed views but the packed lists) for
+        several customers, as ``customers_read`` gives them (``<feature>__ts`` 0 = no row), under the
+        reader's timeout and circuit breaker: what a customer-level task model scores.
+
+        Raises:
+            OnlineStoreUnavailableError: the online store cannot be read.
+        """
+        views = [v for v in self.views if v.join_keys == (CUSTOMER_ID,) and not v.packed]
+        ids = [str(c) for c in customer_ids]
+        return self._read(lambda: customers_read(self.store, views, ids))
+
     def _products_of(self, customer_ids: list[str], chosen: list[list[str]]) -> dict[str, list[Any]]:
         """The product rows of every customer's chosen products, stacked in order: from the cache, else
         one read per customer with candidates."""

@@ -9,6 +9,15 @@ transactional products produce transactions. ``oracle.parquet`` holds, for every
 but the last, one row per (population customer, candidate product) with exactly the ``p`` that was
 used, so evaluation can compare a model against the best achievable ranking.
 
+Churn: every month a customer owning a product churns with a known probability (``churn_logit``: more
+likely the longer since its last transaction, with fewer products, in its first year, when young); a
+churner closes every holding on the first day of the month, so it transacts no more, and adopts from
+then on with the lowest logit (it has left). ``churn_oracle.parquet`` holds, for every snapshot whose
+``CHURN_HORIZON_MONTHS`` months are generated (all but the last two), one row per population customer
+with its monthly churn hazard and the probability of the dbt project's churn label (``inactivity``: no
+transaction and no new holding within the horizon; ``_churn_label_probability``), so a churn model can
+be compared with the best achievable AUROC.
+
 The propensity (``adoption_logit``) adds to a product's intercept: age / income / segment effects;
 static complements (an offset while another product is owned); follow-on boosts that decay after
 another product was adopted (``boost * exp(-m / FOLLOW_ON_TAU_MONTHS)``, ``m`` = months from the start
@@ -31,8 +40,9 @@ snapshot ``s``:
   requires a known ``age = year(s) - birth_year`` with ``min_age <= age <= max_age``);
 * label 1 iff a holding of the product starts in ``(s, last_day(s + 1 month)]``.
 
-Simulation order for month ``k`` (state at ``s_{k-1}`` = last day of month ``k - 1``): candidates adopt
-with ``u < p`` (``p`` rounded to float32, the stored oracle value) on a uniform day of month ``k``;
+Simulation order for month ``k`` (state at ``s_{k-1}`` = last day of month ``k - 1``): customers churn
+with their hazard ``h``; candidates who did not churn adopt with ``u < p`` (the stored oracle value is
+``(1 - h) p``, rounded to float32) on a uniform day of month ``k``;
 products owned at ``s_{k-1}`` close with ``u < c`` on a uniform day of month ``k`` (so a product closed
 in month ``k`` is not re-adopted in month ``k``, and a product adopted in month ``k`` does not close in
 it); customers joining in month ``k`` open one product on ``joined_on`` (not an adoption: they were not
@@ -222,6 +232,16 @@ _GENERIC_RECENT_ADD = 0.35  # logit per product added in the last 3 months (mome
 _GENERIC_COUNT = -0.10  # logit per product owned (saturation)
 _GENERIC_NEW_CUSTOMER = 0.6  # logit bonus during the first 6 months of tenure
 _AGED_OUT_CLOSE = 0.5  # monthly closure probability of a product the customer is no longer eligible for
+_CHURN_BASE = -4.0  # monthly churn logit of a customer with one product, active this month
+_CHURN_PER_INACTIVE_MONTH = 0.5  # per month since the last transaction (capped)
+_CHURN_INACTIVE_CAP = 4
+_CHURN_PER_EXTRA_PRODUCT = -0.3  # per product owned beyond the first
+_CHURN_NEW = 0.7  # tenure under 12 months
+_CHURN_YOUNG = 0.4  # known age under 30
+
+CHURN_HORIZON_MONTHS = 2
+"""Months after a snapshot over which ``churn_oracle.parquet`` gives the probability of the churn label
+(the dbt var ``churn_horizon_months``' default)."""
 
 CUSTOMER_SCHEMA = pa.schema([
     ("customer_id", pa.string()),
@@ -257,6 +277,12 @@ ORACLE_SCHEMA = pa.schema([
     ("product_id", pa.string()),
     ("probability", pa.float32()),
 ])
+CHURN_ORACLE_SCHEMA = pa.schema([
+    ("customer_id", pa.string()),
+    ("snapshot_on", pa.date32()),
+    ("churn_hazard", pa.float32()),
+    ("probability", pa.float32()),
+])
 
 
 @dataclass(frozen=True)
@@ -274,6 +300,8 @@ class SyntheticSummary:
     oracle_rows: int
     adoptions: int
     seconds: float
+    churns: int = 0
+    churn_oracle_rows: int = 0
 
 
 # --------------------------------------------------------------------------------------------- model
@@ -584,6 +612,51 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def churn_logit(n_owned: np.ndarray, months_inactive: np.ndarray, tenure_months: np.ndarray,
+                age: np.ndarray) -> np.ndarray:
+    """Monthly churn logit (n,) of a customer at a month-end snapshot: the log-odds that it leaves the
+    bank in the next month (closes every holding on the month's first day and stops transacting).
+
+    Args:
+        n_owned: products owned at the snapshot (more products: stickier).
+        months_inactive: calendar months since the month of the last transaction (0 = this month), capped
+            at ``_CHURN_INACTIVE_CAP``; 0 for a customer owning no transactional product.
+        tenure_months: months since joined_on (under 12: likelier to leave).
+        age: age in years (nan = unknown; under 30: likelier to leave).
+
+    Returns:
+        logits; about -3.9 (2%) for an active customer with 3 products, -1.5 (18%) for a new, young
+        customer with one product and no transaction for 4 months.
+    """
+    young = np.where(np.isnan(age), False, age < 30)
+    return (_CHURN_BASE + _CHURN_PER_INACTIVE_MONTH * np.minimum(months_inactive, _CHURN_INACTIVE_CAP)
+            + _CHURN_PER_EXTRA_PRODUCT * np.maximum(n_owned - 1, 0) + _CHURN_NEW * (tenure_months < 12)
+            + _CHURN_YOUNG * young)
+
+
+def quiet_month_probability(p_adopt: np.ndarray, owned_txn: np.ndarray, close_txn: np.ndarray,
+                            lam_txn: np.ndarray, n_days: int) -> np.ndarray:
+    """P(no adoption and no transaction in a month) (n,) of a customer who does not churn in it.
+
+    Adoptions, closures and transactions of different products are independent: no adoption has
+    probability prod(1 - p_adopt); an owned transactional product with monthly rate ``lam`` gives no
+    transaction with probability ``(1 - c) exp(-lam) + c mean_d exp(-lam d / n_days)``: it stays open the
+    whole month, or closes (probability ``c``) after ``d`` days, d uniform on 0 .. n_days - 1.
+
+    Args:
+        p_adopt: (n, P) adoption probability of each candidate (0 elsewhere).
+        owned_txn: (n, T) owned, for the transactional products.
+        close_txn: (n, T) monthly closure probability of those products.
+        lam_txn: (n, T) expected transactions of a whole owned month (> 0).
+        n_days: days in the month.
+    """
+    no_adoption = np.prod(1.0 - p_adopt, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        partial = np.where(lam_txn > 0, np.expm1(-lam_txn) / (n_days * np.expm1(-lam_txn / n_days)), 1.0)
+    no_txn = np.where(owned_txn, (1.0 - close_txn) * np.exp(-lam_txn) + close_txn * partial, 1.0)
+    return no_adoption * no_txn.prod(axis=1)
+
+
 # ------------------------------------------------------------------------------------- simulation
 
 
@@ -636,6 +709,8 @@ class _ChunkResult:
     transactions: int
     oracle_rows: int
     adoptions: int
+    churns: int = 0
+    churn_oracle_rows: int = 0
 
 
 def _simulate_chunk(model: ProductModel, cal: _Calendar, months: int, seed: int, first_index: int, n: int,
@@ -654,8 +729,10 @@ def _simulate_chunk(model: ProductModel, cal: _Calendar, months: int, seed: int,
     spend = np.zeros((n, ACTIVITY_LOOKBACK_MONTHS))
     adds = np.zeros((n, ACTIVITY_LOOKBACK_MONTHS))
     last_txn = np.full(n, np.iinfo(np.int64).min // 2)
+    last_txn_month = np.full(n, -1)  # month index of the last transaction (the month before month 0: active)
+    lapsed = np.zeros(n, bool)  # churned: owns nothing, adopts with the lowest logit from then on
     txns = _Rows()
-    oracle_rows = adoptions = 0
+    oracle_rows = adoptions = churns = churn_oracle_rows = 0
     # every customer who joined before month 0 opened a product; there are no transactions before month 0
     ever_held = cust.join_month < 0
     population = (cust.joined <= cal.last_day(-1)) & (owned.any(axis=1) | ~ever_held)
@@ -671,28 +748,52 @@ def _simulate_chunk(model: ProductModel, cal: _Calendar, months: int, seed: int,
         since_start = (s_prev - start_day) / DAYS_PER_MONTH
         logit = adoption_logit(model, _static_logit(model, cust, age), owned, since_start,
                                ever_closed & ~owned, tenure, spend.sum(axis=1), adds.sum(axis=1))
+        logit[lapsed] = _LOGIT_MIN
         p = _sigmoid(logit).astype(np.float32)
         u = rng.uniform(n_prod)
+        # ---- churn in month k, decided on the state at s_{k-1}
+        n_owned = owned.sum(axis=1)
+        has_txn_product = owned[:, txn_products].any(axis=1)
+        inactive = np.where(has_txn_product, np.minimum(k - 1 - last_txn_month, _CHURN_INACTIVE_CAP), 0)
+        at_risk = population & ~lapsed & (n_owned > 0)  # a customer owning something may leave
+        hazard = np.where(at_risk, _sigmoid(churn_logit(n_owned, inactive, tenure, age)), 0.0)
+        churn = rng.uniform() < hazard
+        close_p = np.where(eligible, model.close, np.maximum(model.close, _AGED_OUT_CLOSE))
         if with_oracle and k >= 1:
             ci, pi = np.nonzero(candidate)
+            adopt_p = (p[ci, pi].astype(np.float64) * (1.0 - hazard[ci])).astype(np.float32)
             writers.write("oracle", pa.table({
                 "customer_id": cust_ids.take(pa.array(ci)),
                 "snapshot_on": _date_array(np.full(len(ci), s_prev)),
                 "product_id": prod_ids.take(pa.array(pi)),
-                "probability": pa.array(p[ci, pi], pa.float32()),
+                "probability": pa.array(adopt_p, pa.float32()),
             }, schema=ORACLE_SCHEMA))
             oracle_rows += len(ci)
+        if with_oracle and 1 <= k <= months - CHURN_HORIZON_MONTHS:
+            prob = _churn_label_probability(
+                model, cal, cust, k, np.where(candidate, p, 0.0), hazard, close_p, owned, start_day,
+                ever_closed, ever_held, lapsed, spend, adds, last_txn, last_txn_month, txn_products)
+            who = np.flatnonzero(population)
+            writers.write("churn_oracle", pa.table({
+                "customer_id": cust_ids.take(pa.array(who)),
+                "snapshot_on": _date_array(np.full(len(who), s_prev)),
+                "churn_hazard": pa.array(hazard[who], pa.float32()),
+                "probability": pa.array(prob[who], pa.float32()),
+            }, schema=CHURN_ORACLE_SCHEMA))
+            churn_oracle_rows += len(who)
         pf = p.astype(np.float64)
-        adopt = candidate & (u < pf)
-        close_p = np.where(eligible, model.close, np.maximum(model.close, _AGED_OUT_CLOSE))
-        close = owned & (u < close_p)
+        adopt = candidate & (u < pf) & ~churn[:, None]
+        close = owned & ((u < close_p) | churn[:, None])
         adopt_day = first + np.minimum(np.floor(u / np.where(adopt, pf, 1.0) * n_days), n_days - 1)
         close_day = first + np.minimum(np.floor(u / np.where(close, close_p, 1.0) * n_days), n_days - 1)
+        close_day = np.where(churn[:, None], first, close_day)  # a churner closes everything on day 1
         adopt_day = adopt_day.astype(np.int64)
         close_day = close_day.astype(np.int64)
         ci, pi = np.nonzero(close)
         holdings.add(c=ci, p=pi, start=start_day[ci, pi], end=close_day[ci, pi])
         adoptions += int(adopt.sum())
+        churns += int(churn.sum())
+        lapsed |= churn
         # ---- customers joining in month k open one product on joined_on (but the cold starts)
         joiners = np.flatnonzero((cust.join_month == k) & cust.opens_on_joining)
         opened = np.zeros_like(owned)
@@ -718,6 +819,7 @@ def _simulate_chunk(model: ProductModel, cal: _Calendar, months: int, seed: int,
         spend[:, slot] = month_spend
         adds[:, slot] = new.sum(axis=1)
         last_txn = np.maximum(last_txn, month_last)
+        last_txn_month[month_last >= first] = k
         s_k = cal.last_day(k)
         recent_txn = last_txn > cal.minus_months(k, ACTIVITY_LOOKBACK_MONTHS)
         population = (cust.joined <= s_k) & (owned.any(axis=1) | recent_txn | ~ever_held)
@@ -727,7 +829,51 @@ def _simulate_chunk(model: ProductModel, cal: _Calendar, months: int, seed: int,
     n_hold = _write_holdings(holdings, cust_ids, prod_ids, writers)
     n_txn = _write_transactions(txns, cust_ids, prod_ids, writers)
     _write_customers(cust, cust_ids, writers)
-    return _ChunkResult(holdings=n_hold, transactions=n_txn, oracle_rows=oracle_rows, adoptions=adoptions)
+    return _ChunkResult(holdings=n_hold, transactions=n_txn, oracle_rows=oracle_rows, adoptions=adoptions,
+                        churns=churns, churn_oracle_rows=churn_oracle_rows)
+
+
+def _churn_label_probability(model: ProductModel, cal: _Calendar, cust: _Customers, k: int,
+                             p_adopt: np.ndarray, hazard: np.ndarray, close_p: np.ndarray, owned: np.ndarray,
+                             start_day: np.ndarray, ever_closed: np.ndarray, ever_held: np.ndarray,
+                             lapsed: np.ndarray, spend: np.ndarray, adds: np.ndarray, last_txn: np.ndarray,
+                             last_txn_month: np.ndarray, txn_products: np.ndarray) -> np.ndarray:
+    """P(churn label at s_{k-1}) (n,): no transaction and no new holding in months k and k + 1.
+
+    ``h0 + (1 - h0) q0 (h1 + (1 - h1) q1)``: churning in month k (hazard ``h0``, decided on the state at
+    s_{k-1}) leaves both months quiet; otherwise month k must be quiet (``q0``, exact:
+    ``quiet_month_probability``), then the customer churns in month k + 1 (``h1``) or month k + 1 is
+    quiet too (``q1``). ``h1`` and ``q1`` are those of the state at s_k after a quiet month k in which no
+    holding closed (closures, about 1% of holdings a month, are ignored there): one month older, no spend
+    and no adoption in month k, one more month since the last transaction.
+    """
+    lookback = ACTIVITY_LOOKBACK_MONTHS
+    txn_rate = model.txn_rate[txn_products]
+    lam = txn_rate * cust.activity[:, None]
+    q0 = quiet_month_probability(p_adopt, owned[:, txn_products], close_p[:, txn_products], lam,
+                                 cal.n_days(k))
+    # the state at s_k after a quiet month k without churn or closure
+    s_k = cal.last_day(k)
+    age1 = _ages(cust, cal.year(k))
+    eligible1 = _eligible(model, age1)
+    tenure1 = np.maximum((s_k - cust.joined) / DAYS_PER_MONTH, 0.0)
+    spend1, adds1 = spend.copy(), adds.copy()
+    spend1[:, k % lookback] = 0.0
+    adds1[:, k % lookback] = 0.0
+    recent1 = last_txn > cal.minus_months(k, lookback)
+    population1 = (cust.joined <= s_k) & (owned.any(axis=1) | recent1 | ~ever_held)
+    since_start1 = (s_k - start_day) / DAYS_PER_MONTH
+    logit1 = adoption_logit(model, _static_logit(model, cust, age1), owned, since_start1,
+                            ever_closed & ~owned, tenure1, spend1.sum(axis=1), adds1.sum(axis=1))
+    logit1[lapsed] = _LOGIT_MIN
+    p1 = np.where(population1[:, None] & ~owned & eligible1, _sigmoid(logit1).astype(np.float32), 0.0)
+    close1 = np.where(eligible1, model.close, np.maximum(model.close, _AGED_OUT_CLOSE))
+    q1 = quiet_month_probability(p1, owned[:, txn_products], close1[:, txn_products], lam, cal.n_days(k + 1))
+    has_txn_product = owned[:, txn_products].any(axis=1)
+    inactive1 = np.where(has_txn_product, np.minimum(k - last_txn_month, _CHURN_INACTIVE_CAP), 0)
+    h1 = np.where(population1 & ~lapsed & owned.any(axis=1),
+                  _sigmoid(churn_logit(owned.sum(axis=1), inactive1, tenure1, age1)), 0.0)
+    return hazard + (1.0 - hazard) * q0 * (h1 + (1.0 - h1) * q1)
 
 
 def _opening_product(model: ProductModel, cust: _Customers, who: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -914,9 +1060,9 @@ def generate_synthetic(out_dir: Path, customers: int = 20_000, months: int = 24,
     model = build_model()
     cal = _Calendar(np.datetime64(start_month, "M"))
     id_width = max(7, len(str(customers)))
-    oracle_path = out_dir / "oracle.parquet"
-    if not with_oracle and oracle_path.exists():
-        oracle_path.unlink()
+    if not with_oracle:
+        for name in ("oracle", "churn_oracle"):
+            (out_dir / f"{name}.parquet").unlink(missing_ok=True)
     pq.write_table(products_table(), out_dir / "products.parquet")
     writers = _Writers(out_dir)
     totals = _ChunkResult(0, 0, 0, 0)
@@ -924,9 +1070,12 @@ def generate_synthetic(out_dir: Path, customers: int = 20_000, months: int = 24,
         for first, size in _chunks(customers, chunk_size):
             r = _simulate_chunk(model, cal, months, seed, first, size, id_width, writers, with_oracle)
             totals = _ChunkResult(totals.holdings + r.holdings, totals.transactions + r.transactions,
-                                  totals.oracle_rows + r.oracle_rows, totals.adoptions + r.adoptions)
+                                  totals.oracle_rows + r.oracle_rows, totals.adoptions + r.adoptions,
+                                  totals.churns + r.churns, totals.churn_oracle_rows + r.churn_oracle_rows)
         if with_oracle and "oracle" not in writers.writers:
             writers.write("oracle", ORACLE_SCHEMA.empty_table())
+        if with_oracle and "churn_oracle" not in writers.writers:
+            writers.write("churn_oracle", CHURN_ORACLE_SCHEMA.empty_table())
     finally:
         writers.close()
     observed_until = to_date(cal.last_day(months - 1))
@@ -936,5 +1085,6 @@ def generate_synthetic(out_dir: Path, customers: int = 20_000, months: int = 24,
         out_dir=out_dir, customers=customers, months=months, seed=seed,
         first_snapshot_on=to_date(cal.last_day(0)), observed_until=observed_until,
         holdings=totals.holdings, transactions=totals.transactions, oracle_rows=totals.oracle_rows,
-        adoptions=totals.adoptions, seconds=time.perf_counter() - t0,
+        adoptions=totals.adoptions, seconds=time.perf_counter() - t0, churns=totals.churns,
+        churn_oracle_rows=totals.churn_oracle_rows,
     )

@@ -42,6 +42,8 @@ from nextbest.serving.schemas import (
     ReadyResponse,
 )
 from nextbest.serving.scorer import RankQuery, Scorer
+from nextbest.serving.task_routes import load_into as load_task_scorers
+from nextbest.serving.task_routes import router as task_router
 from nextbest.settings import ServingSettings, Settings, get_settings
 
 ERROR_STATUS: dict[type[Exception], int] = {
@@ -89,6 +91,7 @@ def create_app(
         scorer = loaded or Scorer(settings, serving)
         app.state.scorer = scorer
         app.state.products = products_of(scorer)
+        load_task_scorers(app, settings, scorer, serving)
         app.state.batcher = MicroBatcher(scorer, serving.max_micro_batch)
         app.state.batcher.start()
         app.state.readiness = ReadinessMonitor(scorer, serving.ready_refresh_s)
@@ -109,6 +112,7 @@ def create_app(
     for error, code in ERROR_STATUS.items():
         app.add_exception_handler(error, _handler(code))
     app.add_exception_handler(RequestValidationError, _validation_handler)
+    app.include_router(task_router)
 
     @app.post("/rank", response_model=RankResponse, responses=ERROR_RESPONSES, tags=["ranking"])
     async def rank(body: RankRequest, scorer: ScorerDep, batcher: BatcherDep) -> Response:

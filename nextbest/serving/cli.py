@@ -115,12 +115,41 @@ def rank_command(
 
 @app.command("score-batch")
 def score_batch_command(
-    snapshot: Annotated[str, typer.Option(help="Snapshot date (month end), YYYY-MM-DD.")],
-    out: Annotated[Path, typer.Option(help="Output parquet file.")],
-    chunk_size: Annotated[int, typer.Option(min=1, help="Customers per chunk.")] = 5_000,
+    snapshot: Annotated[
+        str | None,
+        typer.Option(help="Snapshot date (month end), YYYY-MM-DD (a task's default: its latest)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output parquet file (a task's default: $NEXTBEST_HOME/scores/<task>/...)."),
+    ] = None,
+    chunk_size: Annotated[int, typer.Option(min=1, help="Customers per chunk (the ranking).")] = 5_000,
+    task: Annotated[
+        str | None, typer.Option(help="A binary customer task to score (e.g. churn); default: the ranking.")
+    ] = None,
 ) -> None:
-    """Score every customer's candidates at a snapshot from the offline store into one parquet file."""
+    """Score every customer's candidates at a snapshot from the offline store into one parquet file, or,
+    with --task, the task's population at a snapshot (calibrated probabilities)."""
+    when = None if snapshot is None else _iso_date(snapshot)
+    if task is not None and task != "product_propensity":
+        from nextbest.serving.tasks import score_task_batch
+
+        batch = score_task_batch(task, when, out, progress=console.print)
+        console.print(
+            f"[green]wrote[/green] {batch.rows:,} {task} scores at {batch.snapshot_on} "
+            f"(model {batch.model_version}) -> {batch.path}"
+        )
+        return
+    if when is None or out is None:
+        raise typer.BadParameter("the ranking needs --snapshot and --out (or give --task)")
     from nextbest.serving.batch import score_batch
 
-    rows = score_batch(date.fromisoformat(snapshot), out, chunk_size)
+    rows = score_batch(when, out, chunk_size)
     console.print(f"[green]wrote[/green] {rows:,} rows -> {out}")
+
+
+def _iso_date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"--snapshot must be a date YYYY-MM-DD, got {value!r}") from exc

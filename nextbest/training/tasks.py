@@ -445,3 +445,33 @@ def save_task_bundle(
     (tmp / "task.json").write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
     tmp.rename(final)
     return final
+
+
+def load_task_bundle(path: Path) -> tuple[BinaryModel, dict[str, Any]]:
+    """The model of a bundle ``save_task_bundle`` wrote, and its ``task.json``.
+
+    Raises:
+        FileNotFoundError: ``path`` holds no ``task.json`` (not a task bundle)."""
+    path = Path(path)
+    if not (path / "task.json").is_file():
+        raise FileNotFoundError(f"{path} is not a task bundle (no task.json)")
+    meta = json.loads((path / "task.json").read_text(encoding="utf-8"))
+    model = BinaryModel(
+        booster=lgb.Booster(model_file=str(path / "classifier.txt")),
+        feature_cols=list(meta["features"]),
+        categories={c: list(levels) for c, levels in meta["categories"].items()},
+        calibrator=joblib.load(path / "calibrator.joblib"),
+        best_iteration=int(meta["best_iteration"]),
+    )
+    return model, meta
+
+
+def latest_task_bundle(settings: Settings, task: str) -> Path | None:
+    """The most recent complete bundle of ``task`` (by version name), or None."""
+    folder = task_models_dir(settings, task)
+    if not folder.is_dir():
+        return None
+    bundles = sorted(
+        p for p in folder.iterdir() if not p.name.startswith(".") and (p / "task.json").is_file()
+    )
+    return bundles[-1] if bundles else None
