@@ -41,11 +41,12 @@ PRODUCTS_FILE = "products.parquet"
 HOLDINGS_FILE = "holdings.parquet"
 TRANSACTIONS_FILE = "transactions.parquet"
 ORACLE_FILE = "oracle.parquet"
+CHURN_ORACLE_FILE = "churn_oracle.parquet"
 DATASET_META_FILE = "dataset.json"
 
 REQUIRED_FILES: tuple[str, ...] = (CUSTOMERS_FILE, PRODUCTS_FILE, HOLDINGS_FILE)
 """Files a dataset must contain."""
-OPTIONAL_PARQUET_FILES: tuple[str, ...] = (TRANSACTIONS_FILE, ORACLE_FILE)
+OPTIONAL_PARQUET_FILES: tuple[str, ...] = (TRANSACTIONS_FILE, ORACLE_FILE, CHURN_ORACLE_FILE)
 """Parquet files a dataset may contain; a missing transactions file is ingested as an empty table."""
 KNOWN_FILES: tuple[str, ...] = (*REQUIRED_FILES, *OPTIONAL_PARQUET_FILES, DATASET_META_FILE)
 
@@ -164,6 +165,15 @@ FILE_CONTRACTS: Mapping[str, FileContract] = {
             _col("customer_id", T.ID),
             _col("snapshot_on", T.DATE),
             _col("product_id", T.ID),
+            _col("probability", T.FLOAT),
+        ),
+    ),
+    CHURN_ORACLE_FILE: FileContract(  # synthetic data: the true probability of the churn label
+        CHURN_ORACLE_FILE,
+        (
+            _col("customer_id", T.ID),
+            _col("snapshot_on", T.DATE),
+            _col("churn_hazard", T.FLOAT),
             _col("probability", T.FLOAT),
         ),
     ),
@@ -331,6 +341,9 @@ _COLUMN_CHECKS: Mapping[tuple[str, str], tuple[pa.Check, ...]] = {
     ),
     (CUSTOMERS_FILE, "income"): (pa.Check(lambda s: s >= 0, name="income >= 0"),),
     (ORACLE_FILE, "probability"): (pa.Check(lambda s: (s >= 0) & (s <= 1), name="0 <= probability <= 1"),),
+    (CHURN_ORACLE_FILE, "probability"): (
+        pa.Check(lambda s: (s >= 0) & (s <= 1), name="0 <= probability <= 1"),
+    ),
 }
 
 

@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 
 from nextbest.ingest.contract import (
     ACCEPTED_SOURCE_TYPES,
+    CHURN_ORACLE_FILE,
     CUSTOMERS_FILE,
     DATASET_META_FILE,
     FILE_CONTRACTS,
@@ -513,6 +514,8 @@ def _sql_rules(present: Sequence[str], window: DateWindow) -> list[_SqlRule]:
         _reference_rule(TRANSACTIONS_FILE, "customer_id", CUSTOMERS_FILE),
         _reference_rule(TRANSACTIONS_FILE, "product_id", PRODUCTS_FILE),
     ]
+    if CHURN_ORACLE_FILE in present:
+        rules.append(_reference_rule(CHURN_ORACLE_FILE, "customer_id", CUSTOMERS_FILE))
     if ORACLE_FILE in present:
         rules += [
             _reference_rule(ORACLE_FILE, "customer_id", CUSTOMERS_FILE),
