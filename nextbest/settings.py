@@ -174,6 +174,27 @@ def dbt_var_defaults(project_dir: Path = DBT_PROJECT_DIR) -> dict[str, Any]:
     return dict(project.get("vars") or {})
 
 
+TrainingEngine = Literal["local", "dask"]
+
+
+class TrainingSettings(BaseSettings):
+    """Where the ranker is fitted (``nextbest.training.distributed``).
+
+    Every field can be set from the environment with the ``NEXTBEST_TRAINING_`` prefix, e.g.
+    ``NEXTBEST_TRAINING_ENGINE=dask NEXTBEST_TRAINING_DASK_SCHEDULER=tcp://10.0.0.5:8786``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="NEXTBEST_TRAINING_", frozen=True)
+
+    engine: TrainingEngine = Field(
+        default="local", description="local: this process (early stopping); dask: DaskLGBMRanker, a cluster."
+    )
+    dask_scheduler: str | None = Field(
+        default=None, description="The Dask scheduler's address; None starts a LocalCluster (dask_workers)."
+    )
+    dask_workers: int = Field(default=2, ge=1, description="Workers of the LocalCluster (one thread each).")
+
+
 class BuildVars(BaseModel):
     """The modelling choices a warehouse is built with (dbt vars), kept with the build.
 
@@ -232,6 +253,7 @@ class Settings(BaseSettings):
     )
     online: OnlineStoreSettings = Field(default_factory=OnlineStoreSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
 
     @cached_property
     def raw_dir(self) -> Path:

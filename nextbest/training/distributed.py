@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from nextbest.columns import LABEL, SCORE
+from nextbest.settings import TrainingSettings
 from nextbest.training.config import ConfigError, RankerConfig
 from nextbest.training.constants import DEFAULT_K
 from nextbest.training.metrics import ndcg_at_k
@@ -41,7 +42,6 @@ from nextbest.training.ranker import (
 if TYPE_CHECKING:  # pragma: no cover
     from distributed import Client
 
-ENGINES = ("local", "dask")
 GROUP = "group"  # the validation groups' number, for the tree selection
 RankerFit = Callable[[RankingData, RankingData, RankerConfig, int], FittedRanker]
 """``(train, valid, params, k) -> FittedRanker``: how the ranker is fitted (``ranker_fitter``)."""
@@ -177,21 +177,18 @@ def dask_client(scheduler: str | None = None, n_workers: int = 2) -> Iterator[Cl
 
 
 @contextmanager
-def ranker_fitter(
-    engine: str = "local", scheduler: str | None = None, n_workers: int = 2
-) -> Iterator[RankerFit]:
-    """The ranker's fit of an engine, for as long as the block runs: ``local`` is ``fit_ranker`` (this
-    process, early stopping); ``dask`` is ``fit_ranker_dask`` on ``dask_client(scheduler, n_workers)``.
+def ranker_fitter(engine: TrainingSettings) -> Iterator[RankerFit]:
+    """The ranker's fit on ``engine`` (the settings' ``training`` branch), for as long as the block runs:
+    ``local`` is ``fit_ranker`` (this process, early stopping); ``dask`` is ``fit_ranker_dask`` on
+    ``dask_client(engine.dask_scheduler, engine.dask_workers)``.
 
     Raises:
-        ConfigError: an unknown engine, or a scheduler that cannot be reached.
+        ConfigError: a scheduler that cannot be reached.
     """
-    if engine not in ENGINES:
-        raise ConfigError(f"training engine must be one of {', '.join(ENGINES)}, not {engine!r}")
-    if engine == "local":
+    if engine.engine == "local":
         yield fit_ranker
         return
-    with dask_client(scheduler, n_workers) as client:
+    with dask_client(engine.dask_scheduler, engine.dask_workers) as client:
 
         def fit(train: RankingData, valid: RankingData, params: RankerConfig, k: int) -> FittedRanker:
             return fit_ranker_dask(train, valid, client, params, k)

@@ -27,7 +27,7 @@ import pandas as pd
 from nextbest.columns import LABEL, ORACLE_PROBABILITY, PROBABILITY, PRODUCT_ID, SCORE
 from nextbest.features.store import check_applied_build, get_store
 from nextbest.marts import build_record, manifest_path
-from nextbest.settings import BuildVars, Settings
+from nextbest.settings import BuildVars, Settings, TrainingSettings
 from nextbest.training import evaluate as ev
 from nextbest.training.artifacts import ModelBundle, file_sha256, save_bundle
 from nextbest.training.baselines import OracleBaseline, PerProductModels, PooledClassifier, PopularityBaseline
@@ -529,12 +529,11 @@ def train(
     settings: Settings,
     config: TrainingConfig,
     progress: Progress | None = None,
-    engine: str = "local",
-    scheduler: str | None = None,
+    engine: TrainingSettings | None = None,
 ) -> TrainResult:
     """Train, evaluate and save the ranker for the built warehouse and the applied feature store; the
-    ranker itself on ``engine`` (``local``, or ``dask`` on the scheduler at ``scheduler`` / a
-    LocalCluster: ``nextbest.training.distributed``).
+    ranker itself where ``engine`` says (default: ``settings.training``; ``local``, or ``dask`` on a
+    scheduler or a LocalCluster: ``nextbest.training.distributed``).
 
     Raises:
         QualityRegressionError: an ``expected_metrics`` minimum was not met (report written first).
@@ -550,7 +549,7 @@ def train(
     seconds["retrieval"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    with ranker_fitter(engine, scheduler) as fit:
+    with ranker_fitter(engine or settings.training) as fit:
         models = fit_models(
             frames.train, frames.valid, frames.feature_cols, config, frames.has_oracle, progress, fit
         )

@@ -27,7 +27,7 @@ from nextbest.features.store import apply_definitions, get_store
 from nextbest.ingest.store import ingest_directory
 from nextbest.ingest.synthetic import generate_synthetic
 from nextbest.pipeline import build_warehouse
-from nextbest.settings import Settings
+from nextbest.settings import Settings, TrainingSettings
 from nextbest.training import metrics as m
 from nextbest.training.artifacts import BundleMismatchError, load_bundle
 from nextbest.training.cli import app as training_app
@@ -422,11 +422,11 @@ def test_an_undeclared_task_is_one_line_naming_the_declared_ones(built: Settings
 def test_a_ranker_trained_on_a_dask_cluster_scores_like_the_local_one(
     built: Settings, result: TrainResult
 ) -> None:
-    """Issue 15: ``engine="dask"`` (a 2-worker LocalCluster, partitions cut on group boundaries, trees
+    """Issue 15: the ``dask`` engine (a 2-worker LocalCluster, partitions cut on group boundaries, trees
     chosen on the validation month) gives a bundle of the same format whose test NDCG@7 is within 1 %
     or 2 s.e. of the single-machine ranker's on the same split."""
     config = small_config(ablation={"enabled": False}, name="synthetic-dask")
-    on_dask = train(built, config, engine="dask")
+    on_dask = train(built, config, engine=TrainingSettings(engine="dask", dask_workers=2))
     local, dask = result.evaluation.flat, on_dask.evaluation.flat
     gap = abs(dask["ranker.ndcg@7"] - local["ranker.ndcg@7"])
     assert gap <= max(0.01 * local["ranker.ndcg@7"], 2 * local["ranker.ndcg@7_se"]), (dask, local)
