@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from nextbest.errors import UserError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
@@ -334,6 +336,28 @@ def read_live_build_id(pointer: Path) -> str | None:
         return None
 
 
+class SettingsError(UserError):
+    """An environment variable holds a value the settings refuse."""
+
+
+def settings_error_line(err: ValidationError) -> str:
+    """The refused values of a settings ``ValidationError``, by environment variable, on one line."""
+    prefixes = {cls.__name__: cls.model_config.get("env_prefix", "") for cls in BaseSettings.__subclasses__()}
+    prefix = prefixes.get(err.title, "NEXTBEST_")
+    parts = [
+        f"{prefix}{'_'.join(str(p) for p in e['loc']).upper()}={e.get('input')!r}: {e['msg']}"
+        for e in err.errors()
+    ]
+    return "settings: " + "; ".join(parts)
+
+
 def get_settings() -> Settings:
-    """Settings read from the environment now (not cached: tests change NEXTBEST_HOME)."""
-    return Settings()
+    """Settings read from the environment now (not cached: tests change NEXTBEST_HOME).
+
+    Raises:
+        SettingsError: an environment variable holds a value the settings refuse.
+    """
+    try:
+        return Settings()
+    except ValidationError as err:
+        raise SettingsError(settings_error_line(err)) from err

@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nextbest.settings import DBT_PROJECT_DIR, BuildVars, ServingSettings, Settings
+from nextbest.settings import (
+    DBT_PROJECT_DIR,
+    BuildVars,
+    ServingSettings,
+    Settings,
+    SettingsError,
+    get_settings,
+)
 
 
 class TestTree:
@@ -87,3 +94,28 @@ class TestBuildPaths:
     def test_nextbest_build_id_pins_a_build(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("NEXTBEST_BUILD_ID", "C")
         assert Settings(home=tmp_path).marts_dir == tmp_path / "warehouse" / "builds" / "C" / "marts"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("NEXTBEST_TRAINING_ENGINE", "spark", "NEXTBEST_TRAINING_ENGINE='spark': Input should be 'local' or"),
+        ("NEXTBEST_SERVING_READ_TIMEOUT_MS", "abc", "NEXTBEST_SERVING_READ_TIMEOUT_MS='abc'"),
+        ("NEXTBEST_DBT_THREADS", "0", "NEXTBEST_DBT_THREADS='0': Input should be greater than or equal to 1"),
+    ],
+)
+def test_a_refused_environment_value_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, says: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as caught:
+        get_settings()
+    assert says in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_the_training_engine_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEXTBEST_TRAINING_ENGINE", "dask")
+    monkeypatch.setenv("NEXTBEST_TRAINING_DASK_SCHEDULER", "tcp://10.0.0.5:8786")
+    training = get_settings().training
+    assert (training.engine, training.dask_scheduler) == ("dask", "tcp://10.0.0.5:8786")
+    assert training.dask_workers == 2
