@@ -154,6 +154,10 @@ def required_sample(
         effect_size=h, nobs1=None, alpha=alpha, power=power, ratio=control_ratio, alternative="two-sided"
     )
     n1 = float(np.asarray(n1).item())
+    if not math.isfinite(n1):
+        raise CampaignError(
+            f"no sample size reaches power {power} for {baseline:.4f} vs {baseline + mde_absolute:.4f}"
+        )
     return SampleSize(h, math.ceil(n1), math.ceil(n1 * control_ratio))
 
 
@@ -199,7 +203,7 @@ class ArmShares:
         return shares
 
     def validate(self) -> None:
-        if not 0 < self.treatment < 1 or self.business_rule < 0 or self.control <= 0:
+        if not 0 < self.treatment < 1 or self.business_rule < 0 or self.control < 1e-9:
             raise CampaignError(
                 f"arm shares treatment {self.treatment}, business rule {self.business_rule}: each must "
                 "lie in [0, 1) and leave a control share > 0"
