@@ -20,7 +20,7 @@ from nextbest.settings import get_settings
 app = typer.Typer(
     help="Plan, assign and read out a targeted offer campaign (an A/B test).", no_args_is_help=True
 )
-console = Console()
+console = Console(soft_wrap=True)
 
 Directory = Annotated[Path, typer.Argument(help="The campaign's directory (created by `plan`).")]
 READOUT_FILE = "readout.json"
@@ -179,6 +179,7 @@ def readout_command(
         read_out,
         read_outcomes,
     )
+    from nextbest.ingest.store import read_dataset_meta
 
     settings = get_settings()
     assignment, record = read_assignment(directory)
@@ -188,7 +189,8 @@ def readout_command(
     else:
         snapshot = date.fromisoformat(plan.snapshot_on)
         end = _snapshot(until) or _month_end(snapshot, settings.build.horizon_months)
-        frame = outcomes_from_holdings(settings.raw_dir, assignment, snapshot, end)
+        observed = read_dataset_meta(settings.raw_dir).observed_until
+        frame = outcomes_from_holdings(settings.raw_dir, assignment, snapshot, end, observed)
         console.print(f"outcomes from the raw holdings in ({snapshot}, {end}]", markup=False)
         guardrail = guardrail or CLOSURES
         secondary = secondary or [PRODUCTS_STARTED, SPEND]

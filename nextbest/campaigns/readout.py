@@ -57,13 +57,24 @@ GO, NO_GO, INCONCLUSIVE = "go", "no-go", "inconclusive"
 # ------------------------------------------------------------------------------------------ outcomes
 
 
-def outcomes_from_holdings(raw_dir: Path, assignment: pd.DataFrame, after: date, until: date) -> pd.DataFrame:
+def outcomes_from_holdings(
+    raw_dir: Path, assignment: pd.DataFrame, after: date, until: date, observed_until: date | None = None
+) -> pd.DataFrame:
     """Outcomes of the assigned customers from the raw data in the window (``after``, ``until``].
+
+    Args:
+        observed_until: the data's last complete day; a window ending later is refused (its outcomes are
+            not observed yet).
 
     Returns:
         customer_id, converted (holding of the assigned product started in the window), products_started,
         closures, spend: one row per assigned customer.
     """
+    if observed_until is not None and until > observed_until:
+        raise CampaignError(
+            f"the outcome window ({after}, {until}] ends after the data's last observed day "
+            f"{observed_until}: read out once the data covers it, or pass --outcomes FILE"
+        )
     holdings = raw_dir / "holdings.parquet"
     if not holdings.exists():
         raise CampaignError(f"no raw holdings at {holdings}: ingest the dataset first (`nextbest ingest`)")
@@ -341,6 +352,8 @@ def decide(
     """
     if srm.mismatch:
         return Decision(INCONCLUSIVE, [srm.line() + ": the split or the outcome logging is broken"])
+    if primary.conversions_a + primary.conversions_b == 0:
+        return Decision(INCONCLUSIVE, ["no conversion in either arm: are the outcomes complete?"])
     reasons: list[str] = []
     if guardrail is not None and guardrail.p_value < alpha:
         return Decision(NO_GO, [f"guardrail {guardrail.metric} is worse in treatment: {guardrail.line()}"])

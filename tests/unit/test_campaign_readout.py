@@ -181,3 +181,10 @@ def test_outcomes_from_raw_holdings_count_starts_of_the_offered_product_in_the_w
     assert out["products_started"].tolist() == [2, 0, 0]
     assert out["closures"].tolist() == [0, 0, 1]
     assert out["spend"].tolist() == [10.0, 5.0, 0.0]
+    with pytest.raises(CampaignError, match=r"ends after the data's last observed day 2024-04-29"):
+        outcomes_from_holdings(tmp_path, assignment, d("2024-03-31"), d("2024-04-30"), d("2024-04-29"))
+
+
+def test_no_conversion_at_all_is_inconclusive() -> None:
+    decision = decide(compare_proportions(0, 700, 0, 700), 0.05, 0.01, BALANCED)
+    assert decision.verdict == INCONCLUSIVE and "no conversion" in decision.reasons[0]
