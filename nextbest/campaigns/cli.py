@@ -2,7 +2,8 @@
 
 A campaign is a directory: ``plan`` writes ``plan.json`` + ``audience.parquet``, ``assign`` writes
 ``assignment.parquet`` + ``assignment.json`` (seed, shares, counts, the plan), ``readout`` writes
-``readout.json``. ``simulate`` (synthetic bank only) draws outcomes from the oracle for a known uplift.
+``readout.json`` and ``readout.html`` (with ``conversion_by_arm.png``). ``simulate`` (synthetic bank only)
+draws outcomes from the oracle for a known uplift.
 """
 
 from __future__ import annotations
@@ -179,6 +180,7 @@ def readout_command(
         read_out,
         read_outcomes,
     )
+    from nextbest.campaigns.report import write_readout_page
     from nextbest.ingest.store import read_dataset_meta
 
     settings = get_settings()
@@ -199,4 +201,5 @@ def readout_command(
         console.print(line, markup=False)
     report = {"read_at": datetime.now().astimezone().isoformat(timespec="seconds"), **result.to_dict()}
     atomic_write_json(report, directory / READOUT_FILE)
-    console.print(f"readout: {directory / READOUT_FILE}")
+    page = write_readout_page(directory, plan, result)
+    console.print(f"readout: {directory / READOUT_FILE}, {page}", markup=False)

@@ -83,6 +83,9 @@ def test_plan_assign_and_read_out_a_next_best_campaign(
     assert readout.returncode == 0, readout.stderr
     assert readout.stdout.startswith("decision: ") and "CUPED on probability" in readout.stdout
     saved = json.loads((camp / "readout.json").read_text())
+    page = (camp / "readout.html").read_text()
+    assert f"Campaign readout: {saved['decision']['verdict'].upper()}" in page
+    assert (camp / "conversion_by_arm.png").stat().st_size > 1000
     treated = assignment["arm"] == "treatment"
     assert saved["primary"]["n_a"] == int(treated.sum())
     assert saved["primary"]["conversions_a"] == int(outcomes.loc[treated.to_numpy(), "converted"].sum())
