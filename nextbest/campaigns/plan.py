@@ -115,7 +115,8 @@ def select_audience(scored: pd.DataFrame, rule: AudienceRule) -> pd.DataFrame:
         rows = rows.head(math.ceil(rule.top * len(rows)))
     if rows.empty:
         raise EmptyAudienceError(f"the audience of {rule.describe()} is empty")
-    return rows[list(AUDIENCE_COLUMNS)].reset_index(drop=True)
+    rows = rows[list(AUDIENCE_COLUMNS)].reset_index(drop=True)
+    return rows.astype({CUSTOMER_ID: object, PRODUCT_ID: object, PROBABILITY: float})
 
 
 # ------------------------------------------------------------------------------------------ power

@@ -38,7 +38,9 @@ def snapshots(settings: Settings) -> list:
 
 
 def test_plan_assign_and_read_out_a_next_best_campaign(
-    deployment: Settings, run: Runner, tmp_path: Path  # noqa: F811 (the CLI runner fixture)
+    deployment: Settings,
+    run: Runner,  # noqa: F811 (the CLI runner fixture of test_cli_errors)
+    tmp_path: Path,
 ) -> None:
     home, camp = deployment.home, tmp_path / "next-best"
     latest = snapshots(deployment)[-1]
@@ -58,6 +60,19 @@ def test_plan_assign_and_read_out_a_next_best_campaign(
     assert mine["product_id"].tolist() == top1["product_id"].tolist()
     assert np.allclose(mine["probability"], top1["probability"], atol=1e-9)
     assert plan["expected_conversions"] == pytest.approx(audience["probability"].sum())
+    from_file = run(
+        home,
+        "campaign",
+        "plan",
+        str(tmp_path / "from-file"),
+        "--next-best",
+        "--mde",
+        "0.3",
+        "--scores",
+        str(batch),
+    )
+    assert from_file.returncode == 0, from_file.stderr
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "from-file" / "audience.parquet"), audience)
 
     assigned = run(home, "campaign", "assign", str(camp), "--seed", "3")
     assert assigned.returncode == 0 and "no sample ratio mismatch" in assigned.stdout
@@ -93,7 +108,9 @@ def test_plan_assign_and_read_out_a_next_best_campaign(
 
 
 def test_read_out_from_the_raw_holdings_after_an_earlier_snapshot(
-    deployment: Settings, run: Runner, tmp_path: Path  # noqa: F811 (the CLI runner fixture)
+    deployment: Settings,
+    run: Runner,  # noqa: F811 (the CLI runner fixture of test_cli_errors)
+    tmp_path: Path,
 ) -> None:
     home, camp = deployment.home, tmp_path / "product"
     earlier = snapshots(deployment)[-3]
@@ -130,7 +147,9 @@ def test_read_out_from_the_raw_holdings_after_an_earlier_snapshot(
 
 
 def test_user_errors_are_one_line(
-    deployment: Settings, run: Runner, tmp_path: Path  # noqa: F811 (the CLI runner fixture)
+    deployment: Settings,
+    run: Runner,  # noqa: F811 (the CLI runner fixture of test_cli_errors)
+    tmp_path: Path,
 ) -> None:
     home, camp = deployment.home, tmp_path / "errors"
     line = one_line(run(home, "campaign", "assign", str(camp)), STEP_FAILED)
@@ -147,6 +166,10 @@ def test_user_errors_are_one_line(
     line = one_line(run(home, "campaign", "readout", str(camp)), STEP_FAILED)
     assert "no assignment" in line
     assert run(home, "campaign", "assign", str(camp)).returncode == 0
+    line = one_line(
+        run(home, "campaign", "simulate", str(camp), "--out", str(tmp_path / "o.parquet")), BAD_INPUT
+    )
+    assert "no oracle at" in line  # the bank was generated without its oracle
     line = one_line(run(home, "campaign", "readout", str(camp)), BAD_INPUT)  # the latest snapshot's window
     assert "ends after the data's last observed day" in line and "--outcomes" in line
     pd.DataFrame({"customer_id": ["C1"], "bought": [1]}).to_parquet(tmp_path / "bad.parquet")
