@@ -30,7 +30,6 @@ ARM = "arm"
 """The arm a customer is assigned to: ``treatment``, ``control`` or ``business_rule``."""
 STRATUM = "stratum"
 """The customer's probability stratum, 1 (lowest) .. n_strata (highest)."""
-TREATMENT, CONTROL, BUSINESS_RULE = "treatment", "control", "business_rule"
 
 ASSIGNMENT_FILE = "assignment.parquet"
 ASSIGNMENT_META_FILE = "assignment.json"

@@ -29,6 +29,9 @@ from nextbest.columns import CUSTOMER_ID, PROBABILITY, PRODUCT_ID, RANK
 AUDIENCE_COLUMNS: tuple[str, ...] = (CUSTOMER_ID, PRODUCT_ID, PROBABILITY)
 """One row per targeted customer: the offered product and its calibrated adoption probability."""
 
+TREATMENT, CONTROL, BUSINESS_RULE = "treatment", "control", "business_rule"
+"""The arms: offered by the model, not offered, offered by the business rule (optional)."""
+
 PLAN_FILE = "plan.json"
 AUDIENCE_FILE = "audience.parquet"
 
@@ -198,9 +201,9 @@ class ArmShares:
         return 1.0 - self.treatment - self.business_rule
 
     def as_dict(self) -> dict[str, float]:
-        shares = {"treatment": self.treatment, "control": self.control}
+        shares = {TREATMENT: self.treatment, CONTROL: self.control}
         if self.business_rule > 0:
-            shares["business_rule"] = self.business_rule
+            shares[BUSINESS_RULE] = self.business_rule
         return shares
 
     def validate(self) -> None:

@@ -28,18 +28,10 @@ from statsmodels.stats.proportion import (
 )
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
-from nextbest.campaigns.assign import (
-    ARM,
-    BUSINESS_RULE,
-    CONTROL,
-    TREATMENT,
-    SrmResult,
-    arm_counts,
-    srm_check,
-)
+from nextbest.campaigns.assign import ARM, SrmResult, arm_counts, srm_check
 from nextbest.campaigns.errors import CampaignError
 from nextbest.campaigns.files import read_table
-from nextbest.campaigns.plan import CampaignPlan
+from nextbest.campaigns.plan import BUSINESS_RULE, CONTROL, TREATMENT, CampaignPlan
 from nextbest.columns import CUSTOMER_ID, PROBABILITY, PRODUCT_ID
 
 CONVERTED = "converted"

@@ -19,9 +19,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from nextbest.campaigns.assign import ARM, CONTROL, TREATMENT, probability_strata, stratified_arm_index
+from nextbest.campaigns.assign import ARM, probability_strata, stratified_arm_index
 from nextbest.campaigns.errors import CampaignError
-from nextbest.campaigns.plan import CampaignPlan
+from nextbest.campaigns.plan import CONTROL, TREATMENT, CampaignPlan
 from nextbest.campaigns.readout import CONVERTED, compare_proportions, cuped_effect
 from nextbest.columns import CUSTOMER_ID, PROBABILITY, PRODUCT_ID, SNAPSHOT_ON
 
