@@ -58,7 +58,6 @@ def plan_command(
     ] = 0.0,
 ) -> None:
     """Select the audience from calibrated probabilities; power analysis for the MDE; write the plan."""
-    from nextbest.campaigns.files import read_table
     from nextbest.campaigns.plan import (
         ArmShares,
         AudienceRule,
@@ -67,14 +66,12 @@ def plan_command(
         select_audience,
         write_plan,
     )
-    from nextbest.campaigns.scores import SCORED_COLUMNS, resolve_snapshot, score_snapshot, served_bundle_path
+    from nextbest.campaigns.scores import read_scores, resolve_snapshot, score_snapshot, served_bundle_path
 
     rule = AudienceRule(product, None if top is None else parse_share(top), next_best)
     settings = get_settings()
     if scores is not None:
-        scored = read_table(scores, SCORED_COLUMNS, "scores")
-        chosen = _snapshot(snapshot) or max(scored["snapshot_on"])
-        scored = scored[scored["snapshot_on"] == chosen]
+        chosen, scored = read_scores(scores, _snapshot(snapshot))
         model = f"scores file {scores}"
     else:
         chosen = resolve_snapshot(settings, _snapshot(snapshot))

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from nextbest.campaigns.errors import CampaignError, CampaignStepMissingError
+from nextbest.campaigns.files import read_table
 from nextbest.columns import CUSTOMER_ID, PROBABILITY, PRODUCT_ID, RANK, SNAPSHOT_ON
 from nextbest.features.store import get_store
 from nextbest.marts import FCT_CANDIDATES
@@ -47,6 +48,22 @@ def resolve_snapshot(settings: Settings, snapshot: date | None) -> date:
             f"no candidate at snapshot {snapshot}; snapshots: {', '.join(map(str, known[-6:]))} (latest 6)"
         )
     return snapshot
+
+
+def read_scores(path: Path, snapshot: date | None) -> tuple[date, pd.DataFrame]:
+    """The rows of ``snapshot`` (default: the file's latest) of a ``nextbest score-batch`` file.
+
+    Raises:
+        CampaignError: the file is missing, lacks a column or holds no row of the snapshot.
+    """
+    scored = read_table(path, SCORED_COLUMNS, "scores")
+    if scored.empty:
+        raise CampaignError(f"scores file {path} holds no row")
+    chosen = snapshot or max(scored[SNAPSHOT_ON])
+    rows = scored[scored[SNAPSHOT_ON] == chosen]
+    if rows.empty:
+        raise CampaignError(f"scores file {path} holds no row of snapshot {chosen}")
+    return chosen, rows
 
 
 def score_snapshot(
