@@ -26,6 +26,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from nextbest.campaigns import cli as campaigns_cli
 from nextbest.errors import UserError
 from nextbest.features import cli as features_cli
 from nextbest.ingest import cli as ingest_cli
@@ -38,6 +39,7 @@ app.add_typer(ingest_cli.app, name="ingest")
 app.add_typer(features_cli.app, name="features")
 app.add_typer(training_cli.app)
 app.add_typer(serving_cli.app)
+app.add_typer(campaigns_cli.app, name="campaign")
 console = Console()
 
 THIRD_PARTY_NOISE = r"fetch_arrow_table\(\) is deprecated"
