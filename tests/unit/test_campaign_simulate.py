@@ -91,7 +91,8 @@ def test_coverage_false_positives_and_power_of_the_readout_over_many_seeds(oracl
     assert within(null.coverage, 1 - ALPHA, null.runs), null.line()
 
     effect = simulate_campaigns(audience, plan, plan.mde_relative, range(1000, 1600))["z-test"]
-    assert effect.true_effect == pytest.approx(plan.mde_absolute, rel=1e-6)
+    # p * (1 + uplift) is capped at 1, so a customer with p near 1 adds a little less than the plan's MDE
+    assert effect.true_effect == pytest.approx(plan.mde_absolute, rel=0.01)
     assert within(effect.rejection_rate, POWER, effect.runs), effect.line()  # power ~ the requested power
     assert within(effect.coverage, 1 - ALPHA, effect.runs), effect.line()
     assert abs(effect.difference.mean() - effect.true_effect) < 3 * effect.difference.std() / math.sqrt(600)
