@@ -1,0 +1,134 @@
+"""Structured access log: one JSON line per request on the ``nextbest.access`` logger (stderr by default).
+
+A line holds ``ts``, ``request_id`` (echoed as ``X-Request-ID``: the client's when sane, else a new one),
+``key_id`` (never the key), ``method``, ``route``, ``status``, ``latency_ms`` and, for ranking routes,
+``customers`` (keyed hash by default; ``serving.log_customer``: hash / omit / plain), ``model_version`` and
+``snapshot`` (the served features' snapshot). Offered products and probabilities only with
+``serving.log_scores``; features never. Lines are written by a background thread (``QueueListener``), so
+a slow stderr does not slow requests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import queue
+import re
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from logging.handlers import QueueHandler, QueueListener
+from typing import Any
+
+from nextbest.serving.results import Ranking
+from nextbest.settings import ServingSettings
+
+LOGGER_NAME = "nextbest.access"
+
+REQUEST_ID_HEADER = "x-request-id"
+SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+"""A client's X-Request-ID is kept when it matches this (else a new id is generated)."""
+
+
+def request_id_of(value: bytes | None) -> str:
+    """The client's request id when sane, else a new random one (32 hex characters)."""
+    if value:
+        text = value.decode("latin-1")
+        if SANE_REQUEST_ID.match(text):
+            return text
+    return os.urandom(16).hex()
+
+
+def customer_tag(customer_id: str, mode: str, secret: str = "") -> str | None:
+    """How a customer id appears in logs: ``plain``, ``omit`` (None) or ``hash`` (the first 16 hex
+    characters of HMAC-SHA256 keyed with ``secret``; sha256 when it is empty)."""
+    if mode == "plain":
+        return customer_id
+    if mode == "omit":
+        return None
+    data = customer_id.encode("utf-8", "surrogatepass")
+    if secret:
+        return hmac.new(secret.encode(), data, hashlib.sha256).hexdigest()[:16]
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+@dataclass
+class RequestContext:
+    """What the gate and the route learn about one request (``scope["nextbest"]``)."""
+
+    request_id: str
+    key_id: str | None = None
+    rankings: list[Ranking] = field(default_factory=list)
+    model_version: str | None = None
+
+
+MAX_QUEUED_LINES = 10_000
+"""Lines waiting for the writer beyond this are dropped (a stderr nobody reads must not grow memory)."""
+
+
+class DroppingQueueHandler(QueueHandler):
+    """A ``QueueHandler`` that drops a line when the queue is full instead of blocking or complaining."""
+
+    dropped = 0
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record  # the message is already the final JSON text
+
+
+class AccessLog:
+    """Writes one JSON line per request (see the module docstring)."""
+
+    def __init__(self, serving: ServingSettings, stream: Any = None) -> None:
+        self.serving = serving
+        self.logger = logging.getLogger(LOGGER_NAME)
+        self.logger.setLevel(logging.INFO)
+        self.logger.propagate = False
+        handler = logging.StreamHandler(stream or sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        self._queue: queue.Queue[logging.LogRecord] = queue.Queue(MAX_QUEUED_LINES)
+        self._queue_handler = DroppingQueueHandler(self._queue)
+        self._listener = QueueListener(self._queue, handler)
+
+    def start(self) -> None:
+        self.logger.addHandler(self._queue_handler)
+        self._listener.start()
+
+    def stop(self) -> None:
+        self.logger.removeHandler(self._queue_handler)
+        self._listener.stop()
+
+    def line(self, ctx: RequestContext, method: str, route: str, status: int, latency_ms: float) -> dict:
+        """The fields of one request's line."""
+        out: dict[str, Any] = {
+            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "request_id": ctx.request_id,
+            "key_id": ctx.key_id,
+            "method": method,
+            "route": route,
+            "status": status,
+            "latency_ms": round(latency_ms, 3),
+        }
+        if ctx.rankings:
+            mode, secret = self.serving.log_customer, self.serving.log_hash_key
+            if mode != "omit":
+                out["customers"] = [customer_tag(r.customer_id, mode, secret) for r in ctx.rankings]
+            out["model_version"] = ctx.model_version
+            out["snapshot"] = max(r.snapshot_at for r in ctx.rankings).isoformat()
+            if self.serving.log_scores:
+                out["offers"] = [
+                    [[p.product_id, p.probability, p.score] for p in r.products] for r in ctx.rankings
+                ]
+        return out
+
+    def write(self, ctx: RequestContext, method: str, route: str, status: int, latency_ms: float) -> None:
+        """Queue the request's line for the writer thread."""
+        self.logger.info(json.dumps(self.line(ctx, method, route, status, latency_ms), default=str))
