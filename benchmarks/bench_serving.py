@@ -16,7 +16,9 @@ clients on loopback (``benchmarks/_load.py``: each client sends its next POST /r
 previous answer arrived, over customers in turn) for ``--load-seconds`` each: requests/s, p50/p99 and
 errors, and the rate as a ratio to the single-thread in-process ``Scorer.rank`` rate measured in the same
 run (over the same customers). Targets: 50 clients >= 1,000 requests/s with p99 <= 50 ms and 0 errors,
-ratio >= 1.5; 1 client p99 <= 3 ms; in-process p99 <= 1.5 ms.
+ratio >= 1.5; 1 client p99 <= 3 ms; in-process p99 <= 1.5 ms. Each server runs twice (issue 18): with the
+operating features off and on (API key + rate limit, metrics, JSON access log), and ``on/off`` is the
+ratio of their request rates in the same run.
 
     python benchmarks/bench_serving.py                      # build a small bank in a temp dir
     python benchmarks/bench_serving.py --home /tmp/srv/home # reuse a built deployment (with a bundle)
@@ -46,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._load import LoadResult, closed_loop  # noqa: E402
 from nextbest.features.packing import PACKED_PRODUCTS  # noqa: E402
 from nextbest.features.store import apply_definitions, materialize  # noqa: E402
+from nextbest.serving.auth import add_key  # noqa: E402
 from nextbest.serving.batch import score_batch  # noqa: E402
 from nextbest.serving.scorer import Scorer  # noqa: E402
 from nextbest.settings import FEATURE_REPO_DIR, ServingSettings, Settings  # noqa: E402
@@ -220,50 +223,75 @@ def in_process_rate(scorer: Scorer, customers: list[str], seconds: float) -> tup
     return i / (time.perf_counter() - start), p50, p99
 
 
-def load_section(settings: Settings, customers: list[str], args) -> None:
-    """The closed-loop load figures (see the module docstring), printed as a table."""
+OPS_MODES = ("off", "on")
+"""Load with the operating features off (no key, no metrics, no access log) and on (an API key checked
+and rate-limited on every request, metrics, one JSON access-log line per request), side by side."""
+
+
+def ops_env(mode: str, tmp: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """(server environment, request headers) of an ops mode (see ``OPS_MODES``)."""
+    if mode == "off":
+        return {"NEXTBEST_SERVING_METRICS": "false", "NEXTBEST_SERVING_ACCESS_LOG": "false"}, {}
+    path = tmp / "bench_keys.yaml"
+    path.unlink(missing_ok=True)
+    key = add_key(path, "bench", ["rank"], rate_per_s=1e6)  # checked and counted, never refused
+    env = {"NEXTBEST_API_KEYS": path.read_text(), "NEXTBEST_SERVING_ACCESS_LOG": "true"}
+    return env, {"Authorization": f"Bearer {key}"}
+
+
+def load_section(settings: Settings, customers: list[str], args, tmp: Path) -> None:
+    """The closed-loop load figures (see the module docstring), printed as a table: each worker count
+    and client count with the operating features off and on."""
     scorer = Scorer(settings, ServingSettings(online_store="sqlite"))
     rate, p50, p99 = in_process_rate(scorer, customers, args.load_seconds)
     bodies = [{"customer_id": c} for c in customers]
-    rows: list[tuple[int, int, LoadResult]] = []
+    rows: list[tuple[int, int, str, LoadResult]] = []
     for workers in [int(w) for w in args.workers.split(",")]:
-        port = free_port()
-        env = {
-            **os.environ,
-            "NEXTBEST_HOME": str(settings.home),
-            "NEXTBEST_SERVING_ONLINE_STORE": "sqlite",
-            "NEXTBEST_SERVING_WORKERS": str(workers),
-            "PYTHONPATH": str(ROOT),
-        }
-        server = start(
-            [sys.executable, "-c", f"from nextbest.serving.cli import serve; serve('127.0.0.1', {port})"],
-            env,
-            port,
-        )
-        try:
-            closed_loop(port, "/rank", bodies, 8, 2.0)  # warm-up (every worker)
-            for clients in [int(c) for c in args.clients.split(",")]:
-                result = closed_loop(port, "/rank", bodies, clients, args.load_seconds)
-                rows.append((workers, clients, result))
-        finally:
-            stop(server)
+        for mode in OPS_MODES:
+            extra, headers = ops_env(mode, tmp)
+            port = free_port()
+            env = {
+                **os.environ,
+                "NEXTBEST_HOME": str(settings.home),
+                "NEXTBEST_SERVING_ONLINE_STORE": "sqlite",
+                "NEXTBEST_SERVING_WORKERS": str(workers),
+                "PYTHONPATH": str(ROOT),
+                **extra,
+            }
+            server = start(
+                [sys.executable, "-c", f"from nextbest.serving.cli import serve; serve('127.0.0.1', {port})"],
+                env,
+                port,
+            )
+            try:
+                closed_loop(port, "/rank", bodies, 8, 2.0, headers)  # warm-up (every worker)
+                for clients in [int(c) for c in args.clients.split(",")]:
+                    result = closed_loop(port, "/rank", bodies, clients, args.load_seconds, headers)
+                    rows.append((workers, clients, mode, result))
+            finally:
+                stop(server)
     print(
         f"\nclosed-loop load, sqlite store, {len(customers):,} customers in turn, "
-        f"{args.load_seconds:.0f} s each"
+        f"{args.load_seconds:.0f} s each; ops off = no key, no metrics, no access log; "
+        "on = API key + rate limit + metrics + JSON access log"
     )
     print(
         f"in-process Scorer.rank, 1 thread: {rate:,.0f} customers/s, p50 {p50:.2f} ms, "
         f"p99 {p99:.2f} ms (target p99 <= 1.5)"
     )
     print(
-        f"{'workers':>7} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-200':>8} "
-        f"{'errors':>7} {'ratio':>6}  targets"
+        f"{'workers':>7} {'clients':>7} {'ops':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-200':>8} "
+        f"{'errors':>7} {'ratio':>6} {'on/off':>7}  targets"
     )
-    for workers, clients, res in rows:
+    off_rate = {(w, c): r.rate for w, c, m, r in rows if m == "off"}
+    for workers, clients, mode, res in rows:
         bad = res.answered - res.statuses.get(200, 0)
         target = {1: "p99 <= 3 ms", 50: ">= 1000/s, p99 <= 50 ms, 0 errors, ratio >= 1.5"}.get(clients, "")
-        print(f"{workers:>7} {clients:>7} {res.rate:>8,.0f} {res.pct(50):>8.2f} {res.pct(99):>8.2f} {bad:>8} "
-              f"{len(res.errors):>7} {res.rate / rate:>6.2f}  {target}")
+        versus = f"{res.rate / off_rate[workers, clients]:>7.2f}" if mode == "on" else f"{'':>7}"
+        print(
+            f"{workers:>7} {clients:>7} {mode:>4} {res.rate:>8,.0f} {res.pct(50):>8.2f} {res.pct(99):>8.2f} "
+            f"{bad:>8} {len(res.errors):>7} {res.rate / rate:>6.2f} {versus}  {target}"
+        )
 
 
 def main() -> None:
@@ -293,7 +321,7 @@ def main() -> None:
             settings = build_deployment(tmp / "home", customers=args.customers, months=args.months)
         candidates = latest_candidates(settings)
         if args.load_only:
-            load_section(settings, sorted(candidates["customer_id"].unique()), args)
+            load_section(settings, sorted(candidates["customer_id"].unique()), args, tmp)
             return
         counts = candidates.groupby("customer_id").size()
         customer = str(counts.idxmax())
@@ -322,7 +350,7 @@ def main() -> None:
         batch_s = time.perf_counter() - start_batch
         report(results, n_customers, rows, batch_s)
         if not args.no_load:  # inside the with: the deployment lives in tmp
-            load_section(settings, sorted(candidates["customer_id"].unique()), args)
+            load_section(settings, sorted(candidates["customer_id"].unique()), args, tmp)
 
 
 def report(results: dict[str, Any], n_customers: int, rows: int, batch_s: float) -> None:

@@ -192,6 +192,9 @@ class ServingSettings(BaseSettings):
     rate_limit_burst: int = Field(
         default=200, ge=1, description="Requests a key may send at once before the rate applies."
     )
+    metrics: bool = Field(
+        default=True, description="Count and time requests and store reads for GET /metrics (off: 404)."
+    )
     access_log: bool = Field(default=True, description="One JSON line per request on stderr.")
     log_customer: Literal["hash", "omit", "plain"] = Field(
         default="hash",

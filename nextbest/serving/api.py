@@ -93,7 +93,8 @@ def record(request: Request, scorer: Scorer, rankings: list[Ranking], restricted
     enabled, the decisions log (buffered; written off the request path)."""
     ctx: RequestContext = request.scope[CONTEXT_KEY]
     ctx.rankings, ctx.model_version = rankings, scorer.model_version
-    request.app.state.metrics.observe_candidates([r.n_candidates for r in rankings])
+    if request.app.state.metrics is not None:
+        request.app.state.metrics.observe_candidates([r.n_candidates for r in rankings])
     decisions: DecisionsLog | None = request.app.state.decisions
     if decisions is not None and rankings:
         decision = Decision(ctx.request_id, ctx.key_id, scorer.model_version, scorer.service.name, restricted)
@@ -118,10 +119,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         scorer = loaded or Scorer(settings, serving)
-        scorer.reader = TimedReader(scorer.reader, metrics)  # online reads timed, failures counted
-        metrics.set_model(scorer.model_version, scorer.service.name)
+        if serving.metrics:
+            scorer.reader = TimedReader(scorer.reader, metrics)  # online reads timed, failures counted
+            metrics.set_model(scorer.model_version, scorer.service.name)
         app.state.scorer = scorer
-        app.state.metrics = metrics
+        app.state.metrics = metrics if serving.metrics else None
         app.state.decisions = None
         if serving.decisions_log_dir is not None:
             app.state.decisions = DecisionsLog(
@@ -161,7 +163,7 @@ def create_app(
         router_app=app,
         keyring=keyring,
         buckets=TokenBuckets(serving.rate_limit_per_s, serving.rate_limit_burst),
-        metrics=metrics,
+        metrics=metrics if serving.metrics else None,
         access_log=access_log,
         open_routes=serving.open_routes,
     )
@@ -217,6 +219,8 @@ def create_app(
     @app.get("/metrics", tags=["service"], response_class=Response)
     async def metrics_route(request: Request) -> Response:
         """Prometheus metrics (text exposition format; scope ``admin`` when keys are configured)."""
+        if not serving.metrics:
+            return JSONResponse(status_code=404, content={"detail": "metrics are off (serving.metrics)"})
         state = request.app.state.readiness.state
         metrics.set_snapshot_ages({v.view: v.online_ts for v in state.views})
         body, content_type = metrics.render()

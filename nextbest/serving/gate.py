@@ -36,7 +36,7 @@ class Gate:
         router_app: Any,
         keyring: KeyRing,
         buckets: TokenBuckets,
-        metrics: ServingMetrics,
+        metrics: ServingMetrics | None,
         access_log: AccessLog | None,
         open_routes: tuple[str, ...],
     ) -> None:
@@ -69,7 +69,8 @@ class Gate:
             )
         wait = self.buckets.take(key)
         if wait > 0:
-            self.metrics.rate_limited.labels(key.key_id).inc()
+            if self.metrics is not None:
+                self.metrics.rate_limited.labels(key.key_id).inc()
             return JSONResponse(
                 {"detail": f"rate limit of key {key.key_id!r} exceeded; retry after Retry-After seconds"},
                 status_code=429,
@@ -112,8 +113,10 @@ class Gate:
             else:
                 await self.app(scope, receive, send_with_id)
         finally:
-            seconds = time.perf_counter() - start
-            route = self._route_label(scope)
-            self.metrics.observe_request(route, scope["method"], status, seconds)
-            if self.access_log is not None:
-                self.access_log.write(ctx, scope["method"], route, status, seconds * 1e3)
+            if self.metrics is not None or self.access_log is not None:
+                seconds = time.perf_counter() - start
+                route = self._route_label(scope)
+                if self.metrics is not None:
+                    self.metrics.observe_request(route, scope["method"], status, seconds)
+                if self.access_log is not None:
+                    self.access_log.write(ctx, scope["method"], route, status, seconds * 1e3)

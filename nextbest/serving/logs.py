@@ -4,12 +4,13 @@ A line holds ``ts``, ``request_id`` (echoed as ``X-Request-ID``: the client's wh
 ``key_id`` (never the key), ``method``, ``route``, ``status``, ``latency_ms`` and, for ranking routes,
 ``customers`` (keyed hash by default; ``serving.log_customer``: hash / omit / plain), ``model_version`` and
 ``snapshot`` (the served features' snapshot). Offered products and probabilities only with
-``serving.log_scores``; features never. Lines are written by a background thread (``QueueListener``), so
-a slow stderr does not slow requests.
+``serving.log_scores``; features never. Lines are written by a background thread, so a slow stderr does
+not slow requests (beyond ``MAX_QUEUED_LINES`` waiting, lines are dropped).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -18,9 +19,9 @@ import os
 import queue
 import re
 import sys
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from logging.handlers import QueueHandler, QueueListener
 from typing import Any
 
 from nextbest.serving.results import Ranking
@@ -69,42 +70,40 @@ MAX_QUEUED_LINES = 10_000
 """Lines waiting for the writer beyond this are dropped (a stderr nobody reads must not grow memory)."""
 
 
-class DroppingQueueHandler(QueueHandler):
-    """A ``QueueHandler`` that drops a line when the queue is full instead of blocking or complaining."""
-
-    dropped = 0
-
-    def enqueue(self, record: logging.LogRecord) -> None:
-        try:
-            self.queue.put_nowait(record)
-        except queue.Full:
-            self.dropped += 1
-
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        return record  # the message is already the final JSON text
-
-
 class AccessLog:
-    """Writes one JSON line per request (see the module docstring)."""
+    """Writes one JSON line per request (see the module docstring): ``write`` queues the line, a daemon
+    thread hands it to the ``nextbest.access`` logger (its handler: ``stream``, default stderr)."""
 
     def __init__(self, serving: ServingSettings, stream: Any = None) -> None:
         self.serving = serving
         self.logger = logging.getLogger(LOGGER_NAME)
         self.logger.setLevel(logging.INFO)
         self.logger.propagate = False
-        handler = logging.StreamHandler(stream or sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        self._queue: queue.Queue[logging.LogRecord] = queue.Queue(MAX_QUEUED_LINES)
-        self._queue_handler = DroppingQueueHandler(self._queue)
-        self._listener = QueueListener(self._queue, handler)
+        self.handler = logging.StreamHandler(stream or sys.stderr)
+        self.handler.setFormatter(logging.Formatter("%(message)s"))
+        self._queue: queue.Queue[str | None] = queue.Queue(MAX_QUEUED_LINES)
+        self._thread: threading.Thread | None = None
+        self.dropped = 0
 
     def start(self) -> None:
-        self.logger.addHandler(self._queue_handler)
-        self._listener.start()
+        """Start the writer thread."""
+        self.logger.addHandler(self.handler)
+        self._thread = threading.Thread(target=self._run, name="nextbest-access-log", daemon=True)
+        self._thread.start()
 
-    def stop(self) -> None:
-        self.logger.removeHandler(self._queue_handler)
-        self._listener.stop()
+    def _run(self) -> None:
+        while (text := self._queue.get()) is not None:
+            self.logger.info(text)
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Write what is queued (waiting at most ``timeout_s``: a blocked stderr must not hang a
+        shutdown) and stop."""
+        if self._thread is not None:
+            with contextlib.suppress(queue.Full):
+                self._queue.put(None, timeout=timeout_s)
+            self._thread.join(timeout=timeout_s)
+            self._thread = None
+        self.logger.removeHandler(self.handler)
 
     def line(self, ctx: RequestContext, method: str, route: str, status: int, latency_ms: float) -> dict:
         """The fields of one request's line."""
@@ -130,5 +129,8 @@ class AccessLog:
         return out
 
     def write(self, ctx: RequestContext, method: str, route: str, status: int, latency_ms: float) -> None:
-        """Queue the request's line for the writer thread."""
-        self.logger.info(json.dumps(self.line(ctx, method, route, status, latency_ms), default=str))
+        """Queue the request's line for the writer thread (dropped, and counted, when it is full)."""
+        try:
+            self._queue.put_nowait(json.dumps(self.line(ctx, method, route, status, latency_ms), default=str))
+        except queue.Full:
+            self.dropped += 1
