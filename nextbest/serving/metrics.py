@@ -43,6 +43,8 @@ from prometheus_client import (
 from nextbest.features.online import OnlineStoreUnavailableError
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+WORKER_ENV = "NEXTBEST_METRICS_WORKER"
+"""Set by ``multiprocess_metrics`` for the worker processes: their app's end is their process' end."""
 PREFIX = "nextbest_"
 
 LATENCY_BUCKETS_S = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -201,10 +203,11 @@ class TimedReader:
             self._metrics.store_read.observe(time.perf_counter() - start)
 
 
-def mark_worker_dead(pid: int | None = None) -> None:
-    """Drop a stopped worker's live gauges from the shared directory (multiprocess mode only)."""
-    if values_are_shared() and multiprocess_dir():
-        multiprocess.mark_process_dead(pid or os.getpid())
+def mark_worker_dead() -> None:
+    """Drop this worker process' live gauges from the shared directory, when it is a worker of
+    ``nextbest serve --workers N`` (another process may build several apps, e.g. tests)."""
+    if values_are_shared() and multiprocess_dir() and os.environ.get(WORKER_ENV) == "1":
+        multiprocess.mark_process_dead(os.getpid())
 
 
 @contextmanager
@@ -216,9 +219,11 @@ def multiprocess_metrics() -> Iterator[str]:
     for stale in Path(directory).glob("*.db"):
         stale.unlink()
     os.environ[MULTIPROC_ENV] = directory
+    os.environ[WORKER_ENV] = "1"
     try:
         yield directory
     finally:
+        os.environ.pop(WORKER_ENV, None)
         if given is None:
             os.environ.pop(MULTIPROC_ENV, None)
             shutil.rmtree(directory, ignore_errors=True)
