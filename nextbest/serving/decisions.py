@@ -15,6 +15,7 @@ bundle (point-in-time features: what the online store held at that snapshot) and
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -55,6 +56,8 @@ DECISIONS_SCHEMA = pa.schema(
 """One row per offered product (rank 1 = best)."""
 
 FILE_PREFIX = "decisions-"
+
+logger = logging.getLogger(__name__)
 
 Row = tuple
 
@@ -155,13 +158,20 @@ class DecisionsLog:
             self._wake.set()
 
     def flush(self) -> Path | None:
-        """Write what is buffered now as one file (None when nothing is)."""
+        """Write what is buffered now as one file (None when nothing is, or the write failed: its rows
+        are counted as dropped and a warning names the error)."""
         with self._lock:
             rows, self._rows = self._rows, []
         if not rows:
             return None
         self._seq += 1
-        path = write_rows(self.directory, rows, self._seq)
+        try:
+            path = write_rows(self.directory, rows, self._seq)
+        except OSError as exc:  # a full or read-only disk must not stop the service or this thread
+            logger.warning("decisions log: %d rows not written to %s (%s)", len(rows), self.directory, exc)
+            if self.on_drop is not None:
+                self.on_drop(len(rows))
+            return None
         self.files.append(path)
         return path
 

@@ -79,3 +79,12 @@ def test_a_writer_that_falls_behind_drops_and_counts(tmp_path: Path) -> None:
     log.append([ranking("C2", ["P1", "P2"])], decision)
     assert dropped == [2]
     assert log.flush() is not None and pq.read_table(log.files[0]).num_rows == 2
+
+
+def test_a_failed_write_drops_its_rows_and_the_log_goes_on(tmp_path: Path) -> None:
+    blocked = tmp_path / "not_a_dir"
+    blocked.write_text("a file where the directory should be")
+    dropped: list[int] = []
+    log = DecisionsLog(blocked, flush_rows=10, on_drop=dropped.append)
+    log.append([ranking("C1", ["P1", "P2"])], Decision("r", None, "v1", "ranker_v1"))
+    assert log.flush() is None and dropped == [2] and log.files == []
