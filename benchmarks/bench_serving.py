@@ -29,6 +29,8 @@ ratio of their request rates in the same run.
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import os
 import shutil
 import subprocess
@@ -239,6 +241,98 @@ def ops_env(mode: str, tmp: Path) -> tuple[dict[str, str], dict[str, str]]:
     return env, {"Authorization": f"Bearer {key}"}
 
 
+async def _asgi_call(app: Any, method: str, path: str, body: bytes, headers: list) -> int:
+    """One request straight into the ASGI app (no socket, no client library): its status."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *headers,
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 8000),
+    }
+    sent = False
+    status = 0
+
+    async def receive() -> dict:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    return status
+
+
+def ops_overhead(settings: Settings, customers: list[str], tmp: Path, blocks: int, per_block: int) -> None:
+    """Per-request cost of the operating features, in process: two apps over the same deployment, ops
+    off and on (see ``OPS_MODES``; the access log written to /dev/null), called straight through ASGI in
+    alternating blocks of ``per_block`` requests (so load on the machine hits both alike); prints the
+    median over blocks of the mean ms per request, for GET /health (no store) and POST /rank."""
+    import asyncio
+
+    from nextbest.serving.api import create_app
+
+    path = tmp / "overhead_keys.yaml"
+    path.unlink(missing_ok=True)
+    key = add_key(path, "bench", ["rank"], rate_per_s=1e6)
+    off = ServingSettings(online_store="sqlite", metrics=False, access_log=False)
+    on = ServingSettings(online_store="sqlite", api_keys_file=path)
+    auth = [(b"authorization", f"Bearer {key}".encode())]
+    bodies = [json.dumps({"customer_id": c}).encode() for c in customers]
+
+    async def run() -> dict[tuple[str, str], list[float]]:
+        apps = {"off": create_app(settings, off), "on": create_app(settings, on)}
+        times: dict[tuple[str, str], list[float]] = {}
+        devnull = open(os.devnull, "w")  # noqa: SIM115 - closed below
+        async with (
+            apps["off"].router.lifespan_context(apps["off"]),
+            apps["on"].router.lifespan_context(apps["on"]),
+        ):
+            for handler in logging.getLogger("nextbest.access").handlers:
+                handler.setStream(devnull)  # type: ignore[attr-defined]
+            for block in range(blocks + 1):  # block 0 warms up
+                for mode in OPS_MODES:
+                    headers = auth if mode == "on" else []
+                    for route, method in (("/health", "GET"), ("/rank", "POST")):
+                        start = time.perf_counter()
+                        for i in range(per_block):
+                            body = bodies[i % len(bodies)] if method == "POST" else b""
+                            if await _asgi_call(apps[mode], method, route, body, headers) != 200:
+                                raise RuntimeError(f"{method} {route} with ops {mode} did not answer 200")
+                        ms = (time.perf_counter() - start) / per_block * 1e3
+                        if block:
+                            times.setdefault((route, mode), []).append(ms)
+        devnull.close()
+        return times
+
+    times = asyncio.run(run())
+    print(
+        f"\nops overhead in process (ASGI calls, {blocks} alternating blocks of {per_block} requests; "
+        "median over blocks of ms/request)"
+    )
+    print(f"{'route':<10} {'ops off':>9} {'ops on':>9} {'on - off':>9} {'on/off':>7}")
+    for route in ("/health", "/rank"):
+        off_ms, on_ms = (float(np.median(times[route, m])) for m in OPS_MODES)
+        print(f"{route:<10} {off_ms:>9.4f} {on_ms:>9.4f} {on_ms - off_ms:>9.4f} {on_ms / off_ms:>7.2f}")
+
+
 def load_section(settings: Settings, customers: list[str], args, tmp: Path) -> None:
     """The closed-loop load figures (see the module docstring), printed as a table: each worker count
     and client count with the operating features off and on."""
@@ -308,6 +402,7 @@ def main() -> None:
     parser.add_argument("--load-seconds", type=float, default=10.0, help="seconds per load measurement")
     parser.add_argument("--workers", default="1,2", help="server worker counts to load, comma-separated")
     parser.add_argument("--clients", default="1,8,50", help="client counts, comma-separated")
+    parser.add_argument("--overhead-only", action="store_true", help="only the in-process ops overhead")
     args = parser.parse_args()
     # Feast's DuckDB offline store (through ibis) calls a DuckDB API deprecated in DuckDB 2.0.
     warnings.filterwarnings("ignore", message=".*fetch_arrow_table", category=DeprecationWarning)
@@ -320,7 +415,11 @@ def main() -> None:
             print(f"building {args.customers:,} customers x {args.months} months ...", flush=True)
             settings = build_deployment(tmp / "home", customers=args.customers, months=args.months)
         candidates = latest_candidates(settings)
+        if args.overhead_only:
+            ops_overhead(settings, sorted(candidates["customer_id"].unique()), tmp, 10, 300)
+            return
         if args.load_only:
+            ops_overhead(settings, sorted(candidates["customer_id"].unique()), tmp, 10, 300)
             load_section(settings, sorted(candidates["customer_id"].unique()), args, tmp)
             return
         counts = candidates.groupby("customer_id").size()
@@ -349,6 +448,7 @@ def main() -> None:
         )
         batch_s = time.perf_counter() - start_batch
         report(results, n_customers, rows, batch_s)
+        ops_overhead(settings, sorted(candidates["customer_id"].unique()), tmp, 10, 300)
         if not args.no_load:  # inside the with: the deployment lives in tmp
             load_section(settings, sorted(candidates["customer_id"].unique()), args, tmp)
 
