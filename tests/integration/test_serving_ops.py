@@ -173,8 +173,17 @@ class TestMetricsAndLogs:
             for customer in customers[:40]:
                 assert c.post("/rank", json={"customer_id": customer, "k": 3}).status_code == 200
             assert c.post("/rank", json={"customer_id": "NOBODY"}).status_code == 404
+            nobody = {"X-API-Key": "not-a-key"}  # a plain client: the one above sends the ranker's key
+            assert httpx.post(f"{url}/rank", json={"customer_id": "C1"}, headers=nobody).status_code == 401
+            assert httpx.get(f"{url}/nowhere", headers=nobody).status_code == 401
+            slow = [
+                c.post("/rank", json={"customer_id": customers[0]}, headers=bearer(keys["slow"]))
+                for _ in range(3)
+            ]
+            assert slow[-1].status_code == 429
             after = c.get("/metrics", headers=bearer(keys["ops"])).text
-        assert requests_of(after, "/rank", "200") - requests_of(before.text, "/rank", "200") == 40
+        slow_ok = sum(r.status_code == 200 for r in slow)
+        assert requests_of(after, "/rank", "200") - requests_of(before.text, "/rank", "200") == 40 + slow_ok
         assert requests_of(after, "/rank", "404") - requests_of(before.text, "/rank", "404") == 1
         assert requests_of(after, "/rank", "401") >= 1 and requests_of(after, "unmatched", "401") >= 1
         got = samples(after)
@@ -228,16 +237,23 @@ def test_the_online_decisions_log_replays_to_the_same_ranking(
         for customer in customers[:5]:
             c.post("/rank", json={"customer_id": customer, "k": 3}, headers=bearer(made["ranker"]))
         c.post("/rank/batch", json={"customer_ids": customers[5:9], "k": 2}, headers=bearer(made["batcher"]))
+        candidates = latest_candidates(deployment)
+        counts = candidates.groupby("customer_id").size()
+        chosen = str(counts[counts >= 4].index.sort_values()[-1])
+        named = sorted(candidates.loc[candidates["customer_id"] == chosen, "product_id"])[-3:]
+        restricted = {"customer_id": chosen, "k": 2, "product_ids": named}  # the last 3 of its candidates
+        assert c.post("/rank", json=restricted, headers=bearer(made["ranker"])).status_code == 200
     deadline = time.monotonic() + 10
     while not list(decisions.glob("decisions-*.parquet")) and time.monotonic() < deadline:
         time.sleep(0.2)  # flushed by time (1 s), off the request path
     time.sleep(1.5)
     logged = read_decisions(decisions)
-    assert set(customers[:9]) <= set(logged["customer_id"])
+    assert set(customers[:9]) | {chosen} <= set(logged["customer_id"])
+    assert logged.loc[logged["customer_id"] == chosen, "restricted"].all()
     assert {"ranker", "batcher"} <= set(logged["key_id"])
     assert logged["request_id"].notna().all() and logged["model_version"].nunique() == 1
     report = replay(deployment, decisions)
-    assert report.ok and report.decisions >= 9, report.differing
+    assert report.ok and report.decisions >= 10, report.differing
     # a forged decision is caught
     forged = logged[logged["customer_id"] == customers[0]].copy()
     forged["rank"] = forged["rank"].iloc[::-1].to_numpy()
