@@ -70,9 +70,14 @@ MAX_QUEUED_LINES = 10_000
 """Lines waiting for the writer beyond this are dropped (a stderr nobody reads must not grow memory)."""
 
 
+MAX_LINES_PER_WRITE = 500
+"""The writer hands at most this many waiting lines to the logger at once."""
+
+
 class AccessLog:
     """Writes one JSON line per request (see the module docstring): ``write`` queues the line, a daemon
-    thread hands it to the ``nextbest.access`` logger (its handler: ``stream``, default stderr)."""
+    thread hands the waiting lines to the ``nextbest.access`` logger (its handler: ``stream``, default
+    stderr) as one record of newline-separated lines."""
 
     def __init__(self, serving: ServingSettings, stream: Any = None) -> None:
         self.serving = serving
@@ -92,8 +97,19 @@ class AccessLog:
         self._thread.start()
 
     def _run(self) -> None:
-        while (text := self._queue.get()) is not None:
-            self.logger.info(text)
+        """Hand the queued lines to the logger, all lines waiting at once as one record (one write)."""
+        while True:
+            lines = [self._queue.get()]
+            while lines[-1] is not None and len(lines) < MAX_LINES_PER_WRITE:
+                try:
+                    lines.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            texts = [line for line in lines if line is not None]
+            if texts:
+                self.logger.info("\n".join(texts))
+            if lines[-1] is None:
+                return
 
     def stop(self, timeout_s: float = 2.0) -> None:
         """Write what is queued (waiting at most ``timeout_s``: a blocked stderr must not hang a

@@ -91,7 +91,7 @@ class Lines(logging.Handler):
         self.lines: list[dict] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(json.loads(record.getMessage()))
+        self.lines += [json.loads(line) for line in record.getMessage().splitlines()]
 
 
 @pytest.fixture(scope="module")

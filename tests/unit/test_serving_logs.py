@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
+import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,3 +89,14 @@ def test_a_failed_write_drops_its_rows_and_the_log_goes_on(tmp_path: Path) -> No
     log = DecisionsLog(blocked, flush_rows=10, on_drop=dropped.append)
     log.append([ranking("C1", ["P1", "P2"])], Decision("r", None, "v1", "ranker_v1"))
     assert log.flush() is None and dropped == [2] and log.files == []
+
+
+def test_the_writer_writes_every_queued_line_once_and_stops(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    log = AccessLog(ServingSettings(), stream)
+    log.start()
+    for i in range(1200):
+        log.write(RequestContext(f"r{i}"), "GET", "/health", 200, 0.1)
+    log.stop()
+    ids = [json.loads(line)["request_id"] for line in stream.getvalue().splitlines()]
+    assert ids == [f"r{i}" for i in range(1200)]
