@@ -35,10 +35,11 @@ class LoadResult:
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
 
 
-def _request(path: str, body: dict) -> bytes:
+def _request(path: str, body: dict, headers: dict[str, str] | None = None) -> bytes:
     payload = json.dumps(body).encode()
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     head = (
-        f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+        f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n{extra}"
         f"content-length: {len(payload)}\r\n\r\n"
     )
     return head.encode() + payload
@@ -75,8 +76,10 @@ async def _client(
         writer.close()
 
 
-async def _run(port: int, path: str, bodies: list[dict], clients: int, seconds: float) -> LoadResult:
-    requests = [_request(path, b) for b in bodies]
+async def _run(
+    port: int, path: str, bodies: list[dict], clients: int, seconds: float, headers: dict[str, str] | None
+) -> LoadResult:
+    requests = [_request(path, b, headers) for b in bodies]
     result = LoadResult()
     start = time.perf_counter()
     deadline = start + seconds
@@ -85,11 +88,19 @@ async def _run(port: int, path: str, bodies: list[dict], clients: int, seconds: 
     return result
 
 
-def closed_loop(port: int, path: str, bodies: list[dict], clients: int, seconds: float) -> LoadResult:
-    """Run ``clients`` closed-loop clients POSTing ``bodies`` (round robin) to ``path`` for ``seconds``."""
+def closed_loop(
+    port: int,
+    path: str,
+    bodies: list[dict],
+    clients: int,
+    seconds: float,
+    headers: dict[str, str] | None = None,
+) -> LoadResult:
+    """Run ``clients`` closed-loop clients POSTing ``bodies`` (round robin) to ``path`` for ``seconds``,
+    with ``headers`` (e.g. an API key) on every request."""
     try:
         import uvloop
 
-        return uvloop.run(_run(port, path, bodies, clients, seconds))
+        return uvloop.run(_run(port, path, bodies, clients, seconds, headers))
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
-        return asyncio.run(_run(port, path, bodies, clients, seconds))
+        return asyncio.run(_run(port, path, bodies, clients, seconds, headers))

@@ -16,7 +16,10 @@ clients on loopback (``benchmarks/_load.py``: each client sends its next POST /r
 previous answer arrived, over customers in turn) for ``--load-seconds`` each: requests/s, p50/p99 and
 errors, and the rate as a ratio to the single-thread in-process ``Scorer.rank`` rate measured in the same
 run (over the same customers). Targets: 50 clients >= 1,000 requests/s with p99 <= 50 ms and 0 errors,
-ratio >= 1.5; 1 client p99 <= 3 ms; in-process p99 <= 1.5 ms.
+ratio >= 1.5; 1 client p99 <= 3 ms; in-process p99 <= 1.5 ms. Issue 18: two servers, with the operating
+features off and on (API key + rate limit, metrics, JSON access log), both up at once; each client count
+runs in turns (off, on, on, off; half of ``--load-seconds`` each, so load from elsewhere hits both
+alike), and ``on/off`` is the ratio of their request rates. ``ops_overhead`` measures the same in process.
 
     python benchmarks/bench_serving.py                      # build a small bank in a temp dir
     python benchmarks/bench_serving.py --home /tmp/srv/home # reuse a built deployment (with a bundle)
@@ -27,6 +30,8 @@ ratio >= 1.5; 1 client p99 <= 3 ms; in-process p99 <= 1.5 ms.
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import os
 import shutil
 import subprocess
@@ -46,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._load import LoadResult, closed_loop  # noqa: E402
 from nextbest.features.packing import PACKED_PRODUCTS  # noqa: E402
 from nextbest.features.store import apply_definitions, materialize  # noqa: E402
+from nextbest.serving.auth import add_key  # noqa: E402
 from nextbest.serving.batch import score_batch  # noqa: E402
 from nextbest.serving.scorer import Scorer  # noqa: E402
 from nextbest.settings import FEATURE_REPO_DIR, ServingSettings, Settings  # noqa: E402
@@ -220,50 +226,182 @@ def in_process_rate(scorer: Scorer, customers: list[str], seconds: float) -> tup
     return i / (time.perf_counter() - start), p50, p99
 
 
-def load_section(settings: Settings, customers: list[str], args) -> None:
-    """The closed-loop load figures (see the module docstring), printed as a table."""
+OPS_MODES = ("off", "on")
+"""Load with the operating features off (no key, no metrics, no access log) and on (an API key checked
+and rate-limited on every request, metrics, one JSON access-log line per request), side by side."""
+
+
+def ops_env(mode: str, tmp: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """(server environment, request headers) of an ops mode (see ``OPS_MODES``)."""
+    if mode == "off":
+        return {"NEXTBEST_SERVING_METRICS": "false", "NEXTBEST_SERVING_ACCESS_LOG": "false"}, {}
+    path = tmp / "bench_keys.yaml"
+    path.unlink(missing_ok=True)
+    key = add_key(path, "bench", ["rank"], rate_per_s=1e6)  # checked and counted, never refused
+    env = {"NEXTBEST_API_KEYS": path.read_text(), "NEXTBEST_SERVING_ACCESS_LOG": "true"}
+    return env, {"Authorization": f"Bearer {key}"}
+
+
+async def _asgi_call(app: Any, method: str, path: str, body: bytes, headers: list) -> int:
+    """One request straight into the ASGI app (no socket, no client library): its status."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *headers,
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 8000),
+    }
+    sent = False
+    status = 0
+
+    async def receive() -> dict:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    return status
+
+
+def ops_overhead(settings: Settings, customers: list[str], tmp: Path, blocks: int, per_block: int) -> None:
+    """Per-request cost of the operating features, in process: two apps over the same deployment, ops
+    off and on (see ``OPS_MODES``; the access log written to /dev/null), called straight through ASGI in
+    alternating blocks of ``per_block`` requests (so load on the machine hits both alike); prints the
+    median over blocks of the mean ms per request, for GET /health (no store) and POST /rank."""
+    import asyncio
+
+    from nextbest.serving.api import create_app
+
+    path = tmp / "overhead_keys.yaml"
+    path.unlink(missing_ok=True)
+    key = add_key(path, "bench", ["rank"], rate_per_s=1e6)
+    off = ServingSettings(online_store="sqlite", metrics=False, access_log=False)
+    on = ServingSettings(online_store="sqlite", api_keys_file=path)
+    auth = [(b"authorization", f"Bearer {key}".encode())]
+    bodies = [json.dumps({"customer_id": c}).encode() for c in customers]
+
+    async def run() -> dict[tuple[str, str], list[float]]:
+        apps = {"off": create_app(settings, off), "on": create_app(settings, on)}
+        times: dict[tuple[str, str], list[float]] = {}
+        devnull = open(os.devnull, "w")  # noqa: SIM115 - closed below
+        async with (
+            apps["off"].router.lifespan_context(apps["off"]),
+            apps["on"].router.lifespan_context(apps["on"]),
+        ):
+            for handler in logging.getLogger("nextbest.access").handlers:
+                handler.setStream(devnull)  # type: ignore[attr-defined]
+            for block in range(blocks + 1):  # block 0 warms up
+                for mode in OPS_MODES if block % 2 else OPS_MODES[::-1]:  # each goes first in turn
+                    headers = auth if mode == "on" else []
+                    for route, method in (("/health", "GET"), ("/rank", "POST")):
+                        start = time.perf_counter()
+                        for i in range(per_block):
+                            body = bodies[i % len(bodies)] if method == "POST" else b""
+                            if await _asgi_call(apps[mode], method, route, body, headers) != 200:
+                                raise RuntimeError(f"{method} {route} with ops {mode} did not answer 200")
+                        ms = (time.perf_counter() - start) / per_block * 1e3
+                        if block:
+                            times.setdefault((route, mode), []).append(ms)
+        devnull.close()
+        return times
+
+    times = asyncio.run(run())
+    print(
+        f"\nops overhead in process (ASGI calls, {blocks} alternating blocks of {per_block} requests; "
+        "median over blocks of ms/request)"
+    )
+    print(f"{'route':<10} {'ops off':>9} {'ops on':>9} {'on - off':>9} {'on/off':>7}")
+    for route in ("/health", "/rank"):
+        off_ms, on_ms = (float(np.median(times[route, m])) for m in OPS_MODES)
+        print(f"{route:<10} {off_ms:>9.4f} {on_ms:>9.4f} {on_ms - off_ms:>9.4f} {on_ms / off_ms:>7.2f}")
+
+
+def merged(results: list[LoadResult]) -> LoadResult:
+    """Several runs' results as one (statuses and latencies pooled, seconds added)."""
+    out = LoadResult()
+    for r in results:
+        out.statuses.update(r.statuses)
+        out.errors += r.errors
+        out.latencies_ms += r.latencies_ms
+        out.seconds += r.seconds
+    return out
+
+
+def load_section(settings: Settings, customers: list[str], args, tmp: Path) -> None:
+    """The closed-loop load figures (see the module docstring), printed as a table: each worker count
+    and client count with the operating features off and on."""
     scorer = Scorer(settings, ServingSettings(online_store="sqlite"))
     rate, p50, p99 = in_process_rate(scorer, customers, args.load_seconds)
     bodies = [{"customer_id": c} for c in customers]
-    rows: list[tuple[int, int, LoadResult]] = []
+    rows: list[tuple[int, int, str, LoadResult]] = []
     for workers in [int(w) for w in args.workers.split(",")]:
-        port = free_port()
-        env = {
-            **os.environ,
-            "NEXTBEST_HOME": str(settings.home),
-            "NEXTBEST_SERVING_ONLINE_STORE": "sqlite",
-            "NEXTBEST_SERVING_WORKERS": str(workers),
-            "PYTHONPATH": str(ROOT),
-        }
-        server = start(
-            [sys.executable, "-c", f"from nextbest.serving.cli import serve; serve('127.0.0.1', {port})"],
-            env,
-            port,
-        )
+        servers: dict[str, tuple[subprocess.Popen, int, dict[str, str]]] = {}
         try:
-            closed_loop(port, "/rank", bodies, 8, 2.0)  # warm-up (every worker)
+            for mode in OPS_MODES:  # both servers up at once; their runs alternate (off on on off)
+                extra, headers = ops_env(mode, tmp)
+                port = free_port()
+                env = {
+                    **os.environ,
+                    "NEXTBEST_HOME": str(settings.home),
+                    "NEXTBEST_SERVING_ONLINE_STORE": "sqlite",
+                    "NEXTBEST_SERVING_WORKERS": str(workers),
+                    "PYTHONPATH": str(ROOT),
+                    **extra,
+                }
+                code = f"from nextbest.serving.cli import serve; serve('127.0.0.1', {port})"
+                servers[mode] = (start([sys.executable, "-c", code], env, port), port, headers)
+            for _, port, headers in servers.values():
+                closed_loop(port, "/rank", bodies, 8, 2.0, headers)  # warm-up (every worker)
             for clients in [int(c) for c in args.clients.split(",")]:
-                result = closed_loop(port, "/rank", bodies, clients, args.load_seconds)
-                rows.append((workers, clients, result))
+                halves: dict[str, list[LoadResult]] = {mode: [] for mode in OPS_MODES}
+                for mode in (*OPS_MODES, *OPS_MODES[::-1]):
+                    _, port, headers = servers[mode]
+                    half = closed_loop(port, "/rank", bodies, clients, args.load_seconds / 2, headers)
+                    halves[mode].append(half)
+                rows += [(workers, clients, mode, merged(halves[mode])) for mode in OPS_MODES]
         finally:
-            stop(server)
+            for server, _, _ in servers.values():
+                stop(server)
     print(
         f"\nclosed-loop load, sqlite store, {len(customers):,} customers in turn, "
-        f"{args.load_seconds:.0f} s each"
+        f"{args.load_seconds:.0f} s each; ops off = no key, no metrics, no access log; "
+        "on = API key + rate limit + metrics + JSON access log"
     )
     print(
         f"in-process Scorer.rank, 1 thread: {rate:,.0f} customers/s, p50 {p50:.2f} ms, "
         f"p99 {p99:.2f} ms (target p99 <= 1.5)"
     )
     print(
-        f"{'workers':>7} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-200':>8} "
-        f"{'errors':>7} {'ratio':>6}  targets"
+        f"{'workers':>7} {'clients':>7} {'ops':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-200':>8} "
+        f"{'errors':>7} {'ratio':>6} {'on/off':>7}  targets"
     )
-    for workers, clients, res in rows:
+    off_rate = {(w, c): r.rate for w, c, m, r in rows if m == "off"}
+    for workers, clients, mode, res in rows:
         bad = res.answered - res.statuses.get(200, 0)
         target = {1: "p99 <= 3 ms", 50: ">= 1000/s, p99 <= 50 ms, 0 errors, ratio >= 1.5"}.get(clients, "")
-        print(f"{workers:>7} {clients:>7} {res.rate:>8,.0f} {res.pct(50):>8.2f} {res.pct(99):>8.2f} {bad:>8} "
-              f"{len(res.errors):>7} {res.rate / rate:>6.2f}  {target}")
+        versus = f"{res.rate / off_rate[workers, clients]:>7.2f}" if mode == "on" else f"{'':>7}"
+        print(
+            f"{workers:>7} {clients:>7} {mode:>4} {res.rate:>8,.0f} {res.pct(50):>8.2f} {res.pct(99):>8.2f} "
+            f"{bad:>8} {len(res.errors):>7} {res.rate / rate:>6.2f} {versus}  {target}"
+        )
 
 
 def main() -> None:
@@ -280,6 +418,7 @@ def main() -> None:
     parser.add_argument("--load-seconds", type=float, default=10.0, help="seconds per load measurement")
     parser.add_argument("--workers", default="1,2", help="server worker counts to load, comma-separated")
     parser.add_argument("--clients", default="1,8,50", help="client counts, comma-separated")
+    parser.add_argument("--overhead-only", action="store_true", help="only the in-process ops overhead")
     args = parser.parse_args()
     # Feast's DuckDB offline store (through ibis) calls a DuckDB API deprecated in DuckDB 2.0.
     warnings.filterwarnings("ignore", message=".*fetch_arrow_table", category=DeprecationWarning)
@@ -292,8 +431,12 @@ def main() -> None:
             print(f"building {args.customers:,} customers x {args.months} months ...", flush=True)
             settings = build_deployment(tmp / "home", customers=args.customers, months=args.months)
         candidates = latest_candidates(settings)
+        if args.overhead_only:
+            ops_overhead(settings, sorted(candidates["customer_id"].unique()), tmp, 10, 300)
+            return
         if args.load_only:
-            load_section(settings, sorted(candidates["customer_id"].unique()), args)
+            ops_overhead(settings, sorted(candidates["customer_id"].unique()), tmp, 10, 300)
+            load_section(settings, sorted(candidates["customer_id"].unique()), args, tmp)
             return
         counts = candidates.groupby("customer_id").size()
         customer = str(counts.idxmax())
@@ -321,8 +464,9 @@ def main() -> None:
         )
         batch_s = time.perf_counter() - start_batch
         report(results, n_customers, rows, batch_s)
+        ops_overhead(settings, sorted(candidates["customer_id"].unique()), tmp, 10, 300)
         if not args.no_load:  # inside the with: the deployment lives in tmp
-            load_section(settings, sorted(candidates["customer_id"].unique()), args)
+            load_section(settings, sorted(candidates["customer_id"].unique()), args, tmp)
 
 
 def report(results: dict[str, Any], n_customers: int, rows: int, batch_s: float) -> None:

@@ -90,7 +90,7 @@ class ServingSettings(BaseSettings):
     ``NEXTBEST_SERVING_REFUSE_STALE=true``.
     """
 
-    model_config = SettingsConfigDict(env_prefix="NEXTBEST_SERVING_", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="NEXTBEST_SERVING_", frozen=True, populate_by_name=True)
 
     online_store: OnlineKind | None = Field(
         default=None, description="Online store kind; None = the settings' ``online.kind``."
@@ -167,6 +167,58 @@ class ServingSettings(BaseSettings):
         le=BATCH_LIMIT,
         description="Most concurrent /rank requests scored together in one online read and one "
         "vectorised predict + calibrate.",
+    )
+    # ----------------------------------------------------------------- operating the API
+    api_keys_file: Path | None = Field(
+        default=None,
+        description="API keys (yaml/json: id, sha256 of the key, scopes); None = ``<home>/api_keys.yaml`` "
+        "when it exists (where ``nextbest serve keys add`` writes).",
+    )
+    api_keys: str | None = Field(
+        default=None,
+        validation_alias="NEXTBEST_API_KEYS",
+        description="API keys in the file's format, as one yaml/json string (env ``NEXTBEST_API_KEYS``); "
+        "added to the file's.",
+    )
+    open_routes: tuple[str, ...] = Field(
+        default=("/health",),
+        description="Paths answered without a key (/ready, /docs, /openapi.json, /metrics are behind a key "
+        "unless listed here).",
+    )
+    rate_limit_per_s: float = Field(
+        default=100.0,
+        ge=0,
+        description="Requests per second each key may send to one worker process (token bucket; 0 = no "
+        "limit); a key's own ``rate_per_s`` wins. No limit without keys.",
+    )
+    rate_limit_burst: int = Field(
+        default=200, ge=1, description="Requests a key may send at once before the rate applies."
+    )
+    metrics: bool = Field(
+        default=True, description="Count and time requests and store reads for GET /metrics (off: 404)."
+    )
+    access_log: bool = Field(default=True, description="One JSON line per request on stderr.")
+    log_customer: Literal["hash", "omit", "plain"] = Field(
+        default="hash",
+        description="Customer ids in the access log: keyed hash (``log_hash_key``), omitted, or plain.",
+    )
+    log_hash_key: str = Field(
+        default="",
+        description="Secret of the customer-id HMAC in logs (empty: a plain sha256, pseudonymous only).",
+    )
+    log_scores: bool = Field(
+        default=False, description="Also log the offered products and probabilities (off: no scores)."
+    )
+    decisions_log_dir: Path | None = Field(
+        default=None,
+        description="Append every online answer to a parquet decisions log in this directory (None = off; "
+        "``score-batch`` writes to it, else to ``<home>/decisions``).",
+    )
+    decisions_flush_rows: int = Field(
+        default=10_000, ge=1, description="A decisions file is written when this many rows are buffered."
+    )
+    decisions_flush_s: float = Field(
+        default=5.0, gt=0, description="... or when the oldest buffered row is this old (seconds)."
     )
 
 
