@@ -110,7 +110,7 @@ def score_batch(
             task = bar.add_task(f"scoring {snapshot}", total=len(customers))
             for chunk in chunks:
                 part = candidates[candidates[CUSTOMER_ID].isin(chunk)].reset_index(drop=True)
-                writer.write_table(_score_part(store, bundle, part))
+                writer.write_table(score_part(store, bundle, part))
                 written += len(part)
                 bar.advance(task, len(chunk))
         os.replace(tmp_name, out)
@@ -120,7 +120,7 @@ def score_batch(
     return written
 
 
-def _score_part(store: FeatureStore, bundle: ModelBundle, part: pd.DataFrame) -> pa.Table:
+def score_part(store: FeatureStore, bundle: ModelBundle, part: pd.DataFrame) -> pa.Table:
     """Historical features for ``part`` (candidate rows) -> scores, probabilities, ranks as a table."""
     keys = part[[CUSTOMER_ID, PRODUCT_ID, EVENT_TIMESTAMP]]
     frame = historical_features(store, keys, FEATURE_SERVICE_NAME)

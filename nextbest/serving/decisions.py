@@ -316,7 +316,7 @@ def replay(settings: Settings, path: Path, tolerance: float = 1e-6) -> ReplayRep
     order)."""
     from nextbest.features.definitions import FEATURE_SERVICE_NAME
     from nextbest.features.store import get_store
-    from nextbest.serving.batch import _score_part
+    from nextbest.serving.batch import score_part
     from nextbest.training.artifacts import load_bundle
 
     decisions = read_decisions(path)
@@ -331,7 +331,7 @@ def replay(settings: Settings, path: Path, tolerance: float = 1e-6) -> ReplayRep
             raise ValueError(f"bundle {version} was trained on {bundle.feature_service_name}")
         customers = sorted(group[CUSTOMER_ID].unique())
         part = _candidates_at(settings, snapshot_at, customers)
-        scored = _score_part(store, bundle, part).to_pandas() if len(part) else part.assign(rank=[], score=[])
+        scored = score_part(store, bundle, part).to_pandas() if len(part) else part.assign(rank=[], score=[])
         by_customer = dict(tuple(scored.groupby(CUSTOMER_ID)))
         for (request_id, customer), logged in group.groupby(["request_id", CUSTOMER_ID], sort=True):
             report.decisions += 1
