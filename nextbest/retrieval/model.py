@@ -1,7 +1,8 @@
 """The two towers (Flax) and the in-batch sampled-softmax loss with log-popularity correction.
 
 * Customer tower: the recency-weighted mean of the embeddings of the customer's history items, next to
-  the standardised customer features, through a small MLP, L2-normalised.
+  the standardised customer features, through a small MLP; plus the recency-weighted mean of the history
+  items' item-tower embeddings; L2-normalised.
 * Item tower: the sum of the item's id, category and popularity-bucket embeddings, through a small MLP,
   L2-normalised.
 
@@ -63,27 +64,38 @@ class TwoTower(nn.Module):
         self.item_out = nn.Dense(s.dim, name="item_out")
 
     def customers(
-        self, history_items: jax.Array, history_weights: jax.Array, features: jax.Array
+        self,
+        history_items: jax.Array,
+        history_weights: jax.Array,
+        features: jax.Array,
+        item_categories: jax.Array,
+        item_buckets: jax.Array,
     ) -> jax.Array:
         """Customer embeddings [B, dim], unit length.
+
+        The MLP's output plus the recency-weighted mean of the history items' own item-tower
+        embeddings (so "like what I adopted" is expressible without the MLP learning it).
 
         Args:
             history_items: int [B, H] item indices (``n_items`` = padding).
             history_weights: float [B, H] recency weights (0 = padding).
             features: float [B, F] standardised customer features.
+            item_categories, item_buckets: int [n_items], the catalogue's category and popularity bucket.
         """
-        embedded = self.history_embed(history_items)
         total = jnp.sum(history_weights, axis=1, keepdims=True)
-        bag = jnp.einsum("bh,bhd->bd", history_weights, embedded) / jnp.maximum(total, 1e-6)
+        share = history_weights / jnp.maximum(total, 1e-6)
+        bag = jnp.einsum("bh,bhd->bd", share, self.history_embed(history_items))
         x = jnp.concatenate([bag, features, jnp.log1p(total)], axis=-1)
-        return _normalise(self.customer_out(nn.relu(self.customer_hidden(x))))
+        ids = jnp.minimum(history_items, self.shape.n_items - 1)
+        pooled = jnp.einsum("bh,bhd->bd", share, self.items(ids, item_categories, item_buckets))
+        return _normalise(self.customer_out(nn.relu(self.customer_hidden(x))) + pooled)
 
-    def items(self, item_ids: jax.Array, categories: jax.Array, popularity_buckets: jax.Array) -> jax.Array:
-        """Item embeddings [N, dim], unit length, from int [N] ids, categories and popularity buckets."""
+    def items(self, item_ids: jax.Array, item_categories: jax.Array, item_buckets: jax.Array) -> jax.Array:
+        """Item embeddings [..., dim], unit length, of int [...] ids (catalogue arrays: see ``customers``)."""
         x = (
             self.item_embed(item_ids)
-            + self.category_embed(categories)
-            + self.popularity_embed(popularity_buckets)
+            + self.category_embed(item_categories[item_ids])
+            + self.popularity_embed(item_buckets[item_ids])
         )
         return _normalise(self.item_out(nn.relu(self.item_hidden(x))))
 
@@ -93,13 +105,13 @@ class TwoTower(nn.Module):
         history_weights: jax.Array,
         features: jax.Array,
         item_ids: jax.Array,
-        categories: jax.Array,
-        popularity_buckets: jax.Array,
+        item_categories: jax.Array,
+        item_buckets: jax.Array,
     ) -> tuple[jax.Array, jax.Array]:
-        """Both towers: (customer embeddings, item embeddings)."""
+        """Both towers: (customer embeddings [B, dim], item embeddings of ``item_ids`` [B, dim])."""
         return (
-            self.customers(history_items, history_weights, features),
-            self.items(item_ids, categories, popularity_buckets),
+            self.customers(history_items, history_weights, features, item_categories, item_buckets),
+            self.items(item_ids, item_categories, item_buckets),
         )
 
 

@@ -58,6 +58,10 @@ class TrainConfig:
     seed: int = 0
 
 
+DEFAULT_CONFIG = TrainConfig()
+"""The config of ``nextbest retrieval train`` without options."""
+
+
 @dataclass(frozen=True)
 class RetrievalModel:
     """A fitted two-tower model with what it needs to embed any group of the same catalogue.
@@ -108,8 +112,7 @@ class RetrievalModel:
         out = [
             np.asarray(
                 _embed_customers(
-                    self.shape,
-                    self.params,
+                    self,
                     groups.history_items[i : i + EMBED_BATCH],
                     groups.history_weights[i : i + EMBED_BATCH],
                     features[i : i + EMBED_BATCH],
@@ -122,13 +125,15 @@ class RetrievalModel:
 
 
 def _embed_customers(
-    shape: TowerShape, params: dict, items: np.ndarray, weights: np.ndarray, features: np.ndarray
+    model: RetrievalModel, items: np.ndarray, weights: np.ndarray, features: np.ndarray
 ) -> jax.Array:
-    return TwoTower(shape).apply(
-        {"params": params},
+    return TwoTower(model.shape).apply(
+        {"params": model.params},
         jnp.asarray(items),
         jnp.asarray(weights),
         jnp.asarray(features, dtype=jnp.float32),
+        jnp.asarray(model.catalogue.categories),
+        jnp.asarray(model.buckets),
         method=TwoTower.customers,
     )
 
@@ -142,7 +147,7 @@ def training_pairs(groups: Groups) -> tuple[np.ndarray, np.ndarray]:
 def fit(
     train: Groups,
     catalogue: Catalogue,
-    config: TrainConfig = TrainConfig(),
+    config: TrainConfig = DEFAULT_CONFIG,
     progress: Callable[[str], None] = lambda _: None,
 ) -> RetrievalModel:
     """Fit the two towers on the adoptions of ``train`` (see the module docstring).
@@ -177,8 +182,8 @@ def fit(
         jnp.asarray(train.history_weights[:1]),
         jnp.asarray(features[:1]),
         jnp.zeros(1, jnp.int32),
-        jnp.zeros(1, jnp.int32),
-        jnp.zeros(1, jnp.int32),
+        jnp.asarray(catalogue.categories),
+        jnp.asarray(buckets),
     )["params"]
     optimiser = optax.adam(config.learning_rate)
     state = optimiser.init(params)
@@ -187,9 +192,7 @@ def fit(
     def loss_fn(
         params: dict, hist: jax.Array, weights: jax.Array, feats: jax.Array, items: jax.Array
     ) -> jax.Array:
-        users, vecs = model.apply(
-            {"params": params}, hist, weights, feats, items, categories[items], bucket_of[items]
-        )
+        users, vecs = model.apply({"params": params}, hist, weights, feats, items, categories, bucket_of)
         return sampled_softmax_loss(users, vecs, items, jnp.asarray(log_q)[items], config.temperature)
 
     @jax.jit
