@@ -121,6 +121,7 @@ def sampled_softmax_loss(
     item_ids: jax.Array,
     log_q: jax.Array,
     temperature: float,
+    allowed: jax.Array | None = None,
 ) -> jax.Array:
     """In-batch sampled softmax with log-popularity (logQ) correction; a mean over the batch (>= 0).
 
@@ -128,7 +129,9 @@ def sampled_softmax_loss(
     ``logits[i, j] = <u_i, v_j> / temperature - log_q[j]`` where ``log_q[j]`` is the log of the
     probability that item j appears in a batch (its share of the training positives): subtracting it
     stops popular items, over-sampled as negatives, from being pushed down (Yi et al., RecSys 2019).
-    A negative j with the same item as row i is masked (an accidental hit). The loss is
+    A negative j with the same item as row i is masked (an accidental hit), and so is one that is not
+    among row i's candidates when ``allowed`` is given (an owned or ineligible product can never be the
+    next adoption, and retrieval never returns it: no need to learn to push it down). The loss is
     ``mean_i(logsumexp_j logits[i, j] - logits[i, i])``.
 
     Args:
@@ -137,9 +140,11 @@ def sampled_softmax_loss(
         item_ids: int [B], the item of each row (for accidental hits).
         log_q: float [B], log sampling probability of each row's item.
         temperature: > 0.
+        allowed: optional bool [B, B]: ``allowed[i, j]`` = row j's item is a candidate of row i.
     """
     logits = customer_vecs @ item_vecs.T / temperature - log_q[None, :]
     same_item = item_ids[:, None] == item_ids[None, :]
-    accidental = same_item & ~jnp.eye(len(item_ids), dtype=bool)
-    logits = jnp.where(accidental, MASKED_LOGIT, logits)
+    masked = same_item if allowed is None else same_item | ~allowed
+    masked = masked & ~jnp.eye(len(item_ids), dtype=bool)
+    logits = jnp.where(masked, MASKED_LOGIT, logits)
     return jnp.mean(jax.nn.logsumexp(logits, axis=1) - jnp.diagonal(logits))

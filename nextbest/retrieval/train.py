@@ -1,8 +1,9 @@
 """Fit the two-tower model (seeded, CPU), embed customers and items, save and load the fitted model.
 
-Training pairs are (group, adopted item) of the training groups; each epoch shuffles them with the
-config's seed and takes batches of ``batch_size`` pairs (the last partial batch is dropped, so every step
-has one shape and compiles once). Same data, same seed, same machine: the same parameters.
+Training pairs are (group, adopted item) of the training groups; a pair's negatives are the other
+pairs' items that are candidates of its group. Each epoch shuffles the pairs with the config's seed and
+takes batches of ``batch_size`` pairs (the last partial batch is dropped, so every step has one shape
+and compiles once). Same data, same seed, same machine: the same parameters.
 """
 
 from __future__ import annotations
@@ -189,15 +190,16 @@ def fit(
     state = optimiser.init(params)
     categories, bucket_of = jnp.asarray(catalogue.categories), jnp.asarray(buckets)
 
-    def loss_fn(
-        params: dict, hist: jax.Array, weights: jax.Array, feats: jax.Array, items: jax.Array
-    ) -> jax.Array:
+    def loss_fn(params: dict, batch: tuple[jax.Array, ...]) -> jax.Array:
+        hist, weights, feats, items, allowed = batch
         users, vecs = model.apply({"params": params}, hist, weights, feats, items, categories, bucket_of)
-        return sampled_softmax_loss(users, vecs, items, jnp.asarray(log_q)[items], config.temperature)
+        return sampled_softmax_loss(
+            users, vecs, items, jnp.asarray(log_q)[items], config.temperature, allowed
+        )
 
     @jax.jit
-    def step(params: dict, state: optax.OptState, hist, weights, feats, items):  # noqa: ANN001, ANN202
-        loss, grads = jax.value_and_grad(loss_fn)(params, hist, weights, feats, items)
+    def step(params: dict, state: optax.OptState, batch: tuple[jax.Array, ...]):  # noqa: ANN202
+        loss, grads = jax.value_and_grad(loss_fn)(params, batch)
         updates, state = optimiser.update(grads, state, params)
         return optax.apply_updates(params, updates), state, loss
 
@@ -208,10 +210,11 @@ def fit(
         epoch_losses = []
         for start in range(0, len(order) - batch + 1, batch):
             rows = order[start : start + batch]
-            g = group[rows]
-            params, state, loss = step(
-                params, state, train.history_items[g], train.history_weights[g], features[g], item[rows]
-            )
+            g, items = group[rows], item[rows]
+            # negatives only among each row's own candidates (see sampled_softmax_loss)
+            allowed = train.candidates[g][:, items]
+            batch_arrays = (train.history_items[g], train.history_weights[g], features[g], items, allowed)
+            params, state, loss = step(params, state, batch_arrays)
             epoch_losses.append(float(loss))
         losses.append(float(np.mean(epoch_losses)))
         progress(f"epoch {epoch + 1}/{config.epochs}: loss {losses[-1]:.4f}")

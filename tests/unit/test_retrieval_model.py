@@ -45,6 +45,12 @@ class TestSampledSoftmaxLoss:
         loss = sampled_softmax_loss(u, u[::-1], jnp.array([7, 7]), jnp.zeros(2), 1.0)
         assert float(loss) == pytest.approx(0.0, abs=1e-6)
 
+    def test_non_candidates_are_not_negatives(self) -> None:
+        # row 0 may not see item 1 (say it owns it): its softmax is over itself alone; row 1 as uniform
+        allowed = jnp.array([[True, False], [True, True]])
+        loss = sampled_softmax_loss(EYE, EYE, jnp.array([0, 1]), jnp.zeros(2), 1.0, allowed)
+        assert float(loss) == pytest.approx(math.log(1 + math.exp(-1)) / 2, rel=1e-6)
+
 
 def _planted(n_groups: int, seed: int) -> Groups:
     """Customers whose one past item is 2p adopt 2p + 1 next (10 pairs, 20 items, uniform pairs)."""
