@@ -70,8 +70,11 @@ def load_split(settings: Settings) -> tuple[Groups, Groups, Groups]:
         train, test = split_train_test(groups, settings.build.horizon_months)
     except ValueError as err:
         raise RetrievalError(f"{settings.marts_dir}: {err}") from err
-    if not train.positives.any():
-        raise RetrievalError(f"{settings.marts_dir}: no adoption in the training snapshots: nothing to learn")
+    if train.positives.sum() < 2:
+        raise RetrievalError(
+            f"{settings.marts_dir}: {int(train.positives.sum())} adoptions in the training snapshots: "
+            "at least 2 are needed"
+        )
     return groups, train, test
 
 

@@ -24,7 +24,13 @@ import pandas as pd
 from flax import serialization
 
 from nextbest.columns import EVENT_TIMESTAMP
-from nextbest.retrieval.data import Catalogue, Groups, popularity_buckets, popularity_counts
+from nextbest.retrieval.data import (
+    POPULARITY_BUCKETS,
+    Catalogue,
+    Groups,
+    popularity_buckets,
+    popularity_counts,
+)
 from nextbest.retrieval.model import TowerShape, TwoTower, sampled_softmax_loss
 
 META_FILE = "retrieval.json"
@@ -154,7 +160,7 @@ def fit(
     """Fit the two towers on the adoptions of ``train`` (see the module docstring).
 
     Raises:
-        ValueError: fewer adoptions than one batch.
+        ValueError: fewer than 2 adoptions (no in-batch negative).
     """
     started = time.perf_counter()
     group, item = training_pairs(train)
@@ -165,7 +171,7 @@ def fit(
     shape = TowerShape(
         n_items=catalogue.size,
         n_categories=max(len(catalogue.category_names), 1),
-        n_popularity_buckets=8,
+        n_popularity_buckets=POPULARITY_BUCKETS,
         n_features=train.features.shape[1],
         hidden=config.hidden,
         dim=config.dim,
