@@ -45,7 +45,7 @@ from nextbest.columns import (  # noqa: E402
     SORT_COLS,
 )
 from nextbest.marts import FCT_RANKING_LABELS, mart_file  # noqa: E402
-from nextbest.retrieval.data import load_catalogue, load_groups  # noqa: E402
+from nextbest.retrieval.data import Catalogue, Groups, load_catalogue, load_groups  # noqa: E402
 from nextbest.retrieval.evaluate import recall_table  # noqa: E402
 from nextbest.retrieval.index import retrieve  # noqa: E402
 from nextbest.retrieval.stage import load_split  # noqa: E402
@@ -170,11 +170,27 @@ def _lambdarank(train: pd.DataFrame, valid: pd.DataFrame, features: list[str]) -
     return model
 
 
+def cross_fitted_similarity(
+    groups: Groups, in_train: np.ndarray, catalogue: Catalogue, config: TrainConfig, folds: int = 2
+) -> np.ndarray:
+    """float [groups, items]: each customer's similarities from a model fitted on the other folds'
+    customers (folds by a hash of the customer id), so no customer is scored by a model that saw it."""
+    fold = pd.util.hash_array(groups.keys[CUSTOMER_ID].to_numpy(dtype=object)) % folds
+    out = np.zeros((len(groups), catalogue.size), dtype=np.float32)
+    for f in range(folds):
+        model = fit(groups.subset(in_train & (fold != f)), catalogue, config)
+        mine = fold == f
+        out[mine] = model.customer_embeddings(groups.subset(mine)) @ model.item_embeddings().T
+    return out
+
+
 def ablation(home: Path, config: TrainConfig) -> None:
     """NDCG@7 of a LambdaMART ranker on the marts' features with and without the two-tower similarity.
 
-    Labelled snapshots s1 < ... < sn: the two-tower model and the ranker train on all but the last three,
-    the ranker stops early on s(n-2), both are tested on s(n-1) and sn (never seen by either).
+    Labelled snapshots s1 < ... < sn: the two-tower models and the ranker train on all but the last
+    three, the ranker stops early on s(n-2), both are tested on s(n-1) and sn (never seen by either).
+    The similarity is cross-fitted (``cross_fitted_similarity``), so the ranker's training rows carry it
+    out of sample, as its test rows do.
     """
     os.environ["NEXTBEST_HOME"] = str(home)
     settings = Settings()
@@ -190,15 +206,14 @@ def ablation(home: Path, config: TrainConfig) -> None:
     in_train = (
         groups.keys["is_labelled"] & (window_end <= pd.Timestamp(valid_ts) - pd.Timedelta(days=1))
     ).to_numpy()
-    model = fit(groups.subset(in_train), catalogue, config)
-    customer_vecs, item_vecs = model.customer_embeddings(groups), model.item_embeddings()
+    similarity_of_group = cross_fitted_similarity(groups, in_train, catalogue, config)
     frame = ranker_frame(settings.marts_dir)
     group_row = pd.Series(
         np.arange(len(groups)), index=pd.MultiIndex.from_frame(groups.keys[[CUSTOMER_ID, EVENT_TIMESTAMP]])
     )
     g = group_row.loc[pd.MultiIndex.from_frame(frame[[CUSTOMER_ID, EVENT_TIMESTAMP]])].to_numpy()
     i = catalogue.index_of(frame[PRODUCT_ID])
-    frame[SIMILARITY] = np.einsum("rd,rd->r", customer_vecs[g], item_vecs[i])
+    frame[SIMILARITY] = similarity_of_group[g, i]
     frame[PRODUCT_ID] = pd.Categorical(frame[PRODUCT_ID], categories=list(catalogue.product_ids))
     base = [c for c in frame.columns if c not in (*KEY_COLS, LABEL, SNAPSHOT_ON, SIMILARITY)] + [PRODUCT_ID]
     has_pos = frame.groupby(list(GROUP_COLS))[LABEL].transform("max") > 0
