@@ -8,6 +8,7 @@ and compiles once). Same data, same seed, same machine: the same parameters.
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 import time
@@ -104,12 +105,8 @@ class RetrievalModel:
     def item_embeddings(self) -> np.ndarray:
         """float32 [items, dim], unit rows, in catalogue order."""
         ids = jnp.arange(self.catalogue.size, dtype=jnp.int32)
-        vecs = TwoTower(self.shape).apply(
-            {"params": self.params},
-            ids,
-            jnp.asarray(self.catalogue.categories),
-            jnp.asarray(self.buckets),
-            method=TwoTower.items,
+        vecs = _item_tower(
+            self.shape, self.params, ids, jnp.asarray(self.catalogue.categories), jnp.asarray(self.buckets)
         )
         return np.asarray(vecs, dtype=np.float32)
 
@@ -134,15 +131,27 @@ class RetrievalModel:
 def _embed_customers(
     model: RetrievalModel, items: np.ndarray, weights: np.ndarray, features: np.ndarray
 ) -> jax.Array:
-    return TwoTower(model.shape).apply(
-        {"params": model.params},
+    return _customer_tower(
+        model.shape,
+        model.params,
         jnp.asarray(items),
         jnp.asarray(weights),
         jnp.asarray(features, dtype=jnp.float32),
         jnp.asarray(model.catalogue.categories),
         jnp.asarray(model.buckets),
-        method=TwoTower.customers,
     )
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _customer_tower(shape: TowerShape, params: dict, *inputs: jax.Array) -> jax.Array:
+    """``TwoTower.customers`` compiled once per shape (eager Flax dispatches op by op)."""
+    return TwoTower(shape).apply({"params": params}, *inputs, method=TwoTower.customers)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _item_tower(shape: TowerShape, params: dict, *inputs: jax.Array) -> jax.Array:
+    """``TwoTower.items`` compiled once per shape."""
+    return TwoTower(shape).apply({"params": params}, *inputs, method=TwoTower.items)
 
 
 def training_pairs(groups: Groups) -> tuple[np.ndarray, np.ndarray]:

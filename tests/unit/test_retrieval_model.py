@@ -79,7 +79,7 @@ CATALOGUE = Catalogue(
     categories=np.zeros(20, dtype=np.int32),
     category_names=("all",),
 )
-SMALL = TrainConfig(epochs=15, batch_size=64, learning_rate=1e-2, hidden=16, dim=8, seed=0)
+SMALL = TrainConfig(epochs=8, batch_size=64, learning_rate=1e-2, hidden=16, dim=8, seed=0)
 
 
 @pytest.fixture(scope="module")
