@@ -42,9 +42,12 @@ def retrieval_train(
         get_settings(), TrainConfig(epochs=epochs, seed=seed), tuple(ks or RECALL_KS), progress=console.log
     )
     _print_recall(run.recall)
-    console.print(f"fit {run.model.fit_seconds:.1f}s (data {run.load_seconds:.1f}s); model: {run.model_path}")
-    console.print(f"{run.marts.product_rows:,} rows -> {run.marts.products}")
-    console.print(f"{run.marts.customer_rows:,} rows -> {run.marts.customers}")
+    console.print(
+        f"fit {run.model.fit_seconds:.1f}s (data {run.load_seconds:.1f}s); model: {run.model_path}",
+        soft_wrap=True,
+    )
+    console.print(f"{run.marts.product_rows:,} rows -> {run.marts.products}", soft_wrap=True)
+    console.print(f"{run.marts.customer_rows:,} rows -> {run.marts.customers}", soft_wrap=True)
 
 
 @app.command("recall")
@@ -59,5 +62,5 @@ def retrieval_recall(
     from nextbest.retrieval.stage import evaluate_retrieval
 
     path, rows = evaluate_retrieval(get_settings(), model, tuple(ks or RECALL_KS))
-    console.print(f"model: {path}")
+    console.print(f"model: {path}", soft_wrap=True)
     _print_recall(rows)
