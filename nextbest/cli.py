@@ -30,6 +30,7 @@ from nextbest.campaigns import cli as campaigns_cli
 from nextbest.errors import UserError
 from nextbest.features import cli as features_cli
 from nextbest.ingest import cli as ingest_cli
+from nextbest.retrieval import cli as retrieval_cli
 from nextbest.serving import cli as serving_cli
 from nextbest.settings import BuildVars, get_settings
 from nextbest.training import cli as training_cli
@@ -40,6 +41,7 @@ app.add_typer(features_cli.app, name="features")
 app.add_typer(training_cli.app)
 app.add_typer(serving_cli.app)
 app.add_typer(campaigns_cli.app, name="campaign")
+app.add_typer(retrieval_cli.app, name="retrieval")
 console = Console()
 
 THIRD_PARTY_NOISE = r"fetch_arrow_table\(\) is deprecated"

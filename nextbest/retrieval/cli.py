@@ -1,0 +1,66 @@
+"""``nextbest retrieval train | recall``: parse options, delegate to ``nextbest.retrieval.stage``.
+
+``app`` is mounted by the root command as ``nextbest retrieval``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from nextbest.settings import get_settings
+
+app = typer.Typer(help="The two-tower retrieval stage (needs the `retrieval` extra).", no_args_is_help=True)
+console = Console()
+
+KsOption = Annotated[list[int] | None, typer.Option("--k", min=1, help="Cut-offs K of recall@K [10 50 100].")]
+
+
+def _print_recall(rows: list) -> None:  # list[RecallRow]
+    console.print(f"{'K':>5} {'two-tower':>10} {'popularity':>11} {'ratio':>7}   groups with an adoption")
+    for row in rows:
+        console.print(
+            f"{row.k:>5} {row.two_tower:>10.4f} {row.popularity:>11.4f} {row.ratio:>7.3f}   {row.groups:,}"
+        )
+
+
+@app.command("train")
+def retrieval_train(
+    epochs: Annotated[int, typer.Option(min=1)] = 20,
+    seed: int = 0,
+    ks: KsOption = None,
+) -> None:
+    """Fit the two towers on the live build; print held-out recall@K vs popularity; write embedding marts."""
+    from nextbest.retrieval.evaluate import RECALL_KS
+    from nextbest.retrieval.stage import train_retrieval
+    from nextbest.retrieval.train import TrainConfig
+
+    run = train_retrieval(
+        get_settings(), TrainConfig(epochs=epochs, seed=seed), tuple(ks or RECALL_KS), progress=console.log
+    )
+    _print_recall(run.recall)
+    console.print(
+        f"fit {run.model.fit_seconds:.1f}s (data {run.load_seconds:.1f}s); model: {run.model_path}",
+        soft_wrap=True,
+    )
+    console.print(f"{run.marts.product_rows:,} rows -> {run.marts.products}", soft_wrap=True)
+    console.print(f"{run.marts.customer_rows:,} rows -> {run.marts.customers}", soft_wrap=True)
+
+
+@app.command("recall")
+def retrieval_recall(
+    model: Annotated[
+        Path | None, typer.Option(exists=True, file_okay=False, help="A saved model directory.")
+    ] = None,
+    ks: KsOption = None,
+) -> None:
+    """Recall@K of a saved model (default: the latest) vs popularity on the held-out snapshot."""
+    from nextbest.retrieval.evaluate import RECALL_KS
+    from nextbest.retrieval.stage import evaluate_retrieval
+
+    path, rows = evaluate_retrieval(get_settings(), model, tuple(ks or RECALL_KS))
+    console.print(f"model: {path}", soft_wrap=True)
+    _print_recall(rows)

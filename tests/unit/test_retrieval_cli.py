@@ -1,0 +1,23 @@
+"""``nextbest retrieval``: a step not run yet ends in one line naming what to run, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from nextbest.cli import main
+from nextbest.settings import Settings
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["retrieval", "recall"], "run `nextbest retrieval train`"),
+        (["retrieval", "train"], "dim_products.parquet is missing: run `nextbest build` first"),
+    ],
+)
+def test_missing_step_is_one_line(settings: Settings, capsys, args: list[str], says: str) -> None:
+    with pytest.raises(SystemExit) as ended:
+        main(args)
+    err = capsys.readouterr().err
+    assert ended.value.code != 0
+    assert says in err and err.count("\n") == 1 and "Traceback" not in err
