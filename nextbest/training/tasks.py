@@ -390,24 +390,29 @@ class TaskResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
-        """The evaluation as terminal lines (one per model, the reference first)."""
-        ev = self.evaluation
-        out = [f"task {self.spec.name} ({self.spec.model}): test {ev['rows']:,} rows, {ev['customers']:,} "
-               f"customers, positive rate {ev['positive_rate']:.2%}",
-               f"{'model':<34} {'AUROC':>7} {'s.e.':>6} {'PR-AUC':>7} {'Δ vs classifier':>16}"]
-        for name, row in ev["models"].items():
-            delta = "" if name == CLASSIFIER else (
-                f"{-row['auroc_below_reference']:+.4f} ± {row['auroc_below_reference_se']:.4f}"
-            )
-            out.append(
-                f"{name:<34} {row['auroc']:>7.4f} {row['auroc_se']:>6.4f} {row['pr_auc']:>7.4f} {delta:>16}"
-            )
-        ref = ev["models"][CLASSIFIER]
-        out.append(f"calibrated classifier: Brier {ref['brier']:.4f}, ECE {ref['ece']:.4f}; "
-                   f"best iteration {self.model.best_iteration}")
-        if "categories" in ev:
-            out += category_lines(ev["categories"])
-        return out
+        """The evaluation as terminal lines (``evaluation_lines``)."""
+        return evaluation_lines(self.spec, self.evaluation, self.model.best_iteration)
+
+
+def evaluation_lines(spec: TaskSpec, ev: Mapping[str, Any], best_iteration: int) -> list[str]:
+    """A task's evaluation as terminal lines: one per model (the reference first), then its
+    calibration; a multi-label task also ``category_lines``."""
+    out = [f"task {spec.name} ({spec.model}): test {ev['rows']:,} rows, {ev['customers']:,} "
+           f"customers, positive rate {ev['positive_rate']:.2%}",
+           f"{'model':<34} {'AUROC':>7} {'s.e.':>6} {'PR-AUC':>7} {'Δ vs classifier':>16}"]
+    for name, row in ev["models"].items():
+        delta = "" if name == CLASSIFIER else (
+            f"{-row['auroc_below_reference']:+.4f} ± {row['auroc_below_reference_se']:.4f}"
+        )
+        out.append(
+            f"{name:<34} {row['auroc']:>7.4f} {row['auroc_se']:>6.4f} {row['pr_auc']:>7.4f} {delta:>16}"
+        )
+    ref = ev["models"][CLASSIFIER]
+    out.append(f"calibrated classifier: Brier {ref['brier']:.4f}, ECE {ref['ece']:.4f}; "
+               f"best iteration {best_iteration}")
+    if "categories" in ev:
+        out += category_lines(ev["categories"])
+    return out
 
 
 def category_lines(categories: Mapping[str, Any]) -> list[str]:
@@ -466,11 +471,11 @@ def check_trainable(spec: TaskSpec) -> None:
 
 
 def shared_customer_features(
-    settings: Settings, rows: Sequence[TaskRows], service: str, progress: Progress | None = None
+    settings: Settings, labels: Sequence[pd.DataFrame], service: str, progress: Progress | None = None
 ) -> pd.DataFrame:
     """One point-in-time retrieval of the service's customer features for every (customer, snapshot)
-    of the tasks' rows: customer_id, snapshot_on, event_timestamp, then one column per feature."""
-    keys = pd.concat([r.labels[[CUSTOMER_ID, SNAPSHOT_ON, EVENT_TIMESTAMP]] for r in rows], ignore_index=True)
+    of the tasks' ``labels``: customer_id, snapshot_on, event_timestamp, then one column per feature."""
+    keys = pd.concat([f[[CUSTOMER_ID, SNAPSHOT_ON, EVENT_TIMESTAMP]] for f in labels], ignore_index=True)
     keys = keys.drop_duplicates([CUSTOMER_ID, SNAPSHOT_ON]).sort_values([EVENT_TIMESTAMP, CUSTOMER_ID])
     return customer_features(settings, keys.reset_index(drop=True), service, progress)
 
@@ -539,18 +544,29 @@ def train_task(
     model = fit_binary(frames["train"], frames["valid"], feature_cols, params)
     say(f"task {spec.name}: classifier best iteration {model.best_iteration}")
     test = frames["test"]
-    scores = {CLASSIFIER: model.score(test)}
+    extra = {}
     if spec.kind == BINARY:
-        scores[LOGISTIC] = LogisticBaseline.fit(frames["train"], feature_cols).score(test)
-    else:
-        scores[POPULARITY] = category_popularity(frames["train"], test)
+        extra[LOGISTIC] = LogisticBaseline.fit(frames["train"], feature_cols).score(test)
+    return model, evaluate_task(spec, model, frames["train"], test, extra)
+
+
+def evaluate_task(
+    spec: TaskSpec, model: BinaryModel, train: pd.DataFrame, test: pd.DataFrame,
+    fitted_scores: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Score ``test`` with the classifier, the ``fitted_scores`` of fitted baselines, the task's rules
+    and (multi-label) popularity from ``train``'s labels, and evaluate them (``evaluate_binary``; a
+    multi-label task also ``evaluate_categories``)."""
+    scores = {CLASSIFIER: model.score(test), **(fitted_scores or {})}
+    if spec.kind == MULTI_LABEL:
+        scores[POPULARITY] = category_popularity(train, test)
     for name, (feature, sign, missing) in TASK_RULES.get(spec.name, {}).items():
         if feature in test:
             scores[name] = rule_scores(test, feature, sign, missing)
     evaluation = evaluate_binary(test, scores, model.predict_proba(test))
     if spec.kind == MULTI_LABEL:
-        evaluation["categories"] = evaluate_categories(test, scores, frames["train"])
-    return model, evaluation
+        evaluation["categories"] = evaluate_categories(test, scores, train)
+    return evaluation
 
 
 def train_tasks(
@@ -566,7 +582,7 @@ def train_tasks(
     rows = [task_rows(settings, spec, config) for spec in specs]
     for r in rows:
         say(f"task {r.spec.name}: split {r.split.describe()}")
-    customer = shared_customer_features(settings, rows, config.feature_service, say)
+    customer = shared_customer_features(settings, [r.labels for r in rows], config.feature_service, say)
     retrieval = time.perf_counter() - started
     results = []
     for r in rows:
@@ -619,3 +635,43 @@ def save_task_bundle(
     (tmp / "task.json").write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
     tmp.rename(final)
     return final
+
+
+def latest_task_bundle(settings: Settings, task: str) -> Path | None:
+    """The newest complete bundle of ``task`` (versions are UTC stamps), None when there is none."""
+    root = task_models_dir(settings, task)
+    versions = sorted(p for p in root.glob("[!.]*") if (p / "task.json").is_file())
+    return versions[-1] if versions else None
+
+
+def load_task_bundle(path: Path) -> tuple[BinaryModel, dict[str, Any]]:
+    """The classifier and calibrator of a bundle written by ``save_task_bundle``, and its ``task.json``."""
+    meta = json.loads((path / "task.json").read_text(encoding="utf-8"))
+    model = BinaryModel(
+        booster=lgb.Booster(model_file=str(path / "classifier.txt")),
+        feature_cols=list(meta["features"]),
+        categories={k: list(v) for k, v in meta["categories"].items()},
+        calibrator=joblib.load(path / "calibrator.joblib"),
+        best_iteration=int(meta["best_iteration"]),
+    )
+    return model, meta
+
+
+def reevaluate_task_bundle(
+    settings: Settings, spec: TaskSpec, path: Path, service: str, progress: Progress | None = None
+) -> dict[str, Any]:
+    """The bundle's classifier and the task's rules (and popularity, from the training months' labels)
+    scored again on its test months, from the live build's labels and features (the fitted logistic
+    baseline is not in the bundle: it is left out)."""
+    settings = settings.pinned()
+    model, meta = load_task_bundle(path)
+    span = meta["data_range"]
+    labels = task_labels(settings, spec)
+    day = labels[SNAPSHOT_ON].astype(str)
+    train = labels[(day >= span["train_start"]) & (day <= span["train_end"])]
+    test = labels[(day >= span["test_start"]) & (day <= span["test_end"])].reset_index(drop=True)
+    if test.empty:
+        raise UserError(f"{path}: no rows of {spec.model} in its test months {span['test_start']}.."
+                        f"{span['test_end']} (the live build has other snapshots)")
+    customer = shared_customer_features(settings, [test], service, progress)
+    return evaluate_task(spec, model, train, with_customer_features(test, customer))
