@@ -13,6 +13,7 @@ from nextbest.training.tasks import (
     TaskSpec,
     UnknownTaskError,
     bootstrap_auc,
+    category_lines,
     category_popularity,
     check_trainable,
     evaluate_binary,
@@ -142,3 +143,22 @@ def test_evaluate_categories_by_category_as_a_ranking_and_by_the_recsys_composit
                                 group_cols=("customer_id", "snapshot_on"))
     assert out["recsys2025"][CLASSIFIER] == pytest.approx(expected)
     assert out["recsys2025"][CLASSIFIER]["auroc"] == 1.0  # x and y separated, z skipped
+
+
+def test_category_lines_show_the_ranking_the_recsys_parts_and_one_line_per_category() -> None:
+    categories = {
+        "k": 3,
+        "ranking": {CLASSIFIER: {"ndcg": 0.5, "recall": 0.75}, POPULARITY: {"ndcg": 0.25, "recall": 0.5},
+                    "rule": {"ndcg": 0.125, "recall": 0.25}},
+        "recsys2025": {CLASSIFIER: {"score": 0.7, "auroc": 0.8, "novelty": 0.1, "diversity": 0.6}},
+        "per_category": {"x": {"rows": 1200, "positives": 3, CLASSIFIER: 0.9, POPULARITY: 0.5, "rule": 0.6},
+                         "y": {"rows": 5, "positives": 0, CLASSIFIER: float("nan")}},
+    }
+    lines = category_lines(categories)
+    assert lines[0].split() == ["ranking", "of", "categories", "nDCG@3", "rec@3", "RecSys25", "AUROC",
+                                "novelty", "divers."]
+    assert lines[1].split() == [CLASSIFIER, "0.5000", "0.7500", "0.7000", "0.8000", "0.1000", "0.6000"]
+    assert lines[3].split() == ["rule", "0.1250", "0.2500"]  # no RecSys score for a rule
+    assert lines[4].split() == ["AUROC", "by", "category", "rows", "pos.", CLASSIFIER, "rule"]
+    assert lines[5].split() == ["x", "1,200", "3", "0.9000", "0.6000"]
+    assert lines[6].split() == ["y", "5", "0", "nan", "nan"]
