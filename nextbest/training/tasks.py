@@ -1,11 +1,12 @@
 """Tasks beyond the ranking, on the same point-in-time features: a task is a dbt label model.
 
-A dbt model whose ``meta`` names a ``task`` is one (``entity``: ``customer`` or ``customer_product``;
-``kind``: ``binary`` or ``ranking``); ``task_specs`` reads them from the manifest of the build, so an
-analyst adds a task the way they add a feature: a label model in SQL and its yml. ``fct_ranking_labels``
-is the ``product_propensity`` ranking task (``nextbest.training.train``); a binary customer task such as
-``churn`` (``fct_churn_labels``) and the multi-label customer x category task ``category_propensity``
-(``fct_category_propensity_labels``) are trained here:
+A dbt model whose ``meta`` names a ``task`` is one (``entity``: ``customer``, ``customer_category`` or
+``customer_product``; ``kind``: ``binary``, ``multi_label`` or ``ranking``); ``task_specs`` reads them
+from the manifest of the build, so an analyst adds a task the way they add a feature: a label model in
+SQL and its yml. ``fct_ranking_labels`` is the ``product_propensity`` ranking task
+(``nextbest.training.train``); a binary customer task such as ``churn`` (``fct_churn_labels``) and the
+multi-label customer x category task ``category_propensity`` (``fct_category_propensity_labels``) are
+trained here:
 
 labels (customer[, category], snapshot, 0/1) -> the FeatureService's customer views, point in time (one
 retrieval per (customer, snapshot), shared by every task trained together), plus the label model's own
