@@ -44,3 +44,6 @@ SORT_COLS: tuple[str, ...] = (EVENT_TIMESTAMP, CUSTOMER_ID, PRODUCT_ID)
 
 KEY_COLS: tuple[str, ...] = SORT_COLS
 """The unique key of a candidate row."""
+
+CATEGORY = "category"
+"""A product category (``products.category``): the item of the ``category_propensity`` task."""

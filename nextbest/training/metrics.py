@@ -332,6 +332,59 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+RECSYS2025_WEIGHTS = {"auroc": 0.8, "novelty": 0.1, "diversity": 0.1}
+"""The RecSys Challenge 2025 propensity-task score: 0.8 * AUROC + 0.1 * novelty + 0.1 * diversity."""
+_RECSYS_EPS = 10e-10  # the reference's epsilon inside log2 (sic: 10e-10 = 1e-9)
+
+
+def recsys2025_diversity(predictions: np.ndarray) -> float:
+    """RecSys Challenge 2025 diversity of a (users x items) matrix of predictions in [0, 1] (min=0, max=1).
+
+    As ``Diversity`` in ``training_pipeline/metrics.py`` of Synerise's recsys2025 repository (after its
+    sigmoid): each user's row is normalised to sum to 1, its entropy is -sum p log2(p + 1e-9), and the
+    mean entropy over users is divided by log2(number of items). 1 = every item predicted equally; near
+    0 = all the mass on one item. A row of zeros (no prediction) has entropy 0.
+    """
+    matrix = np.asarray(predictions, dtype=float)
+    if matrix.ndim != 2 or matrix.shape[0] == 0 or matrix.shape[1] < 2:
+        raise ValueError(f"recsys2025_diversity needs users x (>= 2) items, got shape {matrix.shape}")
+    totals = matrix.sum(axis=1, keepdims=True)
+    normalised = matrix / np.where(totals > 0, totals, 1.0)
+    entropy = -(normalised * np.log2(normalised + _RECSYS_EPS)).sum(axis=1)
+    return float(entropy.mean() / np.log2(matrix.shape[1]))
+
+
+def recsys2025_novelty(predictions: np.ndarray, popularity: np.ndarray, k: int = 10) -> float:
+    """RecSys Challenge 2025 novelty of a (users x items) matrix of predictions in [0, 1] (min=0, max=1).
+
+    As ``Novelty`` in ``training_pipeline/metrics.py`` of Synerise's recsys2025 repository (after its
+    sigmoid): ``popularity`` (per item, e.g. its purchases in the training data, column order of the
+    matrix) is divided by the sum of its k largest values; per user, the k highest predictions are
+    weighted by their items' normalised popularity and summed; novelty = (1 - mean over users) ** 100.
+    k is capped at the number of items. 1 = only never-bought items predicted; 0 = the k most
+    popular items predicted with probability 1.
+    """
+    _check_k(k)
+    matrix = np.asarray(predictions, dtype=float)
+    pop = np.asarray(popularity, dtype=float)
+    if matrix.ndim != 2 or matrix.shape[0] == 0 or pop.shape != (matrix.shape[1],):
+        raise ValueError(
+            f"recsys2025_novelty needs users x items predictions and one popularity per item, got "
+            f"{matrix.shape} and {pop.shape}"
+        )
+    k_eff = min(k, len(pop))
+    pop = pop / np.sort(pop)[-k_eff:].sum()
+    top = np.argsort(-matrix, axis=1, kind="stable")[:, :k_eff]
+    mean_pop = float((np.take_along_axis(matrix, top, axis=1) * pop[top]).sum(axis=1).mean())
+    return float((1.0 - mean_pop) ** 100)
+
+
+def recsys2025_composite(auroc: float, novelty: float, diversity: float) -> float:
+    """0.8 * AUROC + 0.1 * novelty + 0.1 * diversity (``RECSYS2025_WEIGHTS``; min=0, max=1)."""
+    parts = {"auroc": auroc, "novelty": novelty, "diversity": diversity}
+    return float(sum(RECSYS2025_WEIGHTS[name] * value for name, value in parts.items()))
+
+
 def recsys2025_score(
     df: pd.DataFrame,
     popularity: pd.Series,
@@ -347,23 +400,20 @@ def recsys2025_score(
     Follows ``training_pipeline/metrics.py`` (``Novelty``, ``Diversity``) and
     ``training_pipeline/metric_calculators.py`` (``PropensityMetricCalculator``) of Synerise's
     ``recsys2025`` repository (read from its public forks colorblank/recsys2025 and
-    xyizhan/recsys2025-main_v2, which carry the file unchanged). With a matrix of per-user,
-    per-product predictions (rows: groups; columns: the products of ``popularity``):
+    xyizhan/recsys2025-main_v2, which carry the file unchanged); the weights are the challenge's
+    (its README's "Evaluation"). With a matrix of per-user, per-item predictions (rows: groups;
+    columns: the items of ``popularity``, e.g. products or categories via ``product_col``):
 
       - predictions are passed through a sigmoid (the reference treats model outputs as logits; pass
         ``logits=False`` when ``score_col`` already holds probabilities);
-      - AUROC: macro average over products of the per-product ROC AUC (torchmetrics multilabel
-        AUROC); products whose labels have a single class are skipped (min=0, max=1);
-      - diversity: mean over users of the entropy (log2) of the user's predictions normalised to sum
-        to 1, divided by log2(number of products) (min=0, max=1);
-      - novelty: popularity is normalised by the sum of the k largest popularities; per user, sum of
-        prediction * normalised popularity over the user's top-k predictions; novelty =
-        (1 - mean over users) ** 100 (min=0, max=1).
+      - AUROC: macro average over items of the per-item ROC AUC (torchmetrics multilabel AUROC);
+        items whose labels have a single class are skipped (min=0, max=1);
+      - diversity: ``recsys2025_diversity``; novelty: ``recsys2025_novelty`` (top ``k``).
 
-    Deviation forced by candidate sets: a (group, product) pair that is not a candidate (the
-    customer owns it or is not eligible) gets prediction 0 in the matrix, and is left out of the
-    AUROC. ``popularity`` maps every product to its number of adoptions in the training data.
-    Returns ``{"auroc", "novelty", "diversity", "score"}``.
+    Deviation forced by candidate sets: a (group, item) pair that is not a candidate (the customer
+    owns it, is not eligible, or was active in the category) gets prediction 0 in the matrix, and is
+    left out of the AUROC. ``popularity`` maps every item to its number of adoptions in the training
+    data. Returns ``{"auroc", "novelty", "diversity", "score"}``.
     """
     _check_k(k)
     _check_columns(df, [*group_cols, product_col, label_col, score_col])
@@ -371,33 +421,20 @@ def recsys2025_score(
     unknown = set(df[product_col].unique()) - set(products)
     if unknown:
         raise ValueError(f"recsys2025_score: products without popularity: {sorted(unknown)[:10]}")
-    n_products = len(products)
-    if n_products < 2:
+    if len(products) < 2:
         raise ValueError("recsys2025_score needs at least 2 products")
     pred = df[score_col].to_numpy(dtype=float)
     pred = _sigmoid(pred) if logits else pred
     group = df.groupby(list(group_cols), sort=False, dropna=False).ngroup().to_numpy()
-    column = pd.Index(products).get_indexer(df[product_col])
-    matrix = np.zeros((group.max() + 1, n_products))
-    matrix[group, column] = pred
+    matrix = np.zeros((group.max() + 1, len(products)))
+    matrix[group, pd.Index(products).get_indexer(df[product_col])] = pred
 
     aucs = [
         _auc_or_nan(g[label_col].to_numpy(), g[score_col].to_numpy())
-        for _, g in df.groupby(product_col, sort=True)
+        for _, g in df.groupby(product_col, sort=True, observed=True)
     ]
     auroc = float(np.nanmean(aucs)) if not np.isnan(aucs).all() else math.nan
-
-    normalised = matrix / (matrix.sum(axis=1, keepdims=True) + 1e-300)
-    entropy = -(normalised * np.log2(normalised + 10e-10)).sum(axis=1)
-    diversity = float(entropy.mean() / np.log2(n_products))
-
-    k_eff = min(k, n_products)
-    pop = popularity.to_numpy(dtype=float)
-    pop = pop / np.sort(pop)[-k_eff:].sum()
-    top = np.argsort(-matrix, axis=1, kind="stable")[:, :k_eff]
-    top_values = np.take_along_axis(matrix, top, axis=1)
-    mean_pop = float((top_values * pop[top]).sum(axis=1).mean())
-    novelty = float((1.0 - mean_pop) ** 100)
-
-    score = 0.8 * auroc + 0.1 * novelty + 0.1 * diversity
-    return {"auroc": auroc, "novelty": novelty, "diversity": diversity, "score": float(score)}
+    novelty = recsys2025_novelty(matrix, popularity.to_numpy(dtype=float), k)
+    diversity = recsys2025_diversity(matrix)
+    return {"auroc": auroc, "novelty": novelty, "diversity": diversity,
+            "score": recsys2025_composite(auroc, novelty, diversity)}

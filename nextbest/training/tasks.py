@@ -1,20 +1,27 @@
 """Tasks beyond the ranking, on the same point-in-time features: a task is a dbt label model.
 
-A dbt model whose ``meta`` names a ``task`` is one (``entity``: ``customer`` or ``customer_product``;
-``kind``: ``binary`` or ``ranking``); ``task_specs`` reads them from the manifest of the build, so an
-analyst adds a task the way they add a feature: a label model in SQL and its yml. ``fct_ranking_labels``
-is the ``product_propensity`` ranking task (``nextbest.training.train``); a binary customer task such as
-``churn`` (``fct_churn_labels``) is trained here:
+A dbt model whose ``meta`` names a ``task`` is one (``entity``: ``customer``, ``customer_category`` or
+``customer_product``; ``kind``: ``binary``, ``multi_label`` or ``ranking``); ``task_specs`` reads them
+from the manifest of the build, so an analyst adds a task the way they add a feature: a label model in
+SQL and its yml. ``fct_ranking_labels`` is the ``product_propensity`` ranking task
+(``nextbest.training.train``); a binary customer task such as ``churn`` (``fct_churn_labels``) and the
+multi-label customer x category task ``category_propensity`` (``fct_category_propensity_labels``) are
+trained here:
 
-labels (customer, snapshot, 0/1) -> the FeatureService's customer views, point in time -> a LightGBM
-classifier (early stopping on the validation months) -> an isotonic calibrator fitted on the validation
-months (monotone in the score) -> on the test months: AUROC (with a bootstrap standard error over
-customers), PR-AUC, Brier and ECE, against the task's baselines scored on the same rows.
+labels (customer[, category], snapshot, 0/1) -> the FeatureService's customer views, point in time (one
+retrieval per (customer, snapshot), shared by every task trained together), plus the label model's own
+columns whose yml ``meta`` says ``task_feature: true`` (e.g. the customer's history in the category) -> a
+LightGBM classifier (early stopping on the validation months) -> an isotonic calibrator fitted on the
+validation months (monotone in the score) -> on the test months: AUROC (with a bootstrap standard error
+over customers), PR-AUC, Brier and ECE, against the task's baselines scored on the same rows; a
+multi-label task also per category (AUROC), as a ranking of categories per customer (nDCG@k, recall@k)
+and by the RecSys Challenge 2025 composite.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +42,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from nextbest.columns import CUSTOMER_ID, EVENT_TIMESTAMP, LABEL, SNAPSHOT_ON
+from nextbest.columns import CATEGORY, CUSTOMER_ID, EVENT_TIMESTAMP, LABEL, SNAPSHOT_ON
 from nextbest.errors import UserError
 from nextbest.features.manifest import load_manifest
 from nextbest.features.retrieval import historical_features
@@ -44,15 +51,29 @@ from nextbest.marts import existing_mart, manifest_path
 from nextbest.settings import Settings, dbt_var_defaults
 from nextbest.training.config import RankerConfig, SplitConfig, TrainingConfig
 from nextbest.training.datasets import Progress
-from nextbest.training.metrics import expected_calibration_error
+from nextbest.training.metrics import (
+    expected_calibration_error,
+    ndcg_at_k,
+    per_product_metrics,
+    recall_at_k,
+    recsys2025_score,
+)
 from nextbest.training.ranker import eval_kwargs, lightgbm_kwargs
 from nextbest.training.train import SnapshotSplit, split_snapshots
 
 RANKING_TASK = "product_propensity"
 """The next-best-product ranking (``fct_ranking_labels``), trained by ``nextbest.training.train``."""
+ALL_TASKS = "all"
+"""``nextbest train --task all``: every task of the manifest."""
+BINARY = "binary"
+MULTI_LABEL = "multi_label"
+CUSTOMER_CATEGORY = "customer_category"
 BOOTSTRAP_SAMPLES = 200
 CLASSIFIER = "classifier"
 LOGISTIC = "logistic_regression"
+POPULARITY = "popularity"
+CATEGORY_K = 3
+"""Cut-off of the multi-label task's ranking of categories per customer (nDCG@k, recall@k)."""
 
 
 class UnknownTaskError(UserError):
@@ -68,6 +89,14 @@ class TaskSpec:
     entity: str
     kind: str
     description: str = ""
+    features: tuple[str, ...] = ()
+    """The label model's own feature columns (column ``meta: {task_feature: true}``), known at the
+    snapshot: e.g. the customer's history in the category of a customer x category task."""
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The columns identifying one row of the label model (besides the snapshot)."""
+        return (CUSTOMER_ID, CATEGORY) if self.entity == CUSTOMER_CATEGORY else (CUSTOMER_ID,)
 
 
 def task_specs(settings: Settings) -> dict[str, TaskSpec]:
@@ -85,8 +114,12 @@ def task_specs_from_manifest(manifest: Mapping[str, Any]) -> dict[str, TaskSpec]
                 name=str(meta["task"]),
                 model=node["name"],
                 entity=str(meta.get("entity", "customer")),
-                kind=str(meta.get("kind", "binary")),
+                kind=str(meta.get("kind", BINARY)),
                 description=" ".join(str(node.get("description", "")).split()),
+                features=tuple(
+                    name for name, column in (node.get("columns") or {}).items()
+                    if (column.get("meta") or column.get("config", {}).get("meta") or {}).get("task_feature")
+                ),
             )
             specs[spec.name] = spec
     return dict(sorted(specs.items()))
@@ -105,19 +138,22 @@ def task_spec(settings: Settings, name: str) -> TaskSpec:
 # --------------------------------------------------------------------------- data
 
 
-def customer_labels(settings: Settings, model: str) -> pd.DataFrame:
-    """The label model's rows: customer_id, snapshot_on, event_timestamp (naive UTC), label."""
+def task_labels(settings: Settings, spec: TaskSpec) -> pd.DataFrame:
+    """The label model's rows: its keys (customer_id[, category]), snapshot_on, event_timestamp (naive
+    UTC), its task features and label, ordered by event_timestamp and keys."""
+    columns = [*spec.keys, SNAPSHOT_ON, EVENT_TIMESTAMP, *spec.features, LABEL]
     con = duckdb.connect()
     try:
         con.execute("set timezone = 'UTC'")
         frame = con.execute(
-            f"select {CUSTOMER_ID}, {SNAPSHOT_ON}, {EVENT_TIMESTAMP}, {LABEL} from read_parquet(?) "
-            f"order by {EVENT_TIMESTAMP}, {CUSTOMER_ID}",
-            [str(existing_mart(settings, model))],
+            f"select {', '.join(columns)} from read_parquet(?) "
+            f"order by {EVENT_TIMESTAMP}, {', '.join(spec.keys)}",
+            [str(existing_mart(settings, spec.model))],
         ).df()
     finally:
         con.close()
-    frame[CUSTOMER_ID] = frame[CUSTOMER_ID].astype(str)
+    for key in spec.keys:
+        frame[key] = frame[key].astype(str)
     frame[SNAPSHOT_ON] = pd.to_datetime(frame[SNAPSHOT_ON]).dt.date
     frame[LABEL] = frame[LABEL].astype("int8")
     return frame
@@ -269,7 +305,11 @@ TASK_RULES: dict[str, dict[str, tuple[str, float, float]]] = {
         "recency_rule": ("months_since_last_transaction", 1.0, 1e6),
         # fewer transactions in the last 3 months = more likely to churn
         "transactions_last_3_months_rule": ("count_transactions_last_3_months", -1.0, 0.0),
-    }
+    },
+    "category_propensity": {
+        # the more recently active in the category, the more likely to come back; never = least likely
+        "category_recency_rule": ("months_since_category_activity", -1.0, 1e6),
+    },
 }
 """Per task, one-feature rule baselines: name -> (feature, sign, value for a missing feature)."""
 
@@ -351,22 +391,48 @@ class TaskResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
-        """The evaluation as terminal lines (one per model, the reference first)."""
-        ev = self.evaluation
-        out = [f"task {self.spec.name} ({self.spec.model}): test {ev['rows']:,} rows, {ev['customers']:,} "
-               f"customers, positive rate {ev['positive_rate']:.2%}",
-               f"{'model':<34} {'AUROC':>7} {'s.e.':>6} {'PR-AUC':>7} {'Δ vs classifier':>16}"]
-        for name, row in ev["models"].items():
-            delta = "" if name == CLASSIFIER else (
-                f"{-row['auroc_below_reference']:+.4f} ± {row['auroc_below_reference_se']:.4f}"
-            )
-            out.append(
-                f"{name:<34} {row['auroc']:>7.4f} {row['auroc_se']:>6.4f} {row['pr_auc']:>7.4f} {delta:>16}"
-            )
-        ref = ev["models"][CLASSIFIER]
-        out.append(f"calibrated classifier: Brier {ref['brier']:.4f}, ECE {ref['ece']:.4f}; "
-                   f"best iteration {self.model.best_iteration}")
-        return out
+        """The evaluation as terminal lines (``evaluation_lines``)."""
+        return evaluation_lines(self.spec, self.evaluation, self.model.best_iteration)
+
+
+def evaluation_lines(spec: TaskSpec, ev: Mapping[str, Any], best_iteration: int) -> list[str]:
+    """A task's evaluation as terminal lines: one per model (the reference first), then its
+    calibration; a multi-label task also ``category_lines``."""
+    out = [f"task {spec.name} ({spec.model}): test {ev['rows']:,} rows, {ev['customers']:,} "
+           f"customers, positive rate {ev['positive_rate']:.2%}",
+           f"{'model':<34} {'AUROC':>7} {'s.e.':>6} {'PR-AUC':>7} {'Δ vs classifier':>16}"]
+    for name, row in ev["models"].items():
+        delta = "" if name == CLASSIFIER else (
+            f"{-row['auroc_below_reference']:+.4f} ± {row['auroc_below_reference_se']:.4f}"
+        )
+        out.append(
+            f"{name:<34} {row['auroc']:>7.4f} {row['auroc_se']:>6.4f} {row['pr_auc']:>7.4f} {delta:>16}"
+        )
+    ref = ev["models"][CLASSIFIER]
+    out.append(f"calibrated classifier: Brier {ref['brier']:.4f}, ECE {ref['ece']:.4f}; "
+               f"best iteration {best_iteration}")
+    if "categories" in ev:
+        out += category_lines(ev["categories"])
+    return out
+
+
+def category_lines(categories: Mapping[str, Any]) -> list[str]:
+    """A multi-label task's evaluation by category (``evaluate_categories``) as terminal lines."""
+    k = categories["k"]
+    out = [f"{'ranking of categories':<24} {f'nDCG@{k}':>7} {f'rec@{k}':>6} {'RecSys25':>8} {'AUROC':>6} "
+           f"{'novelty':>7} {'divers.':>7}"]
+    for name, row in categories["ranking"].items():
+        rec = categories["recsys2025"].get(name)
+        tail = (f"{rec['score']:>8.4f} {rec['auroc']:>6.4f} {rec['novelty']:>7.4f} {rec['diversity']:>7.4f}"
+                if rec else "")
+        out.append(f"{name[:24]:<24} {row['ndcg']:>7.4f} {row['recall']:>6.4f} {tail}".rstrip())
+    models = [m for m in categories["ranking"] if m != POPULARITY]  # popularity is constant in a category
+    header = " ".join(f"{m[:12]:>12}" for m in models)
+    out.append(f"{'AUROC by category':<24} {'rows':>8} {'pos.':>6} {header}")
+    for category, row in categories["per_category"].items():
+        aucs = " ".join(f"{row.get(m, math.nan):>12.4f}" for m in models)
+        out.append(f"{category[:24]:<24} {row['rows']:>8,} {row['positives']:>6,} {aucs}")
+    return out
 
 
 def task_split(spec: TaskSpec, split: SplitConfig, snapshots: Sequence[date]) -> SnapshotSplit:
@@ -378,44 +444,169 @@ def task_split(spec: TaskSpec, split: SplitConfig, snapshots: Sequence[date]) ->
     return split_snapshots(snapshots, split.model_copy(update={"gap_snapshots": gap}))
 
 
-def train_binary_task(
-    settings: Settings, spec: TaskSpec, config: TrainingConfig, progress: Progress | None = None,
-    params: RankerConfig = CLASSIFIER_PARAMS,
-) -> TaskResult:
-    """Fit, calibrate, evaluate and save the binary customer task ``spec`` (see the module docstring)."""
-    say = progress or (lambda _msg: None)
-    if spec.kind != "binary" or spec.entity != "customer":
-        raise UnknownTaskError(f"task {spec.name!r} is a {spec.kind} task on {spec.entity}: "
-                               "only binary customer tasks train here (the ranking: `nextbest train`)")
-    settings = settings.pinned()
-    seconds = {}
-    started = time.perf_counter()
-    labels = customer_labels(settings, spec.model)
+@dataclass
+class TaskRows:
+    """A task's labelled rows of the snapshots its split uses (``task_labels``), and the split."""
+
+    spec: TaskSpec
+    labels: pd.DataFrame
+    split: SnapshotSplit
+
+
+def task_rows(settings: Settings, spec: TaskSpec, config: TrainingConfig) -> TaskRows:
+    """The task's labels, split by snapshot (``task_split``), without the snapshots no split uses."""
+    check_trainable(spec)
+    labels = task_labels(settings, spec)
     split = task_split(spec, config.split, sorted(labels[SNAPSHOT_ON].unique()))
-    say(f"task {spec.name}: split {split.describe()}")
     used = labels[labels[SNAPSHOT_ON].isin({*split.train, *split.valid, *split.test})]
-    features = customer_features(settings, used, config.feature_service, say)  # one store, one build check
+    return TaskRows(spec, used.reset_index(drop=True), split)
+
+
+def check_trainable(spec: TaskSpec) -> None:
+    """UnknownTaskError unless ``spec`` is a binary customer task or a multi-label customer x category one."""
+    if (spec.kind, spec.entity) not in {(BINARY, "customer"), (MULTI_LABEL, CUSTOMER_CATEGORY)}:
+        raise UnknownTaskError(
+            f"task {spec.name!r} is a {spec.kind} task on {spec.entity}: only binary customer and "
+            "multi_label customer_category tasks train here (the ranking: `nextbest train`)"
+        )
+
+
+def shared_customer_features(
+    settings: Settings, labels: Sequence[pd.DataFrame], service: str, progress: Progress | None = None
+) -> pd.DataFrame:
+    """One point-in-time retrieval of the service's customer features for every (customer, snapshot)
+    of the tasks' ``labels``: customer_id, snapshot_on, event_timestamp, then one column per feature."""
+    keys = pd.concat([f[[CUSTOMER_ID, SNAPSHOT_ON, EVENT_TIMESTAMP]] for f in labels], ignore_index=True)
+    keys = keys.drop_duplicates([CUSTOMER_ID, SNAPSHOT_ON]).sort_values([EVENT_TIMESTAMP, CUSTOMER_ID])
+    return customer_features(settings, keys.reset_index(drop=True), service, progress)
+
+
+def with_customer_features(labels: pd.DataFrame, customer: pd.DataFrame) -> pd.DataFrame:
+    """``labels`` (row order kept) with the features of its customer at its snapshot."""
+    return labels.merge(
+        customer.drop(columns=[EVENT_TIMESTAMP]), on=[CUSTOMER_ID, SNAPSHOT_ON], how="left",
+        validate="many_to_one",
+    )
+
+
+def category_popularity(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+    """The popularity baseline: each test row's category adoption rate in ``train`` (a category unseen
+    there gets the overall rate)."""
+    rate = train.groupby(CATEGORY, observed=True)[LABEL].mean()
+    return test[CATEGORY].map(rate).astype("float64").fillna(float(train[LABEL].mean())).to_numpy()
+
+
+def evaluate_categories(
+    test: pd.DataFrame, scores: Mapping[str, np.ndarray], train: pd.DataFrame,
+    probabilities: Sequence[str] = (POPULARITY,), k: int = CATEGORY_K,
+) -> dict[str, Any]:
+    """A multi-label task by category: per category its rows, positives and each score's AUROC; each
+    score's ranking of the categories of a customer at a snapshot (nDCG@k, recall@k, over groups with a
+    positive); the RecSys 2025 composite of the classifier (log-odds, through its sigmoid) and of the
+    ``probabilities`` scores, with popularity = positives per category in ``train``."""
+    groups = (CUSTOMER_ID, SNAPSHOT_ON)
+    base = test[[CUSTOMER_ID, SNAPSHOT_ON, CATEGORY, LABEL]].reset_index(drop=True)
+    items = sorted(set(train[CATEGORY]) | set(base[CATEGORY]))
+    popularity = train.groupby(CATEGORY)[LABEL].sum().reindex(items).fillna(0.0)
+    per_category: dict[str, dict[str, Any]] = {}
+    ranking, recsys = {}, {}
+    for name, score in scores.items():
+        frame = base.assign(score=score)
+        ranking[name] = {"ndcg": ndcg_at_k(frame, k, groups), "recall": recall_at_k(frame, k, groups)}
+        per = per_product_metrics(frame, k, product_col=CATEGORY, group_cols=groups)
+        for category, row in per.iterrows():
+            entry = per_category.setdefault(
+                str(category), {"rows": int(row["n"]), "positives": int(row["positives"])}
+            )
+            entry[name] = float(row["auc"])
+        if name == CLASSIFIER or name in probabilities:
+            recsys[name] = recsys2025_score(
+                frame, popularity, logits=name == CLASSIFIER, product_col=CATEGORY, group_cols=groups
+            )
+    return {"k": k, "ranking": ranking, "recsys2025": recsys, "per_category": per_category}
+
+
+def train_task(
+    rows: TaskRows, customer: pd.DataFrame, progress: Progress | None = None,
+    params: RankerConfig = CLASSIFIER_PARAMS,
+) -> tuple[BinaryModel, dict[str, Any]]:
+    """Fit and evaluate one task on its rows joined to the retrieved ``customer`` features: the
+    classifier (calibrated) and the task's baselines, scored on the test months (module docstring)."""
+    say = progress or (lambda _msg: None)
+    spec, split = rows.spec, rows.split
+    frame = with_customer_features(rows.labels, customer)
+    own = ([CATEGORY] if spec.entity == CUSTOMER_CATEGORY else []) + list(spec.features)
+    feature_cols = [c for c in customer.columns if c not in (CUSTOMER_ID, SNAPSHOT_ON, EVENT_TIMESTAMP)] + own
     frames = {
-        name: features[features[SNAPSHOT_ON].isin(set(getattr(split, name)))].reset_index(drop=True)
+        name: frame[frame[SNAPSHOT_ON].isin(set(getattr(split, name)))].reset_index(drop=True)
         for name in ("train", "valid", "test")
     }
-    feature_cols = [c for c in features.columns if c not in labels.columns]
-    seconds["retrieval"] = time.perf_counter() - started
-
-    started = time.perf_counter()
+    say(f"task {spec.name}: {len(frames['train']):,} training rows, {len(feature_cols)} features")
     model = fit_binary(frames["train"], frames["valid"], feature_cols, params)
-    logistic = LogisticBaseline.fit(frames["train"], feature_cols)
-    seconds["fit"] = time.perf_counter() - started
     say(f"task {spec.name}: classifier best iteration {model.best_iteration}")
-
     test = frames["test"]
-    scores = {CLASSIFIER: model.score(test), LOGISTIC: logistic.score(test)}
+    extra = {}
+    if spec.kind == BINARY:
+        extra[LOGISTIC] = LogisticBaseline.fit(frames["train"], feature_cols).score(test)
+    return model, evaluate_task(spec, model, frames["train"], test, extra)
+
+
+def evaluate_task(
+    spec: TaskSpec, model: BinaryModel, train: pd.DataFrame, test: pd.DataFrame,
+    fitted_scores: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Score ``test`` with the classifier, the ``fitted_scores`` of fitted baselines, the task's rules
+    and (multi-label) popularity from ``train``'s labels, and evaluate them (``evaluate_binary``; a
+    multi-label task also ``evaluate_categories``)."""
+    scores = {CLASSIFIER: model.score(test), **(fitted_scores or {})}
+    if spec.kind == MULTI_LABEL:
+        scores[POPULARITY] = category_popularity(train, test)
     for name, (feature, sign, missing) in TASK_RULES.get(spec.name, {}).items():
         if feature in test:
             scores[name] = rule_scores(test, feature, sign, missing)
     evaluation = evaluate_binary(test, scores, model.predict_proba(test))
-    bundle_path = save_task_bundle(settings, spec, model, evaluation, split.as_dict())
-    return TaskResult(spec, model, evaluation, split.as_dict(), bundle_path, seconds)
+    if spec.kind == MULTI_LABEL:
+        evaluation["categories"] = evaluate_categories(test, scores, train)
+    return evaluation
+
+
+def train_tasks(
+    settings: Settings, specs: Sequence[TaskSpec], config: TrainingConfig, progress: Progress | None = None,
+    params: RankerConfig = CLASSIFIER_PARAMS,
+) -> list[TaskResult]:
+    """Train, evaluate and save every task of ``specs`` on ONE retrieval of the customer features (the
+    union of the tasks' customers and snapshots); each result's ``seconds`` holds the shared retrieval
+    time and its own fit time."""
+    say = progress or (lambda _msg: None)
+    settings = settings.pinned()
+    started = time.perf_counter()
+    rows = [task_rows(settings, spec, config) for spec in specs]
+    for r in rows:
+        say(f"task {r.spec.name}: split {r.split.describe()}")
+    customer = shared_customer_features(settings, [r.labels for r in rows], config.feature_service, say)
+    retrieval = time.perf_counter() - started
+    results = []
+    for r in rows:
+        started = time.perf_counter()
+        model, evaluation = train_task(r, customer, say, params)
+        bundle_path = save_task_bundle(settings, r.spec, model, evaluation, r.split.as_dict())
+        seconds = {"retrieval": retrieval, "fit": time.perf_counter() - started}
+        results.append(TaskResult(r.spec, model, evaluation, r.split.as_dict(), bundle_path, seconds))
+    return results
+
+
+def train_binary_task(
+    settings: Settings, spec: TaskSpec, config: TrainingConfig, progress: Progress | None = None,
+    params: RankerConfig = CLASSIFIER_PARAMS,
+) -> TaskResult:
+    """Fit, calibrate, evaluate and save one classification task ``spec`` (see the module docstring)."""
+    return train_tasks(settings, [spec], config, progress, params)[0]
+
+
+def customer_feature_count(results: Sequence[TaskResult]) -> int:
+    """Features every task of ``results`` reads (the shared customer features)."""
+    sets = [set(r.model.feature_cols) for r in results]
+    return len(set.intersection(*sets)) if sets else 0
 
 
 def task_models_dir(settings: Settings, task: str) -> Path:
@@ -447,6 +638,13 @@ def save_task_bundle(
     return final
 
 
+def latest_task_bundle(settings: Settings, task: str) -> Path | None:
+    """The newest complete bundle of ``task`` (versions are UTC stamps), None when there is none."""
+    root = task_models_dir(settings, task)
+    versions = sorted(p for p in root.glob("[!.]*") if (p / "task.json").is_file())
+    return versions[-1] if versions else None
+
+
 def load_task_bundle(path: Path) -> tuple[BinaryModel, dict[str, Any]]:
     """The model of a bundle ``save_task_bundle`` wrote, and its ``task.json``.
 
@@ -466,12 +664,21 @@ def load_task_bundle(path: Path) -> tuple[BinaryModel, dict[str, Any]]:
     return model, meta
 
 
-def latest_task_bundle(settings: Settings, task: str) -> Path | None:
-    """The most recent complete bundle of ``task`` (by version name), or None."""
-    folder = task_models_dir(settings, task)
-    if not folder.is_dir():
-        return None
-    bundles = sorted(
-        p for p in folder.iterdir() if not p.name.startswith(".") and (p / "task.json").is_file()
-    )
-    return bundles[-1] if bundles else None
+def reevaluate_task_bundle(
+    settings: Settings, spec: TaskSpec, path: Path, service: str, progress: Progress | None = None
+) -> dict[str, Any]:
+    """The bundle's classifier and the task's rules (and popularity, from the training months' labels)
+    scored again on its test months, from the live build's labels and features (the fitted logistic
+    baseline is not in the bundle: it is left out)."""
+    settings = settings.pinned()
+    model, meta = load_task_bundle(path)
+    span = meta["data_range"]
+    labels = task_labels(settings, spec)
+    day = labels[SNAPSHOT_ON].astype(str)
+    train = labels[(day >= span["train_start"]) & (day <= span["train_end"])]
+    test = labels[(day >= span["test_start"]) & (day <= span["test_end"])].reset_index(drop=True)
+    if test.empty:
+        raise UserError(f"{path}: no rows of {spec.model} in its test months {span['test_start']}.."
+                        f"{span['test_end']} (the live build has other snapshots)")
+    customer = shared_customer_features(settings, [test], service, progress)
+    return evaluate_task(spec, model, train, with_customer_features(test, customer))

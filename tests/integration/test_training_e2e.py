@@ -381,14 +381,28 @@ def test_scored_test_frame_is_sorted_by_group(result: TrainResult) -> None:
 # --------------------------------------------------------------------------- the churn task
 
 
-@pytest.mark.integration
-def test_churn_task_trains_on_the_customer_features_and_beats_its_rules(built: Settings) -> None:
-    from nextbest.features.retrieval import service_feature_views
-    from nextbest.training.tasks import CLASSIFIER, task_spec, train_binary_task
+@pytest.fixture(scope="module")
+def task_results(built: Settings) -> dict:
+    """churn and category_propensity trained together on one retrieval of the customer features."""
+    from nextbest.training.config import RankerConfig
+    from nextbest.training.tasks import task_spec, train_tasks
 
-    spec = task_spec(built, "churn")
+    params = RankerConfig(n_estimators=400, learning_rate=0.05, num_leaves=15, min_child_samples=50,
+                          early_stopping_rounds=50, n_jobs=1)
+    specs = [task_spec(built, "churn"), task_spec(built, "category_propensity")]
+    return {r.spec.name: r for r in train_tasks(built, specs, small_config(), params=params)}
+
+
+@pytest.mark.integration
+def test_churn_task_trains_on_the_customer_features_and_beats_its_rules(
+    built: Settings, task_results: dict
+) -> None:
+    from nextbest.features.retrieval import service_feature_views
+    from nextbest.training.tasks import CLASSIFIER
+
+    result = task_results["churn"]
+    spec = result.spec
     assert (spec.model, spec.entity, spec.kind) == ("fct_churn_labels", "customer", "binary")
-    result = train_binary_task(built, spec, small_config())
 
     customer_view = service_feature_views(get_store(built), "ranker_v1")["customer_monthly"]
     assert result.model.feature_cols == customer_view  # the ranker's customer features, no fork
@@ -411,10 +425,56 @@ def test_churn_task_trains_on_the_customer_features_and_beats_its_rules(built: S
 
 
 @pytest.mark.integration
+def test_category_propensity_reuses_the_customer_features_and_beats_popularity(
+    built: Settings, task_results: dict
+) -> None:
+    from nextbest.training.tasks import CLASSIFIER, POPULARITY, customer_feature_count
+
+    churn, result = task_results["churn"], task_results["category_propensity"]
+    assert (result.spec.model, result.spec.entity, result.spec.kind) == (
+        "fct_category_propensity_labels", "customer_category", "multi_label"
+    )
+    own = ["category", "months_since_category_activity", "count_products_owned_in_category",
+           "sum_spend_category_last_12_months"]
+    assert result.model.feature_cols == churn.model.feature_cols + own  # the same customer features + its own
+    assert customer_feature_count([churn, result]) == len(churn.model.feature_cols)
+    assert result.seconds["retrieval"] == churn.seconds["retrieval"]  # one retrieval for both
+    models = result.evaluation["models"]
+    assert set(models) == {CLASSIFIER, POPULARITY, "category_recency_rule"}
+    assert models[POPULARITY]["reference_wins_by_2se"]
+    categories = result.evaluation["categories"]
+    assert set(categories["per_category"]) == {"accounts", "cards", "insurance", "investments", "loans",
+                                               "mortgages", "pensions", "savings"}
+    assert categories["ranking"][CLASSIFIER]["ndcg"] > categories["ranking"][POPULARITY]["ndcg"]
+    recsys = categories["recsys2025"][CLASSIFIER]
+    assert recsys["score"] == pytest.approx(0.8 * recsys["auroc"] + 0.1 * recsys["novelty"]
+                                            + 0.1 * recsys["diversity"])
+    meta = json.loads((result.bundle_path / "task.json").read_text())
+    assert meta["task"] == "category_propensity" and meta["categories"]["category"][0] == "accounts"
+
+
+@pytest.mark.integration
+def test_a_saved_task_bundle_reevaluates_to_its_saved_evaluation(built: Settings, task_results: dict) -> None:
+    from nextbest.training.tasks import CLASSIFIER, latest_task_bundle, reevaluate_task_bundle
+
+    result = task_results["category_propensity"]
+    assert latest_task_bundle(built, "category_propensity") == result.bundle_path
+    again = reevaluate_task_bundle(built, result.spec, result.bundle_path, "ranker_v1")
+    saved = result.evaluation
+    assert again["rows"] == saved["rows"]
+    for name in saved["models"]:
+        assert again["models"][name]["auroc"] == pytest.approx(saved["models"][name]["auroc"])
+    assert again["categories"]["recsys2025"][CLASSIFIER] == pytest.approx(
+        saved["categories"]["recsys2025"][CLASSIFIER]
+    )
+    assert latest_task_bundle(built, "no_such_task") is None
+
+
+@pytest.mark.integration
 def test_an_undeclared_task_is_one_line_naming_the_declared_ones(built: Settings) -> None:
     from nextbest.training.tasks import UnknownTaskError, task_spec
 
-    with pytest.raises(UnknownTaskError, match="declared: churn, product_propensity"):
+    with pytest.raises(UnknownTaskError, match="declared: category_propensity, churn, product_propensity"):
         task_spec(built, "nope")
 
 

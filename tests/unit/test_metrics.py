@@ -19,6 +19,9 @@ from nextbest.training.metrics import (
     precision_at_k,
     precision_at_top_fraction,
     recall_at_k,
+    recsys2025_composite,
+    recsys2025_diversity,
+    recsys2025_novelty,
     recsys2025_score,
     reliability_curve,
 )
@@ -248,3 +251,43 @@ class TestRecsys2025:
     def test_unknown_product_rejected(self) -> None:
         with pytest.raises(ValueError, match="popularity"):
             recsys2025_score(HAND, pd.Series({"P0": 1.0, "P1": 2.0}))
+
+
+class TestRecsys2025Parts:
+    """Novelty and diversity as in Synerise's recsys2025 ``training_pipeline/metrics.py``, by hand."""
+
+    def test_diversity_uniform_is_one_and_one_hot_is_zero(self) -> None:
+        assert recsys2025_diversity(np.array([[1.0, 1.0, 1.0, 1.0]])) == pytest.approx(1.0, abs=1e-8)
+        assert recsys2025_diversity(np.array([[0.7, 0.0, 0.0, 0.0]])) == pytest.approx(0.0, abs=1e-8)
+        # mean over users: (1 + 0) / 2
+        both = np.array([[0.3, 0.3, 0.3, 0.3], [0.0, 0.9, 0.0, 0.0]])
+        assert recsys2025_diversity(both) == pytest.approx(0.5, abs=1e-8)
+
+    def test_diversity_normalises_each_row_then_divides_by_log2_items(self) -> None:
+        # [0.2, 0.1, 0.1] -> [1/2, 1/4, 1/4]: entropy 0.5*1 + 2*0.25*2 = 1.5 bits, / log2(3)
+        assert recsys2025_diversity(np.array([[0.2, 0.1, 0.1]])) == pytest.approx(1.5 / LOG2_3, abs=1e-8)
+
+    def test_novelty_weights_the_top_k_by_popularity_normalised_by_the_k_largest(self) -> None:
+        popularity = np.array([100.0, 100.0, 1.0, 1.0])  # / (100 + 100) -> .5, .5, .005, .005
+        # user 1: top 2 = items 2, 3 at 1.0 -> 0.01; user 2: item 2 at 1.0, item 0 at 0.02 -> 0.015
+        predictions = np.array([[0.0, 0.0, 1.0, 1.0], [0.02, 0.0, 1.0, 0.0]])
+        assert recsys2025_novelty(predictions, popularity, k=2) == pytest.approx((1 - 0.0125) ** 100)
+        assert recsys2025_novelty(predictions[:1], popularity, k=2) == pytest.approx(0.99**100)
+
+    def test_novelty_bounds(self) -> None:
+        popularity = np.array([0.0, 0.0, 10.0, 10.0])
+        # only never-bought items: 1; the k most popular at probability 1: 0
+        assert recsys2025_novelty(np.array([[0.9, 0.8, 0.0, 0.0]]), popularity, k=2) == 1.0
+        assert recsys2025_novelty(np.array([[0.0, 0.0, 1.0, 1.0]]), popularity, k=2) == pytest.approx(0.0)
+        # k is capped at the number of items (the reference's min(k, len(popularity)))
+        capped = recsys2025_novelty(np.array([[0.0, 0.0, 0.5, 0.5]]), popularity, k=10)
+        assert capped == pytest.approx(0.5**100)
+
+    def test_composite_weights(self) -> None:
+        assert recsys2025_composite(0.75, 0.5, 0.2) == pytest.approx(0.8 * 0.75 + 0.05 + 0.02)
+
+    def test_shapes_are_checked(self) -> None:
+        with pytest.raises(ValueError, match="items"):
+            recsys2025_diversity(np.array([[1.0]]))
+        with pytest.raises(ValueError, match="popularity per item"):
+            recsys2025_novelty(np.array([[1.0, 0.0]]), np.array([1.0, 2.0, 3.0]))
