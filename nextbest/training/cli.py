@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from nextbest.settings import Settings, get_settings
+from nextbest.settings import Settings, TrainingEngine, get_settings
 
 app = typer.Typer(help="Train and evaluate the ranker.", no_args_is_help=True)
 console = Console()
@@ -168,6 +168,30 @@ def run_task_training(settings: Settings, task: str, config_path: Path, console:
     return code
 
 
+EngineOption = Annotated[
+    TrainingEngine | None,
+    typer.Option(
+        "--engine",
+        help="Where the ranker is fitted: local (this process) or dask (DaskLGBMRanker on --scheduler, "
+        "else a LocalCluster); default: NEXTBEST_TRAINING_ENGINE, else local.",
+    ),
+]
+SchedulerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler", help="The Dask scheduler's address, e.g. tcp://10.0.0.5:8786 (with --engine dask)."
+    ),
+]
+
+
+def with_engine(settings: Settings, engine: str | None, scheduler: str | None) -> Settings:
+    """``settings`` with the command line's training engine and scheduler, where given."""
+    update = {k: v for k, v in (("engine", engine), ("dask_scheduler", scheduler)) if v is not None}
+    if not update:
+        return settings
+    return settings.model_copy(update={"training": settings.training.model_copy(update=update)})
+
+
 TaskOption = Annotated[
     str | None,
     typer.Option(
@@ -179,14 +203,20 @@ TaskOption = Annotated[
 
 
 @app.command("train")
-def train_command(config: ConfigOption = None, task: TaskOption = None) -> None:
+def train_command(
+    config: ConfigOption = None,
+    task: TaskOption = None,
+    engine: EngineOption = None,
+    scheduler: SchedulerOption = None,
+) -> None:
     """Train the ranker, its calibrators and the baselines; evaluate; save the bundle and the report.
 
     With ``--task NAME`` (not the ranking's ``product_propensity``): the classification task a dbt label
-    model declares, on the same FeatureService's customer features; ``--task all``: every task."""
+    model declares, on the same FeatureService's customer features; ``--task all``: every task.
+    ``--engine dask [--scheduler ADDRESS]``: the ranker on a Dask cluster (settings ``training``)."""
     from nextbest.training.tasks import RANKING_TASK
 
-    settings = get_settings()
+    settings = with_engine(get_settings(), engine, scheduler)
     config_path = resolve_config_path(settings, config)
     if task is not None and task != RANKING_TASK:
         raise typer.Exit(run_task_training(settings, task, config_path))

@@ -3,12 +3,22 @@ LocalCluster that scores as well as the single-machine ranker on the same split.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from nextbest.columns import SCORE
-from nextbest.training.config import RankerConfig
-from nextbest.training.distributed import dask_inputs, fit_ranker_dask, group_partitions, local_client
+from nextbest.settings import Settings, TrainingSettings
+from nextbest.training.cli import with_engine
+from nextbest.training.config import ConfigError, RankerConfig
+from nextbest.training.distributed import (
+    dask_inputs,
+    fit_ranker_dask,
+    group_partitions,
+    local_client,
+    ranker_fitter,
+)
 from nextbest.training.metrics import ndcg_at_k
 from nextbest.training.ranker import fit_ranker, prepare_groups
 from tests.unit.test_ranker import FEATURES, SNAPSHOTS, simulate
@@ -68,3 +78,19 @@ def test_dask_ranker_matches_single_machine_ndcg() -> None:
     oracle = ndcg_at_k(test_df.assign(**{SCORE: test_df.oracle_probability}), 5)
     assert dask_ndcg >= 0.97 * single_ndcg, (dask_ndcg, single_ndcg, oracle)
     assert dask_ndcg <= oracle + 0.02
+
+
+def test_the_engine_comes_from_the_settings_unless_the_command_line_gives_one() -> None:
+    settings = Settings(home=Path("/tmp/nextbest-engine"))
+    assert with_engine(settings, None, None) is settings
+    chosen = with_engine(settings, "dask", "tcp://10.0.0.5:8786").training
+    assert (chosen.engine, chosen.dask_scheduler, chosen.dask_workers) == ("dask", "tcp://10.0.0.5:8786", 2)
+    with ranker_fitter(TrainingSettings()) as fit:
+        assert fit is fit_ranker
+
+
+def test_an_unreachable_scheduler_is_a_config_error() -> None:
+    engine = TrainingSettings(engine="dask", dask_scheduler="tcp://127.0.0.1:9")
+    with pytest.raises(ConfigError, match=r"dask scheduler 'tcp://127.0.0.1:9': cannot connect"):  # noqa: SIM117
+        with ranker_fitter(engine):
+            pass
