@@ -46,12 +46,12 @@ from nextbest.serving.schemas import (
     BatchItem,
     BatchRankRequest,
     BatchRankResponse,
-    ErrorResponse,
     HealthResponse,
     ProductOut,
     RankRequest,
     RankResponse,
     ReadyResponse,
+    error_responses,
 )
 from nextbest.serving.scorer import RankQuery, Scorer
 from nextbest.serving.task_routes import load_into as load_task_scorers
@@ -64,16 +64,9 @@ ERROR_STATUS: dict[type[Exception], int] = {
     OnlineStoreUnavailableError: 503,
     StaleFeaturesError: 503,
 }
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorResponse, "description": "Unknown customer (no features in the online store)."},
-    413: {"model": ErrorResponse, "description": "Request body larger than the configured limit."},
-    422: {"description": "Malformed body, k out of range or unknown product (the input is not echoed)."},
-    503: {
-        "model": ErrorResponse,
-        "description": "Online store unreachable, timed out or unreadable, or stale features refused; "
-        "retry after the Retry-After header's seconds.",
-    },
-}
+ERROR_RESPONSES = error_responses(
+    "Unknown customer (no features in the online store).", "Malformed body, k out of range or unknown product"
+)
 
 
 async def get_scorer(request: Request) -> Scorer:

@@ -8,7 +8,7 @@ bounded by), ids are printable strings of at most ``ID_MAX_LENGTH`` characters, 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -248,3 +248,18 @@ class ErrorResponse(BaseModel):
     """An error with a message saying what went wrong."""
 
     detail: str
+
+
+def error_responses(not_found: str, malformed: str) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of a scoring route: 404 (``not_found``), 413, 422 (``malformed``; the
+    input is never echoed) and 503 (the online store), as every scoring route answers them."""
+    return {
+        404: {"model": ErrorResponse, "description": not_found},
+        413: {"model": ErrorResponse, "description": "Request body larger than the configured limit."},
+        422: {"description": f"{malformed} (the input is not echoed)."},
+        503: {
+            "model": ErrorResponse,
+            "description": "Online store unreachable, timed out or unreadable, or stale features refused; "
+            "retry after the Retry-After header's seconds.",
+        },
+    }

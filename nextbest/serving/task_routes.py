@@ -12,28 +12,18 @@ out or unreadable, or stale features refused -> 503 with ``Retry-After`` (the ap
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from nextbest.serving.errors import ServingError, UnknownCustomerError
-from nextbest.serving.schemas import ErrorResponse, Identifier
+from nextbest.serving.schemas import Identifier, error_responses
 from nextbest.serving.scorer import Scorer
 from nextbest.serving.tasks import TaskScore, TaskScorer, UnknownServedTaskError, load_served_tasks
 from nextbest.settings import BATCH_LIMIT, ServingSettings, Settings
 
-TASK_RESPONSES: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorResponse, "description": "Unknown task (or not trained), or unknown customer."},
-    413: {"model": ErrorResponse, "description": "Request body larger than the configured limit."},
-    422: {"description": "Malformed body (the input is not echoed)."},
-    503: {
-        "model": ErrorResponse,
-        "description": "Online store unreachable, timed out or unreadable, or stale features refused; "
-        "retry after the Retry-After header's seconds.",
-    },
-}
+TASK_RESPONSES = error_responses("Unknown task (or not trained), or unknown customer.", "Malformed body")
 
 
 class ScoreRequest(BaseModel):
