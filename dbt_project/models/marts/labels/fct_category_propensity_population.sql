@@ -1,0 +1,109 @@
+{#-
+  The category propensity task's population: the customer x category rows the task scores, at every
+  snapshot including the latest (the one scored in production, whose horizon is not observed yet).
+  A row: a population customer x snapshot x product category the customer was not active in
+  (int_customer_category_months_active) during the category_propensity_lookback_months months ending at
+  the snapshot. fct_category_propensity_labels labels the rows of this model whose horizon is observed,
+  so the candidate rule lives here only.
+  The category columns are the customer's history in the category known at the snapshot (point in
+  time: only months <= the snapshot's), the task's customer x category features.
+-#}
+{%- set lookback = var('category_propensity_lookback_months') | int -%}
+
+with
+
+population as (
+    select * from {{ ref('int_customers_in_population') }}
+),
+
+customers as (
+    select * from {{ ref('int_customers_keyed') }}
+),
+
+spine as (
+    select * from {{ ref('int_snapshots_spined') }}
+),
+
+products as (
+    select * from {{ ref('stg_raw__products') }}
+),
+
+active_months as (
+    select * from {{ ref('int_customer_category_months_active') }}
+),
+
+category_activity as (
+    select * from {{ ref('int_customer_category_activity_windowed') }}
+),
+
+bounds as (
+    select
+        min(month_index) as first_month_index,
+    from spine
+),
+
+categories as (
+    select distinct category from products
+),
+
+-- snapshots whose look-back is observed (from the first month of the data)
+snapshots as (
+    select
+        population.customer_id,
+        population.month_index,
+        population.snapshot_on,
+        population.event_timestamp,
+    from population
+    cross join bounds
+    where population.month_index >= bounds.first_month_index + {{ lookback }} - 1
+),
+
+pairs as (
+    select
+        snapshots.*,
+        categories.category,
+    from snapshots
+    cross join categories
+),
+
+-- the last active month on or before the snapshot
+last_active as (
+    select
+        pairs.*,
+        active_months.month_index as last_active_month_index,
+    from pairs
+    asof left join active_months
+        on pairs.customer_id = active_months.customer_id
+        and pairs.category = active_months.category
+        and pairs.month_index >= active_months.month_index
+),
+
+not_active_in_lookback as (
+    select * from last_active
+    where last_active_month_index is null
+        or last_active_month_index <= month_index - {{ lookback }}
+),
+
+final as (
+    select
+        not_active_in_lookback.customer_id,
+        not_active_in_lookback.month_index,
+        not_active_in_lookback.snapshot_on,
+        not_active_in_lookback.event_timestamp,
+        not_active_in_lookback.category,
+        cast(not_active_in_lookback.month_index - not_active_in_lookback.last_active_month_index as integer)
+            as months_since_category_activity,
+        cast(coalesce(category_activity.count_products_owned, 0) as integer)
+            as count_products_owned_in_category,
+        cast(coalesce(category_activity.sum_spend_last_12_months, 0.0) as double)
+            as sum_spend_category_last_12_months,
+    from not_active_in_lookback
+    inner join customers
+        on not_active_in_lookback.customer_id = customers.customer_id
+    left join category_activity
+        on customers.customer_key = category_activity.customer_key
+        and not_active_in_lookback.category = category_activity.category
+        and not_active_in_lookback.month_index = category_activity.month_index
+)
+
+select * from final
