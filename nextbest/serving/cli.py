@@ -188,7 +188,7 @@ def score_batch_command(
     ] = None,
     chunk_size: Annotated[int, typer.Option(min=1, help="Customers per chunk (the ranking).")] = 5_000,
     task: Annotated[
-        str | None, typer.Option(help="A binary customer task to score (e.g. churn); default: the ranking.")
+        str | None, typer.Option(help="A task to score (churn, category_propensity, ...); default: ranking.")
     ] = None,
     decisions: Annotated[
         bool, typer.Option(help="Also append the answer to the decisions log (see log_batch_decisions).")

@@ -1,9 +1,11 @@
-"""Scoring the churn task in batch and online on a real deployment (synthetic bank -> dbt -> Feast ->
-a churn bundle trained by ``train_binary_task``): ``score-batch --task churn`` and ``POST /score/churn``.
+"""Scoring the churn and category_propensity tasks in batch and online on a real deployment (synthetic
+bank -> dbt -> Feast -> both bundles trained by ``train_tasks`` on one retrieval): ``score-batch --task
+churn``, ``POST /score/churn`` and their category_propensity counterparts.
 
-Known answers: the batch scores exactly the latest snapshot's at-risk customers (``fct_churn_population``),
-and its probability for a customer equals the online route's (the online store holds the latest snapshot:
-both paths can only differ through their features, which must agree).
+Known answers: the batch scores exactly the latest snapshot's at-risk customers (``fct_churn_population``)
+or (customer, category) rows (``fct_category_propensity_population``), and its probability for a customer
+equals the online route's (the online store holds the latest snapshot: both paths can only differ through
+their features, which must agree).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from nextbest.serving.tasks import EmptySnapshotError, score_task_batch
 from nextbest.settings import ServingSettings, Settings
 from nextbest.training.artifacts import BundleMismatchError
 from nextbest.training.config import RankerConfig, TrainingConfig
-from nextbest.training.tasks import latest_task_bundle, task_spec, train_binary_task
+from nextbest.training.tasks import latest_task_bundle, task_spec, train_tasks
 from tests.integration.serving_fixtures import build_deployment
 
 pytestmark = pytest.mark.integration
@@ -36,7 +38,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     settings = build_deployment(tmp_path_factory.mktemp("serving_tasks"), customers=1000, months=9)
     config = TrainingConfig.model_validate({"name": "churn-test", "split": {"max_train_snapshots": 5}})
     params = RankerConfig(n_estimators=80, learning_rate=0.1, early_stopping_rounds=20, n_jobs=1)
-    train_binary_task(settings, task_spec(settings, "churn"), config, params=params)
+    specs = [task_spec(settings, "churn"), task_spec(settings, "category_propensity")]
+    train_tasks(settings, specs, config, params=params)
     return settings
 
 
@@ -145,7 +148,8 @@ def test_unknown_or_unscored_task_is_404(client: TestClient, population: pd.Data
     response = client.post(f"/score/{task}", json={"customer_id": population["customer_id"].iloc[0]})
     assert response.status_code == 404
     detail = response.json()["detail"]
-    assert detail.startswith(f"task {task!r} is not served (") and detail.endswith("served tasks: churn")
+    assert detail.startswith(f"task {task!r} is not served (")
+    assert detail.endswith("served tasks: category_propensity, churn")
     assert ("POST /rank" in detail) == (task == "product_propensity")
 
 
@@ -193,3 +197,70 @@ def test_a_store_known_to_be_down_is_503_with_retry_after(
     finally:
         breaker.success()
     assert client.post("/score/churn", json=customer).status_code == 200
+
+
+# --------------------------------------------------------------------------- category_propensity
+
+
+@pytest.fixture(scope="module")
+def category_population(deployment: Settings) -> pd.DataFrame:
+    path = deployment.marts_dir / "fct_category_propensity_population.parquet"
+    return duckdb.sql(
+        f"select customer_id, snapshot_on, category from read_parquet('{path}') "
+        f"where snapshot_on = (select max(snapshot_on) from read_parquet('{path}')) "
+        "order by customer_id, category"
+    ).df()
+
+
+@pytest.fixture(scope="module")
+def category_batch(deployment: Settings, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    out = tmp_path_factory.mktemp("category_batch") / "category_propensity.parquet"
+    written = score_task_batch("category_propensity", None, out, settings=deployment)
+    assert written.rows > 0 and written.path == out
+    return pd.read_parquet(out)
+
+
+def test_category_batch_scores_every_population_row_and_ranks_each_customers_categories(
+    category_batch: pd.DataFrame, category_population: pd.DataFrame
+) -> None:
+    assert list(category_batch.columns) == ["customer_id", "snapshot_on", "category", "probability", "score",
+                                            "rank"]
+    keys = ["customer_id", "category"]
+    assert category_batch[keys].values.tolist() == category_population[keys].values.tolist()
+    snapshots = [set(pd.to_datetime(f["snapshot_on"])) for f in (category_batch, category_population)]
+    assert snapshots[0] == snapshots[1] and len(snapshots[0]) == 1
+    assert category_batch["probability"].between(0, 1).all() and category_batch["probability"].nunique() > 1
+    for _, rows in category_batch.groupby("customer_id"):
+        ranked = rows.sort_values("rank")
+        assert ranked["rank"].tolist() == list(range(1, len(rows) + 1))
+        assert ranked["score"].is_monotonic_decreasing and ranked["probability"].is_monotonic_decreasing
+
+
+def test_category_online_ranking_equals_the_batch(category_batch: pd.DataFrame, client: TestClient) -> None:
+    customers = category_batch["customer_id"].drop_duplicates()
+    for customer in customers.iloc[:: max(1, len(customers) // 5)]:
+        response = client.post("/score/category_propensity", json={"customer_id": customer})
+        assert response.status_code == 200
+        body = response.json()
+        assert body["task"] == "category_propensity" and body["customer_id"] == customer
+        expected = category_batch[category_batch["customer_id"] == customer].sort_values("rank")
+        assert [c["category"] for c in body["categories"]] == expected["category"].tolist()
+        assert [c["rank"] for c in body["categories"]] == expected["rank"].tolist()
+        assert [c["probability"] for c in body["categories"]] == pytest.approx(
+            expected["probability"].tolist(), abs=1e-9
+        )
+        assert [c["score"] for c in body["categories"]] == pytest.approx(expected["score"].tolist(), abs=1e-9)
+
+
+def test_category_unknown_customer_is_404_and_flagged_in_a_batch(
+    client: TestClient, category_batch: pd.DataFrame
+) -> None:
+    response = client.post("/score/category_propensity", json={"customer_id": "NOBODY"})
+    assert response.status_code == 404
+    assert "unknown customer 'NOBODY': not in fct_category_propensity_population" in response.json()["detail"]
+    known = category_batch["customer_id"].iloc[0]
+    response = client.post("/score/category_propensity/batch", json={"customer_ids": ["NOBODY", known]})
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert results[0]["score"] is None and "unknown customer" in results[0]["error"]
+    assert results[1]["score"]["categories"][0]["rank"] == 1
