@@ -264,3 +264,10 @@ def test_category_unknown_customer_is_404_and_flagged_in_a_batch(
     results = response.json()["results"]
     assert results[0]["score"] is None and "unknown customer" in results[0]["error"]
     assert results[1]["score"]["categories"][0]["rank"] == 1
+
+
+def test_openapi_documents_both_answers_of_the_score_route(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    answer = json.dumps(schema["paths"]["/score/{task}"]["post"]["responses"]["200"])
+    assert "TaskScoreResponse" in answer and "CategoryRankingResponse" in answer
+    assert schema["components"]["schemas"]["CategoryRankingResponse"]["examples"]
