@@ -271,3 +271,15 @@ def test_openapi_documents_both_answers_of_the_score_route(client: TestClient) -
     answer = json.dumps(schema["paths"]["/score/{task}"]["post"]["responses"]["200"])
     assert "TaskScoreResponse" in answer and "CategoryRankingResponse" in answer
     assert schema["components"]["schemas"]["CategoryRankingResponse"]["examples"]
+
+
+def test_cli_scores_the_category_population_to_its_default_file(
+    deployment: Settings, category_population: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEXTBEST_HOME", str(deployment.home))
+    with pytest.raises(SystemExit) as done:
+        main(["score-batch", "--task", "category_propensity"])
+    assert done.value.code == 0
+    latest = pd.Timestamp(category_population["snapshot_on"].iloc[0]).date()
+    written = pd.read_parquet(deployment.home / "scores" / "category_propensity" / f"{latest}.parquet")
+    assert len(written) == len(category_population) and written["rank"].min() == 1
