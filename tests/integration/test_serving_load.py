@@ -40,15 +40,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Sett
         "PYTHONPATH": str(PROJECT_ROOT),
     }
     code = f"from nextbest.serving.cli import serve; serve('127.0.0.1', {port})"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        wait_for_port(port, timeout_s=60)
-        yield f"http://127.0.0.1:{port}", settings
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+    # the server writes a JSON access-log line per request to stderr: a file, as a process manager would
+    # collect it (an unread pipe fills after a few hundred lines and then blocks every write to it)
+    log_path = settings.home / "serve.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            wait_for_port(port, timeout_s=60)
+            yield f"http://127.0.0.1:{port}", settings
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
 
 
 @dataclass
