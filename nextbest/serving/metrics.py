@@ -210,14 +210,39 @@ def mark_worker_dead() -> None:
         multiprocess.mark_process_dead(os.getpid())
 
 
+def process_alive(pid: int) -> bool:
+    """True when a process ``pid`` exists (signal 0 probes without signalling)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def dead_process_files(directory: Path) -> list[Path]:
+    """The metric files (``<kind>_<pid>.db``) of ``directory`` whose process is gone: a previous run's.
+    The files of live processes stay: the directory may be shared (an inherited
+    ``PROMETHEUS_MULTIPROC_DIR``, e.g. the one importing Feast sets), and a live process keeps writing
+    to its file through a memory map, so removing it would silently lose its counts."""
+    dead = []
+    for path in directory.glob("*.db"):
+        pid = path.stem.rsplit("_", 1)[-1]
+        if not pid.isdigit() or not process_alive(int(pid)):
+            dead.append(path)
+    return dead
+
+
 @contextmanager
 def multiprocess_metrics() -> Iterator[str]:
     """Multiprocess mode for the worker processes started inside: ``PROMETHEUS_MULTIPROC_DIR`` is the
-    operator's directory (emptied of a previous run's files) or a fresh one, removed afterwards."""
+    operator's directory (emptied of the files of processes that are gone) or a fresh one, removed
+    afterwards."""
     given = multiprocess_dir()
     directory = given or tempfile.mkdtemp(prefix="nextbest-metrics-")
-    for stale in Path(directory).glob("*.db"):
-        stale.unlink()
+    for stale in dead_process_files(Path(directory)):
+        stale.unlink(missing_ok=True)
     os.environ[MULTIPROC_ENV] = directory
     os.environ[WORKER_ENV] = "1"
     try:

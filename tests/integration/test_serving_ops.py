@@ -308,7 +308,10 @@ def test_two_workers_share_their_metrics(deployment: Settings, customers: list[s
     port = free_port()
     shared = tmp_path / "prometheus"
     shared.mkdir()
-    (shared / "counter_1.db").write_bytes(b"a previous run's file")  # must be cleared at start
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a process that has exited: its file is a previous run's, cleared at start
+    previous = shared / f"counter_{gone.pid}.db"
+    previous.write_bytes(b"a previous run's file")
     env = _env(
         deployment,
         NEXTBEST_API_KEYS=path.read_text(),
@@ -338,7 +341,7 @@ def test_two_workers_share_their_metrics(deployment: Settings, customers: list[s
         got = samples(text)
         assert got[("nextbest_online_read_duration_seconds_count", ())] >= n
         workers = {dict(k[1]).get("pid") for k in got if k[0] == "nextbest_model_info"}
-        assert len(workers) == 2 and not (shared / "counter_1.db").exists()
+        assert len(workers) == 2 and not previous.exists()
     finally:
         proc.terminate()
         proc.wait(timeout=20)

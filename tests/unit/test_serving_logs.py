@@ -6,6 +6,8 @@ import hashlib
 import hmac
 import io
 import json
+import os
+import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +16,7 @@ import pyarrow.parquet as pq
 
 from nextbest.serving.decisions import DECISIONS_SCHEMA, Decision, DecisionsLog, read_decisions
 from nextbest.serving.logs import AccessLog, RequestContext, customer_tag, request_id_of
+from nextbest.serving.metrics import dead_process_files
 from nextbest.serving.results import RankedProduct, Ranking
 from nextbest.settings import ServingSettings
 
@@ -100,3 +103,16 @@ def test_the_writer_writes_every_queued_line_once_and_stops(tmp_path: Path) -> N
     log.stop()
     ids = [json.loads(line)["request_id"] for line in stream.getvalue().splitlines()]
     assert ids == [f"r{i}" for i in range(1200)]
+
+
+def test_only_the_metric_files_of_processes_that_are_gone_are_cleared(tmp_path: Path) -> None:
+    """A shared PROMETHEUS_MULTIPROC_DIR (inherited, e.g. the one importing Feast sets) keeps the files
+    of live processes: they write to them through a memory map, and a removed file loses their counts."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead = tmp_path / f"counter_{gone.pid}.db"
+    live = tmp_path / f"gauge_liveall_{os.getpid()}.db"
+    odd = tmp_path / "histogram_x.db"
+    for path in (dead, live, odd):
+        path.write_bytes(b"")
+    assert sorted(dead_process_files(tmp_path)) == sorted([dead, odd])
