@@ -26,7 +26,7 @@ from nextbest.columns import LABEL, PRODUCT_ID, SCORE
 from nextbest.training.config import CalibrationConfig
 from nextbest.training.encoding import Columns, MatrixSpec, float_column, require_columns
 from nextbest.training.ranker import Categories, build_feature_frame, learn_categories
-from nextbest.training.row_predictor import RowPredictor
+from nextbest.training.row_predictor import MAX_ROWS_SINGLE, RowPredictor, predict_each
 
 
 @dataclass
@@ -47,9 +47,15 @@ class MonotoneCalibrator:
         model = self.model
         if isinstance(model, IsotonicRegression):
             return np.asarray(model.f_(np.clip(inputs[:, 0], model.X_min_, model.X_max_)), dtype=float)
+        return self.row_predictor().predict(inputs)  # type: ignore[union-attr]
+
+    def row_predictor(self) -> RowPredictor | None:
+        """The LightGBM model's single-row predictor, built once (None for an isotonic calibrator)."""
+        if isinstance(self.model, IsotonicRegression):
+            return None
         if "_rows" not in self.__dict__:
-            self.__dict__["_rows"] = RowPredictor(model.booster_)
-        return self.__dict__["_rows"].predict(inputs)
+            self.__dict__["_rows"] = RowPredictor(self.model.booster_)
+        return self.__dict__["_rows"]
 
     def __getstate__(self) -> dict:
         """Pickled without the row predictor (a C handle of this process)."""
@@ -168,13 +174,24 @@ class Calibrators:
         if n == 0:
             return out
         encoded: list[tuple[MatrixSpec, np.ndarray]] = []  # every per-product calibrator shares one
+        few: dict[int, list[tuple[RowPredictor, np.ndarray]]] = {}  # encoding number -> single rows
         for calibrator, idx in self._rows_by_calibrator(data[self.product_col]):
             spec = self.matrix_spec(calibrator)
-            matrix = next((m for s, m in encoded if s == spec), None)
-            if matrix is None:
-                matrix = spec.matrix(data, n)
-                encoded.append((spec, matrix))
+            number = next((i for i, (s, _) in enumerate(encoded) if s == spec), None)
+            if number is None:
+                number = len(encoded)
+                encoded.append((spec, spec.matrix(data, n)))
+            predictor = calibrator.row_predictor()
+            if predictor is not None and len(idx) <= MAX_ROWS_SINGLE:
+                few.setdefault(number, []).append((predictor, idx))
+                continue
+            matrix = encoded[number][1]
             out[idx] = calibrator.predict(np.column_stack([score[idx], matrix[idx]]))
+        for number, parts in few.items():  # the calibrators with few rows: one C call per row
+            rows = np.concatenate([idx for _, idx in parts])
+            predictors = [p for p, idx in parts for _ in range(len(idx))]
+            matrix = encoded[number][1]
+            out[rows] = predict_each(predictors, np.column_stack([score[rows], matrix[rows]]))
         return np.clip(out, 0.0, 1.0)
 
 

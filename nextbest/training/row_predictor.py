@@ -8,7 +8,13 @@ rows through it (``LGBM_BoosterPredictForMatSingleRowFast``); a few dozen rows g
 ``LGBM_BoosterPredictForMat`` call on one thread; many rows through ``Booster.predict`` on every core.
 The same trees and the same code in LightGBM, so the same numbers as ``Booster.predict`` (tested to
 equality). LightGBM serialises single-row predictions of one booster with its own lock, so one predictor
-may be shared by threads.
+may be shared by threads. Make ONE ``RowPredictor`` per booster: LightGBM keeps one single-row set-up
+per booster, and a second predictor of the same booster (another ``num_iteration`` or ``raw_score``)
+changes what the first computes.
+
+``predict_each`` walks each row of a matrix through its own predictor (e.g. each candidate product's
+calibrator) with one C call per row and no per-booster Python work: what the online path needs for a
+customer's ~20 products, each with a calibrator of its own.
 
 The C functions are LightGBM's public C API; the library handle and error check are taken from the
 ``lightgbm`` package (``lightgbm.basic``), which has no Python wrapper for this fast path.
@@ -17,6 +23,7 @@ The C functions are LightGBM's public C API; the library handle and error check 
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Sequence
 
 import lightgbm as lgb
 import numpy as np
@@ -63,7 +70,7 @@ class RowPredictor:
 
     def __del__(self) -> None:
         config = getattr(self, "_config", None)
-        if config is not None and config.value:
+        if config is not None and config.value and _LIB is not None:  # _LIB is None at interpreter exit
             _LIB.LGBM_FastConfigFree(config)
             self._config = None
 
@@ -96,12 +103,35 @@ class RowPredictor:
                 )
             )
             return out
-        base, stride, out_base = rows.ctypes.data, rows.strides[0], out.ctypes.data
-        predict_row = _LIB.LGBM_BoosterPredictForMatSingleRowFast
-        out_len = ctypes.byref(self._out_len)
-        for i in range(n):
-            _safe_call(
-                predict_row(self._config, ctypes.c_void_p(base + i * stride), out_len,
-                            ctypes.c_void_p(out_base + 8 * i))
-            )
+        _single_rows([self] * n, rows, out)
         return out
+
+
+def _single_rows(predictors: Sequence[RowPredictor], rows: np.ndarray, out: np.ndarray) -> None:
+    """Row ``i`` of the C-contiguous float64 ``rows`` through ``predictors[i]``'s single-row predictor,
+    into ``out[i]``: one C call per row."""
+    base, stride, out_base = rows.ctypes.data, rows.strides[0], out.ctypes.data
+    predict_row = _LIB.LGBM_BoosterPredictForMatSingleRowFast
+    out_len = ctypes.byref(ctypes.c_int64(0))
+    void_p = ctypes.c_void_p
+    for i, predictor in enumerate(predictors):
+        if predict_row(predictor._config, void_p(base + i * stride), out_len, void_p(out_base + 8 * i)):
+            _safe_call(-1)  # raises LightGBM's last error
+
+
+def predict_each(predictors: Sequence[RowPredictor], matrix: np.ndarray) -> np.ndarray:
+    """Row ``i`` of ``matrix`` through ``predictors[i]`` (each as its ``predict`` would score it), with one
+    single-row C call per row: for a few rows that each have their own model.
+
+    Raises:
+        ValueError: not one predictor per row, or a predictor expects another number of columns.
+    """
+    if matrix.ndim != 2 or len(predictors) != matrix.shape[0]:
+        raise ValueError(f"expected one predictor per row, got {len(predictors)} for shape {matrix.shape}")
+    wrong = {p.n_features for p in predictors} - {matrix.shape[1]}
+    if wrong:
+        raise ValueError(f"predictors expect {sorted(wrong)} columns, the matrix has {matrix.shape[1]}")
+    rows = np.ascontiguousarray(matrix, dtype=np.float64)
+    out = np.empty(len(predictors), dtype=np.float64)
+    _single_rows(predictors, rows, out)
+    return out

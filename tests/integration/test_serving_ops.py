@@ -246,7 +246,8 @@ def test_the_online_decisions_log_replays_to_the_same_ranking(
     expected = set(customers[:9]) | {chosen}
     deadline = time.monotonic() + 20
     logged = pd.DataFrame({"customer_id": []})
-    while time.monotonic() < deadline:  # flushed by time (1 s), off the request path, in as many files as it takes
+    # flushed by time (1 s), off the request path, in as many files as it takes
+    while time.monotonic() < deadline:
         if list(decisions.glob("decisions-*.parquet")):
             logged = read_decisions(decisions)
             if expected <= set(logged["customer_id"]):

@@ -209,3 +209,58 @@ def test_cli_serve_before_a_feast_apply_is_one_line(
     out = capsys.readouterr()
     assert out.err.count("\n") == 1 and "Traceback" not in out.err + out.out
     assert "nextbest features apply" in out.err
+
+
+class TestDirectOnlineRead:
+    """``OnlineTables`` (our read of Feast's sqlite tables) answers exactly what Feast reads."""
+
+    def test_equals_feasts_online_read_for_every_customer_view(self, deployment: Settings) -> None:
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        from nextbest.features.online_tables import OnlineTables, epoch_seconds
+
+        store = get_store(deployment, "sqlite")
+        customers = sorted(latest_candidates(deployment)["customer_id"].unique())[::25]
+        ids = [*customers, "__nobody__", customers[0]]  # an unknown key and a repeated one
+        keys = [EntityKey(join_keys=["customer_id"], entity_values=[Value(string_val=c)]) for c in ids]
+        provider = store._get_provider()
+        tables = OnlineTables(store)
+        for view in store.get_feature_service(FEATURE_SERVICE_NAME).feature_view_projections:
+            fv = store.get_feature_view(view.name)
+            if [e.name for e in fv.entity_columns] != ["customer_id"]:
+                continue
+            names = [f.name for f in fv.features]
+            expected = provider.online_read(store.config, fv, keys, names)
+            got = tables.read(fv, keys, names)
+            assert len(got) == len(expected) == len(ids)
+            for (ts, values), (want_ts, want) in zip(got, expected, strict=True):
+                assert ts == (epoch_seconds(want_ts) if want is not None else 0)
+                assert (values is None) == (want is None)
+                if want is not None:
+                    assert values is not None
+                    assert {k: v.SerializeToString() for k, v in values.items()} == {
+                        k: v.SerializeToString() for k, v in want.items()
+                    }
+            assert got[-2] == (0, None)  # the unknown customer
+            assert got[-1][0] == got[0][0] > 0
+
+    def test_customer_read_equals_get_online_features(self, scorer: Scorer, deployment: Settings) -> None:
+        """The reader's columns (values and event timestamps) equal Feast's ``get_online_features``."""
+        from nextbest.features.online import customers_read, response_columns
+
+        store = scorer.reader.store
+        customers = sorted(latest_candidates(deployment)["customer_id"].unique())[::50]
+        ids = [*customers, "__nobody__"]
+        views = [v for v in scorer.views if v.join_keys == ("customer_id",)]
+        refs = [r for v in views for r in v.refs]
+        feast = response_columns(store.get_online_features(features=refs, entity_rows={"customer_id": ids}))
+        ours = customers_read(store, views, ids)
+        assert set(ours) == set(feast) - {"customer_id", "customer_id__ts"}
+        for name, values in ours.items():
+            assert repr(plain(values)) == repr(plain(feast[name])), name  # repr: NaN == NaN
+
+
+def plain(values: list) -> list:
+    """Read values with protobuf list containers as Python lists."""
+    return [v if v is None or isinstance(v, str | int | float | bool) else list(v) for v in values]

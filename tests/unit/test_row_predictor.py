@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from nextbest.training.calibration import MonotoneCalibrator
-from nextbest.training.row_predictor import MAX_ROWS_ONE_THREAD, MAX_ROWS_SINGLE, RowPredictor
+from nextbest.training.row_predictor import MAX_ROWS_ONE_THREAD, MAX_ROWS_SINGLE, RowPredictor, predict_each
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +69,30 @@ def test_calibrator_pickles_without_its_predictor() -> None:
     again = pickle.loads(pickle.dumps(calibrator))
     np.testing.assert_array_equal(again.predict(x[:3]), before)
     np.testing.assert_array_equal(before, model.booster_.predict(x[:3]))
+
+
+def test_predict_each_scores_every_row_with_its_own_booster(booster: lgb.Booster) -> None:
+    """Rows alternating between two models (the fixture's; another with fewer trees, as raw scores)
+    get exactly what each model's own ``Booster.predict`` gives them."""
+    x = rows(7)
+    rng = np.random.default_rng(8)
+    other = lgb.train(
+        {"objective": "binary", "num_leaves": 4, "verbose": -1, "seed": 2},
+        lgb.Dataset(x[:, :4].repeat(40, axis=0) + rng.normal(size=(280, 4)), rng.integers(0, 2, 280)),
+        num_boost_round=12,
+    )
+    first, second = RowPredictor(booster), RowPredictor(other, raw_score=True)
+    predictors = [first, second, second, first, first, second, first]
+    got = predict_each(predictors, x)
+    expected = np.where(
+        [p is first for p in predictors], booster.predict(x), other.predict(x, raw_score=True)
+    )
+    np.testing.assert_array_equal(got, expected)
+    assert predict_each([], np.empty((0, 4))).shape == (0,)
+
+
+def test_predict_each_refuses_a_predictor_per_row_mismatch(booster: lgb.Booster) -> None:
+    with pytest.raises(ValueError, match="one predictor per row"):
+        predict_each([RowPredictor(booster)], rows(2))
+    with pytest.raises(ValueError, match=r"expect \[4\] columns"):
+        predict_each([RowPredictor(booster)], np.zeros((1, 3)))
