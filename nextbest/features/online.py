@@ -296,12 +296,18 @@ def assemble_many(
             lists = {f: customers.get(f, [None] * len(customer_ids)) for f in v.features}
             names = [None if x is None else [str(p) for p in x] for x in listed]
             decoded = unpack(names, lists, v.string_features)
-            flat = zip(decoded.row.tolist(), decoded.product_id.tolist(), strict=True)
-            where = {key: i for i, key in enumerate(flat)}
-            keys = zip(row.tolist(), wanted, strict=True)
-            pos = np.fromiter((where.get(key, -1) for key in keys), dtype=np.int64, count=n)
-            for f in v.features:
-                columns[f] = take_or_missing(decoded.features[f], pos)
+            listed_ids = decoded.product_id.tolist()
+            if listed_ids == wanted and np.array_equal(decoded.row, row):  # every listed product, in order
+                for f in v.features:
+                    columns[f] = decoded.features[f]
+            else:
+                where = {key: i for i, key in enumerate(zip(decoded.row.tolist(), listed_ids, strict=True))}
+                keys = zip(row.tolist(), wanted, strict=True)
+                pos = np.fromiter((where.get(key, -1) for key in keys), dtype=np.int64, count=n)
+                complete = bool((pos >= 0).all())
+                for f in v.features:
+                    values = decoded.features[f]
+                    columns[f] = values[pos] if complete else take_or_missing(values, pos)
             view_ts[v.name] = stamps(PACKED_PRODUCTS)
         else:
             for f in v.features:
