@@ -44,6 +44,8 @@ def float_column(values: Any) -> np.ndarray:
         return pd.to_numeric(values, errors="raise").astype("float64").to_numpy()
     if isinstance(values, np.ndarray) and values.dtype.kind == "f":
         return values.astype(np.float64, copy=False)
+    if isinstance(values, np.ndarray) and values.dtype == object:  # None -> NaN, else float(v), in C
+        return values.astype(np.float64)
     return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
 
 

@@ -99,3 +99,21 @@ class TestScoreBundle:
     def test_missing_input_column_is_a_key_error(self, models) -> None:
         with pytest.raises(KeyError, match="x"):
             score_bundle(models, models.rows.drop(columns=["x"]))
+
+
+class TestFloatColumn:
+    def test_object_arrays_convert_like_float_with_none_as_nan(self) -> None:
+        from nextbest.training.encoding import float_column
+
+        values = [None, 1, 2.5, True, np.float64(3.0), np.int64(4), float("nan"), "1.5"]
+        got = float_column(np.array(values, dtype=object))
+        expected = np.array([np.nan, 1.0, 2.5, 1.0, 3.0, 4.0, np.nan, 1.5])
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(float_column(values), expected)  # the list path agrees
+        assert got.dtype == np.float64
+
+    def test_a_non_numeric_object_is_refused(self) -> None:
+        from nextbest.training.encoding import float_column
+
+        with pytest.raises(ValueError):
+            float_column(np.array([1.0, "gold"], dtype=object))
