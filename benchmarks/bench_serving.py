@@ -25,6 +25,7 @@ alike), and ``on/off`` is the ratio of their request rates. ``ops_overhead`` mea
     python benchmarks/bench_serving.py --home /tmp/srv/home # reuse a built deployment (with a bundle)
     python benchmarks/bench_serving.py --requests 2000 --no-redis
     python benchmarks/bench_serving.py --home /tmp/srv/home --load-only --workers 1,2 --clients 1,8,50
+    python benchmarks/bench_serving.py --home /tmp/srv/home --peer-root /work/main  # this vs main, in process
 """
 
 from __future__ import annotations
@@ -226,6 +227,86 @@ def in_process_rate(scorer: Scorer, customers: list[str], seconds: float) -> tup
     return i / (time.perf_counter() - start), p50, p99
 
 
+PEER_WORKER = """
+import json, sys, time, warnings
+warnings.filterwarnings("ignore")
+from pathlib import Path
+import numpy as np
+from nextbest.serving.scorer import Scorer
+from nextbest.settings import ServingSettings, Settings
+scorer = Scorer(Settings(home=Path(sys.argv[1])), ServingSettings(online_store="sqlite"))
+customers = json.loads(Path(sys.argv[2]).read_text())
+for c in customers[:200]:
+    scorer.rank(c)
+i = 0
+for line in sys.stdin:  # one block per line: run that many seconds, print the figures
+    seconds, times, start, cpu = float(line), [], time.perf_counter(), time.process_time()
+    while time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        scorer.rank(customers[i % len(customers)])
+        times.append((time.perf_counter() - t0) * 1e3)
+        i += 1
+    cpu_ms = (time.process_time() - cpu) * 1e3 / len(times)
+    print(json.dumps({"times": times, "cpu_ms": cpu_ms}), flush=True)
+"""
+"""A process holding one ``Scorer`` of the checkout on its PYTHONPATH; each line read is a block of that
+many seconds of single-thread ``Scorer.rank`` calls over the customers in turn; it answers the latencies
+(ms) and the CPU ms per call."""
+
+
+def peer_in_process(
+    settings: Settings, customers: list[str], peer_root: Path, blocks: int, seconds: float, tmp: Path
+) -> None:
+    """In-process ``Scorer.rank`` of this checkout against the checkout at ``peer_root`` (e.g. the main
+    branch), same deployment and customers: two processes, run in alternating blocks (this, peer, peer,
+    this, ...) so load from elsewhere on the machine hits both alike; prints p50/p99 (ms), calls/s, CPU ms
+    per call (process time: less sensitive to other load) and the ratios."""
+    path = tmp / "peer_customers.json"
+    path.write_text(json.dumps(customers))
+    procs = {}
+    for name, root in (("this", ROOT), ("peer", peer_root.resolve())):
+        env = {**os.environ, "PYTHONPATH": str(root), "OMP_WAIT_POLICY": "PASSIVE"}
+        procs[name] = subprocess.Popen(
+            [sys.executable, "-c", PEER_WORKER, str(settings.home), str(path)],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+    figures: dict[str, dict[str, list[float]]] = {n: {"times": [], "cpu_ms": []} for n in procs}
+    try:
+        for block in range(blocks):
+            for name in ("this", "peer") if block % 2 == 0 else ("peer", "this"):
+                proc = procs[name]
+                proc.stdin.write(f"{seconds}\n")  # type: ignore[union-attr]
+                proc.stdin.flush()  # type: ignore[union-attr]
+                got = json.loads(proc.stdout.readline())  # type: ignore[union-attr]
+                figures[name]["times"] += got["times"]
+                figures[name]["cpu_ms"].append(got["cpu_ms"])
+    finally:
+        for proc in procs.values():
+            proc.stdin.close()  # type: ignore[union-attr]
+            proc.wait(timeout=30)
+    print(
+        f"\nin-process Scorer.rank, this checkout vs {peer_root} ({blocks} alternating blocks of "
+        f"{seconds:.0f} s, {len(customers):,} customers in turn)"
+    )
+    print(f"{'checkout':<9} {'calls/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms/call':>12}")
+    out = {}
+    for name, fig in figures.items():
+        p50, p99 = pct(fig["times"])
+        rate = len(fig["times"]) / (blocks * seconds)
+        cpu = float(np.median(fig["cpu_ms"]))
+        out[name] = (rate, p50, p99, cpu)
+        print(f"{name:<9} {rate:>8,.0f} {p50:>8.2f} {p99:>8.2f} {cpu:>12.3f}")
+    (r1, a1, b1, c1), (r2, a2, b2, c2) = out["this"], out["peer"]
+    print(
+        f"{'gain':<9} {r1 / r2:>7.2f}x {a2 / a1:>7.2f}x {b2 / b1:>7.2f}x {c2 / c1:>11.2f}x  "
+        "(peer / this; rate: this / peer; > 1: this is faster)"
+    )
+
+
 OPS_MODES = ("off", "on")
 """Load with the operating features off (no key, no metrics, no access log) and on (an API key checked
 and rate-limited on every request, metrics, one JSON access-log line per request), side by side."""
@@ -419,6 +500,10 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="server worker counts to load, comma-separated")
     parser.add_argument("--clients", default="1,8,50", help="client counts, comma-separated")
     parser.add_argument("--overhead-only", action="store_true", help="only the in-process ops overhead")
+    parser.add_argument(
+        "--peer-root", type=Path, help="only: in-process Scorer.rank of this checkout vs the one at PATH"
+    )
+    parser.add_argument("--peer-blocks", type=int, default=8, help="alternating blocks of --peer-root")
     args = parser.parse_args()
     # Feast's DuckDB offline store (through ibis) calls a DuckDB API deprecated in DuckDB 2.0.
     warnings.filterwarnings("ignore", message=".*fetch_arrow_table", category=DeprecationWarning)
@@ -431,6 +516,10 @@ def main() -> None:
             print(f"building {args.customers:,} customers x {args.months} months ...", flush=True)
             settings = build_deployment(tmp / "home", customers=args.customers, months=args.months)
         candidates = latest_candidates(settings)
+        if args.peer_root:
+            customers = sorted(candidates["customer_id"].unique())
+            peer_in_process(settings, customers, args.peer_root, args.peer_blocks, args.load_seconds / 2, tmp)
+            return
         if args.overhead_only:
             ops_overhead(settings, sorted(candidates["customer_id"].unique()), tmp, 10, 300)
             return
