@@ -26,7 +26,7 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from nextbest.columns import CUSTOMER_ID, EVENT_TIMESTAMP, PRODUCT_ID
 from nextbest.features.definitions import FEATURE_SERVICE_NAME
-from nextbest.features.online_tables import OnlineTables
+from nextbest.features.online_tables import OnlineTables, proto_value
 from nextbest.features.packing import PACKED_PRODUCTS, unpack
 from nextbest.features.retrieval import (
     ServedView,
@@ -78,16 +78,6 @@ def epoch_to_utc(seconds: int) -> datetime:
 # --------------------------------------------------------------------------- one read
 
 
-def proto_value(value: Any) -> Any:
-    """A Feast ``ValueProto`` as a Python value (None when null; a list's ``.val`` for list features)."""
-    kind = value.WhichOneof("val")
-    if kind is None or kind == "null_val":
-        return None
-    if kind.endswith("_list_val"):
-        return getattr(value, kind).val
-    return getattr(value, kind)
-
-
 def response_columns(response: Any) -> dict[str, list[Any]]:
     """A Feast ``OnlineResponse`` as columns, like ``to_dict(include_event_timestamps=True)``, ~3x faster.
 
@@ -132,7 +122,8 @@ def customers_read(
     store: FeatureStore, views: Sequence[ServedView], customer_ids: Sequence[str]
 ) -> dict[str, list[Any]]:
     """ONE online read of every customer-keyed view for several customers: per feature, one value per
-    customer and ``<feature>__ts`` (epoch seconds; 0 = no row), as ``response_columns`` gives them.
+    customer and ``<feature>__ts`` (epoch seconds; 0 = no row), as ``response_columns`` gives them
+    (double lists as float64 arrays).
 
     Reads Feast's online tables directly (``OnlineTables``: the sqlite table with Feast's query and
     Feast's encodings, without its per-row conversions; redis through ``provider.online_read``), one
@@ -149,12 +140,10 @@ def customers_read(
         if view.join_keys != (CUSTOMER_ID,):
             continue
         names = [ref.split(":", 1)[1] for ref in view.refs]
-        rows = tables.read(_feature_view(store, view.name), keys, names)
+        rows = tables.read_values(_feature_view(store, view.name), keys, names)
         stamps = [ts if found is not None else 0 for ts, found in rows]
         for name in names:
-            out[name] = [
-                None if found is None or name not in found else proto_value(found[name]) for _, found in rows
-            ]
+            out[name] = [None if found is None else found.get(name) for _, found in rows]
             out[f"{name}__ts"] = stamps
     return out
 

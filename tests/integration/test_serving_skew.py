@@ -262,5 +262,8 @@ class TestDirectOnlineRead:
 
 
 def plain(values: list) -> list:
-    """Read values with protobuf list containers as Python lists."""
-    return [v if v is None or isinstance(v, str | int | float | bool) else list(v) for v in values]
+    """Read values with list values (protobuf containers, numpy arrays) as Python lists."""
+    return [
+        v if v is None or isinstance(v, str | int | float | bool) else np.asarray(v).tolist()
+        for v in values
+    ]
