@@ -135,7 +135,7 @@ def fetch_refs(scorer: Scorer) -> tuple[list[str], list[str]]:
 def start(cmd: list[str], env: dict[str, str], port: int, cwd: Path | None = None) -> subprocess.Popen:
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for_port(port, timeout_s=90)
+        wait_for_port(port, timeout_s=300)  # a loaded 2-core machine takes minutes to import and load
     except TimeoutError:
         proc.terminate()
         raise
