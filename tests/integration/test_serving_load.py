@@ -46,7 +46,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Sett
     with log_path.open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=log)
         try:
-            wait_for_port(port, timeout_s=60)
+            wait_for_port(port, timeout_s=180)  # two workers importing Feast on a loaded machine: minutes
             yield f"http://127.0.0.1:{port}", settings
         finally:
             proc.terminate()
