@@ -235,6 +235,8 @@ import numpy as np
 from nextbest.serving.scorer import Scorer
 from nextbest.settings import ServingSettings, Settings
 scorer = Scorer(Settings(home=Path(sys.argv[1])), ServingSettings(online_store="sqlite"))
+import nextbest
+print(json.dumps({"code": str(Path(nextbest.__file__).parent.parent)}), flush=True)
 customers = json.loads(Path(sys.argv[2]).read_text())
 for c in customers[:200]:
     scorer.rank(c)
@@ -269,6 +271,7 @@ def peer_in_process(
         procs[name] = subprocess.Popen(
             [sys.executable, "-c", PEER_WORKER, str(settings.home), str(path)],
             env=env,
+            cwd=root,  # `python -c` puts the working directory first on sys.path: the checkout's own code
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -276,6 +279,9 @@ def peer_in_process(
         )
     figures: dict[str, dict[str, list[float]]] = {n: {"times": [], "cpu_ms": []} for n in procs}
     try:
+        code = {n: json.loads(p.stdout.readline())["code"] for n, p in procs.items()}  # type: ignore[union-attr]
+        if code["this"] == code["peer"]:
+            raise RuntimeError(f"both processes import nextbest from {code['this']}")
         for block in range(blocks):
             for name in ("this", "peer") if block % 2 == 0 else ("peer", "this"):
                 proc = procs[name]
@@ -289,8 +295,8 @@ def peer_in_process(
             proc.stdin.close()  # type: ignore[union-attr]
             proc.wait(timeout=30)
     print(
-        f"\nin-process Scorer.rank, this checkout vs {peer_root} ({blocks} alternating blocks of "
-        f"{seconds:.0f} s, {len(customers):,} customers in turn)"
+        f"\nin-process Scorer.rank, this checkout ({code['this']}) vs {code['peer']} ({blocks} alternating "
+        f"blocks of {seconds:.0f} s, {len(customers):,} customers in turn)"
     )
     print(f"{'checkout':<9} {'calls/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms/call':>12}")
     out = {}
