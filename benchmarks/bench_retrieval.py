@@ -1,15 +1,17 @@
 """Two-tower retrieval against popularity retrieval, measured in the same run on the same held-out groups.
 
 For each built dataset (a NEXTBEST_HOME whose live build has the marts; nothing is written into it):
-recall@K (K in 10, 50, 100 by default) of the two-tower model and of popularity retrieval on the latest
-labelled snapshot, both restricted to each group's candidates, and their ratio; the time to read the
-marts, the fit time and the process's peak memory; then the cost of the brute-force vector search
+recall@K (K in 10, 50, 100, 200 by default) of the two-tower model, of popularity retrieval and of
+item-item co-occurrence retrieval on the latest labelled snapshot, all restricted to each group's
+candidates, and the two-tower's ratios to both; the time to read the marts, the fit times and the
+process's peak memory; then the cost of the brute-force vector search
 (one customer against the catalogue, and against 10^4 / 10^5 random items) that decides whether an
 approximate index would earn its place. With ``--ablation``: NDCG@7 of a LambdaMART ranker on the
 feature marts with and without the two-tower similarity of each candidate (see ``ablation``).
 
     python benchmarks/bench_retrieval.py --synthetic 5000        # ingest + build a synthetic bank first
     python benchmarks/bench_retrieval.py --home /path/to/cj_home # an existing build (Complete Journey)
+    python benchmarks/bench_retrieval.py --completejourney product_type  # 2,378 items: retrieval marts only
     python benchmarks/bench_retrieval.py --home A --home B --epochs 20 --k 10 50 100
     python benchmarks/bench_retrieval.py --home /path/to/cj_home --ablation
 """
@@ -44,9 +46,11 @@ from nextbest.columns import (  # noqa: E402
     SNAPSHOT_ON,
     SORT_COLS,
 )
+from nextbest.dbt import run_dbt  # noqa: E402
 from nextbest.marts import FCT_RANKING_LABELS, mart_file  # noqa: E402
+from nextbest.pipeline import dbt_vars_for, new_build_id, switch_live_build  # noqa: E402
 from nextbest.retrieval.data import Catalogue, Groups, load_catalogue, load_groups  # noqa: E402
-from nextbest.retrieval.evaluate import recall_table  # noqa: E402
+from nextbest.retrieval.evaluate import CooccurrenceRetrieval, recall_table  # noqa: E402
 from nextbest.retrieval.index import retrieve  # noqa: E402
 from nextbest.retrieval.stage import load_split  # noqa: E402
 from nextbest.retrieval.train import TrainConfig, fit  # noqa: E402
@@ -64,6 +68,32 @@ def build_synthetic(home: Path, customers: int) -> None:
     env = {**os.environ, "NEXTBEST_HOME": str(home)}
     for args in (["ingest", "synthetic", "--customers", str(customers)], ["build", "--no-feast"]):
         subprocess.run([*NEXTBEST, *args], env=env, check=True, stdout=subprocess.DEVNULL)
+
+
+RETRIEVAL_MARTS: tuple[str, ...] = (
+    "dim_products",
+    "fct_candidates",
+    "fct_ranking_labels",
+    "feat_customer_monthly",
+)
+"""The marts retrieval reads (``load_split``); a large-catalogue bench builds only these and their parents."""
+
+
+def build_completejourney(home: Path, grain: str) -> None:
+    """Ingest The Complete Journey at ``grain`` into ``home`` and build only ``RETRIEVAL_MARTS`` (and their
+    parents) as its live build: at product_type grain the pair features (``feat_customer_product_monthly``,
+    one row per candidate) are not needed to measure retrieval."""
+    env = {**os.environ, "NEXTBEST_HOME": str(home)}
+    ingest = [*NEXTBEST, "ingest", "completejourney", "--grain", grain]
+    subprocess.run(ingest, env=env, check=True, stdout=subprocess.DEVNULL)
+    os.environ["NEXTBEST_HOME"] = str(home)
+    settings = Settings()
+    build_id = new_build_id()
+    target = settings.model_copy(update={"build_id": build_id})
+    select = " ".join(f"+{m}" for m in RETRIEVAL_MARTS)
+    run_dbt(["build", "--select", select], target, dbt_vars_for(settings, settings.build), quiet=True)
+    settings.build.write(target.build_vars_path)
+    switch_live_build(settings, build_id)
 
 
 def peak_rss_gib() -> float:
@@ -92,7 +122,12 @@ def bench_home(label: str, home: Path, config: TrainConfig, ks: tuple[int, ...])
     _, train, test = load_split(settings)
     load_seconds = time.perf_counter() - started
     model = fit(train, load_catalogue(settings.marts_dir), config)
-    rows = recall_table(model.customer_embeddings(test), model.item_embeddings(), model.popularity, test, ks)
+    started = time.perf_counter()
+    cooccurrence = CooccurrenceRetrieval.fit(train)
+    co_seconds = time.perf_counter() - started
+    rows = recall_table(
+        model.customer_embeddings(test), model.item_embeddings(), model.popularity, test, ks, cooccurrence
+    )
     print(
         f"\n== {label}: {model.catalogue.size:,} items, {len(train):,} training groups "
         f"({int(train.positives.sum()):,} adoptions), {len(test):,} held-out groups "
@@ -101,11 +136,16 @@ def bench_home(label: str, home: Path, config: TrainConfig, ks: tuple[int, ...])
     )
     print(
         f"   read marts {load_seconds:.1f}s   fit {model.fit_seconds:.1f}s ({config.epochs} epochs, "
-        f"loss {model.losses[0]:.3f} -> {model.losses[-1]:.3f})   peak RSS {peak_rss_gib():.2f} GiB"
+        f"loss {model.losses[0]:.3f} -> {model.losses[-1]:.3f})   co-occurrence fit {co_seconds:.1f}s   "
+        f"peak RSS {peak_rss_gib():.2f} GiB"
     )
-    print(f"   {'K':>5} {'two-tower':>10} {'popularity':>11} {'ratio':>7}")
+    print(f"   {'K':>5} {'two-tower':>10} {'popularity':>11} {'ratio':>7} {'co-occurrence':>14} {'ratio':>7}")
     for row in rows:
-        print(f"   {row.k:>5} {row.two_tower:>10.4f} {row.popularity:>11.4f} {row.ratio:>7.3f}")
+        co_ratio = row.two_tower / row.cooccurrence if row.cooccurrence > 0 else float("nan")
+        print(
+            f"   {row.k:>5} {row.two_tower:>10.4f} {row.popularity:>11.4f} {row.ratio:>7.3f} "
+            f"{row.cooccurrence:>14.4f} {co_ratio:>7.3f}"
+        )
     p50, p99 = query_micros(model.catalogue.size, model.shape.dim, max(ks))
     print(f"   brute-force query over its {model.catalogue.size:,} items: p50 {p50:.0f} us, p99 {p99:.0f} us")
 
@@ -248,7 +288,12 @@ def main() -> None:
     )
     parser.add_argument("--epochs", type=int, default=TrainConfig().epochs)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--k", type=int, nargs="+", default=[10, 50, 100])
+    parser.add_argument("--k", type=int, nargs="+", default=[10, 50, 100, 200])
+    parser.add_argument(
+        "--completejourney",
+        metavar="GRAIN",
+        help="Also ingest The Complete Journey at GRAIN (e.g. product_type) and build its retrieval marts.",
+    )
     parser.add_argument(
         "--ablation",
         action="store_true",
@@ -267,6 +312,12 @@ def main() -> None:
                 f"{time.perf_counter() - started:.0f}s"
             )
             homes.insert(0, (f"synthetic bank, {args.synthetic:,} customers", home))
+        if args.completejourney:
+            home = Path(tmp) / f"cj-{args.completejourney}"
+            started = time.perf_counter()
+            build_completejourney(home, args.completejourney)
+            print(f"Complete Journey ({args.completejourney}) built in {time.perf_counter() - started:.0f}s")
+            homes.insert(0, (f"Complete Journey, {args.completejourney}", home))
         if not homes:
             parser.error("nothing to measure: give --home and/or --synthetic")
         for label, home in homes:

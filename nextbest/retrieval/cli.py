@@ -20,10 +20,14 @@ KsOption = Annotated[list[int] | None, typer.Option("--k", min=1, help="Cut-offs
 
 
 def _print_recall(rows: list) -> None:  # list[RecallRow]
-    console.print(f"{'K':>5} {'two-tower':>10} {'popularity':>11} {'ratio':>7}   groups with an adoption")
+    console.print(
+        f"{'K':>5} {'two-tower':>10} {'popularity':>11} {'ratio':>7} {'co-occurrence':>14}   "
+        "groups with an adoption"
+    )
     for row in rows:
         console.print(
-            f"{row.k:>5} {row.two_tower:>10.4f} {row.popularity:>11.4f} {row.ratio:>7.3f}   {row.groups:,}"
+            f"{row.k:>5} {row.two_tower:>10.4f} {row.popularity:>11.4f} {row.ratio:>7.3f} "
+            f"{row.cooccurrence:>14.4f}   {row.groups:,}"
         )
 
 

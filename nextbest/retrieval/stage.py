@@ -1,8 +1,9 @@
 """The retrieval stage on a build: train on its marts, evaluate recall, write the embedding marts.
 
 ``train_retrieval`` fits on the training groups (every labelled snapshot whose label window ends by the
-latest labelled one), scores recall on the latest labelled snapshot against popularity, saves the model
-under ``<models_dir>/retrieval/<UTC stamp>/`` and writes the embedding marts into the build's marts.
+latest labelled one), scores recall on the latest labelled snapshot against popularity and co-occurrence,
+saves the model under ``<models_dir>/retrieval/<UTC stamp>/`` and writes the embedding marts into the
+build's marts.
 ``evaluate_retrieval`` re-scores a saved model on the same held-out snapshot.
 """
 
@@ -19,7 +20,7 @@ from nextbest.errors import UserError
 from nextbest.marts import DIM_PRODUCTS, FCT_CANDIDATES, FCT_RANKING_LABELS, mart_path
 from nextbest.retrieval.data import Groups, load_catalogue, load_groups, split_train_test
 from nextbest.retrieval.embeddings import EmbeddingMarts, write_embedding_marts
-from nextbest.retrieval.evaluate import RECALL_KS, RecallRow, recall_table
+from nextbest.retrieval.evaluate import RECALL_KS, CooccurrenceRetrieval, RecallRow, recall_table
 from nextbest.retrieval.train import (
     DEFAULT_CONFIG,
     RetrievalModel,
@@ -93,7 +94,12 @@ def train_retrieval(
     )
     model = fit(train, load_catalogue(settings.marts_dir), config, progress)
     recall = recall_table(
-        model.customer_embeddings(test), model.item_embeddings(), model.popularity, test, ks
+        model.customer_embeddings(test),
+        model.item_embeddings(),
+        model.popularity,
+        test,
+        ks,
+        CooccurrenceRetrieval.fit(train),
     )
     path = save_model(model, models_dir(settings))
     marts = write_embedding_marts(
@@ -119,9 +125,14 @@ def evaluate_retrieval(
     if path is None:
         raise RetrievalError(f"no retrieval model in {models_dir(settings)}: run `nextbest retrieval train`")
     model = load_model(path)
-    _, _, test = load_split(settings)
+    _, train, test = load_split(settings)
     if list(model.catalogue.product_ids) != list(load_catalogue(settings.marts_dir).product_ids):
         raise RetrievalError(f"{path}: its catalogue is not the build's dim_products: retrain")
     return path, recall_table(
-        model.customer_embeddings(test), model.item_embeddings(), model.popularity, test, ks
+        model.customer_embeddings(test),
+        model.item_embeddings(),
+        model.popularity,
+        test,
+        ks,
+        CooccurrenceRetrieval.fit(train),
     )
