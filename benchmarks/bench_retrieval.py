@@ -14,6 +14,7 @@ feature marts with and without the two-tower similarity of each candidate (see `
     python benchmarks/bench_retrieval.py --completejourney product_type  # 2,378 items: retrieval marts only
     python benchmarks/bench_retrieval.py --home A --home B --epochs 20 --k 10 50 100
     python benchmarks/bench_retrieval.py --home /path/to/cj_home --ablation
+    python benchmarks/bench_retrieval.py --home /path/to/cj_home --end-to-end 100  # retrieve 100, then rank
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ def build_completejourney(home: Path, grain: str) -> None:
     build_id = new_build_id()
     target = settings.model_copy(update={"build_id": build_id})
     select = " ".join(f"+{m}" for m in RETRIEVAL_MARTS)
-    run_dbt(["build", "--select", select], target, dbt_vars_for(settings, settings.build), quiet=True)
+    build = ["build", "--select", select, "--indirect-selection", "cautious"]
+    run_dbt(build, target, dbt_vars_for(settings, settings.build), quiet=True)
     settings.build.write(target.build_vars_path)
     switch_live_build(settings, build_id)
 
@@ -278,6 +280,79 @@ def ablation(home: Path, config: TrainConfig) -> None:
     )
 
 
+def end_to_end(home: Path, config: TrainConfig, top_n: int = 100) -> None:
+    """NDCG@7 of retrieve-top-``top_n``-then-rank against rank-all (and popularity), on the same groups.
+
+    The same split as ``ablation``: the two-tower model and a LambdaMART ranker (the marts' features)
+    train on all labelled snapshots but the last three, the ranker stops early on s(n-2), both are
+    tested on s(n-1) and sn. Retrieve-then-rank keeps the ranker's order among each group's ``top_n``
+    candidates of highest two-tower affinity and puts the others last (an adoption outside them is lost);
+    nDCG's ideal DCG counts every adoption of the group either way, so the two differ only by retrieval.
+    """
+    os.environ["NEXTBEST_HOME"] = str(home)
+    settings = Settings()
+    catalogue = load_catalogue(settings.marts_dir)
+    groups = load_groups(settings.marts_dir, settings.raw_dir, catalogue)
+    labelled = sorted(groups.keys.loc[groups.keys["is_labelled"], EVENT_TIMESTAMP].unique())
+    if len(labelled) < 4:
+        print(f"end-to-end: {len(labelled)} labelled snapshots, 4 needed")
+        return
+    train_ts, valid_ts, test_ts = labelled[:-3], labelled[-3], labelled[-2:]
+    window_end = pd.to_datetime(groups.keys[SNAPSHOT_ON]) + pd.DateOffset(
+        months=settings.build.horizon_months
+    )
+    in_train = (
+        groups.keys["is_labelled"] & (window_end <= pd.Timestamp(valid_ts) - pd.Timedelta(days=1))
+    ).to_numpy()
+    started = time.perf_counter()
+    model = fit(groups.subset(in_train), catalogue, config)
+    fit_seconds = time.perf_counter() - started
+    in_test = groups.keys[EVENT_TIMESTAMP].isin(test_ts).to_numpy()
+    test_groups = groups.subset(in_test)
+    kept = np.zeros(test_groups.candidates.shape, dtype=bool)
+    retrieved = retrieve(
+        model.customer_embeddings(test_groups), model.item_embeddings(), top_n, test_groups.candidates
+    )
+    np.put_along_axis(kept, retrieved, True, axis=1)
+    kept &= test_groups.candidates
+    frame = ranker_frame(settings.marts_dir)
+    frame[PRODUCT_ID] = pd.Categorical(frame[PRODUCT_ID], categories=list(catalogue.product_ids))
+    base = [c for c in frame.columns if c not in (*KEY_COLS, LABEL, SNAPSHOT_ON)]
+    has_pos = frame.groupby(list(GROUP_COLS))[LABEL].transform("max") > 0
+    train = frame[frame[EVENT_TIMESTAMP].isin(train_ts) & has_pos]
+    valid = frame[(frame[EVENT_TIMESTAMP] == valid_ts) & has_pos]
+    test = frame[frame[EVENT_TIMESTAMP].isin(test_ts)].copy()
+    ranker = _lambdarank(train, valid, base)
+    test[SCORE] = ranker.predict(test[base])
+    group_row = pd.Series(
+        np.arange(len(test_groups)),
+        index=pd.MultiIndex.from_frame(test_groups.keys[[CUSTOMER_ID, EVENT_TIMESTAMP]]),
+    )
+    g = group_row.loc[pd.MultiIndex.from_frame(test[[CUSTOMER_ID, EVENT_TIMESTAMP]])].to_numpy()
+    i = catalogue.index_of(test[PRODUCT_ID].astype(str))
+    rank_all = ndcg_per_group(test, k=7)
+    narrowed = test.assign(**{SCORE: np.where(kept[g, i], test[SCORE], -1e9)})
+    retrieve_rank = ndcg_per_group(narrowed, k=7)
+    popular = ndcg_per_group(test.assign(**{SCORE: model.popularity[i]}), k=7)
+    delta = retrieve_rank - rank_all
+    lost = 1 - retrieve_rank.mean() / rank_all.mean()
+    print(
+        f"\n== end to end on {home}: {catalogue.size:,} items, "
+        f"{test_groups.candidates.sum(axis=1).mean():.0f} candidates per group, "
+        f"two-tower fit {fit_seconds:.1f}s on {int(in_train.sum()):,} groups; "
+        f"ranker on {len(train_ts)} snapshots, tested on {len(test_ts)} "
+        f"({rank_all.size:,} groups with an adoption)"
+    )
+    print(
+        f"   NDCG@7 rank-all {rank_all.mean():.4f}   "
+        f"retrieve top-{top_n} then rank {retrieve_rank.mean():.4f} "
+        f"(delta {delta.mean():+.4f}, paired s.e. {delta.std(ddof=1) / np.sqrt(delta.size):.4f}; "
+        f"{100 * lost:.2f} % lost)   popularity {popular.mean():.4f}"
+    )
+    inside = test_groups.positives[kept].sum() / max(test_groups.positives.sum(), 1)
+    print(f"   adoptions inside the retrieved top-{top_n}: {inside:.4f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -293,6 +368,13 @@ def main() -> None:
         "--completejourney",
         metavar="GRAIN",
         help="Also ingest The Complete Journey at GRAIN (e.g. product_type) and build its retrieval marts.",
+    )
+    parser.add_argument(
+        "--end-to-end",
+        type=int,
+        metavar="N",
+        default=0,
+        help="Instead: NDCG@7 of retrieve-top-N-then-rank vs rank-all (a LambdaMART ranker on the marts).",
     )
     parser.add_argument(
         "--ablation",
@@ -321,11 +403,13 @@ def main() -> None:
         if not homes:
             parser.error("nothing to measure: give --home and/or --synthetic")
         for label, home in homes:
-            if args.ablation:
+            if args.end_to_end:
+                end_to_end(home, config, args.end_to_end)
+            elif args.ablation:
                 ablation(home, config)
             else:
                 bench_home(label, home, config, tuple(args.k))
-    if args.ablation:
+    if args.ablation or args.end_to_end:
         return
     print("\nbrute-force top-100 query cost by catalogue size (dim 32, one customer):")
     for items in (1_000, 10_000, 100_000):
