@@ -52,7 +52,7 @@ from nextbest.marts import FCT_RANKING_LABELS, mart_file  # noqa: E402
 from nextbest.pipeline import dbt_vars_for, new_build_id, switch_live_build  # noqa: E402
 from nextbest.retrieval.data import Catalogue, Groups, load_catalogue, load_groups  # noqa: E402
 from nextbest.retrieval.evaluate import CooccurrenceRetrieval, recall_table  # noqa: E402
-from nextbest.retrieval.index import retrieve  # noqa: E402
+from nextbest.retrieval.index import recall_at_k, retrieve, top_k  # noqa: E402
 from nextbest.retrieval.stage import load_split  # noqa: E402
 from nextbest.retrieval.train import TrainConfig, fit  # noqa: E402
 from nextbest.settings import Settings  # noqa: E402
@@ -148,6 +148,19 @@ def bench_home(label: str, home: Path, config: TrainConfig, ks: tuple[int, ...])
             f"   {row.k:>5} {row.two_tower:>10.4f} {row.popularity:>11.4f} {row.ratio:>7.3f} "
             f"{row.cooccurrence:>14.4f} {co_ratio:>7.3f}"
         )
+    # an experiment, not the product: the affinity / temperature plus the log popularity prior
+    prior = np.log((model.popularity + 1.0) / (model.popularity + 1.0).sum())
+    logits = model.customer_embeddings(test) @ model.item_embeddings().T / config.temperature + prior
+    blended = top_k(logits, max(ks), test.candidates)
+    print(
+        "   two-tower + log-popularity prior: "
+        + "   ".join(
+            f"@{row.k} {recall_at_k(blended, test.positives, row.k):.4f} "
+            f"({recall_at_k(blended, test.positives, row.k) / row.popularity:.3f}x popularity)"
+            for row in rows
+        )
+    )
+    print("   loss by epoch: " + " ".join(f"{loss:.3f}" for loss in model.losses))
     p50, p99 = query_micros(model.catalogue.size, model.shape.dim, max(ks))
     print(f"   brute-force query over its {model.catalogue.size:,} items: p50 {p50:.0f} us, p99 {p99:.0f} us")
 
