@@ -500,6 +500,9 @@ def main() -> None:
         help="only the retrieval section, on this built deployment (with a bundle and a sqlite store)",
     )
     parser.add_argument("--retrieval-top-n", type=int, default=100, help="candidates kept by retrieval")
+    parser.add_argument(
+        "--retrieval-epochs", type=int, default=5, help="two-tower epochs (latency does not depend on them)"
+    )
     args = parser.parse_args()
     # Feast's DuckDB offline store (through ibis) calls a DuckDB API deprecated in DuckDB 2.0.
     warnings.filterwarnings("ignore", message=".*fetch_arrow_table", category=DeprecationWarning)
@@ -507,7 +510,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="nextbest-bench-serving-") as tmp_name:
         tmp = Path(tmp_name)
         if args.retrieval_home:
-            retrieval_section(args.retrieval_home, args.requests, args.retrieval_top_n, 20, tmp)
+            top_n, epochs = args.retrieval_top_n, args.retrieval_epochs
+            retrieval_section(args.retrieval_home, args.requests, top_n, epochs, tmp)
             return
         if args.home:
             settings = Settings(home=args.home)
