@@ -26,6 +26,7 @@ alike), and ``on/off`` is the ratio of their request rates. ``ops_overhead`` mea
     python benchmarks/bench_serving.py --requests 2000 --no-redis
     python benchmarks/bench_serving.py --home /tmp/srv/home --load-only --workers 1,2 --clients 1,8,50
     python benchmarks/bench_serving.py --home /tmp/srv/home --peer-root /work/main  # this vs main, in process
+    python benchmarks/bench_serving.py --retrieval-home /path/to/cj_home  # retrieve 100 then rank vs all
 """
 
 from __future__ import annotations
@@ -491,6 +492,80 @@ def load_section(settings: Settings, customers: list[str], args, tmp: Path) -> N
         )
 
 
+def retrieval_section(home: Path, requests: int, top_n: int, epochs: int, tmp: Path) -> None:
+    """In-process ``Scorer.rank`` with a retrieval index in the bundle (issue 17) against rank-all, on the
+    same built deployment, customers and run (interleaved), and the retrieval stage alone at 2,378 items.
+
+    A two-tower model is fitted in memory on the build's marts (nothing is written into ``home``); the
+    latest bundle is copied to ``tmp`` and the index written into the copy. The 2,378-item figure is the
+    stage's own cost (``RetrievalIndex.narrow``: a customer's 2,300 candidates -> top-N) over random unit
+    item vectors: the ranker's part stays that of N candidates, measured above.
+    """
+    from nextbest.columns import EVENT_TIMESTAMP
+    from nextbest.retrieval.bundle import RetrievalIndex, write_index
+    from nextbest.retrieval.data import load_catalogue, load_groups, split_train_test
+    from nextbest.retrieval.train import TrainConfig, fit
+    from nextbest.training.artifacts import latest_bundle
+
+    settings = Settings(home=home)
+    catalogue = load_catalogue(settings.marts_dir)
+    groups = load_groups(settings.marts_dir, settings.raw_dir, catalogue)
+    train, _ = split_train_test(groups, settings.build.horizon_months)
+    model = fit(train, catalogue, TrainConfig(epochs=epochs))
+    latest = groups.subset((groups.keys[EVENT_TIMESTAMP] == groups.keys[EVENT_TIMESTAMP].max()).to_numpy())
+    bundle = tmp / "bundle-with-retrieval"
+    shutil.copytree(latest_bundle(settings.models_dir), bundle)
+    ids = [str(p) for p in catalogue.product_ids]
+    write_index(bundle, ids, model.item_embeddings(), latest.keys, model.customer_embeddings(latest), top_n)
+    serving = ServingSettings(online_store="sqlite", model_path=bundle)
+    scorers = {
+        "rank-all": Scorer(settings, serving.model_copy(update={"retrieval": False})),
+        f"retrieve {top_n}, rank": Scorer(settings, serving),
+    }
+    customers = [str(c) for c in latest.keys["customer_id"]][: max(requests, 1)]
+    times: dict[str, list[float]] = {name: [] for name in scorers}
+    candidates: dict[str, list[int]] = {name: [] for name in scorers}
+    for scorer in scorers.values():  # warm-up
+        for customer in customers[:20]:
+            scorer.rank(customer)
+    for customer in customers:
+        for name, scorer in scorers.items():
+            started = time.perf_counter()
+            ranking = scorer.rank(customer)
+            times[name].append((time.perf_counter() - started) * 1e3)
+            candidates[name].append(ranking.n_candidates)
+    print(
+        f"\nretrieval in serving (in-process Scorer.rank, sqlite, k=7, {len(customers)} customers, "
+        f"{len(ids):,} items, two-tower {epochs} epochs):"
+    )
+    for name in scorers:
+        p50, p99 = pct(times[name])
+        ranked = np.mean(candidates[name])
+        print(f"   {name:<20} p50 {p50:6.2f} ms   p99 {p99:6.2f} ms   candidates ranked {ranked:.0f}")
+    rng = np.random.default_rng(0)
+    items = rng.standard_normal((2_378, 32)).astype(np.float32)
+    items /= np.linalg.norm(items, axis=1, keepdims=True)
+    index = RetrievalIndex(
+        product_ids=tuple(f"p{i:04d}" for i in range(len(items))),
+        item_vecs=items,
+        customer_row={"c": 0},
+        customer_vecs=items[:1],
+        customer_ts=np.zeros(1, dtype=np.int64),
+        top_n=top_n,
+    )
+    listed = [index.product_ids[i] for i in np.sort(rng.choice(len(items), 2_300, replace=False))]
+    stage = []
+    for _ in range(requests + 20):
+        started = time.perf_counter()
+        index.narrow("c", listed, 0)
+        stage.append((time.perf_counter() - started) * 1e3)
+    p50, p99 = pct(stage[20:])
+    print(
+        f"   retrieval stage alone, 2,378 items, 2,300 candidates -> {top_n}: "
+        f"p50 {p50:.3f} ms   p99 {p99:.3f} ms"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -510,12 +585,24 @@ def main() -> None:
         "--peer-root", type=Path, help="only: in-process Scorer.rank of this checkout vs the one at PATH"
     )
     parser.add_argument("--peer-blocks", type=int, default=8, help="alternating blocks of --peer-root")
+        "--retrieval-home",
+        type=Path,
+        help="only the retrieval section, on this built deployment (with a bundle and a sqlite store)",
+    )
+    parser.add_argument("--retrieval-top-n", type=int, default=100, help="candidates kept by retrieval")
+    parser.add_argument(
+        "--retrieval-epochs", type=int, default=5, help="two-tower epochs (latency does not depend on them)"
+    )
     args = parser.parse_args()
     # Feast's DuckDB offline store (through ibis) calls a DuckDB API deprecated in DuckDB 2.0.
     warnings.filterwarnings("ignore", message=".*fetch_arrow_table", category=DeprecationWarning)
 
     with tempfile.TemporaryDirectory(prefix="nextbest-bench-serving-") as tmp_name:
         tmp = Path(tmp_name)
+        if args.retrieval_home:
+            top_n, epochs = args.retrieval_top_n, args.retrieval_epochs
+            retrieval_section(args.retrieval_home, args.requests, top_n, epochs, tmp)
+            return
         if args.home:
             settings = Settings(home=args.home)
         else:

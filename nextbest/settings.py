@@ -120,6 +120,11 @@ class ServingSettings(BaseSettings):
         "product per period instead of one per request); they change only when the store is materialized. "
         "0 = read them on every request.",
     )
+    retrieval: bool = Field(
+        default=True,
+        description="When the bundle holds a retrieval index (``nextbest retrieval index``), rank only each "
+        "customer's top-N retrieved candidates; false = rank all candidates (as without an index).",
+    )
     default_k: int = Field(default=7, ge=1, le=K_LIMIT, description="Products returned when k is not given.")
     max_k: int = Field(
         default=K_LIMIT, ge=1, le=K_LIMIT, description=f"Largest k a request may ask for (<= {K_LIMIT})."

@@ -43,6 +43,10 @@ CandidateRule = Callable[[np.ndarray, int, int], np.ndarray]
 listed product, the event timestamp (epoch seconds; 0 = no row) of the customer's latest customer row
 and that of its candidate list."""
 
+CandidateNarrowing = Callable[[str, list[str], int], list[str]]
+"""``(customer_id, candidates, customer_ts) -> kept``: a retrieval stage that keeps some of a customer's
+candidates (best first) before their rows are read; see ``nextbest.retrieval.bundle``."""
+
 
 class OnlineStoreUnavailableError(ConnectionError):
     """The online store could not be read (down, timed out, corrupted); retry after ``retry_after_s``."""
@@ -536,10 +540,12 @@ class OnlineReader:
         customer_ids: Sequence[str],
         rule: CandidateRule,
         product_ids: Sequence[Sequence[str] | None] | None = None,
+        narrow: CandidateNarrowing | None = None,
     ) -> list[OnlineRows]:
         """``candidates`` of several customers (``product_ids``: one restriction or None per customer)
         with ONE read of the customers' keys; product rows come from the cache (else one read per
-        customer with candidates).
+        customer with candidates). ``narrow`` (when given) keeps some of the candidates of a customer
+        asked without a restriction, before their rows are read.
 
         Raises:
             OnlineStoreUnavailableError: the online store cannot be read.
@@ -558,7 +564,10 @@ class OnlineReader:
             customer_ts = read_timestamp(customer, self._customer_ts_field)
             list_ts = read_timestamp(customer, PACKED_PRODUCTS)
             mask = rule(np.ones(len(listed), dtype=bool), customer_ts, list_ts)
-            chosen_per.append([p for p, ok in zip(listed, mask, strict=True) if ok])
+            chosen = [p for p, ok in zip(listed, mask, strict=True) if ok]
+            if narrow is not None and wanted is None and chosen:
+                chosen = narrow(ids[i], chosen, customer_ts)
+            chosen_per.append(chosen)
         products = self._products_of(ids, chosen_per)
         return assemble_many(views, ids, chosen_per, read, products)
 

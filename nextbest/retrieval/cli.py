@@ -20,10 +20,14 @@ KsOption = Annotated[list[int] | None, typer.Option("--k", min=1, help="Cut-offs
 
 
 def _print_recall(rows: list) -> None:  # list[RecallRow]
-    console.print(f"{'K':>5} {'two-tower':>10} {'popularity':>11} {'ratio':>7}   groups with an adoption")
+    console.print(
+        f"{'K':>5} {'two-tower':>10} {'popularity':>11} {'ratio':>7} {'co-occurrence':>14}   "
+        "groups with an adoption"
+    )
     for row in rows:
         console.print(
-            f"{row.k:>5} {row.two_tower:>10.4f} {row.popularity:>11.4f} {row.ratio:>7.3f}   {row.groups:,}"
+            f"{row.k:>5} {row.two_tower:>10.4f} {row.popularity:>11.4f} {row.ratio:>7.3f} "
+            f"{row.cooccurrence:>14.4f}   {row.groups:,}"
         )
 
 
@@ -64,3 +68,21 @@ def retrieval_recall(
     path, rows = evaluate_retrieval(get_settings(), model, tuple(ks or RECALL_KS))
     console.print(f"model: {path}", soft_wrap=True)
     _print_recall(rows)
+
+
+@app.command("index")
+def retrieval_index(
+    bundle: Annotated[
+        Path, typer.Option(exists=True, file_okay=False, help="The ranker's model bundle to ship it in.")
+    ],
+    model: Annotated[
+        Path | None, typer.Option(exists=True, file_okay=False, help="A saved retrieval model directory.")
+    ] = None,
+    top_n: Annotated[int, typer.Option(min=1, help="Candidates kept per customer before ranking.")] = 100,
+) -> None:
+    """Ship a retrieval model (default: the latest) in a ranker bundle: serving then ranks only each
+    customer's top-N retrieved candidates."""
+    from nextbest.retrieval.stage import index_bundle
+
+    out, customers = index_bundle(get_settings(), bundle, model, top_n)
+    console.print(f"retrieval index (top {top_n}, {customers:,} customers) -> {out}", soft_wrap=True)

@@ -126,7 +126,24 @@ def load_catalogue(marts_dir: Path) -> Catalogue:
     )
 
 
+_GROUP_KEYS_SQL = f"""
+with candidates as (
+    select distinct {CUSTOMER_ID}, {EVENT_TIMESTAMP} from read_parquet(?)
+),
+labelled as (
+    select distinct {CUSTOMER_ID}, {EVENT_TIMESTAMP} from read_parquet(?)
+),
+final as (
+    select c.{CUSTOMER_ID}, c.{EVENT_TIMESTAMP}, l.{CUSTOMER_ID} is not null as is_labelled,
+    from candidates as c
+    left join labelled as l using ({CUSTOMER_ID}, {EVENT_TIMESTAMP})
+)
+select * from final order by {EVENT_TIMESTAMP}, {CUSTOMER_ID}
+"""
+
 _CANDIDATES_SQL = f"""
+-- one row per candidate as (group index, item index, label): integers only, so a catalogue of
+-- thousands of items (tens of millions of candidate rows) fits in memory
 with candidates as (
     select {CUSTOMER_ID}, {PRODUCT_ID}, {EVENT_TIMESTAMP} from read_parquet(?)
 ),
@@ -134,8 +151,13 @@ labels as (
     select {CUSTOMER_ID}, {PRODUCT_ID}, {EVENT_TIMESTAMP}, {LABEL} from read_parquet(?)
 ),
 final as (
-    select c.*, coalesce(l.{LABEL}, 0) as {LABEL}, l.{LABEL} is not null as is_labelled,
+    select
+        cast(g.group_index as integer) as group_index,
+        cast(i.item_index as integer) as item_index,
+        coalesce(l.{LABEL}, 0) = 1 as is_positive,
     from candidates as c
+    join groups_frame as g using ({CUSTOMER_ID}, {EVENT_TIMESTAMP})
+    join items_frame as i using ({PRODUCT_ID})
     left join labels as l using ({CUSTOMER_ID}, {PRODUCT_ID}, {EVENT_TIMESTAMP})
 )
 select * from final
@@ -199,11 +221,6 @@ def _features(con: duckdb.DuckDBPyConnection, keys: pd.DataFrame, marts_dir: Pat
     return np.nan_to_num(np.log1p(np.maximum(values, 0.0)), nan=0.0).astype(np.float32)
 
 
-def _key_index(frame: pd.DataFrame) -> pd.MultiIndex:
-    """The (customer_id, event_timestamp) index of ``frame``'s rows."""
-    return pd.MultiIndex.from_frame(frame[[CUSTOMER_ID, EVENT_TIMESTAMP]])
-
-
 def load_groups(marts_dir: Path, raw_dir: Path, catalogue: Catalogue) -> Groups:
     """Every group of ``fct_candidates`` (all snapshots, the latest included) with its inputs.
 
@@ -214,26 +231,23 @@ def load_groups(marts_dir: Path, raw_dir: Path, catalogue: Catalogue) -> Groups:
     """
     con = duckdb.connect()
     con.execute("set enable_progress_bar = false")
-    rows = con.execute(
-        _CANDIDATES_SQL,
-        [str(mart_file(marts_dir, FCT_CANDIDATES)), str(mart_file(marts_dir, FCT_RANKING_LABELS))],
-    ).df()
-    keys = (
-        rows[[CUSTOMER_ID, EVENT_TIMESTAMP]]
-        .drop_duplicates()
-        .sort_values([EVENT_TIMESTAMP, CUSTOMER_ID])
-        .reset_index(drop=True)
-    )
+    paths = [str(mart_file(marts_dir, FCT_CANDIDATES)), str(mart_file(marts_dir, FCT_RANKING_LABELS))]
+    keys = con.execute(_GROUP_KEYS_SQL, paths).df()
     keys[SNAPSHOT_ON] = keys[EVENT_TIMESTAMP] - pd.Timedelta(days=1)
-    keys["is_labelled"] = (
-        rows.groupby([CUSTOMER_ID, EVENT_TIMESTAMP])["is_labelled"].any().loc[_key_index(keys)].to_numpy()
+    group_index = np.arange(len(keys))
+    item_index = np.arange(catalogue.size)
+    con.register("groups_frame", keys[[CUSTOMER_ID, EVENT_TIMESTAMP]].assign(group_index=group_index))
+    con.register(
+        "items_frame", pd.DataFrame({PRODUCT_ID: catalogue.product_ids.astype(str), "item_index": item_index})
     )
-    row_group = pd.Series(np.arange(len(keys)), index=_key_index(keys)).loc[_key_index(rows)].to_numpy()
-    row_item = catalogue.index_of(rows[PRODUCT_ID])
+    rows = con.execute(_CANDIDATES_SQL, paths).fetchnumpy()
+    con.unregister("groups_frame")
+    con.unregister("items_frame")
+    row_group, row_item = rows["group_index"], rows["item_index"]
     candidates = np.zeros((len(keys), catalogue.size), dtype=bool)
     candidates[row_group, row_item] = True
     positives = np.zeros_like(candidates)
-    is_pos = rows[LABEL].to_numpy() == 1
+    is_pos = np.asarray(rows["is_positive"], dtype=bool)
     positives[row_group[is_pos], row_item[is_pos]] = True
     items, weights = _history(con, keys, raw_dir / HOLDINGS_FILE, catalogue)
     return Groups(

@@ -58,6 +58,12 @@ def _write(table: pa.Table, path: Path) -> None:
     tmp.replace(path)
 
 
+def write_embedding_table(keys: pd.DataFrame, vectors: np.ndarray, path: Path) -> None:
+    """Write ``keys`` with the ``embedding`` list column of ``vectors`` (float32 [rows, dim]) to ``path``
+    (replaced in one step)."""
+    _write(_table(keys, vectors), path)
+
+
 def write_embedding_marts(
     marts_dir: Path,
     product_ids: np.ndarray,
@@ -71,8 +77,8 @@ def write_embedding_marts(
     customers = groups.keys[[CUSTOMER_ID, EVENT_TIMESTAMP]]
     product_path = mart_file(marts_dir, FEAT_PRODUCT_EMBEDDING)
     customer_path = mart_file(marts_dir, FEAT_CUSTOMER_EMBEDDING_MONTHLY)
-    _write(_table(products, item_vecs), product_path)
-    _write(_table(customers, customer_vecs), customer_path)
+    write_embedding_table(products, item_vecs, product_path)
+    write_embedding_table(customers, customer_vecs, customer_path)
     return EmbeddingMarts(product_path, customer_path, len(products), len(customers))
 
 

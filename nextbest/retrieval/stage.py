@@ -1,9 +1,12 @@
 """The retrieval stage on a build: train on its marts, evaluate recall, write the embedding marts.
 
 ``train_retrieval`` fits on the training groups (every labelled snapshot whose label window ends by the
-latest labelled one), scores recall on the latest labelled snapshot against popularity, saves the model
-under ``<models_dir>/retrieval/<UTC stamp>/`` and writes the embedding marts into the build's marts.
-``evaluate_retrieval`` re-scores a saved model on the same held-out snapshot.
+latest labelled one), scores recall on the latest labelled snapshot against popularity and co-occurrence,
+saves the model under ``<models_dir>/retrieval/<UTC stamp>/`` and writes the embedding marts into the
+build's marts.
+``evaluate_retrieval`` re-scores a saved model on the same held-out snapshot. ``index_bundle`` ships a
+saved model's item embeddings and the latest snapshot's customer embeddings in a ranker's model bundle
+(``nextbest.retrieval.bundle``), so serving retrieves before it ranks.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from nextbest.columns import EVENT_TIMESTAMP
 from nextbest.errors import UserError
 from nextbest.marts import DIM_PRODUCTS, FCT_CANDIDATES, FCT_RANKING_LABELS, mart_path
+from nextbest.retrieval.bundle import DEFAULT_TOP_N, write_index
 from nextbest.retrieval.data import Groups, load_catalogue, load_groups, split_train_test
 from nextbest.retrieval.embeddings import EmbeddingMarts, write_embedding_marts
-from nextbest.retrieval.evaluate import RECALL_KS, RecallRow, recall_table
+from nextbest.retrieval.evaluate import RECALL_KS, CooccurrenceRetrieval, RecallRow, recall_table
 from nextbest.retrieval.train import (
     DEFAULT_CONFIG,
     RetrievalModel,
@@ -93,7 +98,12 @@ def train_retrieval(
     )
     model = fit(train, load_catalogue(settings.marts_dir), config, progress)
     recall = recall_table(
-        model.customer_embeddings(test), model.item_embeddings(), model.popularity, test, ks
+        model.customer_embeddings(test),
+        model.item_embeddings(),
+        model.popularity,
+        test,
+        ks,
+        CooccurrenceRetrieval.fit(train),
     )
     path = save_model(model, models_dir(settings))
     marts = write_embedding_marts(
@@ -115,13 +125,60 @@ def evaluate_retrieval(
     Raises:
         RetrievalError: no saved model, or its catalogue is not the build's.
     """
+    _, train, test = load_split(settings)
+    path, model = _saved_model(settings, model_path)
+    return path, recall_table(
+        model.customer_embeddings(test),
+        model.item_embeddings(),
+        model.popularity,
+        test,
+        ks,
+        CooccurrenceRetrieval.fit(train),
+    )
+
+
+def _saved_model(settings: Settings, model_path: Path | None) -> tuple[Path, RetrievalModel]:
+    """A saved model (default: the latest) whose catalogue is the build's ``dim_products``.
+
+    Raises:
+        RetrievalError: no saved model, or its catalogue is not the build's.
+    """
     path = model_path or latest_model(models_dir(settings))
     if path is None:
         raise RetrievalError(f"no retrieval model in {models_dir(settings)}: run `nextbest retrieval train`")
     model = load_model(path)
-    _, _, test = load_split(settings)
     if list(model.catalogue.product_ids) != list(load_catalogue(settings.marts_dir).product_ids):
         raise RetrievalError(f"{path}: its catalogue is not the build's dim_products: retrain")
-    return path, recall_table(
-        model.customer_embeddings(test), model.item_embeddings(), model.popularity, test, ks
+    return path, model
+
+
+def index_bundle(
+    settings: Settings, bundle_path: Path, model_path: Path | None = None, top_n: int = DEFAULT_TOP_N
+) -> tuple[Path, int]:
+    """Write the retrieval index of a saved model (default: the latest) into the ranker bundle
+    ``bundle_path``: its item embeddings and the customer embeddings of the build's latest snapshot.
+    Returns the index directory and the number of customers embedded.
+
+    Raises:
+        RetrievalError: no build, no saved model, a model of another catalogue, or no ranker bundle.
+    """
+    if not (bundle_path / "bundle.json").is_file():
+        raise RetrievalError(f"{bundle_path} is not a model bundle (no bundle.json): run `nextbest train`")
+    if top_n < 1:
+        raise RetrievalError(f"--top-n must be >= 1, got {top_n}")
+    for model in (DIM_PRODUCTS, FCT_CANDIDATES, FCT_RANKING_LABELS):
+        if not mart_path(settings, model).exists():
+            raise RetrievalError(f"{mart_path(settings, model)} is missing: run `nextbest build` first")
+    path, model = _saved_model(settings, model_path)
+    groups = load_groups(settings.marts_dir, settings.raw_dir, model.catalogue)
+    latest = groups.subset((groups.keys[EVENT_TIMESTAMP] == groups.keys[EVENT_TIMESTAMP].max()).to_numpy())
+    out = write_index(
+        bundle_path,
+        [str(p) for p in model.catalogue.product_ids],
+        model.item_embeddings(),
+        latest.keys,
+        model.customer_embeddings(latest),
+        top_n,
+        source=str(path),
     )
+    return out, len(latest)

@@ -8,7 +8,9 @@ one scoring function of training evaluation, batch scoring (``nextbest.serving.b
 path, so they can only differ through their features. A request travels route -> scorer -> feature store
 -> model -> response once. ``rank_many`` answers several queries (``RankQuery``) with one read of all the
 customers' keys (``OnlineReader.candidates_many``) and one ``score_bundle`` call over all their
-candidates; ``rank`` is its one-query case, so both paths are the same code.
+candidates; ``rank`` is its one-query case, so both paths are the same code. When the bundle holds a
+retrieval index (``nextbest.retrieval.bundle``) and ``serving.retrieval`` is on, a customer asked without
+a product list has only its top-N retrieved candidates read and ranked.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from nextbest.features.online import OnlineStoreUnavailableError as StoreUnavail
 from nextbest.features.staleness import ViewStaleness, stale_views, staleness_report
 from nextbest.features.store import get_store, load_specs
 from nextbest.marts import DIM_PRODUCTS, mart_path
+from nextbest.retrieval.bundle import RetrievalIndex, load_index
 from nextbest.serving.candidates import candidate_mask
 from nextbest.serving.errors import (
     FeatureStoreNotAppliedError,
@@ -187,6 +190,9 @@ class Scorer:
         )
         check_bundle_build(self.bundle, settings, self.online_kind, self.serving.allow_build_mismatch)
         self.input_columns = input_columns(self.bundle)
+        self.retrieval: RetrievalIndex | None = (
+            load_index(self.bundle_path) if self.serving.retrieval else None
+        )
 
     @property
     def model_version(self) -> str:
@@ -224,7 +230,8 @@ class Scorer:
             OnlineStoreUnavailableError: the online store cannot be reached.
         """
         try:
-            return self.reader.candidates_many(customer_ids, candidate_mask, product_ids)
+            narrow = None if self.retrieval is None else self.retrieval.narrow
+            return self.reader.candidates_many(customer_ids, candidate_mask, product_ids, narrow)
         except StoreUnavailable as exc:
             raise OnlineStoreUnavailableError(str(exc), retry_after_s=exc.retry_after_s) from exc
 

@@ -21,3 +21,12 @@ def test_missing_step_is_one_line(settings: Settings, capsys, args: list[str], s
     err = capsys.readouterr().err
     assert ended.value.code != 0
     assert says in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_index_into_a_non_bundle_is_one_line(settings: Settings, capsys, tmp_path) -> None:
+    with pytest.raises(SystemExit) as ended:
+        main(["retrieval", "index", "--bundle", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert ended.value.code != 0
+    assert "is not a model bundle (no bundle.json): run `nextbest train`" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
