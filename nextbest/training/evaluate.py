@@ -234,7 +234,8 @@ def per_product_table(
     Columns: n, positives, base_rate; ``ndcg``, ``recall@k``, ``auc`` of the ranker (``ndcg`` is the
     product's contribution to the mean nDCG@k, see ``metrics.per_product_metrics``); the same
     prefixed ``<reference>_``; ``ndcg_diff``, ``recall_diff``, ``auc_diff`` = ranker minus
-    reference; with ``prob_col``: ``ece``, ``brier``, ``mean_probability`` and
+    reference, ``ndcg_diff_se`` the s.e. of ``ndcg_diff`` paired over the groups with a positive
+    (``metrics.per_product_ndcg_difference``); with ``prob_col``: ``ece``, ``brier``, ``mean_probability`` and
     ``precision_top_<x>pct`` of the calibrated probability.
     """
     def per(model: str) -> pd.DataFrame:
@@ -247,6 +248,8 @@ def per_product_table(
         for col in ("ndcg", f"recall@{k}", "auc"):
             out[f"{reference}_{col}"] = ref[col]
         out["ndcg_diff"] = out["ndcg"] - out[f"{reference}_ndcg"]
+        paired = m.per_product_ndcg_difference(df, score_col(RANKER), score_col(reference), k)
+        out["ndcg_diff_se"] = paired["diff_se"].reindex(out.index)
         out["recall_diff"] = out[f"recall@{k}"] - out[f"{reference}_recall@{k}"]
         out["auc_diff"] = out["auc"] - out[f"{reference}_auc"]
     if prob_col is not None and prob_col in df.columns:
@@ -436,11 +439,13 @@ def product_wins(per_product: pd.DataFrame, reference: str = PER_PRODUCT) -> pd.
     """Every product of a ``per_product_table`` with its test positives, most positives first.
 
     Columns: ``positives``, ``ndcg`` (the ranker's per-product nDCG contribution), ``<reference>_ndcg``,
-    ``ndcg_diff`` (ranker minus reference) and ``won`` (diff > 0); empty without a reference.
+    ``ndcg_diff`` (ranker minus reference), ``ndcg_diff_se`` and ``auc_diff`` when the table has them,
+    and ``won`` (diff > 0); empty without a reference.
     """
     cols = ["positives", "ndcg", f"{reference}_ndcg", "ndcg_diff"]
     if f"{reference}_ndcg" not in per_product.columns:
         return pd.DataFrame(columns=[*cols, "won"])
+    cols += [c for c in ("ndcg_diff_se", "auc_diff") if c in per_product.columns]
     out = per_product[cols].copy()
     out["won"] = out["ndcg_diff"] > 0
     out = out.reset_index(names=PRODUCT_ID)

@@ -137,7 +137,7 @@ def test_product_wins_lists_every_product_most_positives_first() -> None:
     assert wins.index.tolist() == ["a", "b", "c", "d", "e"]
     assert wins["positives"].tolist() == [100, 60, 50, 49, 10]
     assert wins["won"].tolist() == [True, False, False, True, True]
-    assert list(wins.columns) == ["positives", "ndcg", "per_product_ndcg", "ndcg_diff", "won"]
+    assert list(wins.columns) == ["positives", "ndcg", "per_product_ndcg", "ndcg_diff", "auc_diff", "won"]
     assert ev.product_wins(PER_PRODUCT[["positives", "ndcg"]]).empty
 
 
