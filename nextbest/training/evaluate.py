@@ -470,6 +470,19 @@ def share_products_won(
     return float((eligible[diff] > 0).mean()), len(eligible)
 
 
+def products_decided(
+    per_product: pd.DataFrame, min_positives: int = WIN_MIN_POSITIVES, z: float = 2.0
+) -> tuple[int, int]:
+    """Of the products with >= ``min_positives`` test positives: how many the ranker wins and loses by
+    more than ``z`` paired standard errors of ``ndcg_diff`` (``ndcg_diff_se``); the rest are within
+    noise. (0, 0) without the columns."""
+    if "ndcg_diff_se" not in per_product.columns or "ndcg_diff" not in per_product.columns:
+        return 0, 0
+    eligible = per_product[per_product["positives"] >= min_positives]
+    ratio = eligible["ndcg_diff"] / eligible["ndcg_diff_se"].where(eligible["ndcg_diff_se"] > 0)
+    return int((ratio > z).sum()), int((ratio < -z).sum())
+
+
 # --------------------------------------------------------------------------- cold start
 
 

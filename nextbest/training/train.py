@@ -400,6 +400,9 @@ def evaluate_scored(
             flat[f"ranker.share_products_won_vs_per_product_min{ev.WIN_MIN_POSITIVES}"] = share
             share_auc, _ = ev.share_products_won(per_product, ev.WIN_MIN_POSITIVES, diff="auc_diff")
             flat[f"ranker.share_products_won_auc_vs_per_product_min{ev.WIN_MIN_POSITIVES}"] = share_auc
+            won, lost = ev.products_decided(per_product, ev.WIN_MIN_POSITIVES)
+            flat[f"ranker.products_won_2se_vs_per_product_min{ev.WIN_MIN_POSITIVES}"] = float(won)
+            flat[f"ranker.products_lost_2se_vs_per_product_min{ev.WIN_MIN_POSITIVES}"] = float(lost)
     if "ece" in per_product.columns:
         flat["ranker.ece_per_product_median"] = float(per_product["ece"].median())
         flat["ranker.ece_per_product_worst"] = float(per_product["ece"].max())
