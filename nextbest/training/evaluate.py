@@ -483,6 +483,27 @@ def products_decided(
     return int((ratio > z).sum()), int((ratio < -z).sum())
 
 
+def contributions_by_frequency(
+    per_product: pd.DataFrame, min_positives: int = WIN_MIN_POSITIVES, reference: str = PER_PRODUCT
+) -> dict[str, float]:
+    """The nDCG@k contributions summed over the frequent products (>= ``min_positives`` test positives)
+    and over the rest, for the ranker and ``reference``: where each model's nDCG comes from.
+
+    Contributions are shares of one list of k slots per customer, so a model that gives more slots
+    to frequent products wins more of them and loses the rare ones: a per-product share of wins is
+    read with these sums. Keys ``ranker.ndcg_contribution_min<N>``, ``ranker.ndcg_contribution_below<N>``
+    and the same for ``reference``; {} without the reference's column.
+    """
+    if f"{reference}_ndcg" not in per_product.columns:
+        return {}
+    frequent = per_product["positives"] >= min_positives
+    out = {}
+    for model, col in ((RANKER, "ndcg"), (reference, f"{reference}_ndcg")):
+        out[f"{model}.ndcg_contribution_min{min_positives}"] = float(per_product.loc[frequent, col].sum())
+        out[f"{model}.ndcg_contribution_below{min_positives}"] = float(per_product.loc[~frequent, col].sum())
+    return out
+
+
 # --------------------------------------------------------------------------- cold start
 
 

@@ -156,6 +156,7 @@ def _wins_text(report: Mapping[str, Any], max_products: int) -> list[str]:
     won = int(metrics.get("ranker.products_won_vs_per_product", 0))
     shown = wins[:max_products]
     share_auc = f"ranker.share_products_won_auc_vs_per_product_min{WIN_MIN_POSITIVES}"
+    n = WIN_MIN_POSITIVES
     won_2se = f"ranker.products_won_2se_vs_per_product_min{WIN_MIN_POSITIVES}"
     lost_2se = f"ranker.products_lost_2se_vs_per_product_min{WIN_MIN_POSITIVES}"
     return [
@@ -165,6 +166,11 @@ def _wins_text(report: Mapping[str, Any], max_products: int) -> list[str]:
         "whom to target, the per-product models' own task)",
         f"of these, won by more than 2 s.e.: {_fmt(metrics.get(won_2se))}, lost by more than 2 s.e.: "
         f"{_fmt(metrics.get(lost_2se))} (the rest within noise)",
+        f"nDCG@k contributions (shares of one list per customer) of the products with >= {WIN_MIN_POSITIVES} "
+        f"test positives / the rest: ranker {_fmt(metrics.get(f'ranker.ndcg_contribution_min{n}'))} / "
+        f"{_fmt(metrics.get(f'ranker.ndcg_contribution_below{n}'))}, per-product models "
+        f"{_fmt(metrics.get(f'per_product.ndcg_contribution_min{n}'))} / "
+        f"{_fmt(metrics.get(f'per_product.ndcg_contribution_below{n}'))}",
         "per-product models: one LightGBM per product, Platt-calibrated per product on the validation "
         "months so that one customer's products are compared on one probability scale",
         f"ranker vs per-product models by product, most test positives first ({len(shown)} of {len(wins)}; "

@@ -403,6 +403,7 @@ def evaluate_scored(
             won, lost = ev.products_decided(per_product, ev.WIN_MIN_POSITIVES)
             flat[f"ranker.products_won_2se_vs_per_product_min{ev.WIN_MIN_POSITIVES}"] = float(won)
             flat[f"ranker.products_lost_2se_vs_per_product_min{ev.WIN_MIN_POSITIVES}"] = float(lost)
+        flat |= ev.contributions_by_frequency(per_product, ev.WIN_MIN_POSITIVES)
     if "ece" in per_product.columns:
         flat["ranker.ece_per_product_median"] = float(per_product["ece"].median())
         flat["ranker.ece_per_product_worst"] = float(per_product["ece"].max())

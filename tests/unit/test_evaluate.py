@@ -141,6 +141,20 @@ def test_products_decided_counts_differences_beyond_two_se() -> None:
     assert ev.products_decided(PER_PRODUCT, 50) == (0, 0)  # no s.e. column
 
 
+def test_contributions_by_frequency_sum_the_frequent_products_and_the_rest() -> None:
+    # frequent (>= 50): a, c, b -> ranker 0.2 + 0.1 + 0.1, per-product 0.1 + 0.1 + 0.2; rest: e, d
+    out = ev.contributions_by_frequency(PER_PRODUCT, 50)
+    assert out == pytest.approx(
+        {
+            "ranker.ndcg_contribution_min50": 0.4,
+            "ranker.ndcg_contribution_below50": 0.9,
+            "per_product.ndcg_contribution_min50": 0.4,
+            "per_product.ndcg_contribution_below50": 0.2,
+        }
+    )
+    assert ev.contributions_by_frequency(PER_PRODUCT[["positives", "ndcg"]]) == {}
+
+
 def test_product_wins_lists_every_product_most_positives_first() -> None:
     wins = ev.product_wins(PER_PRODUCT)
     assert wins.index.tolist() == ["a", "b", "c", "d", "e"]
