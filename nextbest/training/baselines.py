@@ -5,7 +5,9 @@ Every baseline has ``fit(train_df) -> self`` and ``score(df) -> np.ndarray`` (on
 ``score`` column and call the same metrics.
 
 - ``PopularityBaseline``: the adoption rate of each product among its candidates in training.
-- ``PerProductModels``: one binary LightGBM per product — the approach the ranker replaces.
+- ``PerProductModels``: one binary LightGBM per product — the approach the ranker replaces; its
+  probabilities are put on one scale (``calibrate``, per-product Platt scaling on the validation
+  months) before they rank one customer's products against each other.
 - ``PooledClassifier``: one binary LightGBM over all products, the product a categorical feature.
 - ``OracleBaseline``: the true probability of synthetic data (an upper bound, not a model).
 """
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import LogisticRegression
 
 from nextbest.columns import LABEL, ORACLE_PROBABILITY, PRODUCT_ID
 from nextbest.training.config import BaselineConfig
@@ -84,6 +87,38 @@ class PopularityBaseline:
         return rates.fillna(self.overall_rate).to_numpy(dtype=float)
 
 
+_LOGIT_EPS = 1e-6
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    q = np.clip(np.asarray(p, dtype=float), _LOGIT_EPS, 1 - _LOGIT_EPS)
+    return np.log(q / (1 - q))
+
+
+@dataclass(frozen=True)
+class PlattMap:
+    """``sigmoid(intercept + slope * logit(p))``: a strictly increasing map of a probability (slope > 0)."""
+
+    intercept: float
+    slope: float
+
+    def apply(self, p: np.ndarray) -> np.ndarray:
+        """The mapped probabilities (0..1), in the order of ``p``."""
+        return 1.0 / (1.0 + np.exp(-(self.intercept + self.slope * _logit(p))))
+
+
+def fit_platt(p: np.ndarray, y: np.ndarray) -> PlattMap | None:
+    """Platt scaling of probabilities ``p`` against 0/1 labels ``y`` (logistic regression on logit(p),
+    lightly regularised); None when ``y`` has one class or the fitted slope is not positive (a map
+    that would reverse or flatten the order)."""
+    y = np.asarray(y, dtype=int)
+    if len(np.unique(y)) < 2:
+        return None
+    model = LogisticRegression(C=1.0).fit(_logit(p).reshape(-1, 1), y)
+    slope = float(model.coef_[0, 0])
+    return PlattMap(float(model.intercept_[0]), slope) if slope > 0 else None
+
+
 @dataclass
 class PerProductModels:
     """One binary LightGBM classifier per product: the many-models approach the ranker replaces.
@@ -91,6 +126,15 @@ class PerProductModels:
     A product with fewer than ``min_positives`` positives (or negatives) in training gets no
     model and scores its base rate; ``fallback_products`` lists them after ``fit``. A product
     unseen in training scores the overall rate.
+
+    Each classifier is fitted on its own product's training rows (the ranker's: groups with an
+    adoption, negatives down-sampled per group), so their probabilities are on different scales: a
+    product's sampling rate and its model's over-confidence differ. Ranking one customer's products
+    by them is the many-models approach only once each model is calibrated on held-out rows, as a
+    team running one model per product would do before comparing offers: ``calibrate`` fits, on
+    the validation months (every group, never down-sampled), a Platt map per product with at
+    least ``min_positives`` validation positives and negatives, and one pooled map for the others.
+    The maps are strictly increasing, so each product's order of customers (its AUC) is unchanged.
     """
 
     feature_cols: Sequence[str]
@@ -102,6 +146,8 @@ class PerProductModels:
     fallback_products: list[str] = field(default_factory=list, init=False)
     categories: Categories = field(default_factory=dict, init=False)
     overall_rate: float = field(default=float("nan"), init=False)
+    platt: dict[str, PlattMap] = field(default_factory=dict, init=False)
+    pooled_platt: PlattMap | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.feature_cols = [c for c in self.feature_cols if c != self.product_col]
@@ -125,7 +171,44 @@ class PerProductModels:
             self.models[str(product)] = _classifier(self.params).fit(features, y_p)
         return self
 
+    def calibrate(self, valid_df: pd.DataFrame, min_positives: int = 30) -> PerProductModels:
+        """Fit the Platt maps of ``score`` on held-out rows (``valid_df``: label, product, features).
+
+        A product with at least ``min_positives`` positives and negatives in ``valid_df`` gets its
+        own map; every other product (and one whose own fit is degenerate) shares the pooled map
+        fitted on all rows. Without any usable fit, scores stay the raw probabilities.
+        """
+        y = _labels(valid_df)
+        raw = self.raw_score(valid_df)
+        products = valid_df[self.product_col].astype(str).to_numpy()
+        self.pooled_platt = fit_platt(raw, y)
+        self.platt = {}
+        for product in np.unique(products):
+            mask = products == product
+            positives = int(y[mask].sum())
+            if positives < min_positives or int(mask.sum()) - positives < min_positives:
+                continue
+            fitted = fit_platt(raw[mask], y[mask])
+            if fitted is not None:
+                self.platt[str(product)] = fitted
+        return self
+
     def score(self, df: pd.DataFrame) -> np.ndarray:
+        """Each row's calibrated probability (``raw_score`` through its product's Platt map, else the
+        pooled one; the raw probability before ``calibrate``)."""
+        raw = self.raw_score(df)
+        if self.pooled_platt is None and not self.platt:
+            return raw
+        products = df[self.product_col].astype(str).to_numpy()
+        out = raw.copy()
+        for product in np.unique(products):
+            rows = np.flatnonzero(products == product)
+            mapping = self.platt.get(str(product), self.pooled_platt)
+            if mapping is not None:
+                out[rows] = mapping.apply(raw[rows])
+        return out
+
+    def raw_score(self, df: pd.DataFrame) -> np.ndarray:
         """Each row scored by its product's classifier (probability), or its base rate on fallback."""
         if not self.base_rates:
             raise RuntimeError("PerProductModels.score called before fit")

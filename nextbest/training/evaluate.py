@@ -234,7 +234,8 @@ def per_product_table(
     Columns: n, positives, base_rate; ``ndcg``, ``recall@k``, ``auc`` of the ranker (``ndcg`` is the
     product's contribution to the mean nDCG@k, see ``metrics.per_product_metrics``); the same
     prefixed ``<reference>_``; ``ndcg_diff``, ``recall_diff``, ``auc_diff`` = ranker minus
-    reference; with ``prob_col``: ``ece``, ``brier``, ``mean_probability`` and
+    reference, ``ndcg_diff_se`` the s.e. of ``ndcg_diff`` paired over the groups with a positive
+    (``metrics.per_product_ndcg_difference``); with ``prob_col``: ``ece``, ``brier``, ``mean_probability`` and
     ``precision_top_<x>pct`` of the calibrated probability.
     """
     def per(model: str) -> pd.DataFrame:
@@ -247,6 +248,8 @@ def per_product_table(
         for col in ("ndcg", f"recall@{k}", "auc"):
             out[f"{reference}_{col}"] = ref[col]
         out["ndcg_diff"] = out["ndcg"] - out[f"{reference}_ndcg"]
+        paired = m.per_product_ndcg_difference(df, score_col(RANKER), score_col(reference), k)
+        out["ndcg_diff_se"] = paired["diff_se"].reindex(out.index)
         out["recall_diff"] = out[f"recall@{k}"] - out[f"{reference}_recall@{k}"]
         out["auc_diff"] = out["auc"] - out[f"{reference}_auc"]
     if prob_col is not None and prob_col in df.columns:
@@ -436,11 +439,13 @@ def product_wins(per_product: pd.DataFrame, reference: str = PER_PRODUCT) -> pd.
     """Every product of a ``per_product_table`` with its test positives, most positives first.
 
     Columns: ``positives``, ``ndcg`` (the ranker's per-product nDCG contribution), ``<reference>_ndcg``,
-    ``ndcg_diff`` (ranker minus reference) and ``won`` (diff > 0); empty without a reference.
+    ``ndcg_diff`` (ranker minus reference), ``ndcg_diff_se`` and ``auc_diff`` when the table has them,
+    and ``won`` (diff > 0); empty without a reference.
     """
     cols = ["positives", "ndcg", f"{reference}_ndcg", "ndcg_diff"]
     if f"{reference}_ndcg" not in per_product.columns:
         return pd.DataFrame(columns=[*cols, "won"])
+    cols += [c for c in ("ndcg_diff_se", "auc_diff") if c in per_product.columns]
     out = per_product[cols].copy()
     out["won"] = out["ndcg_diff"] > 0
     out = out.reset_index(names=PRODUCT_ID)
@@ -463,6 +468,40 @@ def share_products_won(
     if eligible.empty:
         return math.nan, 0
     return float((eligible[diff] > 0).mean()), len(eligible)
+
+
+def products_decided(
+    per_product: pd.DataFrame, min_positives: int = WIN_MIN_POSITIVES, z: float = 2.0
+) -> tuple[int, int]:
+    """Of the products with >= ``min_positives`` test positives: how many the ranker wins and loses by
+    more than ``z`` paired standard errors of ``ndcg_diff`` (``ndcg_diff_se``); the rest are within
+    noise. (0, 0) without the columns."""
+    if "ndcg_diff_se" not in per_product.columns or "ndcg_diff" not in per_product.columns:
+        return 0, 0
+    eligible = per_product[per_product["positives"] >= min_positives]
+    ratio = eligible["ndcg_diff"] / eligible["ndcg_diff_se"].where(eligible["ndcg_diff_se"] > 0)
+    return int((ratio > z).sum()), int((ratio < -z).sum())
+
+
+def contributions_by_frequency(
+    per_product: pd.DataFrame, min_positives: int = WIN_MIN_POSITIVES, reference: str = PER_PRODUCT
+) -> dict[str, float]:
+    """The nDCG@k contributions summed over the frequent products (>= ``min_positives`` test positives)
+    and over the rest, for the ranker and ``reference``: where each model's nDCG comes from.
+
+    Contributions are shares of one list of k slots per customer, so a model that gives more slots
+    to frequent products wins more of them and loses the rare ones: a per-product share of wins is
+    read with these sums. Keys ``ranker.ndcg_contribution_min<N>``, ``ranker.ndcg_contribution_below<N>``
+    and the same for ``reference``; {} without the reference's column.
+    """
+    if f"{reference}_ndcg" not in per_product.columns:
+        return {}
+    frequent = per_product["positives"] >= min_positives
+    out = {}
+    for model, col in ((RANKER, "ndcg"), (reference, f"{reference}_ndcg")):
+        out[f"{model}.ndcg_contribution_min{min_positives}"] = float(per_product.loc[frequent, col].sum())
+        out[f"{model}.ndcg_contribution_below{min_positives}"] = float(per_product.loc[~frequent, col].sum())
+    return out
 
 
 # --------------------------------------------------------------------------- cold start

@@ -246,6 +246,58 @@ def per_product_metrics(
     return out
 
 
+def _ndcg_share_per_row(
+    df: pd.DataFrame, k: int, group_cols: Sequence[str], label_col: str, score_col: str
+) -> np.ndarray:
+    """Per row of ``df`` (its order): the row's gain / IDCG@k of its group (0 without a positive)."""
+    frame = df[[*group_cols, label_col, score_col]].reset_index(drop=True)
+    frame["_row"] = np.arange(len(frame))
+    ranked = _ranked(frame, group_cols, label_col, score_col, extra_cols=["_row"])
+    idcg = _ideal_dcg(ranked, label_col, k)
+    row_idcg = idcg.reindex(ranked[_GROUP].to_numpy()).to_numpy()
+    gain = ranked[label_col].to_numpy(dtype=float) * _discount(ranked[_RANK].to_numpy(), k)
+    share = np.divide(gain, row_idcg, out=np.zeros(len(ranked)), where=row_idcg > 0)
+    out = np.empty(len(ranked))
+    out[ranked["_row"].to_numpy()] = share
+    return out
+
+
+def per_product_ndcg_difference(
+    df: pd.DataFrame,
+    score_a: str,
+    score_b: str,
+    k: int = DEFAULT_K,
+    product_col: str = PRODUCT_ID,
+    group_cols: Sequence[str] = GROUP_COLS,
+    label_col: str = LABEL,
+) -> pd.DataFrame:
+    """Per product: the difference of its nDCG@k contributions (``per_product_metrics``), a minus b,
+    with its standard error paired over the groups with a positive.
+
+    Per group g with a positive, d_g = (gain of the product's row under a - under b) / IDCG_g (0 when
+    the product is not adopted in g); the difference is the mean of d_g over the N such groups, its
+    s.e. std(d_g) / sqrt(N). Columns ``diff`` and ``diff_se``, one row per product, sorted.
+    """
+    _check_k(k)
+    _check_columns(df, [product_col])
+    d = _ndcg_share_per_row(df, k, group_cols, label_col, score_a) - _ndcg_share_per_row(
+        df, k, group_cols, label_col, score_b
+    )
+    has_pos = df.groupby(list(group_cols), sort=False)[label_col].transform("max").to_numpy() > 0
+    n = int(df.loc[has_pos, list(group_cols)].drop_duplicates().shape[0])
+    parts = pd.DataFrame({"product": df[product_col].to_numpy(), "d": d, "d2": d * d})
+    agg = parts.groupby("product", sort=True)[["d", "d2"]].sum()
+    out = pd.DataFrame(index=agg.index.rename(product_col))
+    if n == 0:
+        out["diff"], out["diff_se"] = math.nan, math.nan
+        return out
+    mean = agg["d"] / n
+    var = (agg["d2"] / n - mean**2) * n / (n - 1) if n > 1 else mean * math.nan
+    out["diff"] = mean
+    out["diff_se"] = np.sqrt(var.clip(lower=0) / n)
+    return out
+
+
 def precision_at_top_fraction(
     df: pd.DataFrame,
     fraction: float,

@@ -141,6 +141,11 @@ def _ablation_text(report: Mapping[str, Any], k: int) -> list[str]:
     ]
 
 
+_WIN_COLS = [
+    "product_id", "positives", "ndcg", "per_product_ndcg", "ndcg_diff", "ndcg_diff_se", "auc_diff", "won"
+]
+
+
 def _wins_text(report: Mapping[str, Any], max_products: int) -> list[str]:
     wins = report.get("product_wins") or []
     if not wins:
@@ -151,13 +156,26 @@ def _wins_text(report: Mapping[str, Any], max_products: int) -> list[str]:
     won = int(metrics.get("ranker.products_won_vs_per_product", 0))
     shown = wins[:max_products]
     share_auc = f"ranker.share_products_won_auc_vs_per_product_min{WIN_MIN_POSITIVES}"
+    n = WIN_MIN_POSITIVES
+    won_2se = f"ranker.products_won_2se_vs_per_product_min{WIN_MIN_POSITIVES}"
+    lost_2se = f"ranker.products_lost_2se_vs_per_product_min{WIN_MIN_POSITIVES}"
     return [
         f"{share} = {_fmt(metrics.get(share))} ({eligible} product(s) with >= {WIN_MIN_POSITIVES} "
         f"test positives; {won} of {len(wins)} products won in all)",
         f"{share_auc} = {_fmt(metrics.get(share_auc))} (AUC of each product's scores over its candidates: "
         "whom to target, the per-product models' own task)",
-        f"ranker vs per-product models by product, most test positives first ({len(shown)} of {len(wins)}):",
-        _text_table(shown, ["product_id", "positives", "ndcg", "per_product_ndcg", "ndcg_diff", "won"]),
+        f"of these, won by more than 2 s.e.: {_fmt(metrics.get(won_2se))}, lost by more than 2 s.e.: "
+        f"{_fmt(metrics.get(lost_2se))} (the rest within noise)",
+        f"nDCG@k contributions (shares of one list per customer) of the products with >= {WIN_MIN_POSITIVES} "
+        f"test positives / the rest: ranker {_fmt(metrics.get(f'ranker.ndcg_contribution_min{n}'))} / "
+        f"{_fmt(metrics.get(f'ranker.ndcg_contribution_below{n}'))}, per-product models "
+        f"{_fmt(metrics.get(f'per_product.ndcg_contribution_min{n}'))} / "
+        f"{_fmt(metrics.get(f'per_product.ndcg_contribution_below{n}'))}",
+        "per-product models: one LightGBM per product, Platt-calibrated per product on the validation "
+        "months so that one customer's products are compared on one probability scale",
+        f"ranker vs per-product models by product, most test positives first ({len(shown)} of {len(wins)}; "
+        "ndcg_diff_se paired over the test groups):",
+        _text_table(shown, [c for c in _WIN_COLS if any(c in row for row in shown)]),
         "",
     ]
 
@@ -323,7 +341,11 @@ def _html_wins(evaluation: Evaluation) -> str:
         else f"No product has {WIN_MIN_POSITIVES} test adoptions: <code>{share_key}</code> is not computed."
     )
     return f"""<p>{summary} A product is won when the ranker's per-product nDCG
-contribution exceeds the per-product models'; every product, most test adoptions first:</p>
+contribution exceeds the per-product models' (<code>ndcg_diff_se</code>: its standard error, paired over
+the test groups; <code>auc_diff</code>: the ranker's AUC over the product's candidates minus the
+per-product model's, whom to target). The per-product models are Platt-calibrated per product on the
+validation months, so that they rank one customer's products on one probability scale. Every product,
+most test adoptions first:</p>
 {_html_table(evaluation.product_wins, "product_id", sortable=True, diff_cols=("ndcg_diff",))}"""
 
 

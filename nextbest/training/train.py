@@ -201,8 +201,10 @@ def fit_models(
 
     Training groups without a positive are dropped (no lambdarank gradient) and negatives are
     down-sampled per ``config.max_negatives_per_group``; the baselines are fitted on exactly the kept
-    rows. Validation groups without a positive are left out of early stopping only; the calibrators
-    are fitted on the whole validation frame (never down-sampled) scored by the ranker.
+    rows, and the per-product models are calibrated on ``valid_df`` (``PerProductModels.calibrate``:
+    their probabilities rank one customer's products only once on one scale). Validation groups
+    without a positive are left out of early stopping only; the calibrators are fitted on the whole
+    validation frame (never down-sampled) scored by the ranker.
     """
     say = progress or (lambda _msg: None)
     seconds: dict[str, float] = {}
@@ -221,6 +223,10 @@ def fit_models(
     say(f"fit: ranker best iteration {ranker.best_iteration}, valid ndcg {ranker.best_valid_ndcg:.4f}")
 
     baselines = fit_baselines(train.frame, feature_cols, config, with_oracle, say, seconds)
+    if ev.PER_PRODUCT in baselines:  # one scale before one customer's products are compared
+        started = time.perf_counter()
+        baselines[ev.PER_PRODUCT].calibrate(valid_df, config.calibration.min_positives)
+        seconds[ev.PER_PRODUCT] += time.perf_counter() - started
 
     started = time.perf_counter()
     say(f"calibration: {len(valid_df):,} validation rows, {config.calibration.feature_cols or 'score only'}")
@@ -394,6 +400,10 @@ def evaluate_scored(
             flat[f"ranker.share_products_won_vs_per_product_min{ev.WIN_MIN_POSITIVES}"] = share
             share_auc, _ = ev.share_products_won(per_product, ev.WIN_MIN_POSITIVES, diff="auc_diff")
             flat[f"ranker.share_products_won_auc_vs_per_product_min{ev.WIN_MIN_POSITIVES}"] = share_auc
+            won, lost = ev.products_decided(per_product, ev.WIN_MIN_POSITIVES)
+            flat[f"ranker.products_won_2se_vs_per_product_min{ev.WIN_MIN_POSITIVES}"] = float(won)
+            flat[f"ranker.products_lost_2se_vs_per_product_min{ev.WIN_MIN_POSITIVES}"] = float(lost)
+        flat |= ev.contributions_by_frequency(per_product, ev.WIN_MIN_POSITIVES)
     if "ece" in per_product.columns:
         flat["ranker.ece_per_product_median"] = float(per_product["ece"].median())
         flat["ranker.ece_per_product_worst"] = float(per_product["ece"].max())

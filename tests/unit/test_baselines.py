@@ -10,11 +10,13 @@ import pytest
 from nextbest.training.baselines import (
     OracleBaseline,
     PerProductModels,
+    PlattMap,
     PooledClassifier,
     PopularityBaseline,
+    fit_platt,
 )
 from nextbest.training.config import BaselineConfig
-from nextbest.training.metrics import ndcg_at_k
+from nextbest.training.metrics import ndcg_at_k, per_product_metrics
 
 FEATURES = ["segment", "income", "affinity"]
 FAST = BaselineConfig(n_estimators=60, learning_rate=0.1)
@@ -91,6 +93,71 @@ class TestPerProductModels:
     def test_score_before_fit(self, split: tuple[pd.DataFrame, pd.DataFrame]) -> None:
         with pytest.raises(RuntimeError, match="before fit"):
             PerProductModels(FEATURES).score(split[1])
+
+
+class TestPlatt:
+    def test_calibrated_probabilities_map_to_themselves(self) -> None:
+        rng = np.random.default_rng(1)
+        p = rng.uniform(0.01, 0.6, 40_000)
+        fitted = fit_platt(p, (rng.random(p.size) < p).astype(int))
+        assert fitted is not None
+        assert fitted.intercept == pytest.approx(0.0, abs=0.08)
+        assert fitted.slope == pytest.approx(1.0, abs=0.05)
+
+    def test_known_map_of_an_over_confident_score(self) -> None:
+        # true logit = -1 + 0.5 * logit(p): p is over-confident and twice too high in odds
+        rng = np.random.default_rng(2)
+        p = rng.uniform(0.02, 0.98, 40_000)
+        truth = PlattMap(-1.0, 0.5).apply(p)
+        fitted = fit_platt(p, (rng.random(p.size) < truth).astype(int))
+        assert fitted is not None
+        assert fitted.intercept == pytest.approx(-1.0, abs=0.08)
+        assert fitted.slope == pytest.approx(0.5, abs=0.05)
+
+    def test_one_class_or_a_reversing_fit_gives_no_map(self) -> None:
+        p = np.linspace(0.1, 0.9, 50)
+        assert fit_platt(p, np.zeros(50, dtype=int)) is None
+        assert fit_platt(p, (p < 0.5).astype(int)) is None  # higher score, fewer adoptions
+
+
+class TestPerProductCalibration:
+    def test_one_scale_across_products_and_each_products_order_kept(self) -> None:
+        # a strictly increasing map per product: each product's order of customers (AUC) is
+        # unchanged, and each product's mean probability on the held-out rows is its adoption rate
+        df = simulate(n_customers=1000, seed=3)
+        train, valid = df[df["event_timestamp"] < "2024-02-01"], df[df["event_timestamp"] > "2024-02-01"]
+        model = PerProductModels(FEATURES, min_positives=20, params=FAST).fit(train)
+        raw = model.score(valid)
+        model.calibrate(valid, min_positives=30)
+        calibrated = model.score(valid)
+        assert set(model.platt) == {f"P{j}" for j in range(8)}  # P_RARE: pooled map
+        assert model.pooled_platt is not None and model.pooled_platt.slope > 0
+        scored = valid.assign(raw=raw, calibrated=calibrated)
+        auc_raw = per_product_metrics(scored, score_col="raw")["auc"]
+        auc_cal = per_product_metrics(scored, score_col="calibrated")["auc"]
+        np.testing.assert_allclose(auc_cal.drop("P_RARE"), auc_raw.drop("P_RARE"), atol=1e-9)
+        means = scored.groupby("product_id")[["calibrated", "label"]].mean().drop("P_RARE")
+        np.testing.assert_allclose(means["calibrated"], means["label"], atol=0.01)  # logistic: mean matches
+
+    def test_calibration_corrects_a_product_whose_training_rate_was_inflated(self) -> None:
+        df = simulate(n_customers=1000, seed=4)
+        train, valid = df[df["event_timestamp"] < "2024-02-01"], df[df["event_timestamp"] > "2024-02-01"]
+        p0 = train["product_id"] == "P0"
+        extra = train[p0 & (train["label"] == 1)]  # P0's positives 4x: as if its negatives were sampled
+        inflated = pd.concat([train, extra, extra, extra], ignore_index=True)
+        model = PerProductModels(FEATURES, min_positives=20, params=FAST).fit(inflated)
+        rows = (valid["product_id"] == "P0").to_numpy()
+        rate = valid.loc[rows, "label"].mean()
+        assert model.score(valid)[rows].mean() > 1.4 * rate  # raw: over-states P0
+        model.calibrate(valid, min_positives=30)
+        assert model.score(valid)[rows].mean() == pytest.approx(rate, abs=0.01)
+
+    def test_uncalibrated_score_is_the_raw_probability(
+        self, split: tuple[pd.DataFrame, pd.DataFrame]
+    ) -> None:
+        train, test = split
+        model = PerProductModels(FEATURES, min_positives=20, params=FAST).fit(train)
+        np.testing.assert_array_equal(model.score(test), model.raw_score(test))
 
 
 class TestPooledClassifier:

@@ -132,12 +132,35 @@ def test_share_won_on_auc_judges_each_products_targeting() -> None:
     assert ev.share_products_won(PER_PRODUCT, 50, diff="auc_diff") == (pytest.approx(2 / 3), 3)
 
 
+def test_products_decided_counts_differences_beyond_two_se() -> None:
+    # eligible: a (100: 0.1 / 0.04 = 2.5 won), b (60: -0.1 / 0.01 lost), c (50: 0, within noise)
+    table = PER_PRODUCT.assign(ndcg_diff_se=[0.1, 0.04, 0.03, 0.1, 0.01])
+    assert ev.products_decided(table, 50) == (1, 1)
+    assert ev.products_decided(table, 50, z=3.0) == (0, 1)
+    assert ev.products_decided(table, 10) == (2, 1)  # d: 0.5 / 0.1 won; e: 0.2 / 0.1 = 2 is not beyond
+    assert ev.products_decided(PER_PRODUCT, 50) == (0, 0)  # no s.e. column
+
+
+def test_contributions_by_frequency_sum_the_frequent_products_and_the_rest() -> None:
+    # frequent (>= 50): a, c, b -> ranker 0.2 + 0.1 + 0.1, per-product 0.1 + 0.1 + 0.2; rest: e, d
+    out = ev.contributions_by_frequency(PER_PRODUCT, 50)
+    assert out == pytest.approx(
+        {
+            "ranker.ndcg_contribution_min50": 0.4,
+            "ranker.ndcg_contribution_below50": 0.9,
+            "per_product.ndcg_contribution_min50": 0.4,
+            "per_product.ndcg_contribution_below50": 0.2,
+        }
+    )
+    assert ev.contributions_by_frequency(PER_PRODUCT[["positives", "ndcg"]]) == {}
+
+
 def test_product_wins_lists_every_product_most_positives_first() -> None:
     wins = ev.product_wins(PER_PRODUCT)
     assert wins.index.tolist() == ["a", "b", "c", "d", "e"]
     assert wins["positives"].tolist() == [100, 60, 50, 49, 10]
     assert wins["won"].tolist() == [True, False, False, True, True]
-    assert list(wins.columns) == ["positives", "ndcg", "per_product_ndcg", "ndcg_diff", "won"]
+    assert list(wins.columns) == ["positives", "ndcg", "per_product_ndcg", "ndcg_diff", "auc_diff", "won"]
     assert ev.product_wins(PER_PRODUCT[["positives", "ndcg"]]).empty
 
 

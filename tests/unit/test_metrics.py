@@ -16,6 +16,7 @@ from nextbest.training.metrics import (
     ndcg_at_k,
     ndcg_per_group,
     per_product_metrics,
+    per_product_ndcg_difference,
     precision_at_k,
     precision_at_top_fraction,
     recall_at_k,
@@ -172,6 +173,40 @@ class TestPerProduct:
         out = per_product_metrics(df, k=7)
         assert out["ndcg_contribution"].sum() == pytest.approx(ndcg_at_k(df, k=7))
         assert out["n"].sum() == len(df)
+
+
+class TestPerProductDifference:
+    def test_hand_example_paired_over_groups_with_a_positive(self) -> None:
+        # a puts each group's first product first, b the second: g1 adopts P0, g2 adopts P1, g3 nothing
+        df = _frame({"g1": ([2.0, 1.0], [1, 0]), "g2": ([2.0, 1.0], [0, 1]), "g3": ([2.0, 1.0], [0, 0])})
+        df["b"] = -df["score"]
+        out = per_product_ndcg_difference(df, "score", "b", k=7)
+        d = 1 - 1 / LOG2_3  # rank 1 vs rank 2, IDCG 1
+        # P0: d in g1, 0 in g2 (g3 has no positive: not counted); P1: 0 in g1, -d in g2
+        assert out.loc["P0", "diff"] == pytest.approx(d / 2)
+        assert out.loc["P1", "diff"] == pytest.approx(-d / 2)
+        se = np.std([d, 0.0], ddof=1) / math.sqrt(2)
+        assert out.loc["P0", "diff_se"] == pytest.approx(se)
+        assert out.loc["P1", "diff_se"] == pytest.approx(se)
+
+    def test_diff_is_the_difference_of_contributions(self) -> None:
+        rng = np.random.default_rng(1)
+        n = 3000
+        df = pd.DataFrame(
+            {
+                "customer_id": rng.integers(0, 300, n).astype(str),
+                "event_timestamp": pd.Timestamp("2024-01-31"),
+                "product_id": [f"P{i}" for i in rng.integers(0, 12, n)],
+                "label": (rng.random(n) < 0.2).astype(int),
+                "score": rng.normal(size=n),
+                "other": rng.normal(size=n),
+            }
+        ).drop_duplicates(["customer_id", "product_id"])
+        out = per_product_ndcg_difference(df, "score", "other", k=7)
+        a = per_product_metrics(df, k=7)["ndcg_contribution"]
+        b = per_product_metrics(df, k=7, score_col="other")["ndcg_contribution"]
+        np.testing.assert_allclose(out["diff"], a - b, atol=1e-12)
+        assert (out["diff_se"] > 0).all()
 
 
 class TestPrecisionAtTopFraction:
