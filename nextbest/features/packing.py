@@ -132,6 +132,11 @@ PACKED_COMPRESSION = "zstd"
 PACK_BATCH_ROWS = 1 << 20
 """Unpacked rows fetched from DuckDB per Arrow batch while packing (bounds the packer's memory)."""
 
+PACK_CHUNK_ROWS = 400_000
+"""Packed rows (customer x snapshot) per chunk the packer has DuckDB compute and sort at once: a few
+snapshots of a small bank, one of a large one (each chunk pays the pair joins' set-up once, so chunks
+are as large as memory allows: ~20 candidates x 400k customers, ~1.6 GB to sort)."""
+
 
 def _group_starts(keys: Sequence[pa.Array]) -> np.ndarray:
     """Row indices where the key tuple differs from the row before (row 0 starts the first group)."""
@@ -212,6 +217,30 @@ def pack_sorted_batches(
         yield pack_sorted_rows(carry, keys, product)
 
 
+def chunk_ranges(sizes: Sequence[tuple[Any, int]], budget: int) -> list[tuple[Any, Any]]:
+    """Cut ordered values into consecutive (first, last) ranges of at most ``budget`` rows.
+
+    Args:
+        sizes: (value, rows) in ascending value order, e.g. (snapshot, population rows at it).
+        budget: rows per range; a value with more rows than this is a range of its own.
+
+    Returns:
+        The ranges, in order, covering every value once.
+    """
+    ranges: list[tuple[Any, Any]] = []
+    first, last, rows = None, None, 0
+    for value, n in sizes:
+        if first is not None and rows + n > budget:
+            ranges.append((first, last))
+            first, rows = None, 0
+        if first is None:
+            first = value
+        last, rows = value, rows + n
+    if first is not None:
+        ranges.append((first, last))
+    return ranges
+
+
 def write_packed_parquet(
     con: duckdb.DuckDBPyConnection,
     rows_query: str,
@@ -219,29 +248,30 @@ def write_packed_parquet(
     keys: Sequence[str],
     product: str,
     chunk_column: str,
-    chunk_values: Sequence[Any],
+    chunks: Sequence[tuple[Any, Any]],
     batch_rows: int = PACK_BATCH_ROWS,
 ) -> int:
     """Write the packed layout of ``rows_query``'s element rows to one parquet file, chunk by chunk.
 
-    Each chunk (the rows whose ``chunk_column`` equals one of ``chunk_values``, e.g. one snapshot) is
-    sorted by DuckDB (``keys``, then ``product``) and streamed as Arrow batches into
-    ``pack_sorted_batches``, so memory holds one chunk in DuckDB and one batch in Python, never the whole
-    layout. ``chunk_column`` must be one of ``keys`` (a packed row lies within one chunk).
+    Each chunk (the rows whose ``chunk_column`` lies in one (first, last) range of ``chunks``, e.g. a few
+    snapshots: see ``chunk_ranges``) is sorted by DuckDB (``keys``, then ``product``) and streamed as
+    Arrow batches into ``pack_sorted_batches``, so memory holds one chunk in DuckDB and one batch in
+    Python, never the whole layout. ``chunk_column`` must be one of ``keys`` (a packed row lies within
+    one chunk).
 
     Returns:
         The number of packed rows written.
     """
     if chunk_column not in keys:
         raise ValueError(f"chunk column {chunk_column!r} is not one of the keys {list(keys)}")
-    rows_schema = con.execute(f"select * from ({rows_query}) limit 0").to_arrow_table().schema
+    rows_schema = con.sql(f"select * from ({rows_query}) limit 0").to_arrow_table().schema
     schema = packed_schema(rows_schema, keys, product)
     order = ", ".join([*keys, product])
-    chunk_query = f"select * from ({rows_query}) where {chunk_column} = ? order by {order}"
+    chunk_query = f"select * from ({rows_query}) where {chunk_column} between ? and ? order by {order}"
     written = 0
     with pq.ParquetWriter(path, schema, compression=PACKED_COMPRESSION) as writer:
-        for value in chunk_values:
-            reader = con.execute(chunk_query, [value]).to_arrow_reader(batch_rows)
+        for first, last in chunks:
+            reader = con.sql(chunk_query, params=[first, last]).to_arrow_reader(batch_rows)
             for table in pack_sorted_batches(reader, keys, product):
                 writer.write_table(table)
                 written += table.num_rows

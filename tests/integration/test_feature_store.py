@@ -39,6 +39,7 @@ from nextbest.features.store import (
 )
 from nextbest.marts import manifest_path
 from nextbest.settings import FEATURE_REPO_DIR, Settings
+from tests.integration.dbt_fixtures import read_mart
 
 pytestmark = pytest.mark.integration
 
@@ -218,7 +219,7 @@ def redis_db(require_redis: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 def latest_candidates(settings: Settings) -> pd.DataFrame:
     """customer_id, product_id, event_timestamp of every candidate at the latest snapshot."""
-    cp = pd.read_parquet(settings.marts_dir / "feat_customer_product_monthly.parquet")
+    cp = read_mart(settings, "feat_customer_product_monthly")
     latest = cp[EVENT_TIMESTAMP].max()
     return cp.loc[cp[EVENT_TIMESTAMP] == latest, ["customer_id", "product_id", EVENT_TIMESTAMP]].reset_index(
         drop=True

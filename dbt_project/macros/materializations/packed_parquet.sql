@@ -5,7 +5,7 @@
   feature; product_id null for a customer x snapshot without candidates). Building the lists with DuckDB's
   list() costs ~90 ns per value and holds every group in a hash table; instead this hands the SQL to
   nextbest.features.packing.write_packed_parquet (a Python job on dbt's own DuckDB connection), which runs it
-  once per snapshot of the `population` model (config), sorted by customer and product, and builds each list
+  on a few snapshots of the `population` model (config) at a time, sorted by customer and product, and builds each list
   column from the group offsets with pyarrow, streaming to one parquet file. A view over the file takes the
   model's place, as with `parquet_file`, so refs and tests read the file.
 -#}
@@ -22,7 +22,7 @@
   {% call statement('write_packed', language='python') -%}
 from pathlib import Path
 
-from nextbest.features.packing import write_packed_parquet
+from nextbest.features.packing import PACK_CHUNK_ROWS, chunk_ranges, write_packed_parquet
 
 
 class dbtObj:
@@ -31,7 +31,7 @@ class dbtObj:
 
 
 def model(dbt, con):
-    snapshots = [row[0] for row in con.execute({{ tojson("select distinct event_timestamp from " ~ population ~ " order by 1") }}).fetchall()]
+    sizes = con.execute({{ tojson("select event_timestamp, count(*) from " ~ population ~ " group by 1 order by 1") }}).fetchall()
     write_packed_parquet(
         con,
         rows_query={{ tojson(sql) }},
@@ -39,7 +39,7 @@ def model(dbt, con):
         keys=["customer_id", "event_timestamp"],
         product="product_id",
         chunk_column="event_timestamp",
-        chunk_values=snapshots,
+        chunks=chunk_ranges(sizes, PACK_CHUNK_ROWS),
     )
 
 
