@@ -254,10 +254,10 @@ def write_packed_parquet(
     """Write the packed layout of ``rows_query``'s element rows to one parquet file, chunk by chunk.
 
     Each chunk (the rows whose ``chunk_column`` lies in one (first, last) range of ``chunks``, e.g. a few
-    snapshots: see ``chunk_ranges``) is sorted by DuckDB (``keys``, then ``product``) and streamed as
-    Arrow batches into ``pack_sorted_batches``, so memory holds one chunk in DuckDB and one batch in
-    Python, never the whole layout. ``chunk_column`` must be one of ``keys`` (a packed row lies within
-    one chunk).
+    snapshots: see ``chunk_ranges``) is sorted by DuckDB (``chunk_column``, the other keys, then
+    ``product``) and streamed as Arrow batches into ``pack_sorted_batches``, so memory holds one chunk
+    in DuckDB and one batch in Python, never the whole layout. ``chunk_column`` must be one of ``keys``
+    (a packed row lies within one chunk).
 
     Returns:
         The number of packed rows written.
@@ -266,7 +266,8 @@ def write_packed_parquet(
         raise ValueError(f"chunk column {chunk_column!r} is not one of the keys {list(keys)}")
     rows_schema = con.sql(f"select * from ({rows_query}) limit 0").to_arrow_table().schema
     schema = packed_schema(rows_schema, keys, product)
-    order = ", ".join([*keys, product])
+    # chunk column first: a row group then holds few snapshots, whose values repeat (dictionary pages)
+    order = ", ".join([chunk_column, *(k for k in keys if k != chunk_column), product])
     chunk_query = f"select * from ({rows_query}) where {chunk_column} between ? and ? order by {order}"
     written = 0
     with pq.ParquetWriter(path, schema, compression=PACKED_COMPRESSION) as writer:
