@@ -47,7 +47,7 @@ def live_build_dir(home: Path) -> Path:
 def model_seconds(build_dir: Path) -> dict[str, float]:
     """Execution seconds per model of the build (dbt's run_results.json)."""
     results = json.loads((build_dir / "dbt_target" / "run_results.json").read_text())["results"]
-    models = (r for r in results if ".model." in r["unique_id"])
+    models = (r for r in results if r["unique_id"].startswith("model."))
     return {r["unique_id"].split(".")[-1]: r["execution_time"] for r in models}
 
 
