@@ -1,26 +1,109 @@
 """Ingest + dbt build cost for synthetic banks of growing size and for The Complete Journey.
 
 Prints wall time and peak memory (whole process tree, dbt included) per stage (ingest; dbt build with
-its tests, without Feast: see bench_feature_store.py), and the growth ratio
-against the smallest synthetic size, so cost growth is visible. Target: 1M customers x 24 months
-builds in under 10 minutes within 8 GiB on the 2-core machine.
+its tests, without Feast: see bench_feature_store.py), the growth ratio against the smallest synthetic
+size, and one summary line per dataset: ``customers, months, dbt_s, pack_s, total_s, peak_rss_gib``
+(pack_s: the packed model's own time in dbt's run_results.json). Target: 1M customers x 24 months builds
+in under 10 minutes within 8 GiB on the 2-core machine.
 
-    python benchmarks/bench_build.py                       # 10k, 100k, 1M + Complete Journey
-    python benchmarks/bench_build.py --sizes 10000 --no-cj # quick look
+``--peer`` also runs, on the same build and machine state, the old pair path as a peer: the pair mart
+written to parquet (``feat_customer_product_monthly`` was a parquet mart) and packed with DuckDB's
+``list()`` of structs (the old ``pack_features``), times both and checks that the old packed file holds
+exactly the new one's rows.
+
+    python benchmarks/bench_build.py                                # 10k, 100k, 1M + Complete Journey
+    python benchmarks/bench_build.py --sizes 10000 --no-cj          # quick look
+    python benchmarks/bench_build.py --sizes 200000 --no-cj --peer  # new pack vs the old path
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import Measured, measure  # noqa: E402
 
 NEXTBEST = [sys.executable, "-m", "nextbest.cli"]
+PAIR_MODEL = "feat_customer_product_monthly"
+PACKED_MODEL = "feat_customer_product_monthly_packed"
+KEYS = ("customer_id", "event_timestamp")
+
+
+def live_build_dir(home: Path) -> Path:
+    """The live build's directory under ``home``."""
+    warehouse = home / "warehouse"
+    build_id = json.loads((warehouse / "current.json").read_text())["build_id"]
+    return warehouse / "builds" / build_id
+
+
+def model_seconds(build_dir: Path) -> dict[str, float]:
+    """Execution seconds per model of the build (dbt's run_results.json)."""
+    results = json.loads((build_dir / "dbt_target" / "run_results.json").read_text())["results"]
+    models = (r for r in results if r["unique_id"].startswith("model."))
+    return {r["unique_id"].split(".")[-1]: r["execution_time"] for r in models}
+
+
+def old_pack_sql(packed: duckdb.DuckDBPyRelation, pairs_file: str) -> str:
+    """The old pack_features: one list() of structs per customer x snapshot, sorted, then one
+    list_transform per feature; left-joined to the population (the packed model's own rows)."""
+    features = [c for c in packed.columns if c not in (*KEYS, "candidate_product_ids")]
+    strings = {c for c, t in zip(packed.columns, packed.types, strict=True) if str(t) == "VARCHAR[]"}
+
+    def element(c: str) -> str:
+        if c in strings:
+            return f"coalesce(cast({c} as varchar), '')"
+        return f"coalesce(cast({c} as double), 'nan'::double)"
+
+    def empty(c: str) -> str:
+        return "[]::varchar[]" if c in strings else "[]::double[]"
+
+    struct = ", ".join(["'product_id': product_id", *(f"'{c}': {element(c)}" for c in features)])
+    lists = ",\n".join(
+        f"coalesce(list_transform(p.elements, lambda e: e.{c}), {empty(c)}) as {c}" for c in features
+    )
+    return f"""
+        with packed as (
+            select customer_id, event_timestamp, list_sort(list({{{struct}}})) as elements
+            from read_parquet('{pairs_file}') group by customer_id, event_timestamp
+        )
+        select pop.customer_id, pop.event_timestamp,
+            coalesce(list_transform(p.elements, lambda e: e.product_id), []::varchar[])
+                as candidate_product_ids,
+            {lists}
+        from population as pop left join packed as p using (customer_id, event_timestamp)
+    """
+
+
+def old_path_peer(build_dir: Path, out: Path) -> dict[str, float]:
+    """Time the old pair path on ``build_dir``'s warehouse: write the pair view to parquet, pack it with
+    list(); check the old packed rows equal the new packed file's. Seconds per step."""
+    con = duckdb.connect(str(build_dir / "nextbest.duckdb"), read_only=True)
+    con.execute(f"set temp_directory = '{out}/tmp'")
+    pairs_file, old_file = str(out / "pairs.parquet"), str(out / "packed_old.parquet")
+    new_file = str(build_dir / "marts" / f"{PACKED_MODEL}.parquet")
+    start = time.perf_counter()
+    con.execute(f"copy (select * from {PAIR_MODEL}) to '{pairs_file}' (format parquet, compression zstd)")
+    write_s = time.perf_counter() - start
+    packed = con.sql(f"select * from read_parquet('{new_file}')")
+    con.execute(f"create temp view population as select {', '.join(KEYS)} from read_parquet('{new_file}')")
+    start = time.perf_counter()
+    old_sql = old_pack_sql(packed, pairs_file)
+    con.execute(f"copy ({old_sql}) to '{old_file}' (format parquet, compression zstd)")
+    pack_s = time.perf_counter() - start
+    old, new = f"read_parquet('{old_file}')", f"read_parquet('{new_file}')"
+    differ = con.execute(
+        f"select count(*) from ((select * from {old} except all select * from {new})"
+        f" union all (select * from {new} except all select * from {old}))"
+    ).fetchone()[0]
+    return {"old_pair_write_s": write_s, "old_pack_s": pack_s, "rows_differing": float(differ)}
 
 
 def run_case(label: str, ingest_args: list[str], home: Path) -> dict[str, Measured]:
@@ -41,6 +124,7 @@ def main() -> None:
     parser.add_argument("--months", type=int, default=24)
     parser.add_argument("--no-cj", action="store_true", help="skip The Complete Journey")
     parser.add_argument("--oracle", action="store_true", help="also write the oracle (slower)")
+    parser.add_argument("--peer", action="store_true", help="also time the old pair path on each build")
     args = parser.parse_args()
 
     cases: list[tuple[str, list[str], int | None]] = [
@@ -65,19 +149,44 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     first: dict[str, float] = {}
-    for label, ingest_args, _ in cases:
+    summaries = []
+    for label, ingest_args, customers in cases:
         with tempfile.TemporaryDirectory(prefix="nextbest-bench-") as tmp:
             results = run_case(label, ingest_args, Path(tmp))
-        for stage, m in results.items():
-            first.setdefault(stage, m.seconds)
-            status = "" if m.returncode == 0 else f"  FAILED exit {m.returncode}"
-            print(
-                f"{label:<36} {stage:<7} {m.seconds:>9.1f} {m.peak_gib:>9.2f} "
-                f"{m.seconds / first[stage]:>16.1f}{status}",
-                flush=True,
+            for stage, m in results.items():
+                first.setdefault(stage, m.seconds)
+                status = "" if m.returncode == 0 else f"  FAILED exit {m.returncode}"
+                print(
+                    f"{label:<36} {stage:<7} {m.seconds:>9.1f} {m.peak_gib:>9.2f} "
+                    f"{m.seconds / first[stage]:>16.1f}{status}",
+                    flush=True,
+                )
+            total = sum(m.seconds for m in results.values())
+            print(f"{label:<36} {'total':<7} {total:>9.1f}", flush=True)
+            build = results.get("build")
+            if build is None or build.returncode != 0:
+                continue
+            build_dir = live_build_dir(Path(tmp))
+            pack_s = model_seconds(build_dir).get(PACKED_MODEL, float("nan"))
+            peak = max(m.peak_gib for m in results.values())
+            months = args.months if customers else "-"
+            summaries.append(
+                f"{customers or label}, {months}, {build.seconds:.1f}, {pack_s:.1f}, {total:.1f}, {peak:.2f}"
             )
-        total = sum(m.seconds for m in results.values())
-        print(f"{label:<36} {'total':<7} {total:>9.1f}", flush=True)
+            if args.peer:
+                peer = old_path_peer(build_dir, Path(tmp))
+                old_s = peer["old_pair_write_s"] + peer["old_pack_s"]
+                print(
+                    f"{label:<36} old pair path on the same build: pair parquet "
+                    f"{peer['old_pair_write_s']:.1f} s + list() pack {peer['old_pack_s']:.1f} s"
+                    f" = {old_s:.1f} s"
+                    f" vs packed_parquet {pack_s:.1f} s ({old_s / pack_s:.2f}x); "
+                    f"packed rows differing: {int(peer['rows_differing'])}",
+                    flush=True,
+                )
+    print("\ncustomers, months, dbt_s, pack_s, total_s, peak_rss_gib")
+    for line in summaries:
+        print(line)
 
 
 if __name__ == "__main__":

@@ -176,7 +176,7 @@ product as (
     select * from read_parquet(?)
 ),
 pair as (
-    select * from read_parquet(?)
+    select * from feat_customer_product_monthly  -- a view of the build's DuckDB file
 ),
 final as (
     select *
@@ -191,14 +191,11 @@ select * from final
 
 def ranker_frame(marts_dir: Path) -> pd.DataFrame:
     """``fct_ranking_labels`` with the numeric features of the three feature marts (read directly: the
-    parquet files Feast's offline store reads, joined on the exact snapshot)."""
-    names = [
-        FCT_RANKING_LABELS,
-        "feat_customer_monthly",
-        "feat_product_monthly",
-        "feat_customer_product_monthly",
-    ]
-    frame = duckdb.connect().execute(ABLATION_SQL, [str(mart_file(marts_dir, n)) for n in names]).df()
+    parquet files Feast's offline store reads, and the pair model's view in the build's DuckDB file,
+    joined on the exact snapshot)."""
+    names = [FCT_RANKING_LABELS, "feat_customer_monthly", "feat_product_monthly"]
+    with duckdb.connect(str(marts_dir.parent / "nextbest.duckdb"), read_only=True) as con:
+        frame = con.execute(ABLATION_SQL, [str(mart_file(marts_dir, n)) for n in names]).df()
     return frame.sort_values(list(SORT_COLS)).reset_index(drop=True)
 
 

@@ -33,10 +33,10 @@ MART_MODELS: tuple[str, ...] = (
     FCT_RANKING_LABELS,
     "feat_customer_monthly",
     "feat_product_monthly",
-    "feat_customer_product_monthly",
     "feat_customer_product_monthly_packed",
 )
-"""Every mart the build summary counts."""
+"""Every mart file the build summary counts (feat_customer_product_monthly is a view, packed into
+feat_customer_product_monthly_packed)."""
 
 
 def mart_file(marts_dir: Path, model: str) -> Path:

@@ -3,6 +3,11 @@
     customer's candidate products in `candidate_product_ids` and, aligned element by element with it,
     one list per feature column documented in the pair model's yml.
 
+    pack_features gives the elements, one row per customer x snapshot x candidate (sorted into lists by
+    the `packed_parquet` materialization, which builds the list columns with pyarrow: see
+    macros/materializations/packed_parquet.sql); a population row without candidates gives one row with a
+    null product_id, which becomes empty lists.
+
     Lists carry no nulls (Feast's online store would turn a null element into 0), so a missing value is
     encoded explicitly and decoded by nextbest.features.packing: numbers and booleans travel as double with NaN
     for null, strings as varchar with '' for null.
@@ -43,14 +48,10 @@
 {% endmacro %}
 
 
-{% macro packed_empty(column) %}
-    {%- if (column.data_type or '') | lower == 'varchar' -%} []::varchar[] {%- else -%} []::double[] {%- endif -%}
-{% endmacro %}
-
-
 {% macro pack_features(pair_model_name, population_relation) %}
     {#- population_relation: one row per (customer_id, event_timestamp) that must get a row, with or
-        without candidates (so the online store's latest row is always the latest snapshot's). -#}
+        without candidates (so the online store's latest row is always the latest snapshot's). Use with
+        materialized='packed_parquet' and config population = that model's name. -#}
     {%- set columns = packed_feature_columns(pair_model_name) -%}
 with
 
@@ -62,38 +63,18 @@ pairs as (
     select * from {{ ref(pair_model_name) }}
 ),
 
--- one list aggregate of structs (a single aggregate keeps the elements aligned), sorted by product:
--- about 3.5x faster than one ordered list() per column
-packed as (
-    select
-        customer_id,
-        event_timestamp,
-        list_sort(list({
-            'product_id': product_id,
-            {%- for column in columns %}
-            '{{ column.name }}': {{ packed_element(column) }},
-            {%- endfor %}
-        })) as elements,
-    from pairs
-    group by customer_id, event_timestamp
-),
-
 final as (
     select
         population.customer_id,
         population.event_timestamp,
-        coalesce(
-            list_transform(packed.elements, lambda element: element.product_id), []::varchar[]
-        ) as candidate_product_ids,
+        pairs.product_id,
         {%- for column in columns %}
-        coalesce(
-            list_transform(packed.elements, lambda element: element.{{ column.name }}), {{ packed_empty(column) }}
-        ) as {{ column.name }},
+        {{ packed_element(column) }} as {{ column.name }},
         {%- endfor %}
     from population
-    left join packed
-        on population.customer_id = packed.customer_id
-        and population.event_timestamp = packed.event_timestamp
+    left join pairs
+        on population.customer_id = pairs.customer_id
+        and population.event_timestamp = pairs.event_timestamp
 )
 
 select * from final

@@ -31,6 +31,7 @@ import shutil
 from datetime import date, datetime
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -148,8 +149,13 @@ def build(home: Path, dbt_vars: dict | None = None, select: str | None = None) -
 
 
 def read_mart(settings: Settings, name: str) -> pd.DataFrame:
-    """A mart's parquet file as a DataFrame."""
-    return pd.read_parquet(mart_path(settings, name))
+    """A mart's parquet file as a DataFrame; a mart materialized as a view (feat_customer_product_monthly)
+    is read from the build's DuckDB file."""
+    path = mart_path(settings, name)
+    if path.exists():
+        return pd.read_parquet(path)
+    with duckdb.connect(str(settings.build_dir / "nextbest.duckdb"), read_only=True) as con:
+        return con.sql(f'select * from "{name}"').df()
 
 
 def copy_raw(source: Path, destination: Path) -> Path:

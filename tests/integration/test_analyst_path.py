@@ -15,6 +15,7 @@ from nextbest.features.online import online_features
 from nextbest.features.retrieval import historical_features, service_feature_views
 from nextbest.features.store import apply_definitions, get_store, materialize
 from nextbest.settings import DBT_PROJECT_DIR, Settings
+from tests.integration.dbt_fixtures import read_mart
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -60,7 +61,7 @@ def edited_build(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 def latest_pairs(settings: Settings) -> pd.DataFrame:
-    pairs = pd.read_parquet(settings.marts_dir / "feat_customer_product_monthly.parquet")
+    pairs = read_mart(settings, "feat_customer_product_monthly")
     return pairs[pairs["event_timestamp"] == pairs["event_timestamp"].max()].reset_index(drop=True)
 
 

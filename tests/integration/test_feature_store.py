@@ -39,6 +39,7 @@ from nextbest.features.store import (
 )
 from nextbest.marts import manifest_path
 from nextbest.settings import FEATURE_REPO_DIR, Settings
+from tests.integration.dbt_fixtures import read_mart
 
 pytestmark = pytest.mark.integration
 
@@ -218,7 +219,7 @@ def redis_db(require_redis: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 def latest_candidates(settings: Settings) -> pd.DataFrame:
     """customer_id, product_id, event_timestamp of every candidate at the latest snapshot."""
-    cp = pd.read_parquet(settings.marts_dir / "feat_customer_product_monthly.parquet")
+    cp = read_mart(settings, "feat_customer_product_monthly")
     latest = cp[EVENT_TIMESTAMP].max()
     return cp.loc[cp[EVENT_TIMESTAMP] == latest, ["customer_id", "product_id", EVENT_TIMESTAMP]].reset_index(
         drop=True
@@ -579,7 +580,7 @@ class TestOnRealDbtMarts:
             assert [f.name for f in views[model].features] == yml, model
             parquet_cols = set(pd.read_parquet(dbt_built.marts_dir / f"{model}.parquet").columns)
             assert set(yml) | {k for k in keys if k in parquet_cols} == parquet_cols, model
-        pair_cols = set(pd.read_parquet(dbt_built.marts_dir / f"{PAIR_MODEL}.parquet").columns)
+        pair_cols = set(read_mart(dbt_built, PAIR_MODEL).columns)  # a view: read from nextbest.duckdb
         assert pair_cols == set(pair_yml) | keys
         service = store.get_feature_service(FEATURE_SERVICE_NAME)
         served = {(p.name, f.name) for p in service.feature_view_projections for f in p.features}

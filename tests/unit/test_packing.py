@@ -84,3 +84,123 @@ class TestUnpackArrow:
 
         with pytest.raises(PackingError, match="packed row 0"):
             unpack(pa.array([["A", "B"]]), {"x": pa.array([[1.0]])})
+
+
+class TestPack:
+    """pack_sorted_rows / pack_sorted_batches / write_packed_parquet: the encoder of the packed layout."""
+
+    KEYS = ("customer_id", "event_timestamp")
+
+    @staticmethod
+    def rows():
+        import pyarrow as pa
+
+        return pa.table(
+            {
+                "customer_id": ["a", "a", "b", "c", "c", "c", "c"],
+                "event_timestamp": [1, 1, 1, 1, 1, 2, 2],
+                "product_id": ["P1", "P2", None, "P1", "P3", "P1", "P4"],
+                "held": [1.0, np.nan, np.nan, 3.0, 4.0, 5.0, 6.0],
+                "channel": ["web", "", "", "branch", "web", "", "app"],
+            }
+        )
+
+    EXPECTED = [
+        {"customer_id": "a", "event_timestamp": 1, "candidate_product_ids": ["P1", "P2"],
+         "held": [1.0, None], "channel": ["web", ""]},
+        {"customer_id": "b", "event_timestamp": 1, "candidate_product_ids": [], "held": [], "channel": []},
+        {"customer_id": "c", "event_timestamp": 1, "candidate_product_ids": ["P1", "P3"],
+         "held": [3.0, 4.0], "channel": ["branch", "web"]},
+        {"customer_id": "c", "event_timestamp": 2, "candidate_product_ids": ["P1", "P4"],
+         "held": [5.0, 6.0], "channel": ["", "app"]},
+    ]
+
+    @staticmethod
+    def plain(rows: list[dict]) -> list[dict]:
+        """NaN -> None, so that rows compare with ==."""
+        return [
+            {k: [None if isinstance(x, float) and np.isnan(x) else x for x in v] if isinstance(v, list) else v
+             for k, v in row.items()}
+            for row in rows
+        ]
+
+    def test_one_row_per_key_lists_aligned_and_empty_for_a_null_product(self) -> None:
+        from nextbest.features.packing import pack_sorted_rows
+
+        packed = pack_sorted_rows(self.rows(), self.KEYS, "product_id")
+        assert packed.column_names == [*self.KEYS, "candidate_product_ids", "held", "channel"]
+        assert self.plain(packed.to_pylist()) == self.EXPECTED
+
+    def test_batches_split_inside_a_group_pack_the_group_once(self) -> None:
+        import pyarrow as pa
+
+        from nextbest.features.packing import pack_sorted_batches
+
+        for size in (1, 2, 3, 7):
+            batches = self.rows().to_batches(max_chunksize=size)
+            tables = list(pack_sorted_batches(batches, self.KEYS, "product_id"))
+            assert self.plain(pa.concat_tables(tables).to_pylist()) == self.EXPECTED, size
+
+    def test_packed_rows_unpack_to_the_element_rows(self) -> None:
+        from nextbest.features.packing import pack_sorted_rows
+
+        rows = self.rows()
+        packed = pack_sorted_rows(rows, self.KEYS, "product_id")
+        out = unpack(
+            packed.column("candidate_product_ids"),
+            {"held": packed.column("held"), "channel": packed.column("channel")},
+            string_features=["channel"],
+        )
+        present = [i for i, p in enumerate(rows.column("product_id").to_pylist()) if p is not None]
+        assert out.product_id.tolist() == [rows.column("product_id")[i].as_py() for i in present]
+        assert out.row.tolist() == [0, 0, 2, 2, 3, 3]
+        np.testing.assert_array_equal(out.features["held"], [1.0, np.nan, 3.0, 4.0, 5.0, 6.0])
+        assert out.features["channel"].tolist() == ["web", None, "branch", "web", None, "app"]
+
+    def test_no_rows_give_an_empty_table_of_the_packed_schema(self) -> None:
+        import pyarrow as pa
+
+        from nextbest.features.packing import pack_sorted_rows
+
+        packed = pack_sorted_rows(self.rows().slice(0, 0), self.KEYS, "product_id")
+        assert packed.num_rows == 0
+        assert packed.schema.field("held").type == pa.list_(pa.float64())
+        assert packed.schema.field("candidate_product_ids").type == pa.list_(pa.string())
+
+    def test_write_packed_parquet_sorts_each_chunk_and_writes_one_file(self, tmp_path) -> None:
+        import duckdb
+        import pyarrow.parquet as pq
+
+        from nextbest.features.packing import write_packed_parquet
+
+        con = duckdb.connect()
+        shuffled = self.rows().take([6, 3, 0, 2, 5, 4, 1])  # DuckDB must sort every chunk
+        con.register("element_rows", shuffled)
+        path = tmp_path / "packed.parquet"
+        written = write_packed_parquet(
+            con, "select * from element_rows", path, self.KEYS, "product_id", "event_timestamp",
+            [(1, 1), (2, 2)], batch_rows=2,
+        )
+        assert written == 4
+        table = pq.read_table(path).sort_by([("event_timestamp", "ascending"), ("customer_id", "ascending")])
+        assert self.plain(table.to_pylist()) == self.EXPECTED
+
+    def test_the_chunk_column_must_be_a_key(self, tmp_path) -> None:
+        import duckdb
+
+        from nextbest.features.packing import write_packed_parquet
+
+        with pytest.raises(ValueError, match="chunk column 'held' is not one of the keys"):
+            write_packed_parquet(
+                duckdb.connect(), "select 1", tmp_path / "x.parquet", self.KEYS, "product_id", "held", []
+            )
+
+
+def test_chunk_ranges_keep_to_the_budget_and_cover_every_value() -> None:
+    from nextbest.features.packing import chunk_ranges
+
+    sizes = [("a", 3), ("b", 3), ("c", 5), ("d", 1), ("e", 1)]
+    assert chunk_ranges(sizes, 6) == [("a", "b"), ("c", "d"), ("e", "e")]
+    assert chunk_ranges(sizes, 4) == [("a", "a"), ("b", "b"), ("c", "c"), ("d", "e")]  # c alone exceeds 4
+    assert chunk_ranges(sizes, 100) == [("a", "e")]
+    assert chunk_ranges([], 10) == []

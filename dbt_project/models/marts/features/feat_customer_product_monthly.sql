@@ -1,3 +1,11 @@
+{#-
+  A view, not a parquet file: ~320M rows at 1M customers x 24 months (about 9 GB of parquet, most of the
+  build's time) that nothing reads as such. Its only consumer is feat_customer_product_monthly_packed (the
+  layout Feast stores), whose packed_parquet materialization evaluates it one snapshot at a time; read it
+  row by row from the build's DuckDB file (nextbest.duckdb), or unpacked from the packed model.
+-#}
+{{ config(materialized='view') }}
+
 with
 
 candidates as (

@@ -1,0 +1,66 @@
+{#-
+  `packed_parquet`: writes a packed model (see macros/pack_features.sql) to `<external_root>/<model>.parquet`.
+
+  The model's SQL gives one row per element (customer_id, event_timestamp, product_id, one encoded value per
+  feature; product_id null for a customer x snapshot without candidates). Building the lists with DuckDB's
+  list() costs ~90 ns per value and holds every group in a hash table; instead this hands the SQL to
+  nextbest.features.packing.write_packed_parquet (a Python job on dbt's own DuckDB connection), which runs it
+  on a few snapshots of the `population` model (config) at a time, sorted by customer and product, and builds each list
+  column from the group offsets with pyarrow, streaming to one parquet file. A view over the file takes the
+  model's place, as with `parquet_file`, so refs and tests read the file.
+-#}
+{% materialization packed_parquet, adapter='duckdb' %}
+  {%- set location = render(config.get('location', default=external_location(this, config))) -%}
+  {%- set population = ref(config.require('population')) -%}
+  {%- set location_literal = "'" ~ (location | replace("'", "''")) ~ "'" -%}
+  {%- set target_relation = this.incorporate(type='view') -%}
+  {%- set existing_relation = load_cached_relation(this) -%}
+
+  {{ run_hooks(pre_hooks, inside_transaction=False) }}
+  {{ run_hooks(pre_hooks, inside_transaction=True) }}
+
+  {% call statement('write_packed', language='python') -%}
+from pathlib import Path
+
+from nextbest.features.packing import PACK_CHUNK_ROWS, chunk_ranges, write_packed_parquet
+
+
+class dbtObj:
+    def __init__(self, load_df_function):
+        pass
+
+
+def model(dbt, con):
+    sizes = con.execute({{ tojson("select event_timestamp, count(*) from " ~ population ~ " group by 1 order by 1") }}).fetchall()
+    write_packed_parquet(
+        con,
+        rows_query={{ tojson(sql) }},
+        path=Path({{ tojson(location) }}),
+        keys=["customer_id", "event_timestamp"],
+        product="product_id",
+        chunk_column="event_timestamp",
+        chunks=chunk_ranges(sizes, PACK_CHUNK_ROWS),
+    )
+
+
+def materialize(df, con):
+    pass
+  {%- endcall %}
+
+  {% if existing_relation is not none and existing_relation.type != 'view' %}
+    {{ adapter.drop_relation(existing_relation) }}
+  {% endif %}
+
+  {% call statement('main') -%}
+    create or replace view {{ target_relation }} as (
+        select * from read_parquet({{ location_literal }})
+    )
+  {%- endcall %}
+
+  {{ run_hooks(post_hooks, inside_transaction=True) }}
+  {% do persist_docs(target_relation, model) %}
+  {{ adapter.commit() }}
+  {{ run_hooks(post_hooks, inside_transaction=False) }}
+
+  {{ return({'relations': [target_relation]}) }}
+{% endmaterialization %}
