@@ -100,7 +100,7 @@ final as (
         spine.is_latest,
         {{ month_index('customers.joined_on') }} as joined_month_index,
         spine.month_index - {{ month_index('customers.joined_on') }} as tenure_months,
-        year(spine.snapshot_on) - customers.birth_year as age_years,
+        cast(year(spine.snapshot_on) - customers.birth_year as bigint) as age_years,
         customers.income,
         customers.segment,
         customers.region,
