@@ -40,10 +40,12 @@ missing_labels as (
         'labelled snapshot with candidates but no labels' as problem
     from candidate_snapshots
     inner join spine
-        using (event_timestamp)
-    anti join label_snapshots
-        using (event_timestamp)
+        on candidate_snapshots.event_timestamp = spine.event_timestamp
     where spine.is_labelled
+        and not exists (
+            select 1 from label_snapshots
+            where label_snapshots.event_timestamp = candidate_snapshots.event_timestamp
+        )
 ),
 
 final as (

@@ -6,6 +6,8 @@
   Returns every customer x snapshot on which the brute force and feat_customer_monthly disagree, and every
   population customer x snapshot with an eligible product not owned but no candidate row.
 -#}
+{#- DuckDB's date functions and correlated exists in the select list: not run on Spark yet. -#}
+{{ config(tags=['duckdb_only']) }}
 {%- set lookback = var('activity_lookback_months') | int -%}
 {%- set prospect_window = var('prospect_window_months') -%}
 
