@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,retrieval]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,retrieval,spark]'
 	touch $(STAMP)
 
 install: $(STAMP)

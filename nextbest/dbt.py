@@ -4,6 +4,10 @@ A subprocess (not dbt's in-process runner) keeps dbt's global state and memory o
 and lets benchmarks read the child's peak memory. The child dies with its parent: it runs in its own
 process group, which is killed when the caller is interrupted or fails, and on Linux the kernel kills it
 when the parent dies (``PR_SET_PDEATHSIG``), so a SIGKILLed ``nextbest build`` leaves no dbt running.
+
+``settings.engine`` picks the profile target (DuckDB, or Spark through dbt-spark's session): on Spark the
+models tagged ``duckdb_only`` are left out and the marts Spark writes as directories are published as
+the one parquet file per mart every stage reads (``publish_spark_marts``).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import ctypes
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +27,7 @@ from typing import Any
 
 from nextbest.errors import UserError
 from nextbest.marts import dbt_target_dir
-from nextbest.settings import DBT_PROJECT_DIR, Settings
+from nextbest.settings import DBT_PROJECT_DIR, DBT_TARGETS, Settings
 
 
 class DbtError(UserError, RuntimeError):
@@ -45,6 +50,12 @@ _LOCK_RE = re.compile(
 )
 """DuckDB's message when another process holds the database file."""
 
+SPARK_EXCLUDE = "tag:duckdb_only+"
+"""On the spark engine, the models not portable yet (and those built on them) are left out."""
+
+SPARK_MARTS_SUBDIR = "_spark"
+"""Where the spark ``parquet_file`` materialization writes each mart as a directory (in the marts dir)."""
+
 PR_SET_PDEATHSIG = 1
 """prctl option: the signal the kernel sends this process when its parent dies (Linux)."""
 
@@ -57,11 +68,45 @@ def dbt_env(settings: Settings, project_dir: Path = DBT_PROJECT_DIR) -> dict[str
         NEXTBEST_WAREHOUSE_DIR=str(settings.build_dir.resolve()),
         NEXTBEST_DBT_THREADS=str(settings.dbt_threads),
         NEXTBEST_DBT_MEMORY_LIMIT=settings.dbt_memory_limit,
+        NEXTBEST_DBT_TARGET=DBT_TARGETS[settings.engine],
         DBT_PROFILES_DIR=str(project_dir),
         DBT_SEND_ANONYMOUS_USAGE_STATS="false",
         DBT_PARTIAL_PARSE="false",
     )
+    if settings.engine == "spark":
+        env.update(NEXTBEST_SPARK_MASTER=settings.spark_master,
+                   NEXTBEST_SPARK_DRIVER_MEMORY=settings.spark_driver_memory)
+        env.setdefault("PYSPARK_PYTHON", sys.executable)  # Spark's Python workers: this venv
     return env
+
+
+def publish_spark_marts(marts_dir: Path) -> list[Path]:
+    """Link the one part file of each Spark-written mart directory to ``marts_dir/<model>.parquet``.
+
+    Spark writes ``marts/_spark/<model>/part-*.parquet`` (one partition); the contract is one file per
+    mart, so each becomes ``marts/<model>.parquet`` (a hard link, no copy; a copy across file systems).
+
+    Returns:
+        The mart files published.
+
+    Raises:
+        DbtError: a mart directory holds no parquet part file, or more than one.
+    """
+    published = []
+    for directory in sorted((marts_dir / SPARK_MARTS_SUBDIR).glob("*/")):
+        parts = sorted(directory.glob("part-*.parquet"))
+        if len(parts) != 1:
+            raise DbtError(
+                f"{directory}: expected one parquet part file written by Spark, found {len(parts)}"
+            )
+        target = marts_dir / f"{directory.name}.parquet"
+        target.unlink(missing_ok=True)
+        try:
+            os.link(parts[0], target)
+        except OSError:
+            shutil.copyfile(parts[0], target)
+        published.append(target)
+    return published
 
 
 def dbt_executable() -> str:
@@ -172,6 +217,10 @@ def run_dbt(
     settings.build_dir.mkdir(parents=True, exist_ok=True)
     settings.marts_dir.mkdir(parents=True, exist_ok=True)
     cmd = [dbt_executable(), *args, "--project-dir", str(project_dir)]
+    if settings.engine == "spark" and args and args[0] in ("build", "run", "test", "seed") and (
+        "--exclude" not in args
+    ):
+        cmd += ["--exclude", SPARK_EXCLUDE]
     if dbt_vars:
         cmd += ["--vars", json.dumps(dict(dbt_vars), default=str)]
     env = dbt_env(settings, project_dir)
@@ -184,4 +233,6 @@ def run_dbt(
             raise locked
         shown = tail if quiet else "(see dbt output above)"
         raise DbtError(f"dbt {' '.join(args)} failed (exit {code}):\n{shown}")
+    if settings.engine == "spark":
+        publish_spark_marts(settings.marts_dir)
     return subprocess.CompletedProcess(cmd, code, tail, None)

@@ -35,6 +35,11 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 FEATURE_REPO_DIR = PROJECT_ROOT / "feature_repo"
 
+Engine = Literal["duckdb", "spark"]
+ENGINES: tuple[Engine, ...] = ("duckdb", "spark")
+DBT_TARGETS: dict[Engine, str] = {"duckdb": "local", "spark": "spark"}
+"""The dbt profile target (``dbt_project/profiles.yml``) of each engine."""
+
 OnlineKind = Literal["sqlite", "redis"]
 ONLINE_KINDS: tuple[OnlineKind, ...] = ("sqlite", "redis")
 DEFAULT_REDIS_URL = "127.0.0.1:6379"
@@ -305,6 +310,15 @@ class Settings(BaseSettings):
     home: Path = Field(default=PROJECT_ROOT / ".nextbest", description="Root of all generated state.")
     dbt_threads: int = Field(default=2, ge=1)
     dbt_memory_limit: str = Field(default="6GB", description="DuckDB memory_limit for dbt builds.")
+    engine: Engine = Field(
+        default="duckdb",
+        description="The SQL engine dbt builds the warehouse with (env ``NEXTBEST_ENGINE``): duckdb, or "
+        "spark (dbt-spark in-process on ``spark_master``; the ``spark`` extra and Java 17).",
+    )
+    spark_master: str = Field(
+        default="local[2]", description="spark.master of the spark engine, e.g. local[2] or spark://host:7077."
+    )
+    spark_driver_memory: str = Field(default="2g", description="spark.driver.memory of the spark engine.")
     build_id: str | None = Field(
         default=None,
         description="Read this build (``warehouse/builds/<id>``) instead of the live one; None = the live "
@@ -313,6 +327,14 @@ class Settings(BaseSettings):
     online: OnlineStoreSettings = Field(default_factory=OnlineStoreSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _known_engine(cls, value: Any) -> str:
+        engine = str(value).strip().lower()
+        if engine not in ENGINES:
+            raise ValueError(f"expected one of {', '.join(ENGINES)}")
+        return engine
 
     @cached_property
     def raw_dir(self) -> Path:

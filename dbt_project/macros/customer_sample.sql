@@ -4,5 +4,5 @@
   1M customers) use it as their `where`; the default modulo 1 keeps every row.
 -#}
 {% macro customer_sample(column='customer_id') -%}
-    (hash({{ column }}) % {{ var('test_sample_modulo') }} = 0)
+    ({{ stable_hash(column) }} % {{ var('test_sample_modulo') }} = 0)
 {%- endmacro %}

@@ -27,7 +27,7 @@ candidate_snapshots as (
 labels_at_unlabelled as (
     select
         label_snapshots.event_timestamp,
-        'labels at a snapshot that is not labelled' as problem,
+        'labels at a snapshot that is not labelled' as problem
     from label_snapshots
     left join spine
         using (event_timestamp)
@@ -37,13 +37,15 @@ labels_at_unlabelled as (
 missing_labels as (
     select
         candidate_snapshots.event_timestamp,
-        'labelled snapshot with candidates but no labels' as problem,
+        'labelled snapshot with candidates but no labels' as problem
     from candidate_snapshots
     inner join spine
-        using (event_timestamp)
-    anti join label_snapshots
-        using (event_timestamp)
+        on candidate_snapshots.event_timestamp = spine.event_timestamp
     where spine.is_labelled
+        and not exists (
+            select 1 from label_snapshots
+            where label_snapshots.event_timestamp = candidate_snapshots.event_timestamp
+        )
 ),
 
 final as (

@@ -44,7 +44,7 @@ sampled_customers as (
 sampled_features as (
     select
         customer_features.*,
-        cast(customer_features.event_timestamp - interval 1 day as date) as snapshot_on,
+        cast(customer_features.event_timestamp - interval 1 day as date) as snapshot_on
     from customer_features
     semi join sampled_customers
         using (customer_id)
@@ -54,7 +54,7 @@ recomputed_owned as (
     select
         sampled_features.customer_id,
         sampled_features.event_timestamp,
-        count(holdings.customer_id) as count_products_owned,
+        count(holdings.customer_id) as count_products_owned
     from sampled_features
     left join holdings
         on sampled_features.customer_id = holdings.customer_id
@@ -68,7 +68,7 @@ recomputed_transactions as (
         sampled_features.customer_id,
         sampled_features.event_timestamp,
         count(transactions.customer_id) as count_transactions_last_12_months,
-        coalesce(sum(transactions.amount), 0.0) as sum_spend_last_12_months,
+        coalesce(sum(transactions.amount), 0.0) as sum_spend_last_12_months
     from sampled_features
     left join transactions
         on sampled_features.customer_id = transactions.customer_id
@@ -83,7 +83,7 @@ feature_mismatches as (
         sampled_features.customer_id,
         cast(null as varchar) as product_id,
         sampled_features.event_timestamp,
-        'recomputed counts differ' as problem,
+        'recomputed counts differ' as problem
     from sampled_features
     inner join recomputed_owned
         using (customer_id, event_timestamp)
@@ -100,7 +100,7 @@ sampled_candidates as (
     select
         candidates.*,
         customers.joined_on,
-        year(candidates.snapshot_on) - customers.birth_year as age_years,
+        year(candidates.snapshot_on) - customers.birth_year as age_years
     from candidates
     inner join customers
         using (customer_id)
@@ -118,7 +118,7 @@ candidate_problems as (
             when sampled_candidates.joined_on > sampled_candidates.snapshot_on then 'joined after the snapshot'
             when holdings.customer_id is not null then 'owned at the snapshot'
             else 'not eligible by age'
-        end as problem,
+        end as problem
     from sampled_candidates
     inner join products
         using (product_id)
@@ -144,7 +144,7 @@ recomputed_previously_held as (
         sampled_candidates.customer_id,
         sampled_candidates.product_id,
         sampled_candidates.event_timestamp,
-        cast(count(holdings.customer_id) > 0 as integer) as is_previously_held,
+        cast(count(holdings.customer_id) > 0 as integer) as is_previously_held
     from sampled_candidates
     left join holdings
         on sampled_candidates.customer_id = holdings.customer_id
@@ -159,7 +159,7 @@ customer_product_mismatches as (
         customer_product_features.customer_id,
         customer_product_features.product_id,
         customer_product_features.event_timestamp,
-        'is_previously_held differs' as problem,
+        'is_previously_held differs' as problem
     from customer_product_features
     inner join recomputed_previously_held
         using (customer_id, product_id, event_timestamp)

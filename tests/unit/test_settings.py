@@ -102,6 +102,7 @@ class TestBuildPaths:
         ("NEXTBEST_TRAINING_ENGINE", "spark", "NEXTBEST_TRAINING_ENGINE='spark': Input should be 'local' or"),
         ("NEXTBEST_SERVING_READ_TIMEOUT_MS", "abc", "NEXTBEST_SERVING_READ_TIMEOUT_MS='abc'"),
         ("NEXTBEST_DBT_THREADS", "0", "NEXTBEST_DBT_THREADS='0': Input should be greater than or equal to 1"),
+        ("NEXTBEST_ENGINE", "oracle", "NEXTBEST_ENGINE='oracle': Value error, expected one of duckdb, spark"),
     ],
 )
 def test_a_refused_environment_value_is_one_line_naming_the_variable(

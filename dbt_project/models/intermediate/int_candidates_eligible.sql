@@ -32,7 +32,7 @@ population_sets as (
             case when population.count_products_owned = 0 then 0 else floor(log2(population.count_products_owned)) + 1 end
             as integer
         ) as ownership_breadth,
-        owned_sets.owned_set_id,
+        owned_sets.owned_set_id
     from population
     left join owned_sets
         on population.customer_key = owned_sets.customer_key
@@ -48,7 +48,7 @@ eligible as (
         population_sets.segment,
         population_sets.age_years,
         population_sets.ownership_breadth,
-        population_sets.owned_set_id,
+        population_sets.owned_set_id
     from population_sets
     inner join products
         on (products.min_age is null and products.max_age is null)
@@ -65,7 +65,7 @@ located as (
         eligible.*,
         coalesce(segments.is_owned, false) as is_owned,
         segments.next_start_month_index,
-        segments.last_end_month_index,
+        segments.last_end_month_index
     from eligible
     left join segments
         on eligible.customer_key = segments.customer_key
@@ -84,7 +84,7 @@ final as (
         ownership_breadth,
         owned_set_id,
         next_start_month_index,
-        last_end_month_index,
+        last_end_month_index
     from located
     where not is_owned
 )

@@ -39,7 +39,7 @@ final as (
         candidates.next_start_month_index,
         candidates.last_end_month_index,
         customers.joined_month_index,
-        products.category,
+        products.category
     from candidates
     inner join customers
         on candidates.customer_key = customers.customer_key

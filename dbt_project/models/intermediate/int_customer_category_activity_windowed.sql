@@ -31,7 +31,7 @@ monthly as (
         products.category,
         {{ month_index('transactions.occurred_on') }} as month_index,
         sum(transactions.amount) as sum_amount,
-        count(*) as count_transactions,
+        count(*) as count_transactions
     from transactions
     inner join products
         on transactions.product_id = products.product_id
@@ -50,7 +50,7 @@ spend as (
         sum(monthly.sum_amount) filter (where monthly.month_index >= spine.month_index - 2)
             as sum_spend_last_3_months,
         sum(monthly.count_transactions) filter (where monthly.month_index >= spine.month_index - 2)
-            as count_transactions_last_3_months,
+            as count_transactions_last_3_months
     from monthly
     inner join spine
         on spine.month_index >= monthly.month_index
@@ -63,7 +63,7 @@ owned_counts as (
         customer_key,
         category,
         month_index,
-        count(*) as count_products_owned,
+        count(*) as count_products_owned
     from owned
     group by all
 ),
@@ -76,7 +76,7 @@ final as (
         cast(coalesce(owned_counts.count_products_owned, 0) as integer) as count_products_owned,
         cast(coalesce(spend.sum_spend_last_3_months, 0.0) as double) as sum_spend_last_3_months,
         cast(coalesce(spend.sum_spend_last_12_months, 0.0) as double) as sum_spend_last_12_months,
-        cast(coalesce(spend.count_transactions_last_3_months, 0) as integer) as count_transactions_last_3_months,
+        cast(coalesce(spend.count_transactions_last_3_months, 0) as integer) as count_transactions_last_3_months
     from spend
     full outer join owned_counts
         on spend.customer_key = owned_counts.customer_key

@@ -23,7 +23,7 @@ final as (
     select distinct
         transactions.customer_id,
         products.category,
-        {{ month_index('transactions.occurred_on') }} as month_index,
+        {{ month_index('transactions.occurred_on') }} as month_index
     from transactions
     inner join products
         on transactions.product_id = products.product_id
@@ -31,7 +31,7 @@ final as (
     select distinct
         holdings.customer_id,
         products.category,
-        {{ month_index('holdings.started_on') }} as month_index,
+        {{ month_index('holdings.started_on') }} as month_index
     from holdings
     inner join products
         on holdings.product_id = products.product_id

@@ -25,7 +25,7 @@ holding_starts as (
         1 as count_holdings_started,
         0 as count_holdings_ended,
         0 as count_transactions,
-        0.0 as sum_amount,
+        0.0 as sum_amount
     from holdings
 ),
 
@@ -36,7 +36,7 @@ holding_ends as (
         0 as count_holdings_started,
         1 as count_holdings_ended,
         0 as count_transactions,
-        0.0 as sum_amount,
+        0.0 as sum_amount
     from holdings
     where ended_on is not null
 ),
@@ -48,7 +48,7 @@ transaction_months as (
         0 as count_holdings_started,
         0 as count_holdings_ended,
         1 as count_transactions,
-        amount as sum_amount,
+        amount as sum_amount
     from transactions
 ),
 
@@ -67,7 +67,7 @@ final as (
         cast(sum(events.count_holdings_started) as integer) as count_holdings_started,
         cast(sum(events.count_holdings_ended) as integer) as count_holdings_ended,
         cast(sum(events.count_transactions) as integer) as count_transactions,
-        cast(sum(events.sum_amount) as double) as sum_amount,
+        cast(sum(events.sum_amount) as double) as sum_amount
     from events
     cross join last_month
     where events.month_index <= last_month.last_month_index

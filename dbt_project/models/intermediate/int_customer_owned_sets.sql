@@ -15,9 +15,9 @@ sets as (
     select
         customer_key,
         month_index,
-        list_sort(list(product_key)) as owned_product_keys,
+        {{ sorted_list_agg('product_key') }} as owned_product_keys,
         max(product_key) filter (where recency_rank = 1) as latest_product_key,
-        max(started_month_index) filter (where recency_rank = 1) as latest_started_month_index,
+        max(started_month_index) filter (where recency_rank = 1) as latest_started_month_index
     from owned
     group by customer_key, month_index
 ),
@@ -26,10 +26,10 @@ final as (
     select
         customer_key,
         month_index,
-        hash(month_index, latest_product_key, owned_product_keys) as owned_set_id,
+        {{ stable_hash('month_index', 'latest_product_key', 'owned_product_keys') }} as owned_set_id,
         owned_product_keys,
         cast(latest_product_key as integer) as latest_product_key,
-        cast(latest_started_month_index as integer) as latest_started_month_index,
+        cast(latest_started_month_index as integer) as latest_started_month_index
     from sets
 )
 

@@ -21,7 +21,7 @@ owned as (
         population.customer_key,
         population.month_index,
         segments.product_key,
-        segments.segment_start_month_index as started_month_index,
+        segments.segment_start_month_index as started_month_index
     from population
     inner join segments
         on population.customer_key = segments.customer_key
@@ -40,7 +40,7 @@ final as (
         cast(row_number() over (
             partition by owned.customer_key, owned.month_index
             order by owned.started_month_index desc, owned.product_key
-        ) as integer) as recency_rank,
+        ) as integer) as recency_rank
     from owned
     inner join products
         on owned.product_key = products.product_key

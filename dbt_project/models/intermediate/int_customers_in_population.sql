@@ -29,7 +29,7 @@ events as (
 customer_snapshots as (
     select
         customers.customer_id,
-        spine.month_index,
+        spine.month_index
     from customers
     inner join spine
         on customers.joined_on <= spine.snapshot_on
@@ -44,7 +44,7 @@ timeline as (
         coalesce(events.count_holdings_started, 0) as count_holdings_started,
         coalesce(events.count_holdings_ended, 0) as count_holdings_ended,
         coalesce(events.count_transactions, 0) as count_transactions,
-        coalesce(events.sum_amount, 0.0) as sum_amount,
+        coalesce(events.sum_amount, 0.0) as sum_amount
     from customer_snapshots
     full outer join events
         on customer_snapshots.customer_id = events.customer_id
@@ -75,7 +75,7 @@ windowed as (
         sum(count_transactions) over last_12 as count_transactions_last_12_months,
         sum(count_transactions) over last_lookback as count_transactions_lookback,
         max(case when count_transactions > 0 then month_index end) over history
-            as last_transaction_month_index,
+            as last_transaction_month_index
     from timeline
     window
         history as (partition by customer_id order by month_index rows between unbounded preceding and current row),
@@ -100,7 +100,7 @@ final as (
         spine.is_latest,
         {{ month_index('customers.joined_on') }} as joined_month_index,
         spine.month_index - {{ month_index('customers.joined_on') }} as tenure_months,
-        year(spine.snapshot_on) - customers.birth_year as age_years,
+        cast(year(spine.snapshot_on) - customers.birth_year as bigint) as age_years,
         customers.income,
         customers.segment,
         customers.region,
@@ -124,7 +124,7 @@ final as (
         cast(spine.month_index - windowed.last_holding_start_month_index as integer)
             as months_since_last_holding_start,
         -- the calendar month (1..12) in which the label window starts: seasonality
-        cast(month(spine.snapshot_on + interval 1 day) as integer) as label_month_of_year,
+        cast(month({{ dbt.dateadd('day', 1, 'spine.snapshot_on') }}) as integer) as label_month_of_year
     from windowed
     inner join spine
         on windowed.month_index = spine.month_index

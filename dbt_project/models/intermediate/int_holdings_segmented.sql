@@ -29,7 +29,7 @@ holding_months as (
         products.product_key,
         holdings.started_on,
         {{ month_index('started_on') }} as start_month_index,
-        {{ month_index('ended_on') }} as end_month_index,
+        {{ month_index('ended_on') }} as end_month_index
     from holdings
     inner join customers
         on holdings.customer_id = customers.customer_id
@@ -41,7 +41,7 @@ ordered as (
     select
         *,
         lag(end_month_index) over pair as previous_end_month_index,
-        row_number() over pair = count(*) over (partition by customer_id, product_id) as is_last_holding,
+        row_number() over pair = count(*) over (partition by customer_id, product_id) as is_last_holding
     from holding_months
     window pair as (partition by customer_id, product_id order by started_on)
 ),
@@ -57,7 +57,7 @@ gaps_before as (
         start_month_index as segment_end_month_index,
         false as is_owned,
         start_month_index as next_start_month_index,
-        previous_end_month_index as last_end_month_index,
+        previous_end_month_index as last_end_month_index
     from ordered
 ),
 
@@ -72,7 +72,7 @@ owned as (
         coalesce(end_month_index, {{ plus_infinity }}) as segment_end_month_index,
         true as is_owned,
         cast(null as integer) as next_start_month_index,
-        cast(null as integer) as last_end_month_index,
+        cast(null as integer) as last_end_month_index
     from ordered
 ),
 
@@ -87,7 +87,7 @@ gap_after as (
         {{ plus_infinity }} as segment_end_month_index,
         false as is_owned,
         cast(null as integer) as next_start_month_index,
-        end_month_index as last_end_month_index,
+        end_month_index as last_end_month_index
     from ordered
     where is_last_holding and end_month_index is not null
 ),
@@ -110,7 +110,7 @@ final as (
         cast(segment_end_month_index as integer) as segment_end_month_index,
         is_owned,
         cast(next_start_month_index as integer) as next_start_month_index,
-        cast(last_end_month_index as integer) as last_end_month_index,
+        cast(last_end_month_index as integer) as last_end_month_index
     from segments
     where segment_start_month_index < segment_end_month_index
 )

@@ -34,7 +34,7 @@ starts_monthly as (
         {{ month_index('holdings.started_on') }} as month_index,
         count(*) as count_starts,
         sum(year(holdings.started_on) - customers.birth_year) as sum_age,
-        sum(power(year(holdings.started_on) - customers.birth_year, 2)) as sum_age_squared,
+        sum(power(year(holdings.started_on) - customers.birth_year, 2)) as sum_age_squared
     from holdings
     inner join customers
         on holdings.customer_id = customers.customer_id
@@ -50,7 +50,7 @@ starts_cumulative as (
         spine.month_index,
         coalesce(sum(starts_monthly.count_starts), 0) as count_starts,
         coalesce(sum(starts_monthly.sum_age), 0) as sum_age,
-        coalesce(sum(starts_monthly.sum_age_squared), 0) as sum_age_squared,
+        coalesce(sum(starts_monthly.sum_age_squared), 0) as sum_age_squared
     from products
     cross join spine
     left join starts_monthly
@@ -63,7 +63,7 @@ population_ages as (
     select
         month_index,
         avg(age_years) as mean_age,
-        var_pop(age_years) as variance_age,
+        var_pop(age_years) as variance_age
     from population
     where age_years is not null
     group by all
@@ -88,7 +88,7 @@ final as (
                 / (starts_cumulative.count_starts + {{ prior }}), 2
             ),
             1.0
-        )) as double) as sd_adopter_age_years,
+        )) as double) as sd_adopter_age_years
     from starts_cumulative
     inner join population_ages
         on starts_cumulative.month_index = population_ages.month_index

@@ -16,7 +16,7 @@ aggregated as (
         sum(count_candidates) as count_candidates,
         sum(count_adopted_next_month) as count_adopted_within_1_months,
         sum(count_adopted_within_3_months) as count_adopted_within_3_months,
-        sum(count_adopted_within_12_months) as count_adopted_within_12_months,
+        sum(count_adopted_within_12_months) as count_adopted_within_12_months
     from counted
     group by all
 ),
@@ -28,7 +28,7 @@ final as (
         cast(aggregated.count_candidates as integer) as count_candidates,
         cast(aggregated.count_adopted_within_1_months as integer) as count_adopted_within_1_months,
         cast(aggregated.count_adopted_within_3_months as integer) as count_adopted_within_3_months,
-        cast(aggregated.count_adopted_within_12_months as integer) as count_adopted_within_12_months,
+        cast(aggregated.count_adopted_within_12_months as integer) as count_adopted_within_12_months
     from aggregated
     inner join products
         on aggregated.product_key = products.product_key

@@ -23,7 +23,7 @@ windowed as (
         counted.ownership_breadth,
         spine.month_index,
         sum(counted.count_candidates) as count_candidates,
-        sum(counted.count_adopted_next_month) as count_adopted,
+        sum(counted.count_adopted_next_month) as count_adopted
     from counted
     inner join spine
         on counted.month_index between spine.month_index - 3 and spine.month_index - 1
@@ -34,7 +34,7 @@ overall as (
     select
         product_key,
         month_index,
-        sum(count_adopted) / sum(count_candidates) as adoption_rate,
+        sum(count_adopted) / sum(count_candidates) as adoption_rate
     from windowed
     group by all
 ),
@@ -52,7 +52,7 @@ final as (
         cast(
             (windowed.count_adopted + {{ prior }} * overall.adoption_rate) / (windowed.count_candidates + {{ prior }})
             / nullif(overall.adoption_rate, 0) as double
-        ) as adoption_lift_same_breadth,
+        ) as adoption_lift_same_breadth
     from windowed
     inner join overall
         on windowed.product_key = overall.product_key

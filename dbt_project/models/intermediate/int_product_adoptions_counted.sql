@@ -21,7 +21,7 @@ final as (
         cast(count(*) filter (where next_start_month_index <= month_index + 3) as integer)
             as count_adopted_within_3_months,
         cast(count(*) filter (where next_start_month_index <= month_index + 12) as integer)
-            as count_adopted_within_12_months,
+            as count_adopted_within_12_months
     from candidates
     group by all
 )

@@ -27,7 +27,7 @@ owned_periods as (
         customers.segment,
         greatest(segments.segment_start_month_index, {{ month_index('customers.joined_on') }})
             as owned_from_month_index,
-        segments.segment_end_month_index as owned_until_month_index,
+        segments.segment_end_month_index as owned_until_month_index
     from segments
     inner join customers
         on segments.customer_id = customers.customer_id
@@ -39,7 +39,7 @@ owners as (
         owned_periods.product_id,
         owned_periods.segment,
         spine.month_index,
-        count(*) as count_owners,
+        count(*) as count_owners
     from owned_periods
     inner join spine
         on spine.month_index >= owned_periods.owned_from_month_index
@@ -51,7 +51,7 @@ population_sizes as (
     select
         segment,
         month_index,
-        count(*) as count_population,
+        count(*) as count_population
     from population
     group by all
 ),
@@ -61,7 +61,7 @@ grid as (
         products.product_id,
         population_sizes.segment,
         population_sizes.month_index,
-        population_sizes.count_population,
+        population_sizes.count_population
     from products
     cross join population_sizes
 ),
@@ -72,7 +72,7 @@ final as (
         grid.segment,
         grid.month_index,
         cast(coalesce(owners.count_owners, 0) as integer) as count_owners,
-        cast(grid.count_population as integer) as count_population,
+        cast(grid.count_population as integer) as count_population
     from grid
     left join owners
         on grid.product_id = owners.product_id

@@ -40,7 +40,7 @@ adoptions as (
     select
         customer_key,
         product_key,
-        next_start_month_index as adopted_month_index,
+        next_start_month_index as adopted_month_index
     from segments
     where not is_owned
         and next_start_month_index is not null
@@ -52,7 +52,7 @@ set_members as (
         owned_set_id,
         month_index,
         count_customers,
-        unnest(owned_product_keys) as product_key,
+        {{ list_explode('owned_product_keys') }} as product_key
     from sets
 ),
 
@@ -60,7 +60,7 @@ owners as (
     select
         product_key as from_product_key,
         month_index,
-        sum(count_customers) as count_owners,
+        sum(count_customers) as count_owners
     from set_members
     group by all
 ),
@@ -70,7 +70,7 @@ co_owned as (
         from_members.product_key as from_product_key,
         to_members.product_key as to_product_key,
         from_members.month_index,
-        sum(from_members.count_customers) as count_co_owned,
+        sum(from_members.count_customers) as count_co_owned
     from set_members as from_members
     inner join set_members as to_members
         on from_members.owned_set_id = to_members.owned_set_id
@@ -83,7 +83,7 @@ adopted_after_owning as (
         owned.product_key as from_product_key,
         adoptions.product_key as to_product_key,
         owned.month_index,
-        count(*) as count_adopted_next_month,
+        count(*) as count_adopted_next_month
     from adoptions
     inner join owned
         on adoptions.customer_key = owned.customer_key
@@ -96,7 +96,7 @@ base_adopted as (
     select
         adoptions.product_key as to_product_key,
         population.month_index,
-        count(*) as count_base_adopted_next_month,
+        count(*) as count_base_adopted_next_month
     from adoptions
     inner join population
         on adoptions.customer_key = population.customer_key
@@ -108,7 +108,7 @@ base_exposed as (
     select
         products.product_key as to_product_key,
         ownership.month_index,
-        sum(ownership.count_population) - sum(ownership.count_owners) as count_base_exposed,
+        sum(ownership.count_population) - sum(ownership.count_owners) as count_base_exposed
     from ownership
     inner join products
         on ownership.product_id = products.product_id
@@ -120,7 +120,7 @@ pairs as (
         owners.from_product_key,
         products.product_key as to_product_key,
         owners.month_index,
-        owners.count_owners,
+        owners.count_owners
     from owners
     cross join products
     where owners.from_product_key != products.product_key
@@ -137,7 +137,7 @@ final as (
         cast(pairs.count_owners as integer) as count_from_owners,
         cast(coalesce(base_exposed.count_base_exposed, 0) as integer) as count_base_exposed,
         cast(coalesce(base_adopted.count_base_adopted_next_month, 0) as integer)
-            as count_base_adopted_next_month,
+            as count_base_adopted_next_month
     from pairs
     left join co_owned
         on pairs.from_product_key = co_owned.from_product_key

@@ -34,7 +34,7 @@ pair_months as (
     select
         pairs.from_product_key,
         pairs.to_product_key,
-        spine.month_index,
+        spine.month_index
     from pairs
     cross join spine
 ),
@@ -47,7 +47,7 @@ pair_history as (
         coalesce(counted.count_exposed, 0) as count_exposed,
         coalesce(counted.count_adopted_next_month, 0) as count_adopted_next_month,
         counted.count_co_owned,
-        counted.count_from_owners,
+        counted.count_from_owners
     from pair_months
     left join counted
         on pair_months.from_product_key = counted.from_product_key
@@ -59,7 +59,7 @@ pair_windowed as (
     select
         *,
         sum(count_exposed) over before_snapshot as count_exposed_windowed,
-        sum(count_adopted_next_month) over before_snapshot as count_adopted_windowed,
+        sum(count_adopted_next_month) over before_snapshot as count_adopted_windowed
     from pair_history
     window before_snapshot as (
         partition by from_product_key, to_product_key order by month_index
@@ -72,7 +72,7 @@ base_counted as (
         to_product_key,
         month_index,
         count_base_exposed,
-        count_base_adopted_next_month,
+        count_base_adopted_next_month
     from counted
 ),
 
@@ -81,7 +81,7 @@ base_history as (
         products.to_product_key,
         spine.month_index,
         coalesce(base_counted.count_base_exposed, 0) as count_base_exposed,
-        coalesce(base_counted.count_base_adopted_next_month, 0) as count_base_adopted_next_month,
+        coalesce(base_counted.count_base_adopted_next_month, 0) as count_base_adopted_next_month
     from (select distinct to_product_key from counted) as products
     cross join spine
     left join base_counted
@@ -94,7 +94,7 @@ base_windowed as (
         to_product_key,
         month_index,
         sum(count_base_adopted_next_month) over before_snapshot
-            / nullif(sum(count_base_exposed) over before_snapshot, 0) as base_adoption_rate,
+            / nullif(sum(count_base_exposed) over before_snapshot, 0) as base_adoption_rate
     from base_history
     window before_snapshot as (
         partition by to_product_key order by month_index
@@ -106,7 +106,7 @@ owner_counts as (
     select
         from_product_key as product_key,
         month_index,
-        any_value(count_from_owners) as count_owners,
+        any_value(count_from_owners) as count_owners
     from counted
     group by all
 ),
@@ -114,7 +114,7 @@ owner_counts as (
 set_customers as (
     select
         month_index,
-        sum(count_customers) as count_customers,
+        sum(count_customers) as count_customers
     from sets
     group by all
 ),
@@ -146,7 +146,7 @@ final as (
                 )
                 + {{ prior }}
             ) as double
-        ) as coownership_lift,
+        ) as coownership_lift
     from pair_windowed
     left join base_windowed
         on pair_windowed.to_product_key = base_windowed.to_product_key

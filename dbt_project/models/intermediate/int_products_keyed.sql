@@ -11,7 +11,7 @@ final as (
         product_id,
         category,
         min_age,
-        max_age,
+        max_age
     from products
 )
 

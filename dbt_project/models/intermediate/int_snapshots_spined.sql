@@ -18,21 +18,21 @@ transactions as (
 customer_bounds as (
     select
         min(joined_on) as first_joined_on,
-        max(joined_on) as last_joined_on,
+        max(joined_on) as last_joined_on
     from customers
 ),
 
 holding_bounds as (
     select
         min(started_on) as first_started_on,
-        max(greatest(started_on, ended_on)) as last_holding_on,
+        max(greatest(started_on, ended_on)) as last_holding_on
     from holdings
 ),
 
 transaction_bounds as (
     select
         min(occurred_on) as first_occurred_on,
-        max(occurred_on) as last_occurred_on,
+        max(occurred_on) as last_occurred_on
     from transactions
 ),
 
@@ -47,19 +47,15 @@ bounds as (
         cast('{{ observed_until }}' as date)
         {%- else -%}
         greatest(last_joined_on, last_holding_on, last_occurred_on)
-        {%- endif %} as observed_until,
+        {%- endif %} as observed_until
     from customer_bounds, holding_bounds, transaction_bounds
 ),
 
 months as (
     select
-        cast(unnest(generate_series(
-            date_trunc('month', observed_from),
-            date_trunc('month', observed_until),
-            interval 1 month
-        )) as date) as month_start,
+        {{ month_starts('observed_from', 'observed_until') }} as month_start,
         observed_from,
-        observed_until,
+        observed_until
     from bounds
 ),
 
@@ -68,7 +64,7 @@ snapshots as (
         last_day(month_start) as snapshot_on,
         {{ month_index('month_start') }} as month_index,
         {{ month_index('observed_from') }} as first_month_index,
-        observed_until,
+        observed_until
     from months
     where last_day(month_start) <= observed_until
 ),
@@ -77,12 +73,12 @@ final as (
     select
         month_index,
         snapshot_on,
-        cast(snapshot_on + interval 1 day as timestamp) as event_timestamp,
+        cast({{ dbt.dateadd('day', 1, 'snapshot_on') }} as timestamp) as event_timestamp,
         (
-            last_day(snapshot_on + interval ({{ var('horizon_months') }}) month) <= observed_until
+            last_day({{ dbt.dateadd('month', var('horizon_months') | int, 'snapshot_on') }}) <= observed_until
             and month_index >= first_month_index + {{ var('burn_in_months') }} - 1
         ) as is_labelled,
-        month_index = max(month_index) over () as is_latest,
+        month_index = max(month_index) over () as is_latest
     from snapshots
 )
 

@@ -15,10 +15,15 @@ parent as (
     {% if sample_column %}where {{ customer_sample(sample_column) }}{% endif %}
 ),
 
+-- not exists rather than DuckDB's `anti join`: the same on Spark
 final as (
     select * from child
-    anti join parent
-        using ({{ columns | join(', ') }})
+    where not exists (
+        select 1 from parent
+        where {% for column in columns -%}
+            parent.{{ column }} = child.{{ column }}{{ ' and ' if not loop.last }}
+        {%- endfor %}
+    )
 )
 
 select * from final

@@ -4,7 +4,7 @@ with
 grouped as (
     select
         {{ combination_of_columns | join(', ') }},
-        count(*) as n_rows,
+        count(*) as n_rows
     from {{ model }}
     group by {{ combination_of_columns | join(', ') }}
 ),

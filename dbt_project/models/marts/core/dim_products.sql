@@ -10,7 +10,7 @@ final as (
         product_name,
         category,
         min_age,
-        max_age,
+        max_age
     from products
 )
 

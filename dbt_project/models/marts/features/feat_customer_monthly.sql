@@ -29,7 +29,7 @@ final as (
         months_since_last_transaction,
         count_holdings_started_ever,
         months_since_last_holding_start,
-        label_month_of_year,
+        label_month_of_year
     from population
 )
 

@@ -21,7 +21,7 @@ owners as (
         product_id,
         month_index,
         sum(count_owners) as count_owners,
-        sum(count_population) as count_population,
+        sum(count_population) as count_population
     from ownership
     group by all
 ),
@@ -42,7 +42,7 @@ adoption_rates as (
         spine_12.month_index is not null as has_snapshot_12,
         -- the label window of the snapshot 12 months earlier is the same calendar month as this one's
         adoptions_12.count_adopted_within_1_months / nullif(adoptions_12.count_candidates, 0)
-            as adoption_rate_same_month_last_year,
+            as adoption_rate_same_month_last_year
     from products
     cross join spine
     left join spine as spine_1
@@ -82,7 +82,7 @@ final as (
             / nullif(adoption_rates.adoption_rate_last_12_months / 12, 0) as double
         ) as seasonality_ratio_same_month_last_year,
         products.min_age,
-        products.max_age,
+        products.max_age
     from products
     cross join spine
     left join owners

@@ -9,7 +9,7 @@ final as (
         customer_id,
         product_id,
         snapshot_on,
-        event_timestamp,
+        event_timestamp
     from candidates
 )
 

@@ -23,12 +23,12 @@ spine as (
 bounds as (
     select
         -- the spine holds complete months only: the last one ends on or before observed_until
-        max(month_index) as last_month_index,
+        max(month_index) as last_month_index
     from spine
 ),
 
 observed as (
-    select candidates.*,
+    select candidates.*
     from candidates
     cross join bounds
     where candidates.month_index + {{ horizon }} <= bounds.last_month_index
@@ -36,14 +36,12 @@ observed as (
 
 -- the first active month after the snapshot
 next_active as (
-    select
-        observed.*,
-        active_months.month_index as next_active_month_index,
-    from observed
-    asof left join active_months
-        on observed.customer_id = active_months.customer_id
-        and observed.category = active_months.category
-        and observed.month_index < active_months.month_index
+    {{ point_in_time_join(
+        left='observed', right='active_months', by=['customer_id', 'category'],
+        left_time='month_index', right_time='month_index', direction='after',
+        columns={'next_active_month_index': 'month_index'},
+        left_keys=['customer_id', 'month_index', 'category'],
+    ) }}
 ),
 
 final as (
@@ -55,7 +53,7 @@ final as (
         months_since_category_activity,
         count_products_owned_in_category,
         sum_spend_category_last_12_months,
-        cast(coalesce(next_active_month_index <= month_index + {{ horizon }}, false) as integer) as label,
+        cast(coalesce(next_active_month_index <= month_index + {{ horizon }}, false) as integer) as label
     from next_active
 )
 

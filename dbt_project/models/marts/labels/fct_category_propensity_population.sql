@@ -38,7 +38,7 @@ category_activity as (
 
 bounds as (
     select
-        min(month_index) as first_month_index,
+        min(month_index) as first_month_index
     from spine
 ),
 
@@ -52,7 +52,7 @@ snapshots as (
         population.customer_id,
         population.month_index,
         population.snapshot_on,
-        population.event_timestamp,
+        population.event_timestamp
     from population
     cross join bounds
     where population.month_index >= bounds.first_month_index + {{ lookback }} - 1
@@ -61,21 +61,19 @@ snapshots as (
 pairs as (
     select
         snapshots.*,
-        categories.category,
+        categories.category
     from snapshots
     cross join categories
 ),
 
 -- the last active month on or before the snapshot
 last_active as (
-    select
-        pairs.*,
-        active_months.month_index as last_active_month_index,
-    from pairs
-    asof left join active_months
-        on pairs.customer_id = active_months.customer_id
-        and pairs.category = active_months.category
-        and pairs.month_index >= active_months.month_index
+    {{ point_in_time_join(
+        left='pairs', right='active_months', by=['customer_id', 'category'],
+        left_time='month_index', right_time='month_index', direction='at_or_before',
+        columns={'last_active_month_index': 'month_index'},
+        left_keys=['customer_id', 'month_index', 'category'],
+    ) }}
 ),
 
 not_active_in_lookback as (
@@ -96,7 +94,7 @@ final as (
         cast(coalesce(category_activity.count_products_owned, 0) as integer)
             as count_products_owned_in_category,
         cast(coalesce(category_activity.sum_spend_last_12_months, 0.0) as double)
-            as sum_spend_category_last_12_months,
+            as sum_spend_category_last_12_months
     from not_active_in_lookback
     inner join customers
         on not_active_in_lookback.customer_id = customers.customer_id

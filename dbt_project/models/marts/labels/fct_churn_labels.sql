@@ -24,12 +24,12 @@ spine as (
 bounds as (
     select
         -- the spine holds complete months only: the last one ends on or before observed_until
-        max(month_index) as last_month_index,
+        max(month_index) as last_month_index
     from spine
 ),
 
 at_risk as (
-    select at_risk_population.*,
+    select at_risk_population.*
     from at_risk_population
     cross join bounds
     where at_risk_population.month_index + {{ horizon }} <= bounds.last_month_index
@@ -42,7 +42,7 @@ horizon_events as (
         at_risk.month_index,
         coalesce(sum(events.count_transactions), 0) as count_transactions,
         coalesce(sum(events.count_holdings_started), 0) as count_holdings_started,
-        coalesce(sum(events.count_holdings_ended), 0) as count_holdings_ended,
+        coalesce(sum(events.count_holdings_ended), 0) as count_holdings_ended
     from at_risk
     left join events
         on at_risk.customer_id = events.customer_id
@@ -56,7 +56,7 @@ judged as (
         horizon_events.count_transactions = 0 and horizon_events.count_holdings_started = 0
             as is_inactive_in_horizon,
         at_risk.count_products_owned + horizon_events.count_holdings_started
-            - horizon_events.count_holdings_ended <= 0 as owns_nothing_after_horizon,
+            - horizon_events.count_holdings_ended <= 0 as owns_nothing_after_horizon
     from at_risk
     inner join horizon_events
         on at_risk.customer_id = horizon_events.customer_id
@@ -76,7 +76,7 @@ final as (
                 else (is_active_by_transactions and is_inactive_in_horizon)
                     or (is_active_by_holdings and owns_nothing_after_horizon)
             end as integer
-        ) as label,
+        ) as label
     from judged
 )
 

@@ -29,7 +29,7 @@ transactions as (
 
 bounds as (
     select
-        min(month_index) as first_month_index,
+        min(month_index) as first_month_index
     from spine
 ),
 
@@ -39,7 +39,7 @@ chosen_rule as (
         case when exists (select 1 from transactions) then 'inactivity' else 'closure' end
         {%- else -%}
         '{{ rule }}'
-        {%- endif %} as churn_rule,
+        {%- endif %} as churn_rule
 ),
 
 judged as (
@@ -52,7 +52,7 @@ judged as (
         population.count_products_owned,
         coalesce(population.months_since_last_transaction < {{ var('activity_lookback_months') | int }}, false)
             as is_active_by_transactions,
-        population.count_products_owned >= 1 as is_active_by_holdings,
+        population.count_products_owned >= 1 as is_active_by_holdings
     from population
     cross join bounds
     cross join chosen_rule

@@ -13,7 +13,7 @@ final as (
         snapshot_on,
         event_timestamp,
         -- a holding starts in (snapshot_on, last_day(snapshot_on + horizon months)]
-        cast(coalesce(next_start_month_index <= month_index + {{ horizon }}, false) as integer) as label,
+        cast(coalesce(next_start_month_index <= month_index + {{ horizon }}, false) as integer) as label
     from candidates
     where is_labelled
         -- burn-in is per customer too: a customer's first burn_in_months months (counting the month

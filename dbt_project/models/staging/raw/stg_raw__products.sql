@@ -6,11 +6,11 @@ source as (
 
 final as (
     select
-        cast(product_id as varchar) as product_id,
-        cast(product_name as varchar) as product_name,
-        cast(category as varchar) as category,
+        cast(product_id as string) as product_id,
+        cast(product_name as string) as product_name,
+        cast(category as string) as category,
         cast(min_age as integer) as min_age,
-        cast(max_age as integer) as max_age,
+        cast(max_age as integer) as max_age
     from source
 )
 

@@ -6,11 +6,11 @@ source as (
 
 final as (
     select
-        cast(customer_id as varchar) as customer_id,
-        cast(product_id as varchar) as product_id,
+        cast(customer_id as string) as customer_id,
+        cast(product_id as string) as product_id,
         cast(occurred_at as timestamp) as occurred_at,
         cast(occurred_at as date) as occurred_on,
-        cast(amount as double) as amount,
+        cast(amount as double) as amount
     from source
 )
 
