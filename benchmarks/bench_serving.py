@@ -585,6 +585,7 @@ def main() -> None:
         "--peer-root", type=Path, help="only: in-process Scorer.rank of this checkout vs the one at PATH"
     )
     parser.add_argument("--peer-blocks", type=int, default=8, help="alternating blocks of --peer-root")
+    parser.add_argument(
         "--retrieval-home",
         type=Path,
         help="only the retrieval section, on this built deployment (with a bundle and a sqlite store)",
