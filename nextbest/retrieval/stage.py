@@ -125,8 +125,8 @@ def evaluate_retrieval(
     Raises:
         RetrievalError: no saved model, or its catalogue is not the build's.
     """
-    _, train, test = load_split(settings)
     path, model = _saved_model(settings, model_path)
+    _, train, test = load_split(settings)
     return path, recall_table(
         model.customer_embeddings(test),
         model.item_embeddings(),
