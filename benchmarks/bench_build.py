@@ -44,6 +44,27 @@ def live_build_dir(home: Path) -> Path:
     return warehouse / "builds" / build_id
 
 
+def slowest_nodes(build_dir: Path, n: int = 8) -> list[tuple[str, float]]:
+    """The ``n`` slowest dbt nodes (models and tests) of the build, with their seconds."""
+    results = json.loads((build_dir / "dbt_target" / "run_results.json").read_text())["results"]
+    timed = sorted(((r["unique_id"], r["execution_time"]) for r in results), key=lambda t: -t[1])
+    return timed[:n]
+
+
+def failed_nodes(home: Path) -> list[str]:
+    """``node: message`` of every node that errored or failed in the newest build under ``home`` (a
+    failed build is not live, and the temp home goes with the case: say why here)."""
+    builds = sorted((home / "warehouse" / "builds").glob("*/dbt_target/run_results.json"))
+    if not builds:
+        return []
+    results = json.loads(builds[-1].read_text())["results"]
+    return [
+        f"{r['unique_id']}: {' '.join(str(r.get('message')).split())[:400]}"
+        for r in results
+        if r["status"] in ("error", "fail")
+    ]
+
+
 def model_seconds(build_dir: Path) -> dict[str, float]:
     """Execution seconds per model of the build (dbt's run_results.json)."""
     results = json.loads((build_dir / "dbt_target" / "run_results.json").read_text())["results"]
@@ -165,9 +186,13 @@ def main() -> None:
             print(f"{label:<36} {'total':<7} {total:>9.1f}", flush=True)
             build = results.get("build")
             if build is None or build.returncode != 0:
+                for line in failed_nodes(Path(tmp)):
+                    print(f"{label:<36}   failed: {line}", flush=True)
                 continue
             build_dir = live_build_dir(Path(tmp))
             pack_s = model_seconds(build_dir).get(PACKED_MODEL, float("nan"))
+            for node, seconds in slowest_nodes(build_dir):
+                print(f"{label:<36}   slowest: {seconds:>7.1f} s  {node}", flush=True)
             peak = max(m.peak_gib for m in results.values())
             months = args.months if customers else "-"
             summaries.append(
