@@ -59,6 +59,7 @@ class MicroBatcher:
         while not self._queue.empty():
             self._queue.get_nowait()[1].cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        gc.unfreeze()  # what was frozen may be garbage now (e.g. an app of a test process): collectable again
 
     async def rank(self, query: RankQuery) -> Ranking | ServingError:
         """The ranking of ``query`` or the ``ServingError`` it ends with (raises a store failure)."""

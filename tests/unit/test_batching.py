@@ -60,8 +60,20 @@ def test_objects_alive_after_the_first_batch_are_frozen_out_of_full_collections(
     gc.unfreeze()
     assert gc.get_freeze_count() == 0
     try:
-        asyncio.run(_run(RecordingScorer(), ["a"], max_batch=1))
-        assert gc.get_freeze_count() > 1000  # the interpreter's modules, pytest's, this test's objects
+        counts = []
+
+        async def frozen_while_open():
+            batcher = MicroBatcher(RecordingScorer(), 1)  # type: ignore[arg-type]
+            batcher.scorer.release.set()
+            batcher.start()
+            await batcher.rank(RankQuery("a", 3))
+            counts.append(gc.get_freeze_count())
+            await batcher.close()
+            counts.append(gc.get_freeze_count())
+
+        asyncio.run(frozen_while_open())
+        assert counts[0] > 1000  # the interpreter's modules, pytest's, this test's objects
+        assert counts[1] == 0  # closed: collectable again
     finally:
         gc.unfreeze()
 
