@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nextbest.columns import CUSTOMER_ID, EVENT_TIMESTAMP
+from nextbest.columns import CUSTOMER_ID, EVENT_TIMESTAMP, PRODUCT_ID
 from nextbest.retrieval.embeddings import read_embeddings, write_embedding_table
 from nextbest.retrieval.index import top_k
 
@@ -93,6 +93,22 @@ class RetrievalIndex:
         rows = np.fromiter((position[p] for p in known), dtype=np.int64, count=len(known))
         order = top_k((self.item_vecs @ u)[None, :], self.top_n, _mask(rows, len(self.product_ids)))[0]
         return [self.product_ids[i] for i in order[: min(self.top_n, len(known))]] + unknown
+
+    def narrow_frame(self, candidates: pd.DataFrame) -> pd.DataFrame:
+        """The rows of ``candidates`` (``customer_id``, ``product_id``, ``event_timestamp``; one snapshot
+        or several) that ``narrow`` keeps for their customer at their snapshot, in their order: what a
+        batch scores when serving retrieves (the same top-N the Scorer reads online)."""
+        if candidates.empty:
+            return candidates
+        stamps = _epoch_seconds(candidates[EVENT_TIMESTAMP])
+        keep = np.zeros(len(candidates), dtype=bool)
+        customers = candidates[CUSTOMER_ID].astype(str).to_numpy()
+        products = candidates[PRODUCT_ID].astype(str).to_numpy()
+        groups = pd.DataFrame({"c": customers, "t": stamps}).groupby(["c", "t"], sort=False).indices
+        for (customer, stamp), rows in groups.items():
+            kept = set(self.narrow(customer, products[rows].tolist(), int(stamp)))
+            keep[rows] = [p in kept for p in products[rows]]
+        return candidates[keep]
 
 
 def _mask(rows: np.ndarray, n_items: int) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Batch scoring: every candidate of every customer at a snapshot, from the offline store, to parquet.
+"""Batch scoring: every candidate of every customer at a snapshot (the top-N retrieved ones when the
+bundle holds a retrieval index, as online), from the offline store, to parquet.
 
 Features come from Feast's point-in-time retrieval (``historical_features``), the scores from
 ``score_bundle`` (the one scoring function) and the ranks from ``rank_within_groups``: the online path's
@@ -26,6 +27,7 @@ from nextbest.features.definitions import FEATURE_SERVICE_NAME
 from nextbest.features.retrieval import historical_features
 from nextbest.features.store import get_store
 from nextbest.marts import FCT_CANDIDATES, existing_mart
+from nextbest.retrieval.bundle import load_index
 from nextbest.serving.scorer import resolve_bundle_path
 from nextbest.settings import ServingSettings, Settings, get_settings
 from nextbest.training.artifacts import ModelBundle, load_bundle
@@ -83,6 +85,9 @@ def score_batch(
 ) -> int:
     """Score every candidate of every customer at ``snapshot`` from the offline store; write parquet.
 
+    When the bundle holds a retrieval index and ``serving.retrieval`` is on, as online, only each
+    customer's top-N retrieved candidates are scored (``RetrievalIndex.narrow_frame``).
+
     Features come from Feast's historical retrieval through the FeatureService (point in time at the
     snapshot's event_timestamp), ``chunk_size`` customers at a time; scored by ``score_bundle`` and
     ranked by ``rank_within_groups`` (the online path's scoring and tie-break). The file is written
@@ -95,8 +100,12 @@ def score_batch(
     serving = serving or settings.serving
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    bundle_path = resolve_bundle_path(settings, serving)
     candidates = snapshot_candidates(settings, snapshot)
-    bundle = load_bundle(resolve_bundle_path(settings, serving))
+    index = load_index(bundle_path) if serving.retrieval else None
+    if index is not None:  # the online path's retrieval stage: each customer's top-N candidates only
+        candidates = index.narrow_frame(candidates).reset_index(drop=True)
+    bundle = load_bundle(bundle_path)
     store = get_store(settings, serving.online_store)
     customers = candidates[CUSTOMER_ID].drop_duplicates().to_numpy()
     chunks = [customers[i : i + chunk_size] for i in range(0, len(customers), chunk_size)]

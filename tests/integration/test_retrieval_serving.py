@@ -6,16 +6,19 @@ exactly as rank-all scores them. A Scorer with ``retrieval=False`` ranks every c
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from nextbest.cli import main
-from nextbest.columns import CUSTOMER_ID, PRODUCT_ID
+from nextbest.columns import CUSTOMER_ID, EVENT_TIMESTAMP, PRODUCT_ID
 from nextbest.retrieval.bundle import CUSTOMERS_FILE, INDEX_DIR, ITEMS_FILE, load_index
 from nextbest.retrieval.embeddings import read_embeddings
 from nextbest.retrieval.stage import train_retrieval
 from nextbest.retrieval.train import TrainConfig
+from nextbest.serving.batch import score_batch
 from nextbest.serving.scorer import Scorer
 from nextbest.settings import ServingSettings, Settings
 from nextbest.training.artifacts import latest_bundle
@@ -95,3 +98,22 @@ def test_an_explicit_product_list_is_not_narrowed(indexed: Settings) -> None:
     )
     asked = rows[PRODUCT_ID].astype(str).tolist()
     assert scorer.rank(str(customer), k=10, product_ids=asked).n_candidates == len(asked)
+
+
+def test_score_batch_scores_the_retrieved_candidates_as_online(indexed: Settings, tmp_path) -> None:
+    snapshot = pd.Timestamp(latest_candidates(indexed)[EVENT_TIMESTAMP].max()).date() - timedelta(days=1)
+    retrieved, everything = tmp_path / "retrieved.parquet", tmp_path / "all.parquet"
+    score_batch(snapshot, retrieved, settings=indexed, progress=False)
+    score_batch(
+        snapshot, everything, settings=indexed, progress=False, serving=ServingSettings(retrieval=False)
+    )
+    got = pd.read_parquet(retrieved)
+    assert len(pd.read_parquet(everything)) == len(latest_candidates(indexed))
+    expected = expected_retrieved(indexed)
+    assert got.groupby(CUSTOMER_ID)[PRODUCT_ID].apply(set).to_dict() == {
+        c: set(p) for c, p in expected.items()
+    }
+    online = Scorer(indexed, ServingSettings(online_store="sqlite"))
+    for customer in sorted(expected)[:20]:
+        rows = got[got[CUSTOMER_ID] == customer].sort_values("rank")
+        assert rows[PRODUCT_ID].tolist() == [p.product_id for p in online.rank(customer, k=TOP_N).products]

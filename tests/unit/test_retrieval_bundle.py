@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nextbest.columns import CUSTOMER_ID, EVENT_TIMESTAMP
+from nextbest.columns import CUSTOMER_ID, EVENT_TIMESTAMP, PRODUCT_ID
 from nextbest.retrieval.bundle import INDEX_DIR, RetrievalIndex, load_index, write_index
 
 PRODUCTS = ("a", "b", "c", "d", "e")
@@ -52,6 +52,22 @@ def test_no_embedding_at_the_served_snapshot_keeps_every_candidate(customer: str
 
 def test_products_outside_the_index_are_kept_after_the_retrieved() -> None:
     assert _index(2).narrow("u", ["z", "e", "a", "d"], TS) == ["a", "d", "z"]
+
+
+def test_a_candidate_table_keeps_each_customers_narrowed_rows_in_order() -> None:
+    later = SNAPSHOT + pd.DateOffset(months=1)
+    candidates = pd.DataFrame(
+        {
+            CUSTOMER_ID: ["u"] * 5 + ["new"] * 3 + ["u"] * 3,
+            PRODUCT_ID: ["a", "b", "c", "d", "e", "c", "d", "e", "c", "d", "e"],
+            EVENT_TIMESTAMP: [SNAPSHOT] * 8 + [later] * 3,
+        }
+    )
+    kept = _index(2).narrow_frame(candidates)
+    # u at the indexed snapshot: its top 2 (a, b); "new" and u at a later snapshot have no embedding: all
+    assert kept[PRODUCT_ID].tolist() == ["a", "b", "c", "d", "e", "c", "d", "e"]
+    assert kept.index.tolist() == [0, 1, 5, 6, 7, 8, 9, 10]
+    assert _index(2).narrow_frame(candidates.iloc[:0]).empty
 
 
 def test_write_load_round_trip(tmp_path) -> None:
