@@ -16,8 +16,8 @@ against logistic regression and the rules; category propensity against popularit
 per category and as a ranking of categories).
 
 The Complete Journey (``--completejourney-home HOME``: a deployment where ``nextbest ingest
-completejourney``, ``nextbest build`` and ``nextbest train --task churn|all`` ran). Scores the latest
-churn bundle's test rows and, on the same rows, the issue's reference rules computed from the raw
+completejourney`` and ``nextbest build`` ran). Trains the tasks alone and together as above, then scores
+the latest churn bundle's test rows and, on the same rows, the issue's reference rules computed from the raw
 transactions (days since the last transaction at the snapshot; minus the transactions of the 3 months
 ending at it), with the paired bootstrap standard error of each rule's margin under the model.
 
@@ -227,6 +227,8 @@ def main() -> None:
                         help="only the Complete Journey reference comparison, on this deployment")
     args = parser.parse_args()
     if args.completejourney_home:
+        settings = Settings(home=args.completejourney_home)
+        reuse(settings, load_config(resolve_config_path(settings, None)))
         completejourney_reference(args.completejourney_home)
         return
 
