@@ -396,17 +396,21 @@ class TaskResult:
 
 
 def evaluation_lines(spec: TaskSpec, ev: Mapping[str, Any], best_iteration: int) -> list[str]:
-    """A task's evaluation as terminal lines: one per model (the reference first), then its
-    calibration; a multi-label task also ``category_lines``."""
+    """A task's evaluation as terminal lines: one per model (the reference first; for a baseline its
+    AUROC minus the classifier's with the paired s.e., and whether the classifier wins by more than 2
+    s.e.), then its calibration; a multi-label task also ``category_lines``."""
+    header = (f"{'model':<34} {'AUROC':>7} {'s.e.':>6} {'PR-AUC':>7} {'Δ vs classifier':>16} "
+              f"{'beaten >2se':>11}")
     out = [f"task {spec.name} ({spec.model}): test {ev['rows']:,} rows, {ev['customers']:,} "
-           f"customers, positive rate {ev['positive_rate']:.2%}",
-           f"{'model':<34} {'AUROC':>7} {'s.e.':>6} {'PR-AUC':>7} {'Δ vs classifier':>16}"]
+           f"customers, positive rate {ev['positive_rate']:.2%}", header]
     for name, row in ev["models"].items():
-        delta = "" if name == CLASSIFIER else (
-            f"{-row['auroc_below_reference']:+.4f} ± {row['auroc_below_reference_se']:.4f}"
+        delta, beaten = ("", "") if name == CLASSIFIER else (
+            f"{-row['auroc_below_reference']:+.4f} ± {row['auroc_below_reference_se']:.4f}",
+            "yes" if row["reference_wins_by_2se"] else "no",
         )
         out.append(
-            f"{name:<34} {row['auroc']:>7.4f} {row['auroc_se']:>6.4f} {row['pr_auc']:>7.4f} {delta:>16}"
+            f"{name:<34} {row['auroc']:>7.4f} {row['auroc_se']:>6.4f} {row['pr_auc']:>7.4f} {delta:>16} "
+            f"{beaten:>11}".rstrip()
         )
     ref = ev["models"][CLASSIFIER]
     out.append(f"calibrated classifier: Brier {ref['brier']:.4f}, ECE {ref['ece']:.4f}; "

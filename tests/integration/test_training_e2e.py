@@ -471,6 +471,24 @@ def test_a_saved_task_bundle_reevaluates_to_its_saved_evaluation(built: Settings
 
 
 @pytest.mark.integration
+def test_evaluate_task_cli_prints_the_latest_bundle_with_the_two_se_verdicts(
+    built: Settings, task_results: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEXTBEST_HOME", str(built.home))
+    out = CliRunner().invoke(training_app, ["evaluate", "--task", "churn"])
+    assert out.exit_code == 0, out.output
+    text = " ".join(out.output.split())
+    result = task_results["churn"]
+    assert result.bundle_path.name in out.output.replace("\n", "")
+    models = result.evaluation["models"]
+    assert f"classifier {models['classifier']['auroc']:.4f}" in text
+    for name in ("logistic_regression", "recency_rule", "transactions_last_3_months_rule"):
+        verdict = "yes" if models[name]["reference_wins_by_2se"] else "no"
+        assert f"{models[name]['auroc_below_reference_se']:.4f} {verdict}" in text
+    assert "beaten >2se" in text
+
+
+@pytest.mark.integration
 def test_an_undeclared_task_is_one_line_naming_the_declared_ones(built: Settings) -> None:
     from nextbest.training.tasks import UnknownTaskError, task_spec
 

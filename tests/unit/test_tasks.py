@@ -18,6 +18,7 @@ from nextbest.training.tasks import (
     check_trainable,
     evaluate_binary,
     evaluate_categories,
+    evaluation_lines,
     rule_scores,
     task_specs_from_manifest,
     with_customer_features,
@@ -162,3 +163,26 @@ def test_category_lines_show_the_ranking_the_recsys_parts_and_one_line_per_categ
     assert lines[4].split() == ["AUROC", "by", "category", "rows", "pos.", CLASSIFIER, "rule"]
     assert lines[5].split() == ["x", "1,200", "3", "0.9000", "0.6000"]
     assert lines[6].split() == ["y", "5", "0", "nan", "nan"]
+
+
+def test_evaluation_lines_say_whether_the_classifier_beats_each_baseline_by_two_standard_errors() -> None:
+    spec = TaskSpec(name="churn", model="fct_churn_labels", entity="customer", kind="binary")
+    row = {"auroc_se": 0.01, "pr_auc": 0.2}
+    ev = {
+        "rows": 1000, "customers": 900, "positive_rate": 0.05,
+        "models": {
+            CLASSIFIER: row | {"auroc": 0.85, "auroc_below_reference": 0.0, "auroc_below_reference_se": 0.0,
+                               "brier": 0.04, "ece": 0.01},
+            "recency_rule": row | {"auroc": 0.78, "auroc_below_reference": 0.07,
+                                   "auroc_below_reference_se": 0.02, "reference_wins_by_2se": True},
+            "logistic_regression": row | {"auroc": 0.84, "auroc_below_reference": 0.01,
+                                          "auroc_below_reference_se": 0.01, "reference_wins_by_2se": False},
+        },
+    }
+    lines = evaluation_lines(spec, ev, best_iteration=120)
+    assert lines[0] == "task churn (fct_churn_labels): test 1,000 rows, 900 customers, positive rate 5.00%"
+    assert lines[1].split()[-2:] == ["beaten", ">2se"]
+    assert lines[2].split() == [CLASSIFIER, "0.8500", "0.0100", "0.2000"]
+    assert lines[3].split() == ["recency_rule", "0.7800", "0.0100", "0.2000", "-0.0700", "±", "0.0200", "yes"]
+    assert lines[4].split()[-1] == "no"
+    assert lines[5] == "calibrated classifier: Brier 0.0400, ECE 0.0100; best iteration 120"
