@@ -177,8 +177,9 @@ def readout_command(
         read_out,
         read_outcomes,
     )
-    from nextbest.campaigns.report import write_readout_page
+    from nextbest.campaigns.report import copy_beside_training_report, write_readout_page
     from nextbest.ingest.store import read_dataset_meta
+    from nextbest.training.report import reports_dir
 
     settings = get_settings()
     assignment, record = read_assignment(directory)
@@ -200,3 +201,6 @@ def readout_command(
     atomic_write_json(report, directory / READOUT_FILE)
     page = write_readout_page(directory, plan, result)
     console.print(f"readout: {directory / READOUT_FILE}, {page}", markup=False)
+    beside = copy_beside_training_report(reports_dir(settings), plan.model, directory)
+    if beside is not None:
+        console.print(f"readout page beside the training report: {beside}", markup=False)

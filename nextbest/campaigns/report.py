@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import shutil
 from pathlib import Path
 
 from statsmodels.stats.proportion import proportion_confint
@@ -67,3 +68,17 @@ def write_readout_page(directory: Path, plan: CampaignPlan, readout: Readout) ->
     path = directory / READOUT_PAGE
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def copy_beside_training_report(reports: Path, model: str, directory: Path) -> Path | None:
+    """Copy the readout page and its plot to ``reports/<model>/campaigns/<campaign>/``, beside the training
+    report of the bundle that chose the audience; None when that report does not exist (e.g. a scores file).
+    """
+    report_dir = reports / model
+    if not report_dir.is_dir():
+        return None
+    target = report_dir / "campaigns" / directory.name
+    target.mkdir(parents=True, exist_ok=True)
+    for name in (READOUT_PAGE, CONVERSION_PLOT):
+        shutil.copyfile(directory / name, target / name)
+    return target / READOUT_PAGE
