@@ -177,8 +177,13 @@ def readout_command(
         read_out,
         read_outcomes,
     )
-    from nextbest.campaigns.report import write_readout_page
+    from nextbest.campaigns.report import (
+        copy_beside_training_report,
+        record_window,
+        write_readout_page,
+    )
     from nextbest.ingest.store import read_dataset_meta
+    from nextbest.training.report import reports_dir
 
     settings = get_settings()
     assignment, record = read_assignment(directory)
@@ -198,5 +203,9 @@ def readout_command(
         console.print(line, markup=False)
     report = {"read_at": datetime.now().astimezone().isoformat(timespec="seconds"), **result.to_dict()}
     atomic_write_json(report, directory / READOUT_FILE)
-    page = write_readout_page(directory, plan, result)
+    windows = None if outcomes is not None else record_window(directory, str(end), result)
+    page = write_readout_page(directory, plan, result, windows)
     console.print(f"readout: {directory / READOUT_FILE}, {page}", markup=False)
+    beside = copy_beside_training_report(reports_dir(settings), plan.model, directory)
+    if beside is not None:
+        console.print(f"readout page beside the training report: {beside}", markup=False)

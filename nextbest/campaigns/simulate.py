@@ -52,11 +52,26 @@ def oracle_probabilities(oracle: Path, snapshot: date, audience: pd.DataFrame) -
         con.close()
     missing = frame[frame[TRUE_PROBABILITY].isna()]
     if len(missing):
+        hint = ""
+        if len(missing) == len(frame):
+            hint = (
+                f": the oracle ends at {_last_snapshot(oracle)} (its outcome month must be generated); "
+                "plan with `--snapshot` at or before it"
+            )
         raise CampaignError(
             f"oracle {oracle}: {len(missing)} audience rows have no true probability at {snapshot} "
-            f"(e.g. {', '.join(missing[CUSTOMER_ID].head(3))})"
+            f"(e.g. {', '.join(missing[CUSTOMER_ID].head(3))}){hint}"
         )
     return frame
+
+
+def _last_snapshot(oracle: Path) -> date | None:
+    """The oracle's latest snapshot."""
+    con = duckdb.connect()
+    try:
+        return con.execute(f"select max({SNAPSHOT_ON}) from read_parquet(?)", [str(oracle)]).fetchone()[0]
+    finally:
+        con.close()
 
 
 def treated_probability(true_probability: np.ndarray, treated: np.ndarray, uplift: float) -> np.ndarray:

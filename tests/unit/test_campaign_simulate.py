@@ -11,6 +11,7 @@ estimate on the calibrated probability is not).
 from __future__ import annotations
 
 import math
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from nextbest.campaigns.errors import CampaignError
 from nextbest.campaigns.plan import AudienceRule, make_plan, select_audience
 from nextbest.campaigns.simulate import (
     TRUE_PROBABILITY,
@@ -106,3 +108,20 @@ def test_cuped_on_the_calibrated_probability_keeps_its_false_positive_rate_and_c
     cuped = simulate_campaigns(audience, plan, 0.0, range(300), cuped=True)["cuped"]
     assert within(cuped.rejection_rate, ALPHA, cuped.runs), cuped.line()
     assert within(cuped.coverage, 1 - ALPHA, cuped.runs), cuped.line()
+
+
+def test_a_snapshot_beyond_the_oracle_names_its_last_snapshot(tmp_path: Path) -> None:
+    oracle = tmp_path / "oracle.parquet"
+    pd.DataFrame(
+        {
+            CUSTOMER_ID: ["C1", "C1"],
+            SNAPSHOT_ON: [date(2024, 10, 31), date(2024, 11, 30)],
+            "product_id": ["loan", "loan"],
+            "probability": [0.1, 0.2],
+        }
+    ).to_parquet(oracle)
+    audience = pd.DataFrame({CUSTOMER_ID: ["C1"], "product_id": ["loan"]})
+    assert oracle_probabilities(oracle, date(2024, 11, 30), audience)[TRUE_PROBABILITY].tolist() == [0.2]
+    expected = r"1 audience rows .* at 2024-12-31 .*ends at 2024-11-30.*--snapshot"
+    with pytest.raises(CampaignError, match=expected):
+        oracle_probabilities(oracle, date(2024, 12, 31), audience)
