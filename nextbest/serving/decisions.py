@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nextbest.columns import CUSTOMER_ID, EVENT_TIMESTAMP, PRODUCT_ID, SNAPSHOT_ON
+from nextbest.errors import UserError
 from nextbest.marts import FCT_CANDIDATES, existing_mart
 from nextbest.serving.results import Ranking
 from nextbest.settings import Settings
@@ -58,6 +59,12 @@ DECISIONS_SCHEMA = pa.schema(
 FILE_PREFIX = "decisions-"
 
 logger = logging.getLogger(__name__)
+
+
+class DecisionsLogError(UserError):
+    """A file given as a decisions log is not one (unreadable, or without the log's columns), or names a
+    model bundle that cannot replay it."""
+
 
 Row = tuple
 
@@ -244,13 +251,37 @@ def log_batch(
 # --------------------------------------------------------------------------- replay
 
 
+def _read_file(path: Path) -> pa.Table:
+    """One decisions file in ``DECISIONS_SCHEMA`` (parquet would read a file lacking a column as nulls,
+    which replay would skip: a wrong file would "replay" to nothing differing).
+
+    Raises:
+        DecisionsLogError: ``path`` is not parquet or lacks some of the log's columns.
+    """
+    try:
+        names = pq.read_schema(path).names
+    except (pa.ArrowException, OSError) as exc:
+        raise DecisionsLogError(f"{path}: not a readable parquet file ({exc})") from exc
+    missing = [name for name in DECISIONS_SCHEMA.names if name not in names]
+    if missing:
+        raise DecisionsLogError(f"{path}: not a decisions log file: no column(s) {missing}")
+    return pq.read_table(path, schema=DECISIONS_SCHEMA)
+
+
 def read_decisions(path: Path) -> pd.DataFrame:
-    """The decisions of one file or of every ``decisions-*.parquet`` of a directory."""
+    """The decisions of one file or of every ``decisions-*.parquet`` of a directory.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist, or is a directory without decisions files.
+        DecisionsLogError: a file is not a decisions log file.
+    """
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"decisions log {path} does not exist")
     files = sorted(path.glob(f"{FILE_PREFIX}*.parquet")) if path.is_dir() else [path]
     if not files:
         raise FileNotFoundError(f"no {FILE_PREFIX}*.parquet file in {path}")
-    return pa.concat_tables([pq.read_table(f, schema=DECISIONS_SCHEMA) for f in files]).to_pandas()
+    return pa.concat_tables([_read_file(f) for f in files]).to_pandas()
 
 
 @dataclass
@@ -328,7 +359,10 @@ def replay(settings: Settings, path: Path, tolerance: float = 1e-6) -> ReplayRep
             raise FileNotFoundError(f"model bundle {version} (decisions log) is not in {settings.models_dir}")
         bundle = load_bundle(bundle_path)
         if bundle.feature_service_name != FEATURE_SERVICE_NAME:
-            raise ValueError(f"bundle {version} was trained on {bundle.feature_service_name}")
+            raise DecisionsLogError(
+                f"bundle {version} (decisions log) was trained on {bundle.feature_service_name}, the "
+                f"feature store serves {FEATURE_SERVICE_NAME}: it cannot be replayed here"
+            )
         customers = sorted(group[CUSTOMER_ID].unique())
         part = _candidates_at(settings, snapshot_at, customers)
         scored = score_part(store, bundle, part).to_pandas() if len(part) else part.assign(rank=[], score=[])

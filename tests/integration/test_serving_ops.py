@@ -27,9 +27,9 @@ from nextbest.serving.batch import score_batch
 from nextbest.serving.cli import log_batch_decisions
 from nextbest.serving.decisions import read_decisions, replay
 from nextbest.serving.logs import LOGGER_NAME
-from nextbest.settings import PROJECT_ROOT, ServingSettings, Settings
+from nextbest.settings import PROJECT_ROOT, OnlineStoreSettings, ServingSettings, Settings
 from tests.integration.serving_fixtures import build_deployment, free_port, latest_candidates, wait_for_port
-from tests.integration.test_serving_faults import ServerThread
+from tests.integration.test_serving_faults import BlackHole, ServerThread
 
 pytestmark = pytest.mark.integration
 
@@ -226,6 +226,96 @@ class TestMetricsAndLogs:
         assert any(x["request_id"] == generated and x["key_id"] is None for x in lines.lines)
 
 
+def test_open_routes_by_setting_one_line_per_request_omitted_customers_and_logged_scores(
+    deployment: Settings, customers: list[str], keys: tuple[Path, dict[str, str]]
+) -> None:
+    """``open_routes`` opens /ready and the docs (the rest stays behind a key); every request, refused or
+    not, is exactly one line; ``log_customer=omit`` drops the customer ids, ``log_scores`` adds the offers."""
+    serving = ServingSettings(
+        online_store="sqlite",
+        api_keys_file=keys[0],
+        open_routes=("/health", "/ready", "/docs", "/openapi.json"),
+        log_customer="omit",
+        log_scores=True,
+    )
+    lines = Lines()
+    logging.getLogger(LOGGER_NAME).addHandler(lines)
+    try:
+        with ServerThread(create_app(deployment, serving)) as server, httpx.Client(base_url=server.url) as c:
+            ranker = bearer(keys[1]["ranker"])
+            rank = {"customer_id": customers[2], "k": 2}
+            calls = {
+                "once-ready": ("GET", "/ready", None, {}),
+                "once-docs": ("GET", "/docs", None, {}),
+                "once-metrics": ("GET", "/metrics", None, {}),
+                "once-products": ("GET", "/products", None, {}),
+                "once-forbidden": ("GET", "/metrics", None, ranker),
+                "once-rank": ("POST", "/rank", rank, ranker),
+            }
+            sent = {
+                request_id: c.request(
+                    method, path, json=body, headers={**headers, "X-Request-ID": request_id}
+                )
+                for request_id, (method, path, body, headers) in calls.items()
+            }
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not set(sent) <= {x["request_id"] for x in lines.lines}:
+                time.sleep(0.05)
+            time.sleep(0.2)  # a second line would come in the same or the next write
+    finally:
+        logging.getLogger(LOGGER_NAME).removeHandler(lines)
+    statuses = {request_id: r.status_code for request_id, r in sent.items()}
+    assert statuses == {
+        "once-ready": 200,
+        "once-docs": 200,
+        "once-metrics": 401,
+        "once-products": 401,
+        "once-forbidden": 403,
+        "once-rank": 200,
+    }
+    assert all(r.headers["x-request-id"] == request_id for request_id, r in sent.items())
+    mine = [x for x in lines.lines if x["request_id"] in sent]
+    assert sorted(x["request_id"] for x in mine) == sorted(sent)  # one line each
+    assert {x["request_id"]: x["status"] for x in mine} == statuses
+    assert {x["request_id"]: x["key_id"] for x in mine}["once-forbidden"] == "ranker"
+    ranked = next(x for x in mine if x["request_id"] == "once-rank")
+    assert "customers" not in ranked and customers[2] not in json.dumps(mine)
+    answer = sent["once-rank"].json()["products"]
+    assert ranked["offers"] == [[[p["product_id"], p["probability"], p["score"]] for p in answer]]
+
+
+def test_store_timeouts_and_an_open_breaker_are_counted_on_metrics(
+    deployment: Settings, customers: list[str]
+) -> None:
+    """A redis that never answers (a real socket): the first reads time out, then the breaker opens;
+    ``/metrics`` counts both kinds and times every read."""
+    hole = BlackHole()
+    settings = Settings(
+        home=deployment.home, online=OnlineStoreSettings(kind="redis", redis_url=f"127.0.0.1:{hole.port}")
+    )
+    serving = ServingSettings(
+        online_store="redis",
+        read_timeout_ms=100,
+        breaker_failures=2,
+        breaker_cooldown_s=30,
+        ready_refresh_s=60,
+    )
+    try:
+        with ServerThread(create_app(settings, serving)) as server, httpx.Client(base_url=server.url) as c:
+            codes = [c.post("/rank", json={"customer_id": customers[0]}).status_code for _ in range(5)]
+            text = c.get("/metrics").text  # no key configured: every route is open
+    finally:
+        hole.close()
+    assert codes == [503] * 5
+    got = samples(text)
+    timeouts = got[("nextbest_online_store_errors_total", (("kind", "timeout"),))]
+    refused = got[("nextbest_online_store_errors_total", (("kind", "circuit_open"),))]
+    assert timeouts >= 1 and refused >= 1 and timeouts + refused == 5  # one failed read per request
+    assert got[("nextbest_online_read_duration_seconds_count", ())] == 5
+    assert got[("nextbest_online_read_duration_seconds_sum", ())] >= timeouts * 0.1
+    assert requests_of(text, "/rank", "503") == 5
+
+
 def test_the_online_decisions_log_replays_to_the_same_ranking(
     served,
     deployment: Settings,
@@ -304,6 +394,26 @@ def test_serve_refuses_a_public_interface_without_keys(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "refusing to serve 0.0.0.0 without API keys" in err and "--allow-unauthenticated" in err
+
+
+def test_serve_starts_on_a_public_interface_with_the_override(deployment: Settings) -> None:
+    """``nextbest serve --host 0.0.0.0 --allow-unauthenticated`` without keys serves, every route open."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "nextbest.cli", "serve", "--host", "0.0.0.0", "--port", str(port)]
+    cmd += ["--workers", "1", "--allow-unauthenticated"]
+    env = _env(deployment, NEXTBEST_SERVING_ACCESS_LOG="false")
+    env.pop("NEXTBEST_API_KEYS", None)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_port(port, timeout_s=STARTUP_S)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+            assert c.get("/health").status_code == 200
+            assert c.get("/ready").status_code in (200, 503)  # not 401: no key is asked for
+            assert c.get("/metrics").status_code == 200
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert "refusing" not in err
 
 
 def test_two_workers_share_their_metrics(deployment: Settings, customers: list[str], tmp_path: Path) -> None:

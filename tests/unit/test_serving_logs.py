@@ -12,9 +12,17 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
-from nextbest.serving.decisions import DECISIONS_SCHEMA, Decision, DecisionsLog, read_decisions
+from nextbest.serving.decisions import (
+    DECISIONS_SCHEMA,
+    Decision,
+    DecisionsLog,
+    DecisionsLogError,
+    read_decisions,
+)
 from nextbest.serving.logs import AccessLog, RequestContext, customer_tag, request_id_of
 from nextbest.serving.metrics import dead_process_files
 from nextbest.serving.results import RankedProduct, Ranking
@@ -116,3 +124,32 @@ def test_only_the_metric_files_of_processes_that_are_gone_are_cleared(tmp_path: 
     for path in (dead, live, odd):
         path.write_bytes(b"")
     assert sorted(dead_process_files(tmp_path)) == sorted([dead, odd])
+
+
+def test_a_file_that_is_not_a_decisions_log_is_refused_naming_it(tmp_path: Path) -> None:
+    """Parquet reads a missing column as nulls, which replay would skip ("0 of 0 differ"): refused."""
+    other = tmp_path / "scores.parquet"
+    pq.write_table(pa.table({"customer_id": ["C1"], "score": [0.5]}), other)
+    with pytest.raises(DecisionsLogError, match=r"scores.parquet: not a decisions log file: .*'rank'"):
+        read_decisions(other)
+    text = tmp_path / "notes.parquet"
+    text.write_text("not parquet")
+    with pytest.raises(DecisionsLogError, match="notes.parquet: not a readable parquet file"):
+        read_decisions(text)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_decisions(tmp_path / "nowhere")
+
+
+def test_decisions_replay_of_a_wrong_file_is_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nextbest.cli import main
+
+    other = tmp_path / "scores.parquet"
+    pq.write_table(pa.table({"customer_id": ["C1"]}), other)
+    monkeypatch.setenv("NEXTBEST_HOME", str(tmp_path / "home"))
+    with pytest.raises(SystemExit) as exited:
+        main(["decisions", "replay", str(other)])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "not a decisions log file" in err
