@@ -188,17 +188,22 @@ def readout_command(
     settings = get_settings()
     assignment, record = read_assignment(directory)
     plan = CampaignPlan.from_dict(record.plan)
+    window_is_horizon = True
     if outcomes is not None:
         frame = read_outcomes(outcomes, assignment)
     else:
         snapshot = date.fromisoformat(plan.snapshot_on)
-        end = _snapshot(until) or _month_end(snapshot, settings.build.horizon_months)
+        horizon_end = _month_end(snapshot, settings.build.horizon_months)
+        end = _snapshot(until) or horizon_end
+        window_is_horizon = end == horizon_end
         observed = read_dataset_meta(settings.raw_dir).observed_until
         frame = outcomes_from_holdings(settings.raw_dir, assignment, snapshot, end, observed)
         console.print(f"outcomes from the raw holdings in ({snapshot}, {end}]", markup=False)
         guardrail = guardrail or CLOSURES
         secondary = secondary or [PRODUCTS_STARTED, SPEND]
-    result = read_out(assignment, frame, plan, covariate, guardrail, tuple(secondary or ()))
+    result = read_out(
+        assignment, frame, plan, covariate, guardrail, tuple(secondary or ()), window_is_horizon
+    )
     for line in result.lines():
         console.print(line, markup=False)
     report = {"read_at": datetime.now().astimezone().isoformat(timespec="seconds"), **result.to_dict()}

@@ -311,14 +311,20 @@ class Calibration:
     predicted: float
     realised: float
     realised_ci: tuple[float, float]
+    window_is_horizon: bool = True
+    """False: the outcome window is not the label horizon the probabilities are for (e.g. two months
+    read out against one-month probabilities), so predicted and realised are not comparable."""
 
     def line(self) -> str:
         lo, hi = self.realised_ci
-        inside = "inside" if lo <= self.predicted <= hi else "OUTSIDE"
-        return (
+        head = (
             f"calibration in control: predicted {self.predicted:.4f}, realised {self.realised:.4f} "
-            f"[{lo:.4f}, {hi:.4f}] (prediction {inside} the 95% interval)"
+            f"[{lo:.4f}, {hi:.4f}]"
         )
+        if not self.window_is_horizon:
+            return f"{head} (not checked: the window is not the label horizon the probabilities are for)"
+        inside = "inside" if lo <= self.predicted <= hi else "OUTSIDE"
+        return f"{head} (prediction {inside} the 95% interval)"
 
 
 @dataclass(frozen=True)
@@ -418,6 +424,7 @@ def read_out(
     covariate: str | None = None,
     guardrail: str | None = None,
     secondary: tuple[str, ...] = (),
+    window_is_horizon: bool = True,
 ) -> Readout:
     """The readout of an assigned campaign from its outcomes (one row per assigned customer).
 
@@ -428,6 +435,8 @@ def read_out(
         covariate: a pre-period column of ``outcomes`` or the assignment (e.g. ``probability``) for CUPED.
         guardrail: a metric where higher is worse (e.g. ``closures``); tested one-sided.
         secondary: metrics compared two-sided (e.g. ``products_started``, ``spend``).
+        window_is_horizon: the outcome window is the label horizon after the plan's snapshot (what the
+            calibrated probabilities predict); otherwise the calibration check is reported, not judged.
     """
     alpha = plan.alpha
     frame = assignment.assign(**{CUSTOMER_ID: assignment[CUSTOMER_ID].astype(str)}).merge(
@@ -478,7 +487,10 @@ def read_out(
     )
     lo, hi = proportion_confint(int(control[CONVERTED].sum()), len(control), alpha=0.05, method="wilson")
     calibration = Calibration(
-        float(control[PROBABILITY].mean()), float(control[CONVERTED].mean()), (float(lo), float(hi))
+        float(control[PROBABILITY].mean()),
+        float(control[CONVERTED].mean()),
+        (float(lo), float(hi)),
+        window_is_horizon,
     )
     return Readout(
         decision=decide(primary, alpha, plan.mde_absolute, srm, guard, adjusted),

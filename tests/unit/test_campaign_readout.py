@@ -16,6 +16,7 @@ from nextbest.campaigns.readout import (
     GO,
     INCONCLUSIVE,
     NO_GO,
+    Calibration,
     compare_means,
     compare_proportions,
     cuped_effect,
@@ -188,3 +189,14 @@ def test_outcomes_from_raw_holdings_count_starts_of_the_offered_product_in_the_w
 def test_no_conversion_at_all_is_inconclusive() -> None:
     decision = decide(compare_proportions(0, 700, 0, 700), 0.05, 0.01, BALANCED)
     assert decision.verdict == INCONCLUSIVE and "no conversion" in decision.reasons[0]
+
+
+def test_calibration_is_judged_only_on_the_label_horizon() -> None:
+    on_horizon = Calibration(0.05, 0.06, (0.045, 0.075))
+    assert on_horizon.line().endswith("(prediction inside the 95% interval)")
+    assert Calibration(0.03, 0.06, (0.045, 0.075)).line().endswith("(prediction OUTSIDE the 95% interval)")
+    longer = Calibration(0.03, 0.06, (0.045, 0.075), window_is_horizon=False)
+    assert "OUTSIDE" not in longer.line()
+    assert longer.line().endswith(
+        "(not checked: the window is not the label horizon the probabilities are for)"
+    )
