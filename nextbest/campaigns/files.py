@@ -35,10 +35,19 @@ def atomic_write_parquet(frame: pd.DataFrame, path: Path) -> None:
     _atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
+def atomic_write_text(text: str, path: Path) -> None:
+    """``text`` (utf-8) at ``path``, all or nothing."""
+    _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
 def atomic_write_json(data: dict[str, Any], path: Path) -> None:
     """``data`` as indented JSON at ``path``, all or nothing."""
-    text = json.dumps(data, indent=2, default=str) + "\n"
-    _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write_text(json.dumps(data, indent=2, default=str) + "\n", path)
+
+
+def atomic_save_png(fig: Any, path: Path) -> None:
+    """A matplotlib figure as PNG at ``path``, all or nothing."""
+    _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
 
 
 def read_table(path: Path, required: Sequence[str], what: str) -> pd.DataFrame:

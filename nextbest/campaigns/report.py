@@ -10,7 +10,7 @@ from typing import Any
 
 from statsmodels.stats.proportion import proportion_confint
 
-from nextbest.campaigns.files import atomic_write_json
+from nextbest.campaigns.files import atomic_save_png, atomic_write_json, atomic_write_text
 from nextbest.campaigns.plan import CampaignPlan
 from nextbest.campaigns.readout import Readout
 
@@ -55,7 +55,7 @@ def plot_conversion(readout: Readout, predicted: float, path: Path) -> None:
     ax.set_title("conversion by arm (95% CI)")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_save_png(fig, path)
     plt.close(fig)
 
 
@@ -94,7 +94,7 @@ def plot_lift_over_time(windows: list[dict[str, Any]], path: Path) -> None:
     ax.set_ylabel("relative lift (treatment / control - 1)")
     ax.set_title("lift over time (95% CI)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_save_png(fig, path)
     plt.close(fig)
 
 
@@ -118,7 +118,7 @@ def write_readout_page(
         "</body></html>\n"
     )
     path = directory / READOUT_PAGE
-    path.write_text(page, encoding="utf-8")
+    atomic_write_text(page, path)
     return path
 
 
