@@ -100,8 +100,8 @@ def score_batch(
     serving = serving or settings.serving
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    candidates = snapshot_candidates(settings, snapshot)  # first: before a build, say to build
     bundle_path = resolve_bundle_path(settings, serving)
-    candidates = snapshot_candidates(settings, snapshot)
     index = load_index(bundle_path) if serving.retrieval else None
     if index is not None:  # the online path's retrieval stage: each customer's top-N candidates only
         candidates = index.narrow_frame(candidates).reset_index(drop=True)
