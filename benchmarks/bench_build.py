@@ -44,9 +44,14 @@ def live_build_dir(home: Path) -> Path:
     return warehouse / "builds" / build_id
 
 
+def run_results(build_dir: Path) -> list[dict]:
+    """The node results of dbt's run_results.json of the build in ``build_dir``."""
+    return json.loads((build_dir / "dbt_target" / "run_results.json").read_text())["results"]
+
+
 def slowest_nodes(build_dir: Path, n: int = 8) -> list[tuple[str, float]]:
     """The ``n`` slowest dbt nodes (models and tests) of the build, with their seconds."""
-    results = json.loads((build_dir / "dbt_target" / "run_results.json").read_text())["results"]
+    results = run_results(build_dir)
     timed = sorted(((r["unique_id"], r["execution_time"]) for r in results), key=lambda t: -t[1])
     return timed[:n]
 
@@ -57,7 +62,7 @@ def failed_nodes(home: Path) -> list[str]:
     builds = sorted((home / "warehouse" / "builds").glob("*/dbt_target/run_results.json"))
     if not builds:
         return []
-    results = json.loads(builds[-1].read_text())["results"]
+    results = run_results(builds[-1].parents[1])
     return [
         f"{r['unique_id']}: {' '.join(str(r.get('message')).split())[:400]}"
         for r in results
@@ -67,8 +72,7 @@ def failed_nodes(home: Path) -> list[str]:
 
 def model_seconds(build_dir: Path) -> dict[str, float]:
     """Execution seconds per model of the build (dbt's run_results.json)."""
-    results = json.loads((build_dir / "dbt_target" / "run_results.json").read_text())["results"]
-    models = (r for r in results if r["unique_id"].startswith("model."))
+    models = (r for r in run_results(build_dir) if r["unique_id"].startswith("model."))
     return {r["unique_id"].split(".")[-1]: r["execution_time"] for r in models}
 
 
