@@ -205,7 +205,7 @@ def completejourney_reference(home: Path) -> None:
     print(f"{'model':34s} {'AUROC':>8s} {'s.e.':>7s} {'model - it':>11s} {'s.e.':>7s} {'> 2 s.e.':>9s}")
     for name, row in aucs.items():
         margin, se = row["auroc_below_reference"], row["auroc_below_reference_se"]
-        verdict = "" if name == CLASSIFIER else ("yes" if margin > 2 * se else "no")
+        verdict = "" if name == CLASSIFIER else ("yes" if row["reference_wins_by_2se"] else "no")
         print(f"{name:34s} {row['auroc']:8.4f} {row['auroc_se']:7.4f} {margin:11.4f} {se:7.4f} {verdict:>9s}")
 
 

@@ -325,9 +325,10 @@ def rule_scores(frame: pd.DataFrame, feature: str, sign: float, missing: float) 
 def bootstrap_auc(
     label: np.ndarray, scores: Mapping[str, np.ndarray], customers: np.ndarray, reference: str,
     samples: int = BOOTSTRAP_SAMPLES, seed: int = 0,
-) -> dict[str, dict[str, float]]:
+) -> dict[str, dict[str, Any]]:
     """AUROC of each score with its bootstrap standard error over customers (a customer's rows drawn
-    together), and the paired difference ``reference - score`` with its standard error."""
+    together), the paired difference ``reference - score`` with its standard error, and for every score
+    but the reference whether the reference beats it by more than 2 of those (``reference_wins_by_2se``)."""
     codes, uniques = pd.factorize(customers)
     rng = np.random.default_rng(seed)
     draws: dict[str, list[float]] = {name: [] for name in scores}
@@ -344,12 +345,17 @@ def bootstrap_auc(
     for name, score in scores.items():
         values = np.asarray(draws[name])
         auc = roc_auc_score(label, score)
-        out[name] = {
+        row: dict[str, Any] = {
             "auroc": float(auc),
             "auroc_se": float(values.std(ddof=1)),
             "auroc_below_reference": float(ref_auc - auc),
             "auroc_below_reference_se": float((ref - values).std(ddof=1)),
         }
+        if name != reference:
+            row["reference_wins_by_2se"] = bool(
+                row["auroc_below_reference"] > 2 * row["auroc_below_reference_se"]
+            )
+        out[name] = row
     return out
 
 
@@ -362,12 +368,7 @@ def evaluate_binary(
     aucs = bootstrap_auc(label, scores, test[CUSTOMER_ID].to_numpy(), reference)
     models = {}
     for name, score in scores.items():
-        row = aucs[name] | {"pr_auc": float(average_precision_score(label, score))}
-        if name != reference:
-            row["reference_wins_by_2se"] = bool(
-                row["auroc_below_reference"] > 2 * row["auroc_below_reference_se"]
-            )
-        models[name] = row
+        models[name] = aucs[name] | {"pr_auc": float(average_precision_score(label, score))}
     models[reference] |= {
         "brier": float(brier_score_loss(label, probability)),
         "ece": expected_calibration_error(probability, label),
