@@ -213,6 +213,10 @@ class FittedRanker:
         best_iteration: number of trees used for scoring (early-stopping optimum).
         best_valid_ndcg: validation NDCG@eval_at at ``best_iteration`` (0..1).
         eval_at: the k of the early-stopping NDCG.
+        stalled: LightGBM stopped adding trees before ``n_estimators`` and before early stopping would
+            have ended the fit (fewer than ``early_stopping_rounds`` trees after the best one): a tree
+            found no split that meets the split rules (e.g. ``min_child_samples`` too large for the
+            data), so validation never saw whether more trees would help.
     """
 
     booster: lgb.Booster
@@ -221,6 +225,7 @@ class FittedRanker:
     best_iteration: int
     best_valid_ndcg: float
     eval_at: int = DEFAULT_K
+    stalled: bool = False
 
     @cached_property
     def matrix_spec(self) -> MatrixSpec:
@@ -305,6 +310,26 @@ def eval_kwargs(features: pd.DataFrame, label: np.ndarray) -> dict[str, Any]:
     return {"eval_set": [(features, label)]}
 
 
+class TreeCount:
+    """A LightGBM callback: the trees the booster holds after each iteration. LightGBM's training loop
+    keeps iterating after a tree found no split, but adds no tree: ``stalled`` then."""
+
+    order = 40  # after early stopping's own bookkeeping (order 30)
+
+    def __init__(self) -> None:
+        self.iterations = 0
+        self.trees = 0
+
+    def __call__(self, env: lgb.callback.CallbackEnv) -> None:
+        self.iterations = env.iteration - env.begin_iteration + 1
+        self.trees = env.model.current_iteration()
+
+    @property
+    def stalled(self) -> bool:
+        """True when iterations ran that added no tree."""
+        return self.trees < self.iterations
+
+
 def fit_ranker(
     train: RankingData, valid: RankingData, params: RankerConfig | None = None, eval_at: int = DEFAULT_K
 ) -> FittedRanker:
@@ -322,6 +347,7 @@ def fit_ranker(
         raise ValueError("valid is the training split: early stopping needs a held-out split")
     model = lgb.LGBMRanker(objective="lambdarank", **lightgbm_kwargs(params))
     metric_name = f"ndcg@{eval_at}"
+    count = TreeCount()
     model.fit(
         train.features,
         train.label,
@@ -330,7 +356,9 @@ def fit_ranker(
         eval_group=[valid.group_sizes],
         eval_at=[eval_at],
         categorical_feature=[c for c in train.feature_cols if c in train.categories],
-        callbacks=[lgb.early_stopping(params.early_stopping_rounds, first_metric_only=True, verbose=False)],
+        callbacks=[
+            lgb.early_stopping(params.early_stopping_rounds, first_metric_only=True, verbose=False), count
+        ],
     )
     best_iteration = int(model.best_iteration_ or model.n_estimators_)
     best_score = float(model.best_score_["valid_0"][metric_name])
@@ -341,4 +369,5 @@ def fit_ranker(
         best_iteration=best_iteration,
         best_valid_ndcg=best_score,
         eval_at=eval_at,
+        stalled=count.stalled and count.trees - best_iteration < params.early_stopping_rounds,
     )

@@ -236,3 +236,26 @@ class TestFitRanker:
         valid = prepare_groups(data[data["event_timestamp"] > "2024-03-01"], FEATURES, categories=categories)
         ranker = fit_ranker(train, valid, RankerConfig(n_estimators=20, n_jobs=1))
         assert np.isfinite(ranker.score(data.head(20))).all()
+
+
+class TestStall:
+    """LightGBM ends a fit when a tree finds no split that meets its rules; ``stalled`` says so."""
+
+    def _split(self, data: pd.DataFrame):
+        train = prepare_groups(data[data["event_timestamp"] < "2024-03-01"], FEATURES)
+        later = data[data["event_timestamp"] > "2024-03-01"]
+        valid = prepare_groups(later, FEATURES, categories=train.categories)
+        return train, valid
+
+    def test_a_leaf_size_no_split_can_meet_stalls_the_fit(self, data: pd.DataFrame) -> None:
+        train, valid = self._split(data)
+        params = RankerConfig(n_estimators=200, early_stopping_rounds=20, min_child_samples=len(train.frame))
+        ranker = fit_ranker(train, valid, params)
+        assert ranker.best_iteration == 1 and ranker.booster.num_trees() == 1
+        assert ranker.stalled
+
+    def test_early_stopping_and_a_cap_are_not_stalls(self, data: pd.DataFrame, fitted: FittedRanker) -> None:
+        assert fitted.best_iteration < 200 and not fitted.stalled  # stopped by the validation months
+        params = RankerConfig(n_estimators=5, early_stopping_rounds=20, n_jobs=1)
+        capped = fit_ranker(*self._split(data), params)
+        assert capped.best_iteration == 5 and not capped.stalled
