@@ -139,6 +139,27 @@ class AblationConfig(_Strict):
     skip_groups: list[str] = Field(default_factory=lambda: ["product_id"])
 
 
+class FeatureSelectionConfig(_Strict):
+    """Feature groups the ranker drops when the validation months say they hurt.
+
+    The ranker is refitted without each group (same rows, parameters and early stopping; trees capped
+    as the ablation's, see ``AblationConfig.n_estimators``) and scored on the validation groups; a
+    group whose refit beats the full ranker's validation nDCG@k by more than ``min_gain_se`` paired
+    standard errors is dropped (several: the joint refit, unless one group's refit alone does better),
+    and the ranker is refitted on the rest. The test months play no part; the refits without a group
+    double as the report's ablation when nothing is dropped.
+
+    Attributes:
+        enabled: select (False: every group of the FeatureService not excluded is used).
+        min_gain_se: the validation gain, in paired standard errors, a drop must show.
+        skip_groups: groups never dropped.
+    """
+
+    enabled: bool = False
+    min_gain_se: float = Field(default=2.0, gt=0)
+    skip_groups: list[str] = Field(default_factory=lambda: ["product_id"])
+
+
 class TrainingConfig(_Strict):
     """Everything ``nextbest.training.train.train`` needs besides the settings.
 
@@ -159,6 +180,7 @@ class TrainingConfig(_Strict):
         exclude_feature_groups: feature groups of the FeatureService the ranker does not use (a
             group whose ablation showed it hurts on this dataset); the report's ablation still drops
             each remaining group in turn.
+        feature_selection: groups dropped on the validation months (see ``FeatureSelectionConfig``).
     """
 
     name: str = "default"
@@ -175,6 +197,7 @@ class TrainingConfig(_Strict):
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     expected_metrics: dict[str, float] = Field(default_factory=dict)
     ablation: AblationConfig = Field(default_factory=AblationConfig)
+    feature_selection: FeatureSelectionConfig = Field(default_factory=FeatureSelectionConfig)
 
     @model_validator(mode="after")
     def _known_baselines(self) -> TrainingConfig:

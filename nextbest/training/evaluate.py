@@ -50,6 +50,8 @@ class Evaluation:
         feature_groups: feature -> group.
         importance_groups: ``importance_by_group`` (gain summed per group).
         ablation: ``ablation_table`` (empty when the ablation did not run).
+        feature_selection: the validation months' verdict on each feature group
+            (``nextbest.training.train.GroupSelection.table``; empty when no selection ran).
         product_wins: ``product_wins`` (every product, its positives, won or not).
         segments: ``cold_start_split`` tables (``cold_start`` / ``warm``, only non-empty ones).
         segment_note: why there is no cold-start table, or "".
@@ -68,6 +70,7 @@ class Evaluation:
     feature_groups: dict[str, str] = field(default_factory=dict)
     importance_groups: pd.DataFrame = field(default_factory=pd.DataFrame)
     ablation: pd.DataFrame = field(default_factory=pd.DataFrame)
+    feature_selection: pd.DataFrame = field(default_factory=pd.DataFrame)
     product_wins: pd.DataFrame = field(default_factory=pd.DataFrame)
     segments: dict[str, pd.DataFrame] = field(default_factory=dict)
     segment_note: str = ""

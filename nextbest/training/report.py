@@ -4,9 +4,10 @@ Written to ``<NEXTBEST_HOME>/reports/<bundle version>/``: overall metrics of the
 baseline, a sortable per-product table (nDCG / recall / AUC / ECE and the ranker-minus-per-product
 difference), the products won against the per-product models, the metrics of cold-start customers
 (owning nothing) and of the rest, reliability diagrams, a gains chart (recall@k by k), the ranker's
-gain-based feature importance per feature and per feature group, and the feature-group ablation.
-``summary_table`` renders the overall metrics as text for the terminal and ``details_text`` the
-ablation, product-win and cold-start sections (``nextbest evaluate``).
+gain-based feature importance per feature and per feature group, the feature selection on the validation
+months and the feature-group ablation. ``summary_table`` renders the overall metrics as text for the
+terminal and ``details_text`` the feature-selection, ablation, product-win and cold-start sections
+(``nextbest evaluate``).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def report_payload(evaluation: Evaluation, context: Mapping[str, Any]) -> dict[s
             "feature_groups": dict(evaluation.feature_groups),
             "feature_importance_groups": _records(evaluation.importance_groups, "group"),
             "ablation": _records(evaluation.ablation, "group"),
+            "feature_selection": _records(evaluation.feature_selection, "group"),
             "product_wins": _records(evaluation.product_wins, "product_id"),
             "cold_start": {
                 "feature": COLD_START_FEATURE,
@@ -141,6 +143,22 @@ def _ablation_text(report: Mapping[str, Any], k: int) -> list[str]:
     ]
 
 
+def _selection_text(report: Mapping[str, Any], k: int) -> list[str]:
+    selection = report.get("feature_selection") or []
+    if not selection:
+        return []
+    dropped = [r["group"] for r in selection if r.get("dropped")]
+    cols = ["group", "n_features", f"valid_ndcg@{k}_diff", f"valid_ndcg@{k}_diff_se", "best_iteration"]
+    cols.append("dropped")
+    verdict = f"dropped: {', '.join(dropped)}" if dropped else "every group kept"
+    return [
+        f"feature selection on the validation months ({verdict}): the ranker refitted without each group; "
+        "diff = without - full over the validation groups, s.e. paired",
+        _text_table(selection, cols),
+        "",
+    ]
+
+
 _WIN_COLS = [
     "product_id", "positives", "ndcg", "per_product_ndcg", "ndcg_diff", "ndcg_diff_se", "auc_diff", "won"
 ]
@@ -204,7 +222,8 @@ def details_text(report: Mapping[str, Any], max_products: int = 20) -> str:
     """The ablation, per-product-win and cold-start sections of a ``report.json`` as terminal text
     (at most ``max_products`` products; every one is in the report)."""
     k = int(report.get("context", {}).get("k", DEFAULT_K))
-    lines = _ablation_text(report, k) + _wins_text(report, max_products) + _cold_start_text(report, k)
+    lines = _selection_text(report, k) + _ablation_text(report, k) + _wins_text(report, max_products)
+    lines += _cold_start_text(report, k)
     return "\n".join(lines).rstrip()
 
 
@@ -328,6 +347,17 @@ the refit was still improving.</p>
 {_html_table(evaluation.ablation, "group", sortable=True, diff_cols=(f"ndcg@{k}_diff",))}"""
 
 
+def _html_selection(evaluation: Evaluation, k: int) -> str:
+    table = evaluation.feature_selection
+    if table.empty:
+        return "<p>No feature selection (disabled in the training config).</p>"
+    return f"""<p>Before the test months are touched, the ranker is refitted without each feature group
+(the ablation's refits) and scored on the validation groups; a group whose refit beats the full ranker
+there by more than <code>feature_selection.min_gain_se</code> paired standard errors is
+<code>dropped</code> and the ranker refitted without it (the ablation below is then that ranker's).</p>
+{_html_table(table, "group", sortable=True, diff_cols=(f"valid_ndcg@{k}_diff",))}"""
+
+
 def _html_wins(evaluation: Evaluation) -> str:
     if evaluation.product_wins.empty:
         return "<p>No per-product models in this run.</p>"
@@ -422,6 +452,8 @@ one-model-per-product.</p>
 {_html_table(evaluation.importance_groups, "group")}
 <img src="feature_importance.png">
 {_html_table(importance, "feature", sortable=True)}
+<h2>Feature selection on the validation months</h2>
+{_html_selection(evaluation, k)}
 <h2>Feature-group ablation</h2>
 {_html_ablation(evaluation, context, k)}
 <h2>Context</h2><table>{ctx}</table>

@@ -32,7 +32,7 @@ from nextbest.training import evaluate as ev
 from nextbest.training.artifacts import ModelBundle, file_sha256, save_bundle
 from nextbest.training.baselines import OracleBaseline, PerProductModels, PooledClassifier, PopularityBaseline
 from nextbest.training.calibration import Calibrators, fit_calibrators
-from nextbest.training.config import ConfigError, SplitConfig, TrainingConfig
+from nextbest.training.config import ConfigError, RankerConfig, SplitConfig, TrainingConfig
 from nextbest.training.datasets import feature_columns, feature_groups, labelled_snapshots, training_frame
 from nextbest.training.distributed import RankerFit, ranker_fitter
 from nextbest.training.evaluate import Evaluation
@@ -186,6 +186,7 @@ class FittedModels:
     valid_groups: int
     seconds: dict[str, float] = field(default_factory=dict)
     valid_data: RankingData | None = None
+    selection: GroupSelection | None = None
 
 
 def fit_models(
@@ -196,8 +197,13 @@ def fit_models(
     with_oracle: bool = False,
     progress: Progress | None = None,
     fit: RankerFit = fit_ranker,
+    groups: Mapping[str, str] | None = None,
 ) -> FittedModels:
     """Fit the ranker (early stopping on ``valid_df``), the baselines and the calibrators.
+
+    With ``config.feature_selection.enabled``, the feature groups (``groups``: feature -> group; None:
+    every feature its own group) that the validation months say hurt are dropped and the ranker is
+    refitted without them (``select_feature_groups``); the baselines keep every feature.
 
     Training groups without a positive are dropped (no lambdarank gradient) and negatives are
     down-sampled per ``config.max_negatives_per_group``; the baselines are fitted on exactly the kept
@@ -221,6 +227,19 @@ def fit_models(
     ranker = fit(train, valid, config.ranker, config.k)
     seconds["ranker"] = time.perf_counter() - started
     say(f"fit: ranker best iteration {ranker.best_iteration}, valid ndcg {ranker.best_valid_ndcg:.4f}")
+    if ranker.stalled:
+        say("fit: WARNING the ranker stopped growing before early stopping: a tree found no split that meets "
+            "the rules (lower ranker.min_child_samples or reg_lambda)")
+    selection = None
+    if config.feature_selection.enabled:
+        started = time.perf_counter()
+        selection = select_feature_groups(train, valid, ranker, groups or {}, config, say)
+        if selection.dropped:
+            keep = [f for f in train.feature_cols if (groups or {}).get(f, f) not in selection.dropped]
+            train, valid = _without_features(train, keep), _without_features(valid, keep)
+            ranker = fit(train, valid, config.ranker, config.k)
+            say(f"fit: ranker without {', '.join(selection.dropped)}: best iteration {ranker.best_iteration}")
+        seconds["feature_selection"] = time.perf_counter() - started
 
     baselines = fit_baselines(train.frame, feature_cols, config, with_oracle, say, seconds)
     if ev.PER_PRODUCT in baselines:  # one scale before one customer's products are compared
@@ -238,7 +257,9 @@ def fit_models(
         params=config.calibration,
     )
     seconds["calibration"] = time.perf_counter() - started
-    return FittedModels(ranker, calibrators, baselines, train, valid.n_groups, seconds, valid_data=valid)
+    return FittedModels(
+        ranker, calibrators, baselines, train, valid.n_groups, seconds, valid_data=valid, selection=selection
+    )
 
 
 def fit_baselines(
@@ -290,6 +311,119 @@ def score_test(models: FittedModels, test_df: pd.DataFrame) -> pd.DataFrame:
     return scored
 
 
+def _without_features(data: RankingData, keep: Sequence[str]) -> RankingData:
+    """``data`` restricted to the features ``keep`` (same rows, groups and labels)."""
+    return replace(
+        data,
+        features=data.features[list(keep)],
+        feature_cols=list(keep),
+        categories={c: v for c, v in data.categories.items() if c in keep},
+    )
+
+
+def group_members(features: Sequence[str], groups: Mapping[str, str]) -> dict[str, list[str]]:
+    """Group -> its features, in ``features`` order (a feature missing from ``groups`` is its own group)."""
+    members: dict[str, list[str]] = {}
+    for feature in features:
+        members.setdefault(groups.get(feature, feature), []).append(feature)
+    return members
+
+
+def refit_params(config: TrainingConfig, best_iteration: int) -> RankerConfig:
+    """The ranker's parameters for a refit without a group: trees capped at ``config.ablation.n_estimators``,
+    default twice the full ranker's ``best_iteration`` (>= early_stopping_rounds, <= n_estimators)."""
+    n_estimators = config.ablation.n_estimators or min(
+        config.ranker.n_estimators, max(2 * best_iteration, config.ranker.early_stopping_rounds)
+    )
+    return config.ranker.model_copy(update={"n_estimators": n_estimators})
+
+
+def refit_without_groups(
+    train: RankingData,
+    valid: RankingData,
+    members: Mapping[str, Sequence[str]],
+    todo: Sequence[str],
+    params: RankerConfig,
+    k: int,
+    progress: Progress | None = None,
+    stage: str = "ablation",
+) -> dict[str, FittedRanker]:
+    """Group -> the ranker refitted on ``train`` without that group's features (early stopping on
+    ``valid``), for each group of ``todo``."""
+    say = progress or (lambda _msg: None)
+    features = train.feature_cols
+    out = {}
+    for i, group in enumerate(todo, start=1):
+        keep = [f for f in features if f not in members[group]]
+        say(f"{stage} {i}/{len(todo)}: without {group} ({len(members[group])} feature(s))")
+        out[group] = fit_ranker(_without_features(train, keep), _without_features(valid, keep), params, k)
+    return out
+
+
+@dataclass
+class GroupSelection:
+    """Which feature groups the validation months dropped (``select_feature_groups``).
+
+    Attributes:
+        table: index ``group``; ``n_features``, ``valid_ndcg@k_diff`` (refit without the group minus
+            the full ranker, over the validation groups with a positive), ``valid_ndcg@k_diff_se``
+            (paired), ``best_iteration`` and ``dropped``.
+        dropped: the groups dropped, in feature order ([] = the full ranker stays).
+        refits: group -> the ranker refitted without it (every other feature).
+        n_estimators: the refits' tree cap.
+    """
+
+    table: pd.DataFrame
+    dropped: list[str]
+    refits: dict[str, FittedRanker]
+    n_estimators: int
+
+
+def select_feature_groups(
+    train: RankingData,
+    valid: RankingData,
+    full: FittedRanker,
+    groups: Mapping[str, str],
+    config: TrainingConfig,
+    progress: Progress | None = None,
+) -> GroupSelection:
+    """Refit the ranker without each feature group and drop those whose refit beats ``full`` on the
+    validation groups by more than ``config.feature_selection.min_gain_se`` paired standard errors.
+
+    Several such groups: the refit without all of them is kept if it scores at least as well on
+    validation as the best refit without one of them, else only that one group is dropped. Groups in
+    ``feature_selection.skip_groups`` and a group holding every feature are never dropped.
+    """
+    k, rule = config.k, config.feature_selection
+    members = group_members(train.feature_cols, groups)
+    todo = [g for g in members if g not in rule.skip_groups and len(members[g]) < len(train.feature_cols)]
+    params = refit_params(config, full.best_iteration)
+    refits = refit_without_groups(train, valid, members, todo, params, k, progress, "feature selection")
+    frame = valid.frame[[*ev.GROUP_COLS, LABEL]].copy()
+    frame["__full"] = full.score(valid.frame)
+    diff_col, se_col = f"valid_ndcg@{k}_diff", f"valid_ndcg@{k}_diff_se"
+    rows = {}
+    for group, ranker in refits.items():
+        frame["__without"] = ranker.score(valid.frame)
+        diff, se = ev.paired_ndcg_difference(frame, "__without", "__full", k)
+        rows[group] = {"n_features": len(members[group]), diff_col: diff, se_col: se}
+        rows[group]["best_iteration"] = ranker.best_iteration
+    columns = ["n_features", diff_col, se_col, "best_iteration"]
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
+    table.index.name = "group"
+    gaining = [g for g in todo if rows[g][diff_col] > rule.min_gain_se * rows[g][se_col] > 0]
+    dropped = gaining
+    if len(gaining) > 1:
+        best = max(gaining, key=lambda g: rows[g][diff_col])
+        keep = [f for f in train.feature_cols if groups.get(f, f) not in gaining]
+        joint = fit_ranker(_without_features(train, keep), _without_features(valid, keep), params, k)
+        frame["__joint"] = joint.score(valid.frame)
+        joint_diff, _ = ev.paired_ndcg_difference(frame, "__joint", "__full", k)
+        dropped = gaining if joint_diff >= rows[best][diff_col] else [best]
+    table["dropped"] = [g in dropped for g in table.index]
+    return GroupSelection(table, dropped, refits, params.n_estimators)
+
+
 @dataclass
 class Ablation:
     """The ranker refitted without each feature group (same rows, params and early stopping).
@@ -309,16 +443,6 @@ class Ablation:
     seconds: float
 
 
-def _without_features(data: RankingData, keep: Sequence[str]) -> RankingData:
-    """``data`` restricted to the features ``keep`` (same rows, groups and labels)."""
-    return replace(
-        data,
-        features=data.features[list(keep)],
-        feature_cols=list(keep),
-        categories={c: v for c, v in data.categories.items() if c in keep},
-    )
-
-
 def ablate_feature_groups(
     models: FittedModels,
     scored: pd.DataFrame,
@@ -330,37 +454,29 @@ def ablate_feature_groups(
 
     Every refit trains on the full ranker's training groups (``models.train_data``) with the same
     parameters and early stopping on the same validation groups (``models.valid_data``); the trees
-    are capped (``config.ablation.n_estimators``; default: twice the ranker's best iteration, see
-    ``AblationConfig``). Groups in ``config.ablation.skip_groups`` and a group holding every feature
-    are not ablated; a feature missing from ``groups`` is its own group.
+    are capped (``refit_params``). Groups in ``config.ablation.skip_groups`` and a group holding every
+    feature are not ablated; a feature missing from ``groups`` is its own group. The refits of a
+    feature selection that dropped nothing are these refits, and are reused.
     """
-    say = progress or (lambda _msg: None)
     if models.valid_data is None:
         raise ValueError("models have no validation groups (fit them with fit_models)")
     started = time.perf_counter()
     features = models.train_data.feature_cols
-    members: dict[str, list[str]] = {}
-    for feature in features:
-        members.setdefault(groups.get(feature, feature), []).append(feature)
-    n_estimators = config.ablation.n_estimators or min(
-        config.ranker.n_estimators,
-        max(2 * models.ranker.best_iteration, config.ranker.early_stopping_rounds),
-    )
-    params = config.ranker.model_copy(update={"n_estimators": n_estimators})
-    out = Ablation({}, {}, {}, n_estimators, 0.0)
+    members = group_members(features, groups)
+    params = refit_params(config, models.ranker.best_iteration)
     todo = [g for g in members if g not in config.ablation.skip_groups and len(members[g]) < len(features)]
-    for i, group in enumerate(todo, start=1):
-        keep = [f for f in features if f not in members[group]]
-        say(f"ablation {i}/{len(todo)}: without {group} ({len(members[group])} feature(s))")
-        ranker = fit_ranker(
-            _without_features(models.train_data, keep),
-            _without_features(models.valid_data, keep),
-            params,
-            config.k,
-        )
-        out.scores[group] = ranker.score(scored)
+    selection = models.selection
+    reused = dict(selection.refits) if selection is not None and not selection.dropped else {}
+    refits = {g: reused[g] for g in todo if g in reused}
+    refits |= refit_without_groups(
+        models.train_data, models.valid_data, members, [g for g in todo if g not in refits], params,
+        config.k, progress,
+    )
+    out = Ablation({}, {}, {}, params.n_estimators, 0.0)
+    for group in todo:
+        out.scores[group] = refits[group].score(scored)
         out.n_features[group] = len(members[group])
-        out.best_iterations[group] = ranker.best_iteration
+        out.best_iterations[group] = refits[group].best_iteration
     out.seconds = time.perf_counter() - started
     return out
 
@@ -414,6 +530,9 @@ def evaluate_scored(
         ablation_frame = ev.ablation_table(scored, ablation.scores, ablation.n_features, k)
         ablation_frame["best_iteration"] = pd.Series(ablation.best_iterations, dtype=int)
         flat |= ev.flatten_ablation(ablation_frame, k)
+    selection = models.selection.table if models.selection is not None else pd.DataFrame()
+    if models.selection is not None:
+        flat["ranker.feature_groups_dropped"] = float(len(models.selection.dropped))
     segments, segment_note, cold_per_product = {}, "", pd.DataFrame()
     if ev.COLD_START_FEATURE in scored.columns:
         segments, counts = ev.cold_start_split(scored, k, bins, popularity)
@@ -440,6 +559,7 @@ def evaluate_scored(
         feature_groups=groups,
         importance_groups=ev.importance_by_group(importance, groups),
         ablation=ablation_frame,
+        feature_selection=selection,
         product_wins=ev.product_wins(per_product),
         segments=segments,
         segment_note=segment_note,
@@ -561,7 +681,8 @@ def train(
     started = time.perf_counter()
     with ranker_fitter(engine or settings.training) as fit:
         models = fit_models(
-            frames.train, frames.valid, frames.feature_cols, config, frames.has_oracle, progress, fit
+            frames.train, frames.valid, frames.feature_cols, config, frames.has_oracle, progress, fit,
+            frames.feature_groups,
         )
     seconds["fit_total"] = time.perf_counter() - started
     seconds |= {f"fit_{k}": v for k, v in models.seconds.items()}
@@ -593,6 +714,7 @@ def train(
             },
             "test": ev.frame_summary(frames.test),
             "best_iteration": models.ranker.best_iteration,
+            "ranker_stalled": models.ranker.stalled,
             "ablation_n_estimators": ablation.n_estimators if ablation else None,
             "seconds": seconds,
         },

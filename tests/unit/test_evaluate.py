@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -355,3 +356,69 @@ def test_report_json_html_and_text_show_the_new_sections(fitted: dict, tmp_path:
     assert "feature-group ablation" in text and "signal" in text
     assert "ranker.share_products_won_vs_per_product_min50 = " in text
     assert "cold_start: " in text and "warm: " in text
+
+
+# --------------------------------------------------------------------------- feature selection
+
+
+def with_stale_feature(data: pd.DataFrame, seed: int = 1) -> pd.DataFrame:
+    """``data`` plus ``stale``: the label itself (with a little noise) in the first snapshot, noise in
+    the later ones, i.e. a relation that held in training and stopped (what the validation months catch)."""
+    rng = np.random.default_rng(seed)
+    first = data["event_timestamp"] == data["event_timestamp"].min()
+    noise = rng.normal(size=len(data))
+    return data.assign(stale=np.where(first, 3.0 * data["label"] + noise, noise))
+
+
+def test_feature_selection_drops_a_group_that_hurts_on_validation_and_keeps_the_signal() -> None:
+    data = with_stale_feature(simulate())
+    ts = data["event_timestamp"]
+    train, valid, test = (data[ts == t].reset_index(drop=True) for t in sorted(ts.unique()))
+    groups = GROUPS | {"stale": "stale"}
+    config = TrainingConfig.model_validate(
+        {
+            "ranker": {"n_estimators": 60, "early_stopping_rounds": 10, "n_jobs": 1},
+            "baselines": ["popularity"],
+            "calibration": {"min_positives": 10},
+            "ablation": {"n_estimators": 40},
+            "feature_selection": {"enabled": True, "min_gain_se": 2.0},
+        }
+    )
+    models = fit_models(train, valid, [*FEATURES, "stale"], config, groups=groups)
+    table = models.selection.table
+    assert list(table.index) == ["signal", "noise", "owned", "stale"]  # product_id is never dropped
+    dropped = models.selection.dropped  # the stale group, maybe also one that carries nothing
+    assert "stale" in dropped and set(dropped) <= {"stale", "noise", "owned"}
+    assert table["dropped"].tolist() == [g in dropped for g in table.index]
+    assert table.loc["stale", "valid_ndcg@7_diff"] > 2 * table.loc["stale", "valid_ndcg@7_diff_se"] > 0
+    assert table.loc["signal", "valid_ndcg@7_diff"] < 0 and not table.loc["signal", "dropped"]
+    assert "stale" not in models.ranker.feature_cols and "affinity" in models.ranker.feature_cols
+    # the final ranker is a plain refit without the dropped groups (same rows, full parameters)
+    keep = [f for f in FEATURES if groups.get(f, f) not in dropped]
+    manual_train = prepare_groups(train, keep, True)
+    manual_valid = prepare_groups(valid, keep, True, categories=manual_train.categories)
+    manual = fit_ranker(manual_train, manual_valid, config.ranker, 7)
+    np.testing.assert_allclose(models.ranker.score(test), manual.score(test))
+    # the ablation is that ranker's: the dropped group is not in it, the others are refitted anew
+    scored = score_test(models, test)
+    ablation = ablate_feature_groups(models, scored, groups, config)
+    assert list(ablation.scores) == [g for g in ("signal", "noise", "owned") if g not in dropped]
+    evaluation = evaluate_scored(scored, models, config, groups | {"product_id": "product_id"}, ablation)
+    assert evaluation.flat["ranker.feature_groups_dropped"] == float(len(dropped))
+    text = details_text(report_payload(evaluation, {"k": 7}))
+    assert f"feature selection on the validation months (dropped: {', '.join(dropped)})" in text
+    unselected = evaluate_scored(scored, replace(models, selection=None), config)
+    assert "ranker.feature_groups_dropped" not in unselected.flat
+
+
+def test_feature_selection_that_drops_nothing_hands_its_refits_to_the_ablation(fitted: dict) -> None:
+    config = fitted["config"].model_copy(
+        update={"feature_selection": fitted["config"].feature_selection.model_copy(update={"enabled": True})}
+    )
+    models = fit_models(fitted["train"], fitted["valid"], FEATURES, config, groups=GROUPS)
+    assert models.selection.dropped == [] and not models.selection.table["dropped"].any()
+    assert models.ranker.feature_cols == fitted["models"].ranker.feature_cols
+    ablation = ablate_feature_groups(models, fitted["scored"], GROUPS, config)
+    for group, scores in fitted["ablation"].scores.items():  # the same refits as an ablation of its own
+        np.testing.assert_allclose(ablation.scores[group], scores)
+        assert ablation.scores[group] is not scores
