@@ -329,6 +329,13 @@ def group_members(features: Sequence[str], groups: Mapping[str, str]) -> dict[st
     return members
 
 
+def refittable_groups(members: Mapping[str, Sequence[str]], skip: Sequence[str]) -> list[str]:
+    """The groups of ``members`` a ranker can be refitted without: not in ``skip`` and not holding every
+    feature, in ``members`` order."""
+    n_features = sum(len(features) for features in members.values())
+    return [g for g in members if g not in skip and len(members[g]) < n_features]
+
+
 def refit_params(config: TrainingConfig, best_iteration: int) -> RankerConfig:
     """The ranker's parameters for a refit without a group: trees capped at ``config.ablation.n_estimators``,
     default twice the full ranker's ``best_iteration`` (>= early_stopping_rounds, <= n_estimators)."""
@@ -370,13 +377,11 @@ class GroupSelection:
             (paired), ``best_iteration`` and ``dropped``.
         dropped: the groups dropped, in feature order ([] = the full ranker stays).
         refits: group -> the ranker refitted without it (every other feature).
-        n_estimators: the refits' tree cap.
     """
 
     table: pd.DataFrame
     dropped: list[str]
     refits: dict[str, FittedRanker]
-    n_estimators: int
 
 
 def select_feature_groups(
@@ -396,7 +401,7 @@ def select_feature_groups(
     """
     k, rule = config.k, config.feature_selection
     members = group_members(train.feature_cols, groups)
-    todo = [g for g in members if g not in rule.skip_groups and len(members[g]) < len(train.feature_cols)]
+    todo = refittable_groups(members, rule.skip_groups)
     params = refit_params(config, full.best_iteration)
     refits = refit_without_groups(train, valid, members, todo, params, k, progress, "feature selection")
     frame = valid.frame[[*ev.GROUP_COLS, LABEL]].copy()
@@ -421,7 +426,7 @@ def select_feature_groups(
         joint_diff, _ = ev.paired_ndcg_difference(frame, "__joint", "__full", k)
         dropped = gaining if joint_diff >= rows[best][diff_col] else [best]
     table["dropped"] = [g in dropped for g in table.index]
-    return GroupSelection(table, dropped, refits, params.n_estimators)
+    return GroupSelection(table, dropped, refits)
 
 
 @dataclass
@@ -464,7 +469,7 @@ def ablate_feature_groups(
     features = models.train_data.feature_cols
     members = group_members(features, groups)
     params = refit_params(config, models.ranker.best_iteration)
-    todo = [g for g in members if g not in config.ablation.skip_groups and len(members[g]) < len(features)]
+    todo = refittable_groups(members, config.ablation.skip_groups)
     selection = models.selection
     reused = dict(selection.refits) if selection is not None and not selection.dropped else {}
     refits = {g: reused[g] for g in todo if g in reused}
