@@ -10,9 +10,13 @@ from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from nextbest.dbt import DbtError
+from nextbest.marts import mart_path
+from nextbest.settings import Settings
 from tests.integration.dbt_fixtures import HOLDINGS, build, read_mart, write_raw
 
 pytestmark = pytest.mark.integration
@@ -30,10 +34,15 @@ def ts(snapshot_on: date) -> pd.Timestamp:
 
 
 @pytest.fixture(scope="module")
-def marts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
+def built(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     home = tmp_path_factory.mktemp("dbt_known_answers")
     write_raw(home / "raw")
-    settings = build(home)
+    return build(home)
+
+
+@pytest.fixture(scope="module")
+def marts(built: Settings) -> dict[str, pd.DataFrame]:
+    settings = built
     names = ["dim_products", "fct_candidates", "fct_ranking_labels", "feat_customer_monthly",
              "feat_product_monthly", "feat_customer_product_monthly", "feat_customer_product_monthly_packed"]
     return {name: read_mart(settings, name) for name in names}
@@ -329,6 +338,31 @@ def test_packed_lists_are_aligned_with_the_products_and_encode_null_as_nan(
     assert c3_mar["candidate_product_ids"] == ["P1", "P4"]
     assert np.isnan(c3_mar["months_since_last_held"][0]) and c3_mar["months_since_last_held"][1] == 1.0
     assert c3_mar["share_segment_owning"][0] == pytest.approx(0.5)
+
+
+def test_unpacks_to_fails_on_each_packed_row_that_differs_from_the_pair_model(built: Settings) -> None:
+    """The packed file corrupted in two places (a value changed in one list; one candidate dropped from
+    every list of another row, lengths still aligned): the build's unpacks_to test reports exactly those
+    two element rows."""
+    path = mart_path(built, "feat_customer_product_monthly_packed")
+    original = pq.read_table(path)
+    rows = original.to_pylist()
+    for r in rows:
+        if r["customer_id"] == "C5" and r["event_timestamp"] == ts(FEB):
+            assert r["is_previously_held"] == [1.0, 0.0]
+            r["is_previously_held"] = [0.0, 0.0]
+        if r["customer_id"] == "C1" and r["event_timestamp"] == ts(JAN):
+            assert r["candidate_product_ids"] == ["P2", "P4"]
+            for name in original.column_names[2:]:
+                r[name] = r[name][:1]
+    try:
+        pq.write_table(pa.Table.from_pylist(rows, schema=original.schema), path)
+        with pytest.raises(DbtError, match="Got 2 results") as failed:
+            build(built.home, select="test_name:unpacks_to")
+        assert "unpacks_to_feat_customer_product_monthly_packed" in str(failed.value)
+    finally:
+        pq.write_table(original, path)
+    build(built.home, select="test_name:unpacks_to")  # restored: passes again
 
 
 def test_dim_products(marts: dict[str, pd.DataFrame]) -> None:
