@@ -3,7 +3,9 @@
 Prints wall time and peak memory (whole process tree, dbt included) per stage (ingest; dbt build with
 its tests, without Feast: see bench_feature_store.py), the growth ratio against the smallest synthetic
 size, and one summary line per dataset: ``customers, months, dbt_s, pack_s, total_s, peak_rss_gib``
-(pack_s: the packed model's own time in dbt's run_results.json). Target: 1M customers x 24 months builds
+(pack_s: the packed model's own time in dbt's run_results.json). Per build it also prints the seconds
+dbt's nodes ran, summed per kind (models, tests, ...: the work its threads share) and the 12 slowest
+nodes. Target: 1M customers x 24 months builds
 in under 10 minutes within 8 GiB on the 2-core machine.
 
 ``--peer`` also runs, on the same build and machine state, the old pair path as a peer: the pair mart
@@ -68,6 +70,16 @@ def failed_nodes(home: Path) -> list[str]:
         for r in results
         if r["status"] in ("error", "fail")
     ]
+
+
+def thread_seconds(build_dir: Path) -> dict[str, float]:
+    """Execution seconds summed over dbt's nodes, per kind (model, test, unit_test, ...): the work the
+    build's threads share, against which the wall time shows how well it fills them."""
+    totals: dict[str, float] = {}
+    for r in run_results(build_dir):
+        kind = r["unique_id"].split(".")[0]
+        totals[kind] = totals.get(kind, 0.0) + r["execution_time"]
+    return totals
 
 
 def model_seconds(build_dir: Path) -> dict[str, float]:
@@ -195,7 +207,14 @@ def main() -> None:
                 continue
             build_dir = live_build_dir(Path(tmp))
             pack_s = model_seconds(build_dir).get(PACKED_MODEL, float("nan"))
-            for node, seconds in slowest_nodes(build_dir):
+            kinds = sorted(thread_seconds(build_dir).items(), key=lambda t: -t[1])
+            print(
+                f"{label:<36}   thread-seconds: "
+                + ", ".join(f"{kind} {seconds:.1f}" for kind, seconds in kinds)
+                + f" (sum {sum(s for _, s in kinds):.1f}; build wall {build.seconds:.1f})",
+                flush=True,
+            )
+            for node, seconds in slowest_nodes(build_dir, 12):
                 print(f"{label:<36}   slowest: {seconds:>7.1f} s  {node}", flush=True)
             peak = max(m.peak_gib for m in results.values())
             months = args.months if customers else "-"

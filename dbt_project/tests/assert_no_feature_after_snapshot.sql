@@ -3,7 +3,27 @@
   rows filtered to what was known at event_timestamp (dates <= snapshot_on, occurred_at < event_timestamp)
   and return every disagreement with the marts, plus every candidate that is owned at its snapshot, belongs
   to a customer who had not joined yet, or is not eligible by age. Any returned row fails the build.
+
+  The sample is read first and written into the SQL as a literal list (`customer_id in (...)`): DuckDB
+  pushes that filter into the pair view's own scans, so the view's joins run for the sampled customers
+  only. A semi join with a sampled table was applied after the view had joined every candidate: 669 s of
+  a 1M x 24-month build, against 5.5 s at 100k.
 -#}
+{%- set sample_query -%}
+    select customer_id from {{ ref('stg_raw__customers') }}
+    order by hash(customer_id)
+    limit {{ var('leakage_test_sample_customers') | int }}
+{%- endset -%}
+{%- set sampled_ids = run_query(sample_query).columns[0].values() if execute else [] -%}
+{%- set in_sample -%}
+    customer_id in (
+    {%- for id in sampled_ids -%}
+        '{{ id | replace("'", "''") }}'{{ ", " if not loop.last }}
+    {%- else -%}
+        null
+    {%- endfor -%}
+    )
+{%- endset %}
 with
 
 customers as (
@@ -32,13 +52,7 @@ candidates as (
 
 customer_product_features as (
     select * from {{ ref('feat_customer_product_monthly') }}
-),
-
-sampled_customers as (
-    select customer_id
-    from customers
-    order by hash(customer_id)
-    limit {{ var('leakage_test_sample_customers') }}
+    where {{ in_sample }}
 ),
 
 sampled_features as (
@@ -46,8 +60,7 @@ sampled_features as (
         customer_features.*,
         cast(customer_features.event_timestamp - interval 1 day as date) as snapshot_on
     from customer_features
-    semi join sampled_customers
-        using (customer_id)
+    where {{ in_sample }}
 ),
 
 recomputed_owned as (
@@ -104,8 +117,7 @@ sampled_candidates as (
     from candidates
     inner join customers
         using (customer_id)
-    semi join sampled_customers
-        using (customer_id)
+    where {{ in_sample }}
 ),
 
 candidate_problems as (

@@ -365,6 +365,32 @@ def test_unpacks_to_fails_on_each_packed_row_that_differs_from_the_pair_model(bu
     build(built.home, select="test_name:unpacks_to")  # restored: passes again
 
 
+def test_point_in_time_guard_reports_each_wrong_feature_and_candidate(built: Settings) -> None:
+    """feat_customer_monthly corrupted to say C1 owned 2 products at January (P1 only: P2 starts in March),
+    and fct_candidates given P1, which C1 owns, as a January candidate: assert_no_feature_after_snapshot
+    (every fixture customer is in its sample) returns exactly those 2 rows, and passes once restored."""
+    features_path = mart_path(built, "feat_customer_monthly")
+    candidates_path = mart_path(built, "fct_candidates")
+    features, candidates = pq.read_table(features_path), pq.read_table(candidates_path)
+    wrong = features.to_pandas()
+    c1_jan = (wrong["customer_id"] == "C1") & (wrong["event_timestamp"] == ts(JAN))
+    assert wrong.loc[c1_jan, "count_products_owned"].tolist() == [1]
+    wrong.loc[c1_jan, "count_products_owned"] = 2
+    extra = candidates.to_pandas()
+    owned = extra[(extra["customer_id"] == "C1") & (extra["event_timestamp"] == ts(JAN))].head(1)
+    extra = pd.concat([extra, owned.assign(product_id="P1")], ignore_index=True)
+    try:
+        for frame, original, path in ((wrong, features, features_path), (extra, candidates, candidates_path)):
+            pq.write_table(pa.Table.from_pandas(frame, schema=original.schema, preserve_index=False), path)
+        with pytest.raises(DbtError, match="Got 2 results") as failed:
+            build(built.home, select="assert_no_feature_after_snapshot")
+        assert "assert_no_feature_after_snapshot" in str(failed.value)
+    finally:
+        pq.write_table(features, features_path)
+        pq.write_table(candidates, candidates_path)
+    build(built.home, select="assert_no_feature_after_snapshot")
+
+
 def test_dim_products(marts: dict[str, pd.DataFrame]) -> None:
     products = marts["dim_products"].set_index("product_id")
     assert sorted(products.index) == ["P1", "P2", "P3", "P4"]
