@@ -15,15 +15,7 @@
     limit {{ var('leakage_test_sample_customers') | int }}
 {%- endset -%}
 {%- set sampled_ids = run_query(sample_query).columns[0].values() if execute else [] -%}
-{%- set in_sample -%}
-    customer_id in (
-    {%- for id in sampled_ids -%}
-        '{{ id | replace("'", "''") }}'{{ ", " if not loop.last }}
-    {%- else -%}
-        null
-    {%- endfor -%}
-    )
-{%- endset %}
+{%- set in_sample = 'customer_id in (' ~ literal_list(sampled_ids) ~ ')' %}
 with
 
 customers as (

@@ -1,6 +1,7 @@
 {#-
   Fails with every row that differs between `pair_model` and `model` unpacked (list element i of every
-  feature list belongs to candidate_product_ids[i]), in either direction, on customer_sample(customer_id).
+  feature list belongs to candidate_product_ids[i]), in either direction, on the customers customer_sample
+  keeps (as a literal list: see in_sampled_customers).
   It proves the packed (online) layout carries exactly the pair model's rows and values, and that every
   list is as long as candidate_product_ids. Rows are matched on their keys (customer_id, event_timestamp,
   product_id) by one full outer join instead of two `except all` over every column: at 100k customers x 24
@@ -9,10 +10,11 @@
 -#}
 {% test unpacks_to(model, pair_model) %}
 {%- set columns = packed_feature_columns(pair_model) -%}
+{%- set in_sample = in_sampled_customers(ref('stg_raw__customers')) -%}
 with
 
 packed as (
-    select * from {{ model }} where {{ customer_sample('customer_id') }}
+    select * from {{ model }} where {{ in_sample }}
 ),
 
 misaligned as (
@@ -44,7 +46,7 @@ pairs as (
         {{ packed_element(column) }} as {{ column.name }},
         {%- endfor %}
     from {{ ref(pair_model) }}
-    where {{ customer_sample('customer_id') }}
+    where {{ in_sample }}
 ),
 
 compared as (
