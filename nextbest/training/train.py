@@ -235,7 +235,7 @@ def fit_models(
         started = time.perf_counter()
         selection = select_feature_groups(train, valid, ranker, groups or {}, config, say)
         if selection.dropped:
-            keep = [f for f in train.feature_cols if (groups or {}).get(f, f) not in selection.dropped]
+            keep = features_without(train.feature_cols, groups or {}, selection.dropped)
             train, valid = _without_features(train, keep), _without_features(valid, keep)
             ranker = fit(train, valid, config.ranker, config.k)
             say(f"fit: ranker without {', '.join(selection.dropped)}: best iteration {ranker.best_iteration}")
@@ -329,6 +329,12 @@ def group_members(features: Sequence[str], groups: Mapping[str, str]) -> dict[st
     return members
 
 
+def features_without(features: Sequence[str], groups: Mapping[str, str], dropped: Sequence[str]) -> list[str]:
+    """``features`` without those whose group is in ``dropped`` (a feature missing from ``groups`` is its
+    own group), in order."""
+    return [f for f in features if groups.get(f, f) not in dropped]
+
+
 def refittable_groups(members: Mapping[str, Sequence[str]], skip: Sequence[str]) -> list[str]:
     """The groups of ``members`` a ranker can be refitted without: not in ``skip`` and not holding every
     feature, in ``members`` order."""
@@ -420,7 +426,7 @@ def select_feature_groups(
     dropped = gaining
     if len(gaining) > 1:
         best = max(gaining, key=lambda g: rows[g][diff_col])
-        keep = [f for f in train.feature_cols if groups.get(f, f) not in gaining]
+        keep = features_without(train.feature_cols, groups, gaining)
         joint = fit_ranker(_without_features(train, keep), _without_features(valid, keep), params, k)
         frame["__joint"] = joint.score(valid.frame)
         joint_diff, _ = ev.paired_ndcg_difference(frame, "__joint", "__full", k)
@@ -535,8 +541,9 @@ def evaluate_scored(
         ablation_frame = ev.ablation_table(scored, ablation.scores, ablation.n_features, k)
         ablation_frame["best_iteration"] = pd.Series(ablation.best_iterations, dtype=int)
         flat |= ev.flatten_ablation(ablation_frame, k)
-    selection = models.selection.table if models.selection is not None else pd.DataFrame()
+    selection = pd.DataFrame()
     if models.selection is not None:
+        selection = models.selection.table
         flat["ranker.feature_groups_dropped"] = float(len(models.selection.dropped))
     segments, segment_note, cold_per_product = {}, "", pd.DataFrame()
     if ev.COLD_START_FEATURE in scored.columns:
