@@ -15,6 +15,10 @@ PRODUCT_ID = "product_id"
 EVENT_TIMESTAMP = "event_timestamp"
 """The snapshot: the moment the features of the row became knowable (Feast's timestamp name)."""
 
+MONTH_INDEX = "month_index"
+"""The snapshot's calendar month as a running integer (dbt macro ``month_index``): the time key the
+customer x product relations are joined on in dbt; the pair model documents it, but it is never a feature."""
+
 SNAPSHOT_ON = "snapshot_on"
 """The snapshot date (month end) of a row; ``event_timestamp`` is the day after, 00:00 UTC."""
 

@@ -14,8 +14,9 @@
 -#}
 
 {% macro packed_feature_columns(model_name) %}
-    {#- The pair model's documented feature columns (yml order): every column but the keys. -#}
-    {%- set keys = ['customer_id', 'product_id', 'event_timestamp'] -%}
+    {#- The pair model's documented feature columns (yml order): every column but the keys and the
+        snapshot's month_index (the time key the pair relations are joined on: see pack_features). -#}
+    {%- set keys = ['customer_id', 'product_id', 'event_timestamp', 'month_index'] -%}
     {%- set columns = [] -%}
     {%- if execute -%}
         {%- for node in graph.nodes.values() -%}
@@ -50,13 +51,19 @@
 
 {% macro pack_features(pair_model_name, population_relation) %}
     {#- population_relation: one row per (customer_id, event_timestamp) that must get a row, with or
-        without candidates (so the online store's latest row is always the latest snapshot's). Use with
-        materialized='packed_parquet' and config population = that model's name. -#}
+        without candidates (so the online store's latest row is always the latest snapshot's), with the
+        snapshot's month_index. Use with materialized='packed_parquet' and config population = that
+        model's name.
+        The elements carry month_index, the snapshot's month: the materialization cuts its work into
+        chunks of months with a filter on it, and because population and pairs are joined on it (and the
+        pair model joins its relations on it), DuckDB pushes that filter into the scan of every relation
+        the pair model joins, so each chunk joins its own months only (at 1M customers, not every month's
+        rows of every relation once per chunk). -#}
     {%- set columns = packed_feature_columns(pair_model_name) -%}
 with
 
 population as (
-    select customer_id, event_timestamp from {{ population_relation }}
+    select customer_id, event_timestamp, month_index from {{ population_relation }}
 ),
 
 pairs as (
@@ -67,6 +74,7 @@ final as (
     select
         population.customer_id,
         population.event_timestamp,
+        population.month_index,
         pairs.product_id,
         {%- for column in columns %}
         {{ packed_element(column) }} as {{ column.name }},
@@ -74,7 +82,7 @@ final as (
     from population
     left join pairs
         on population.customer_id = pairs.customer_id
-        and population.event_timestamp = pairs.event_timestamp
+        and population.month_index = pairs.month_index
 )
 
 select * from final

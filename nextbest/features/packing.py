@@ -254,21 +254,28 @@ def write_packed_parquet(
     """Write the packed layout of ``rows_query``'s element rows to one parquet file, chunk by chunk.
 
     Each chunk (the rows whose ``chunk_column`` lies in one (first, last) range of ``chunks``, e.g. a few
-    snapshots: see ``chunk_ranges``) is sorted by DuckDB (``chunk_column``, the other keys, then
-    ``product``) and streamed as Arrow batches into ``pack_sorted_batches``, so memory holds one chunk
-    in DuckDB and one batch in Python, never the whole layout. ``chunk_column`` must be one of ``keys``
-    (a packed row lies within one chunk).
+    snapshots: see ``chunk_ranges``) is sorted by DuckDB (``chunk_column``, the keys, then ``product``)
+    and streamed as Arrow batches into ``pack_sorted_batches``, so memory holds one chunk in DuckDB and
+    one batch in Python, never the whole layout.
+
+    ``chunk_column`` is one of ``keys`` or a column of its own that is constant within a key tuple (a
+    packed row lies within one chunk), e.g. the snapshot's month index when the pair relations are joined
+    on it: a filter on a join key reaches every joined relation's scan, so each chunk joins its own
+    months only. A column of its own is not written.
 
     Returns:
         The number of packed rows written.
     """
-    if chunk_column not in keys:
-        raise ValueError(f"chunk column {chunk_column!r} is not one of the keys {list(keys)}")
-    rows_schema = con.sql(f"select * from ({rows_query}) limit 0").to_arrow_table().schema
+    if chunk_column == product:
+        raise ValueError(f"chunk column {chunk_column!r} is the product column: a packed row spans products")
+    selected = "*" if chunk_column in keys else f"* exclude ({chunk_column})"
+    rows_schema = con.sql(f"select {selected} from ({rows_query}) limit 0").to_arrow_table().schema
     schema = packed_schema(rows_schema, keys, product)
     # chunk column first: a row group then holds few snapshots, whose values repeat (dictionary pages)
-    order = ", ".join([chunk_column, *(k for k in keys if k != chunk_column), product])
-    chunk_query = f"select * from ({rows_query}) where {chunk_column} between ? and ? order by {order}"
+    order = ", ".join(dict.fromkeys([chunk_column, *keys, product]))
+    chunk_query = (
+        f"select {selected} from ({rows_query}) where {chunk_column} between ? and ? order by {order}"
+    )
     written = 0
     with pq.ParquetWriter(path, schema, compression=PACKED_COMPRESSION) as writer:
         for first, last in chunks:

@@ -185,14 +185,34 @@ class TestPack:
         table = pq.read_table(path).sort_by([("event_timestamp", "ascending"), ("customer_id", "ascending")])
         assert self.plain(table.to_pylist()) == self.EXPECTED
 
-    def test_the_chunk_column_must_be_a_key(self, tmp_path) -> None:
+    def test_a_chunk_column_of_its_own_cuts_the_work_and_is_not_written(self, tmp_path) -> None:
+        import duckdb
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from nextbest.features.packing import write_packed_parquet
+
+        con = duckdb.connect()
+        rows = self.rows()
+        month = pa.array([100 * t for t in rows.column("event_timestamp").to_pylist()], type=pa.int64())
+        con.register("element_rows", rows.append_column("month_index", month).take([6, 3, 0, 2, 5, 4, 1]))
+        path = tmp_path / "packed.parquet"
+        written = write_packed_parquet(
+            con, "select * from element_rows", path, self.KEYS, "product_id", "month_index", [(100, 100)],
+        )
+        table = pq.read_table(path)
+        assert "month_index" not in table.column_names
+        assert written == 3  # month 100 only: 3 of the 4 packed rows
+        assert self.plain(table.to_pylist()) == [r for r in self.EXPECTED if r["event_timestamp"] == 1]
+
+    def test_the_chunk_column_cannot_be_the_product(self, tmp_path) -> None:
         import duckdb
 
         from nextbest.features.packing import write_packed_parquet
 
-        with pytest.raises(ValueError, match="chunk column 'held' is not one of the keys"):
+        with pytest.raises(ValueError, match="chunk column 'product_id' is the product column"):
             write_packed_parquet(
-                duckdb.connect(), "select 1", tmp_path / "x.parquet", self.KEYS, "product_id", "held", []
+                duckdb.connect(), "select 1", tmp_path / "x.parquet", self.KEYS, "product_id", "product_id", []
             )
 
 

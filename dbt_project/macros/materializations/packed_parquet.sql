@@ -1,13 +1,14 @@
 {#-
   `packed_parquet`: writes a packed model (see macros/pack_features.sql) to `<external_root>/<model>.parquet`.
 
-  The model's SQL gives one row per element (customer_id, event_timestamp, product_id, one encoded value per
-  feature; product_id null for a customer x snapshot without candidates). Building the lists with DuckDB's
-  list() costs ~90 ns per value and holds every group in a hash table; instead this hands the SQL to
-  nextbest.features.packing.write_packed_parquet (a Python job on dbt's own DuckDB connection), which runs it
-  on a few snapshots of the `population` model (config) at a time, sorted by customer and product, and builds each list
-  column from the group offsets with pyarrow, streaming to one parquet file. A view over the file takes the
-  model's place, as with `parquet_file`, so refs and tests read the file.
+  The model's SQL gives one row per element (customer_id, event_timestamp, the snapshot's month_index,
+  product_id, one encoded value per feature; product_id null for a customer x snapshot without
+  candidates). Building the lists with DuckDB's list() costs ~90 ns per value and holds every group in a
+  hash table; instead this hands the SQL to nextbest.features.packing.write_packed_parquet (a Python job
+  on dbt's own DuckDB connection), which runs it on a few months of the `population` model (config; it
+  has month_index) at a time, sorted by customer and product, and builds each list column from the group
+  offsets with pyarrow, streaming to one parquet file (without month_index). A view over the file takes
+  the model's place, as with `parquet_file`, so refs and tests read the file.
 -#}
 {% materialization packed_parquet, adapter='duckdb' %}
   {%- set location = render(config.get('location', default=external_location(this, config))) -%}
@@ -31,14 +32,14 @@ class dbtObj:
 
 
 def model(dbt, con):
-    sizes = con.execute({{ tojson("select event_timestamp, count(*) from " ~ population ~ " group by 1 order by 1") }}).fetchall()
+    sizes = con.execute({{ tojson("select month_index, count(*) from " ~ population ~ " group by 1 order by 1") }}).fetchall()
     write_packed_parquet(
         con,
         rows_query={{ tojson(sql) }},
         path=Path({{ tojson(location) }}),
         keys=["customer_id", "event_timestamp"],
         product="product_id",
-        chunk_column="event_timestamp",
+        chunk_column="month_index",
         chunks=chunk_ranges(sizes, PACK_CHUNK_ROWS),
     )
 

@@ -3,6 +3,8 @@
   build's time) that nothing reads as such. Its only consumer is feat_customer_product_monthly_packed (the
   layout Feast stores), whose packed_parquet materialization evaluates it one snapshot at a time; read it
   row by row from the build's DuckDB file (nextbest.duckdb), or unpacked from the packed model.
+  Every relation is joined on the snapshot's month_index, which the model keeps: the packer filters on it,
+  and DuckDB pushes that filter into each joined relation's scan (see macros/pack_features.sql).
 -#}
 {{ config(materialized='view') }}
 
@@ -37,6 +39,7 @@ final as (
         candidates.customer_id,
         candidates.product_id,
         candidates.event_timestamp,
+        candidates.month_index,
         cast(candidates.last_end_month_index is not null as integer) as is_previously_held,
         cast(candidates.month_index - candidates.last_end_month_index as integer) as months_since_last_held,
         cast(ownership.count_owners / nullif(ownership.count_population, 0) as double) as share_segment_owning,
@@ -72,6 +75,7 @@ final as (
         and candidates.month_index = category_activity.month_index
     left join cross_sold
         on candidates.owned_set_id = cross_sold.owned_set_id
+        and candidates.month_index = cross_sold.month_index
         and candidates.product_key = cross_sold.to_product_key
     left join adopter_profiles
         on candidates.product_key = adopter_profiles.product_key

@@ -1,3 +1,3 @@
-{{ config(materialized='packed_parquet', population='feat_customer_monthly') }}
+{{ config(materialized='packed_parquet', population='int_customers_in_population') }}
 
-{{ pack_features('feat_customer_product_monthly', ref('feat_customer_monthly')) }}
+{{ pack_features('feat_customer_product_monthly', ref('int_customers_in_population')) }}
