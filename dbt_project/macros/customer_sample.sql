@@ -32,3 +32,31 @@
         null
     {%- endfor -%}
 {%- endmacro %}
+
+
+{#-
+  A test configured with `where: "__sampled_customers__"` runs on the customers customer_sample keeps,
+  written as a literal list by in_sampled_customers (read when the test runs). The pair view's column
+  tests use it: with a `where` over the view's output each would run the view's joins on every candidate
+  (at 1M customers x 24 months, 144 s over its 14 tests, run before the packed model may start). Any
+  other `where` is applied as dbt does (this overrides dbt's default__get_where_subquery).
+  The customers are read from stg_raw__customers by its relation name in the graph: dbt renders `where`
+  only when the test runs, too late for a ref() to declare a dependency (the tested models depend on it
+  anyway).
+-#}
+{% macro default__get_where_subquery(relation) -%}
+    {%- set where = config.get('where', '') -%}
+    {%- if where == '__sampled_customers__' -%}
+        {%- set customers = graph.nodes.values() | selectattr('resource_type', 'equalto', 'model')
+            | selectattr('name', 'equalto', 'stg_raw__customers') | map(attribute='relation_name') | first -%}
+        {%- set where = in_sampled_customers(customers) -%}
+    {%- endif -%}
+    {%- if where -%}
+        {%- set filtered -%}
+            (select * from {{ relation }} where {{ where }}) dbt_subquery
+        {%- endset -%}
+        {%- do return(filtered) -%}
+    {%- else -%}
+        {%- do return(relation) -%}
+    {%- endif -%}
+{%- endmacro %}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -389,6 +390,33 @@ def test_point_in_time_guard_reports_each_wrong_feature_and_candidate(built: Set
         pq.write_table(features, features_path)
         pq.write_table(candidates, candidates_path)
     build(built.home, select="assert_no_feature_after_snapshot")
+
+
+def test_pair_view_column_tests_run_on_the_sampled_customers_and_fail_on_a_bad_value(built: Settings) -> None:
+    """The pair view's column tests have where: "__sampled_customers__": compiled, each of the 14 filters
+    by a literal list of the sampled customers (every fixture customer: modulo 1). With P1's owner counts
+    raised above its population counts, share_segment_owning exceeds 1 on each P1 candidate that has a
+    count, and the accepted_range test reports exactly those rows."""
+    database = str(built.build_dir / "nextbest.duckdb")
+    with duckdb.connect(database, read_only=True) as con:
+        expected = con.sql(
+            "select count(*) from feat_customer_product_monthly"
+            " where product_id = 'P1' and share_segment_owning is not null"
+        ).fetchall()[0][0]
+    assert expected > 0
+    update = "update int_product_ownership_counted set count_owners = count_owners {} where product_id = 'P1'"
+    with duckdb.connect(database) as con:
+        con.execute(update.format("+ count_population + 1"))
+    try:
+        with pytest.raises(DbtError, match=f"Got {expected} results") as failed:
+            build(built.home, select="feat_customer_product_monthly,test_name:accepted_range")
+        assert "accepted_range_feat_customer_product_monthly_share_segment_owning" in str(failed.value)
+    finally:
+        with duckdb.connect(database) as con:
+            con.execute(update.format("- count_population - 1"))
+    compiled = list(built.build_dir.glob("dbt_target/compiled/**/feat_customer_product_monthly.yml/*.sql"))
+    assert len(compiled) == 14 and all("customer_id in ('C1', " in f.read_text() for f in compiled)
+    build(built.home, select="feat_customer_product_monthly,test_name:accepted_range")  # restored: passes
 
 
 def test_dim_products(marts: dict[str, pd.DataFrame]) -> None:

@@ -212,7 +212,8 @@ class TestPack:
 
         with pytest.raises(ValueError, match="chunk column 'product_id' is the product column"):
             write_packed_parquet(
-                duckdb.connect(), "select 1", tmp_path / "x.parquet", self.KEYS, "product_id", "product_id", []
+                duckdb.connect(), "select 1", tmp_path / "x.parquet", self.KEYS, "product_id", "product_id",
+                [],
             )
 
 
@@ -224,3 +225,20 @@ def test_chunk_ranges_keep_to_the_budget_and_cover_every_value() -> None:
     assert chunk_ranges(sizes, 4) == [("a", "a"), ("b", "b"), ("c", "c"), ("d", "e")]  # c alone exceeds 4
     assert chunk_ranges(sizes, 100) == [("a", "e")]
     assert chunk_ranges([], 10) == []
+
+
+def test_duckdb_setting_is_restored_after_the_block_even_on_error() -> None:
+    import duckdb
+
+    from nextbest.features.packing import duckdb_setting
+
+    con = duckdb.connect()
+    con.execute("set disabled_optimizers = 'join_order'")
+
+    def current() -> str:
+        return con.execute("select current_setting('disabled_optimizers')").fetchall()[0][0]
+
+    with pytest.raises(RuntimeError), duckdb_setting(con, "disabled_optimizers", "build_side_probe_side"):
+        assert current() == "build_side_probe_side"
+        raise RuntimeError("a chunk failed")
+    assert current() == "join_order"
