@@ -12,7 +12,9 @@ the layout. (The macro in ``dbt_project/macros/pack_features.sql`` writes the sa
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,6 +244,11 @@ def chunk_ranges(sizes: Sequence[tuple[Any, int]], budget: int) -> list[tuple[An
     return ranges
 
 
+PACK_WRITES_PENDING = 3
+"""Packed tables (one per Arrow batch, ~1M elements) queued for the writer thread at most: pyarrow encodes
+and compresses with the GIL released, so writing overlaps the packing of the next batches and DuckDB's
+next chunk, within a few hundred MB."""
+
 PACK_DISABLED_OPTIMIZERS = "build_side_probe_side"
 """DuckDB optimizers off while a chunk runs. Filtered to one month, the pair relations' rows look tiny
 to DuckDB's estimates (at 1M customers it expects ~220k candidates where there are 9.6M), so it swaps
@@ -277,7 +284,8 @@ def write_packed_parquet(
     Each chunk (the rows whose ``chunk_column`` lies in one (first, last) range of ``chunks``, e.g. a few
     snapshots: see ``chunk_ranges``) is sorted by DuckDB (``chunk_column``, the keys, then ``product``)
     and streamed as Arrow batches into ``pack_sorted_batches``, so memory holds one chunk in DuckDB and
-    one batch in Python, never the whole layout.
+    a few batches in Python, never the whole layout. A thread writes the packed tables in order (at most
+    ``PACK_WRITES_PENDING`` queued), so writing overlaps packing and DuckDB's next chunk.
 
     ``chunk_column`` is one of ``keys`` or a column of its own that is constant within a key tuple (a
     packed row lies within one chunk), e.g. the snapshot's month index when the pair relations are joined
@@ -298,13 +306,19 @@ def write_packed_parquet(
         f"select {selected} from ({rows_query}) where {chunk_column} between ? and ? order by {order}"
     )
     written = 0
+    pending: deque[Future[None]] = deque()
     with (
         duckdb_setting(con, "disabled_optimizers", PACK_DISABLED_OPTIMIZERS),
         pq.ParquetWriter(path, schema, compression=PACKED_COMPRESSION) as writer,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="packed-writer") as write_thread,
     ):
         for first, last in chunks:
             reader = con.sql(chunk_query, params=[first, last]).to_arrow_reader(batch_rows)
             for table in pack_sorted_batches(reader, keys, product):
-                writer.write_table(table)
+                pending.append(write_thread.submit(writer.write_table, table))
                 written += table.num_rows
+                while len(pending) > PACK_WRITES_PENDING:
+                    pending.popleft().result()  # re-raises a failed write here
+        while pending:
+            pending.popleft().result()
     return written

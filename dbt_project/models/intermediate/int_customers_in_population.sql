@@ -145,4 +145,8 @@ final as (
         )
 )
 
+-- stored in snapshot order: int_candidates_eligible, built from it, then keeps its rows grouped by month,
+-- so that a read of one snapshot skips the others' row groups (the packer reads one month at a time: at 1M
+-- customers x 24 months, 3.6 s of scanning all 250M candidates per month otherwise)
 select * from final
+order by month_index
