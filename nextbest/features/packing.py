@@ -137,8 +137,8 @@ PACK_BATCH_ROWS = 1 << 20
 
 PACK_CHUNK_ROWS = 400_000
 """Packed rows (customer x snapshot) per chunk the packer has DuckDB compute and sort at once: a few
-snapshots of a small bank, one of a large one (each chunk pays the pair joins' set-up once, so chunks
-are as large as memory allows: ~20 candidates x 400k customers, ~1.6 GB to sort)."""
+snapshots of a small bank, one of a large one (each chunk pays a query's set-up once, so chunks are as
+large as memory allows: ~20 candidates x 400k customers, ~1.6 GB to sort)."""
 
 
 def _group_starts(keys: Sequence[pa.Array]) -> np.ndarray:
