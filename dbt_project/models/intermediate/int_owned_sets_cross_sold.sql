@@ -2,8 +2,9 @@
   Cross-sell features of every distinct owned set (int_owned_sets_distinct) for every product c it does
   not hold: how c relates to the products in the set (int_product_transitions_windowed at the set's
   snapshot, month_index: a set belongs to one snapshot, and the pair model joins on it too so that a
-  filter on the snapshot reaches this table's scan). A candidate gets the row of its customer's set; a customer owning nothing has no set and gets
-  the neutral values (lift 1, log-lift sum 0) in feat_customer_product_monthly.
+  filter on the snapshot reaches this table's scan). A candidate gets the row of its customer's set; a
+  customer owning nothing has no set and gets the neutral values (lift 1, log-lift sum 0) in
+  feat_customer_product_monthly.
 -#}
 with
 
