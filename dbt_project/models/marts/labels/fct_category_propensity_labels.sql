@@ -12,6 +12,14 @@ candidates as (
     select * from {{ ref('fct_category_propensity_population') }}
 ),
 
+customers as (
+    select * from {{ ref('int_customers_keyed') }}
+),
+
+categories as (
+    select * from {{ ref('int_categories_keyed') }}
+),
+
 active_months as (
     select * from {{ ref('int_customer_category_months_active') }}
 ),
@@ -27,9 +35,17 @@ bounds as (
     from spine
 ),
 
+-- keyed as int_customer_category_months_active is, for the point-in-time join
 observed as (
-    select candidates.*
+    select
+        candidates.*,
+        customers.customer_key,
+        categories.category_key
     from candidates
+    inner join customers
+        on candidates.customer_id = customers.customer_id
+    inner join categories
+        on candidates.category = categories.category
     cross join bounds
     where candidates.month_index + {{ horizon }} <= bounds.last_month_index
 ),
@@ -37,10 +53,10 @@ observed as (
 -- the first active month after the snapshot
 next_active as (
     {{ point_in_time_join(
-        left='observed', right='active_months', by=['customer_id', 'category'],
+        left='observed', right='active_months', by=['customer_key', 'category_key'],
         left_time='month_index', right_time='month_index', direction='after',
         columns={'next_active_month_index': 'month_index'},
-        left_keys=['customer_id', 'month_index', 'category'],
+        left_keys=['customer_key', 'month_index', 'category_key'],
     ) }}
 ),
 
