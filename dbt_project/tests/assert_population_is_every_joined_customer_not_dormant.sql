@@ -149,7 +149,10 @@ without_candidate as (
     from (
         select customer_id, event_timestamp, product_id from open_products
         except
+        -- only the sample's candidates: reading all of fct_candidates was 65 of the test's 73 s at 1M
         select customer_id, event_timestamp, product_id from candidates
+        semi join sampled_customers
+            using (customer_id)
     )
 ),
 

@@ -392,6 +392,27 @@ def test_point_in_time_guard_reports_each_wrong_feature_and_candidate(built: Set
     build(built.home, select="assert_no_feature_after_snapshot")
 
 
+def test_population_guard_reports_an_open_product_without_its_candidate_row(built: Settings) -> None:
+    """fct_candidates without C1's January candidate P2 (open: C1 owns P1 only then): the population guard
+    (assert_population_is_every_joined_customer_not_dormant, every fixture customer in its sample) returns
+    exactly that row, and passes once restored."""
+    path = mart_path(built, "fct_candidates")
+    original = pq.read_table(path)
+    frame = original.to_pandas()
+    c1_jan = (frame["customer_id"] == "C1") & (frame["event_timestamp"] == ts(JAN))
+    dropped = c1_jan & (frame["product_id"] == "P2")
+    assert dropped.sum() == 1
+    kept = pa.Table.from_pandas(frame[~dropped], schema=original.schema, preserve_index=False)
+    try:
+        pq.write_table(kept, path)
+        with pytest.raises(DbtError, match="Got 1 result") as failed:
+            build(built.home, select="assert_population_is_every_joined_customer_not_dormant")
+        assert "assert_population_is_every_joined_customer_not_dormant" in str(failed.value)
+    finally:
+        pq.write_table(original, path)
+    build(built.home, select="assert_population_is_every_joined_customer_not_dormant")
+
+
 def test_pair_view_column_tests_run_on_the_sampled_customers_and_fail_on_a_bad_value(built: Settings) -> None:
     """The pair view's column tests have where: "__sampled_customers__": compiled, each of the 14 filters
     by a literal list of the sampled customers (every fixture customer: modulo 1). With P1's owner counts
