@@ -36,6 +36,12 @@ def ingest_path(source: Path, date_window: DateWindow | None = None) -> None:
         console.print(str(err), markup=False, highlight=False)
         raise
     console.print(f"[green]ingested[/green] {source} -> {settings.raw_dir}")
+    for file, columns in summary.absent_columns.items():
+        console.print(
+            f"[yellow]note[/yellow]: {file} has no column {', '.join(columns)} (nullable): "
+            "stored as all null",
+            highlight=False,
+        )
     console.print(summary)
 
 

@@ -96,6 +96,8 @@ class IngestSummary:
         burn_in_months: months at the start whose first holdings are not adoptions (>= 0).
         rows: row count per parquet file written, e.g. ``{"customers.parquet": 1000, ...}``.
         seconds: wall-clock duration of the ingest.
+        absent_columns: per file, the nullable contract columns the source lacked (stored as all null),
+            e.g. ``{"customers.parquet": ("income",)}``; files lacking none are not listed.
     """
 
     raw_dir: Path
@@ -104,6 +106,7 @@ class IngestSummary:
     burn_in_months: int
     rows: Mapping[str, int]
     seconds: float
+    absent_columns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- sql helpers
@@ -236,11 +239,18 @@ def _read_partial_meta(path: Path | None) -> PartialMeta:
 # ---------------------------------------------------------------- types
 
 
+def absent_nullable_columns(file: str, schema: pa_arrow.Schema) -> tuple[str, ...]:
+    """The nullable contract columns of ``file`` that its source lacks: ingested as all null."""
+    return tuple(c.name for c in FILE_CONTRACTS[file].columns if c.nullable and c.name not in schema.names)
+
+
 def _type_violations(file: str, schema: pa_arrow.Schema) -> list[Violation]:
-    """Missing contract columns and columns whose type cannot be normalised."""
+    """Missing non-null contract columns and columns whose type cannot be normalised."""
     violations: list[Violation] = []
     names = set(schema.names)
     for column in FILE_CONTRACTS[file].columns:
+        if column.name not in names and column.nullable:
+            continue  # absent_nullable_columns: written as all null
         if column.name not in names:
             violations.append(
                 Violation(
@@ -344,9 +354,13 @@ def _local_time_sql(q: str, zone: str) -> str:
 def _normalise(
     con: duckdb.DuckDBPyConnection, file: str, source: Path, schema: pa_arrow.Schema, target: Path
 ) -> None:
-    """Write ``target``: contract columns cast to their stored types, then the extra columns as they are."""
+    """Write ``target``: contract columns cast to their stored types (an absent nullable one as all null),
+    then the extra columns as they are."""
     contract = FILE_CONTRACTS[file]
-    selects = [_cast_sql(c, schema.field(c.name).type) for c in contract.columns]
+    selects = [
+        _cast_sql(c, schema.field(c.name).type if c.name in schema.names else pa_arrow.null())
+        for c in contract.columns
+    ]
     extras = [n for n in schema.names if n not in contract.column_names and not _PANDAS_INDEX_COLUMN.match(n)]
     selects += [sql_identifier(n) for n in extras]
     try:
@@ -669,9 +683,11 @@ def ingest_directory(
         An ``IngestSummary`` with the row counts and the completed dataset metadata.
 
     Raises:
-        ContractError: a required file or column is missing or empty, a type cannot be normalised, or a
-            rule of the raw contract is broken (including a date outside ``date_window`` and the rules of
-            ``meta_violations``); the message names file, column, rule and up to 5 offending rows.
+        ContractError: a required file or non-null column is missing, a required file is empty, a type
+            cannot be normalised, or a rule of the raw contract is broken (including a date outside
+            ``date_window`` and the rules of ``meta_violations``); the message names file, column, rule
+            and up to 5 offending rows. (An absent nullable column is not an error: it is stored as all
+            null and listed in the summary's ``absent_columns``.)
     """
     started = time.perf_counter()
     source, raw_dir = Path(source), Path(raw_dir)
@@ -711,6 +727,7 @@ def ingest_directory(
         burn_in_months=meta.burn_in_months,
         rows=rows,
         seconds=time.perf_counter() - started,
+        absent_columns={f: a for f in parquet_files if (a := absent_nullable_columns(f, schemas[f]))},
     )
     log.info("ingest: %s -> %s %s in %.1fs", source, raw_dir, dict(rows), summary.seconds)
     return summary

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -275,13 +276,38 @@ def test_missing_required_file_is_named(tmp_path: Path, missing: str) -> None:
 
 def test_missing_required_column_is_named(tmp_path: Path) -> None:
     frames = tiny_frames()
-    frames["customers"] = frames["customers"].drop(columns=["region"])
+    frames["customers"] = frames["customers"].drop(columns=["joined_on"])
 
     with pytest.raises(ContractError) as error:
         _ingest(tmp_path, frames)
 
     violation = _only(error)
-    assert (violation.file, violation.column, violation.rule) == (CUSTOMERS_FILE, "region", "required column")
+    assert (violation.file, violation.column, violation.rule) == (
+        CUSTOMERS_FILE, "joined_on", "required column",
+    )
+
+
+def test_absent_nullable_columns_are_stored_as_all_null_and_listed(tmp_path: Path) -> None:
+    frames = tiny_frames()
+    frames["customers"] = frames["customers"].drop(columns=["income", "region"])
+    frames["holdings"] = frames["holdings"].drop(columns=["ended_on"])
+    frames["holdings"] = frames["holdings"].drop_duplicates(["customer_id", "product_id"], keep="last")
+    raw = tmp_path / "home" / "raw"
+
+    summary = ingest_directory(_write(tmp_path / "src", frames), raw)
+
+    assert summary.absent_columns == {CUSTOMERS_FILE: ("income", "region"), HOLDINGS_FILE: ("ended_on",)}
+    customers = pq.read_table(raw / CUSTOMERS_FILE)
+    assert customers.column_names[:6] == [
+        "customer_id", "joined_on", "birth_year", "income", "segment", "region",
+    ]
+    assert customers.schema.field("income").type == pa.float64()
+    assert customers.schema.field("region").type == pa.string()
+    assert customers.column("income").null_count == customers.num_rows == len(frames["customers"])
+    assert customers.column("region").null_count == customers.num_rows
+    holdings = pq.read_table(raw / HOLDINGS_FILE)
+    assert holdings.schema.field("ended_on").type == pa.date32()
+    assert holdings.column("ended_on").null_count == holdings.num_rows > 0
 
 
 def test_message_shows_the_offending_row(tmp_path: Path) -> None:
