@@ -249,14 +249,13 @@ def _type_violations(file: str, schema: pa_arrow.Schema) -> list[Violation]:
     violations: list[Violation] = []
     names = set(schema.names)
     for column in FILE_CONTRACTS[file].columns:
-        if column.name not in names and column.nullable:
-            continue  # absent_nullable_columns: written as all null
         if column.name not in names:
-            violations.append(
-                Violation(
-                    file, column.name, "required column", detail=f"missing; found columns {schema.names}"
+            if not column.nullable:  # an absent nullable column is written as all null
+                violations.append(
+                    Violation(
+                        file, column.name, "required column", detail=f"missing; found columns {schema.names}"
+                    )
                 )
-            )
             continue
         found = schema.field(column.name).type
         if not accepted_source_type(column.type, found, column.nullable):
