@@ -496,14 +496,19 @@ def retrieval_section(home: Path, requests: int, top_n: int, epochs: int, tmp: P
     """In-process ``Scorer.rank`` with a retrieval index in the bundle (issue 17) against rank-all, on the
     same built deployment, customers and run (interleaved), and the retrieval stage alone at 2,378 items.
 
-    A two-tower model is fitted in memory on the build's marts (nothing is written into ``home``); the
-    latest bundle is copied to ``tmp`` and the index written into the copy. The 2,378-item figure is the
+    A two-tower model is fitted on the build's marts; its embedding marts are written into ``home``'s
+    build and loaded into Feast (the customer embedding is read online, as in production); the latest
+    bundle is copied to ``tmp`` and the index written into the copy. The 2,378-item figure is the
     stage's own cost (``RetrievalIndex.narrow``: a customer's 2,300 candidates -> top-N) over random unit
     item vectors: the ranker's part stays that of N candidates, measured above.
     """
+    import pandas as pd
+
     from nextbest.columns import EVENT_TIMESTAMP
     from nextbest.retrieval.bundle import RetrievalIndex, write_index
     from nextbest.retrieval.data import load_catalogue, load_groups, split_train_test
+    from nextbest.retrieval.embeddings import write_embedding_marts
+    from nextbest.retrieval.stage import publish_embeddings
     from nextbest.retrieval.train import TrainConfig, fit
     from nextbest.training.artifacts import latest_bundle
 
@@ -513,10 +518,16 @@ def retrieval_section(home: Path, requests: int, top_n: int, epochs: int, tmp: P
     train, _ = split_train_test(groups, settings.build.horizon_months)
     model = fit(train, catalogue, TrainConfig(epochs=epochs))
     latest = groups.subset((groups.keys[EVENT_TIMESTAMP] == groups.keys[EVENT_TIMESTAMP].max()).to_numpy())
+    model_id = "bench-serving"
+    items = model.item_embeddings()
+    vecs = model.customer_embeddings(latest)
+    until = pd.Timestamp(model.trained_until)
+    write_embedding_marts(settings.marts_dir, catalogue.product_ids, items, until, latest, vecs, model_id)
+    publish_embeddings(settings)
     bundle = tmp / "bundle-with-retrieval"
     shutil.copytree(latest_bundle(settings.models_dir), bundle)
     ids = [str(p) for p in catalogue.product_ids]
-    write_index(bundle, ids, model.item_embeddings(), latest.keys, model.customer_embeddings(latest), top_n)
+    write_index(bundle, ids, items, top_n, model_id)
     serving = ServingSettings(online_store="sqlite", model_path=bundle)
     scorers = {
         "rank-all": Scorer(settings, serving.model_copy(update={"retrieval": False})),
@@ -546,18 +557,13 @@ def retrieval_section(home: Path, requests: int, top_n: int, epochs: int, tmp: P
     items = rng.standard_normal((2_378, 32)).astype(np.float32)
     items /= np.linalg.norm(items, axis=1, keepdims=True)
     index = RetrievalIndex(
-        product_ids=tuple(f"p{i:04d}" for i in range(len(items))),
-        item_vecs=items,
-        customer_row={"c": 0},
-        customer_vecs=items[:1],
-        customer_ts=np.zeros(1, dtype=np.int64),
-        top_n=top_n,
+        product_ids=tuple(f"p{i:04d}" for i in range(len(items))), item_vecs=items, top_n=top_n, model_id="r"
     )
     listed = [index.product_ids[i] for i in np.sort(rng.choice(len(items), 2_300, replace=False))]
     stage = []
     for _ in range(requests + 20):
         started = time.perf_counter()
-        index.narrow("c", listed, 0)
+        index.narrow(listed, items[0])
         stage.append((time.perf_counter() - started) * 1e3)
     p50, p99 = pct(stage[20:])
     print(

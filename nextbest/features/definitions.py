@@ -8,12 +8,14 @@ from the settings when the objects are built (at apply time), never committed.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.types import Array, Bool, FeastType, Float64, Int32, Int64, String
 
 from nextbest.columns import ENTITY_JOIN_KEYS, EVENT_TIMESTAMP
+from nextbest.features.embeddings import EmbeddingObjects, embedding_objects
 from nextbest.features.manifest import FeatureViewSpec, FieldSpec
 from nextbest.features.packing import ELEMENT_TYPE_TAG, PACKED_PRODUCTS, transport_type
 
@@ -38,16 +40,38 @@ ENTITY_DESCRIPTIONS = {
 
 @dataclass(frozen=True)
 class Definitions:
-    """All Feast objects of the repo, ready for ``FeatureStore.apply``."""
+    """All Feast objects of the repo, ready for ``FeatureStore.apply``: the dbt feature marts' views and
+    their one service (the ranker's feature list), and the retrieval stage's embedding views with their
+    own service when the build has them (``nextbest.features.embeddings``)."""
 
     entities: list[Entity]
     sources: list[FileSource]
     views: list[FeatureView]
     service: FeatureService
+    embeddings: EmbeddingObjects = field(default_factory=lambda: EmbeddingObjects([], [], None))
 
     def all(self) -> list[Entity | FileSource | FeatureView | FeatureService]:
         """Every object, in apply order."""
-        return [*self.entities, *self.sources, *self.views, self.service]
+        emb = self.embeddings
+        return [
+            *self.entities,
+            *self.sources,
+            *emb.sources,
+            *self.views,
+            *emb.views,
+            self.service,
+            *([emb.service] if emb.service is not None else []),
+        ]
+
+    @property
+    def view_names(self) -> set[str]:
+        """Every view defined (the ranker's and the embedding views)."""
+        return {v.name for v in [*self.views, *self.embeddings.views]}
+
+    @property
+    def service_names(self) -> set[str]:
+        """Every service defined."""
+        return {self.service.name} | ({self.embeddings.service.name} if self.embeddings.service else set())
 
     @property
     def feature_names(self) -> list[str]:
@@ -164,15 +188,20 @@ def build_service(views: list[FeatureView], specs: list[FeatureViewSpec]) -> Fea
     )
 
 
-def build_definitions(specs: list[FeatureViewSpec]) -> Definitions:
-    """Entities, one source and one view per spec, and the feature service over all views."""
+def build_definitions(specs: list[FeatureViewSpec], marts_dir: Path | None = None) -> Definitions:
+    """Entities, one source and one view per spec, and the feature service over all views; with
+    ``marts_dir``, also the views of the embedding marts found there and their service."""
     entities = build_entities()
     sources = [build_source(s) for s in specs]
     views = [build_view(s, entities, src) for s, src in zip(specs, sources, strict=True)]
-    used = {e for s in specs for e in s.entities}
+    embeddings = (
+        embedding_objects(marts_dir, entities) if marts_dir is not None else EmbeddingObjects([], [], None)
+    )
+    used = {e for s in specs for e in s.entities} | {e for v in embeddings.views for e in v.entities}
     return Definitions(
         entities=[entities[e] for e in sorted(used)],
         sources=sources,
         views=views,
         service=build_service(views, specs),
+        embeddings=embeddings,
     )

@@ -16,16 +16,18 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 from feast import FeatureService, FeatureStore
+from feast.errors import FeatureViewNotFoundException
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from nextbest.columns import CUSTOMER_ID, EVENT_TIMESTAMP, PRODUCT_ID
 from nextbest.features.definitions import FEATURE_SERVICE_NAME
+from nextbest.features.embeddings import EMBEDDING, RETRIEVAL_MODEL
 from nextbest.features.online_tables import OnlineTables, proto_value
 from nextbest.features.packing import PACKED_PRODUCTS, unpack
 from nextbest.features.retrieval import (
@@ -43,9 +45,18 @@ CandidateRule = Callable[[np.ndarray, int, int], np.ndarray]
 listed product, the event timestamp (epoch seconds; 0 = no row) of the customer's latest customer row
 and that of its candidate list."""
 
-CandidateNarrowing = Callable[[str, list[str], int], list[str]]
-"""``(customer_id, candidates, customer_ts) -> kept``: a retrieval stage that keeps some of a customer's
-candidates (best first) before their rows are read; see ``nextbest.retrieval.bundle``."""
+
+class CandidateNarrowing(Protocol):
+    """A retrieval stage (``nextbest.retrieval.bundle.RetrievalIndex``) that keeps some of a customer's
+    candidates, best first, before their rows are read. ``view`` names the customer-keyed Feast view it
+    needs (its ``embedding`` and ``retrieval_model``), read once for all the customers of a call;
+    ``keep`` gets the customer's one-key read of it (empty when the view is not registered) and the
+    event timestamp of the customer's feature row."""
+
+    @property
+    def view(self) -> str: ...
+
+    def keep(self, candidates: list[str], row: Mapping[str, list[Any]], customer_ts: int) -> list[str]: ...
 
 
 class OnlineStoreUnavailableError(ConnectionError):
@@ -455,6 +466,7 @@ class OnlineReader:
         self._lock = threading.Lock() if self.online_kind == "sqlite" else None
         self._product_cache: ProductCache | None = None
         self._cache_lock = threading.Lock()
+        self._narrowing_views: dict[str, ServedView] = {}
 
     def _read(self, read: Callable[[], dict[str, list[Any]]]) -> dict[str, list[Any]]:
         breaker = self.breaker
@@ -545,7 +557,8 @@ class OnlineReader:
         """``candidates`` of several customers (``product_ids``: one restriction or None per customer)
         with ONE read of the customers' keys; product rows come from the cache (else one read per
         customer with candidates). ``narrow`` (when given) keeps some of the candidates of a customer
-        asked without a restriction, before their rows are read.
+        asked without a restriction, before their rows are read; the view it needs is read in the same
+        read of the customers' keys (not at all while it is not registered).
 
         Raises:
             OnlineStoreUnavailableError: the online store cannot be read.
@@ -553,7 +566,11 @@ class OnlineReader:
         views = self.views
         ids = [str(c) for c in customer_ids]
         wanted_per = list(product_ids) if product_ids is not None else [None] * len(ids)
-        read = self._read(lambda: customers_read(self.store, views, ids))
+        narrowing = None
+        if narrow is not None and any(w is None for w in wanted_per):
+            narrowing = self._narrowing_view(narrow.view)  # read with the customer views, in one go
+        read_views = views if narrowing is None else [*views, narrowing]
+        read = self._read(lambda: customers_read(self.store, read_views, ids))
         chosen_per: list[list[str]] = []
         for i, wanted in enumerate(wanted_per):
             customer = one_row(read, i)
@@ -566,10 +583,28 @@ class OnlineReader:
             mask = rule(np.ones(len(listed), dtype=bool), customer_ts, list_ts)
             chosen = [p for p, ok in zip(listed, mask, strict=True) if ok]
             if narrow is not None and wanted is None and chosen:
-                chosen = narrow(ids[i], chosen, customer_ts)
+                chosen = narrow.keep(chosen, customer if narrowing is not None else {}, customer_ts)
             chosen_per.append(chosen)
         products = self._products_of(ids, chosen_per)
         return assemble_many(views, ids, chosen_per, read, products)
+
+    def _narrowing_view(self, name: str) -> ServedView | None:
+        """The registered customer-keyed view ``name`` a retrieval stage reads (``embedding``,
+        ``retrieval_model``); None while it is not registered (nothing is narrowed then)."""
+        served = self._narrowing_views.get(name)
+        if served is None:
+            try:
+                registered = _feature_view(self.store, name)
+            except FeatureViewNotFoundException:
+                return None
+            served = ServedView(
+                name=name,
+                join_keys=tuple(registered.join_keys),
+                features=(EMBEDDING, RETRIEVAL_MODEL),
+                dtypes={EMBEDDING: "object", RETRIEVAL_MODEL: "string"},
+            )
+            self._narrowing_views[name] = served
+        return served
 
     def customer_features(self, customer_ids: Sequence[str]) -> dict[str, list[Any]]:
         """ONE read of the service's customer features (its customer-keyed views but the packed lists) for

@@ -164,7 +164,7 @@ def load_specs(settings: Settings) -> list[FeatureViewSpec]:
 
 def load_definitions(settings: Settings) -> Definitions:
     """Feast objects for the marts of the last dbt build (paths resolved from ``settings``)."""
-    return build_definitions(load_specs(settings))
+    return build_definitions(load_specs(settings), settings.marts_dir)
 
 
 # --------------------------------------------------------------------------- apply
@@ -184,8 +184,7 @@ def apply_definitions(
     """
     definitions = definitions or load_definitions(settings)
     store = get_store(settings, online)
-    wanted_views = {v.name for v in definitions.views}
-    wanted_services = {definitions.service.name}
+    wanted_views, wanted_services = definitions.view_names, definitions.service_names
     stale: list[Any] = [v for v in store.list_feature_views() if v.name not in wanted_views]
     stale += [s for s in store.list_feature_services() if s.name not in wanted_services]
     store.apply(definitions.all(), objects_to_delete=stale, partial=not stale)
@@ -389,7 +388,8 @@ def materialize(
         online: online store kind (None: ``settings.online.kind``).
         progress: let Feast print its progress bars.
         full: force a full backfill of every view.
-        views: restrict to these view names (default: all registered views).
+        views: restrict to these view names (default: all registered views). On top of a complete
+            load of the same build, the load stays complete.
     """
     kind = online or settings.online.kind
     store = get_store(settings, kind)
@@ -398,7 +398,8 @@ def materialize(
     check_applied_build(settings, store)  # load the online store from the build the marts are read from
     builds = applied_builds(store)
     build_id = next(iter(builds)) if len(builds) == 1 else None
-    if materialized_build(settings, kind) != MaterializedBuild(build_id, True):
+    was_complete = materialized_build(settings, kind) == MaterializedBuild(build_id, True)
+    if not was_complete:
         full = True  # another build (or an unfinished run): restated rows anywhere in history
     _record_materialized(settings, kind, MaterializedBuild(build_id, False))
     runs: list[MaterializationRun] = []
@@ -420,7 +421,8 @@ def materialize(
                 view.name, "full" if backfill else "incremental", start, end, time.perf_counter() - started
             )
         )
-    if views is None or set(views) >= {v.name for v in registered}:
+    if was_complete or views is None or set(views) >= {v.name for v in registered}:
+        # complete again: every view loaded now, or some loaded (again) on top of a complete load
         _record_materialized(settings, kind, MaterializedBuild(build_id, True))
     return runs
 

@@ -3,32 +3,34 @@
 ``nextbest retrieval index`` writes ``<bundle>/retrieval/``:
 
 * ``items.npy``: the item embeddings, float32 [items, dim], unit rows, in ``product_ids`` order;
-* ``customers.parquet``: the customer embeddings of the build's latest snapshot (``customer_id``,
-  ``event_timestamp``, ``embedding``: the ``feat_customer_embedding_monthly`` rows of that snapshot);
-* ``index.json``: ``product_ids``, ``top_n`` (candidates kept per customer), the retrieval model it came
-  from and the snapshot.
+* ``index.json``: ``product_ids``, ``top_n`` (candidates kept per customer) and ``model_id``, the saved
+  retrieval model the item embeddings come from.
 
-A Scorer whose bundle holds the directory retrieves before it ranks (``RetrievalIndex.narrow``): the
+The customer embeddings are not in the bundle: they are features, read from Feast's ``customer_embedding``
+view (``nextbest.features.embeddings``) at the customer's snapshot, online by the Scorer (one read for the
+customers of a call, under the online reader's timeout and circuit breaker) and from the offline store by
+a batch. A Scorer whose bundle holds the index retrieves before it ranks (``RetrievalIndex.keep``): the
 customer's candidates (owned and ineligible products already removed by the candidate rule) are ordered
 by the affinity ``<u, v>`` and only the ``top_n`` best are read and ranked. The search is exact
-(``index.top_k``; its tie rule: higher affinity, then the lower item index). A customer without an
-embedding at the snapshot being served (new since the index was written, or a later snapshot) keeps all
-its candidates: retrieval narrows, it never hides a customer. This module imports no JAX: serving loads
-it without the ``retrieval`` extra.
+(``index.top_k``; its tie rule: higher affinity, then the lower item index). A customer whose embedding is
+missing at the snapshot being served, or was written by another retrieval model than the index's, keeps
+all its candidates: retrieval narrows, it never hides a customer. This module imports no JAX: serving
+loads it without the ``retrieval`` extra.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from nextbest.columns import CUSTOMER_ID, EVENT_TIMESTAMP, PRODUCT_ID
-from nextbest.retrieval.embeddings import read_embeddings, write_embedding_table
+from nextbest.features.embeddings import CUSTOMER_EMBEDDING_VIEW, EMBEDDING, RETRIEVAL_MODEL, embedding_vector
 from nextbest.retrieval.index import top_k
 
 INDEX_DIR = "retrieval"
@@ -36,77 +38,93 @@ INDEX_DIR = "retrieval"
 
 INDEX_META_FILE = "index.json"
 ITEMS_FILE = "items.npy"
-CUSTOMERS_FILE = "customers.parquet"
 
 DEFAULT_TOP_N = 100
 """Candidates a customer keeps after retrieval unless ``nextbest retrieval index --top-n`` says otherwise."""
 
 
-def _epoch_seconds(timestamps: pd.Series) -> np.ndarray:
-    """int64 epoch seconds of naive-UTC or aware timestamps."""
-    stamps = pd.to_datetime(timestamps, utc=True)
-    return (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy().astype(np.int64)
-
-
 @dataclass(frozen=True)
 class RetrievalIndex:
-    """The item embeddings and the latest customer embeddings of one bundle.
+    """The item embeddings of one bundle and how many candidates a customer keeps.
 
     Attributes:
         product_ids: the items, in row order of ``item_vecs``.
         item_vecs: float32 [items, dim], unit rows.
-        customer_row: customer id -> row of ``customer_vecs`` / ``customer_ts``.
-        customer_vecs: float32 [customers, dim], unit rows.
-        customer_ts: int64 [customers], epoch seconds of each embedding's snapshot (``event_timestamp``).
         top_n: candidates kept per customer (>= 1).
+        model_id: the retrieval model the item embeddings come from; a customer embedding is used only
+            when its ``retrieval_model`` is this one.
+        view: the customer-keyed Feast view holding the customer embeddings (what the online reader reads
+            for ``keep``).
     """
 
     product_ids: tuple[str, ...]
     item_vecs: np.ndarray
-    customer_row: dict[str, int]
-    customer_vecs: np.ndarray
-    customer_ts: np.ndarray
     top_n: int
+    model_id: str
+    view: str = CUSTOMER_EMBEDDING_VIEW
+    _position: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_position", {p: i for i, p in enumerate(self.product_ids)})
 
-    def embedding(self, customer_id: str, customer_ts: int) -> np.ndarray | None:
-        """The customer's embedding at snapshot ``customer_ts`` (epoch seconds), or None when the index
-        has none for that customer at that snapshot."""
-        row = self.customer_row.get(str(customer_id))
-        if row is None or int(self.customer_ts[row]) != int(customer_ts):
+    def embedding(self, value: Any, model_id: Any) -> np.ndarray | None:
+        """A stored customer embedding as float32 when it was written by this index's model and has the
+        items' dimension; else None."""
+        u = embedding_vector(value)
+        if u is None or str(model_id) != self.model_id or u.shape != (self.item_vecs.shape[1],):
             return None
-        return self.customer_vecs[row]
+        return u
 
-    def narrow(self, customer_id: str, candidates: Sequence[str], customer_ts: int) -> list[str]:
-        """The ``top_n`` of ``candidates`` of highest affinity to the customer, best first (ties: the
-        lower item index); all ``candidates``, in their order, when the customer has no embedding at
-        ``customer_ts`` or there are at most ``top_n`` of them. Products outside the index are kept
-        after the retrieved ones (never silently dropped)."""
-        u = self.embedding(customer_id, customer_ts)
+    def narrow(self, candidates: Sequence[str], u: np.ndarray | None) -> list[str]:
+        """The ``top_n`` of ``candidates`` of highest affinity to the customer embedding ``u``, best first
+        (ties: the lower item index); all ``candidates``, in their order, when ``u`` is None or there are
+        at most ``top_n`` of them. Products outside the index are kept after the retrieved ones (never
+        silently dropped)."""
         if u is None or len(candidates) <= self.top_n:
             return list(candidates)
-        position = self._position  # type: ignore[attr-defined]
+        position = self._position
         known = [p for p in candidates if p in position]
         unknown = [p for p in candidates if p not in position]
         rows = np.fromiter((position[p] for p in known), dtype=np.int64, count=len(known))
         order = top_k((self.item_vecs @ u)[None, :], self.top_n, _mask(rows, len(self.product_ids)))[0]
         return [self.product_ids[i] for i in order[: min(self.top_n, len(known))]] + unknown
 
-    def narrow_frame(self, candidates: pd.DataFrame) -> pd.DataFrame:
+    def keep(self, candidates: list[str], row: Mapping[str, list[Any]], customer_ts: int) -> list[str]:
+        """``narrow`` with the customer's one-key online read of ``view`` (``embedding``,
+        ``retrieval_model`` and ``embedding__ts``): the embedding counts only when it is of the snapshot
+        served, ``customer_ts`` (epoch seconds of the customer's feature row)."""
+        values = row.get(EMBEDDING) or [None]
+        stamp = int((row.get(f"{EMBEDDING}__ts") or [0])[0] or 0)
+        model = (row.get(RETRIEVAL_MODEL) or [None])[0]
+        u = self.embedding(values[0], model) if stamp == int(customer_ts) else None
+        return self.narrow(candidates, u)
+
+    def narrow_frame(self, candidates: pd.DataFrame, embeddings: pd.DataFrame) -> pd.DataFrame:
         """The rows of ``candidates`` (``customer_id``, ``product_id``, ``event_timestamp``; one snapshot
         or several) that ``narrow`` keeps for their customer at their snapshot, in their order: what a
-        batch scores when serving retrieves (the same top-N the Scorer reads online)."""
+        batch scores when serving retrieves (the same top-N the Scorer reads online). ``embeddings``
+        holds each (``customer_id``, ``event_timestamp``)'s point-in-time ``embedding`` and
+        ``retrieval_model`` (``nextbest.features.embeddings.customer_embeddings_at``)."""
         if candidates.empty:
             return candidates
-        stamps = _epoch_seconds(candidates[EVENT_TIMESTAMP])
+        vec_of = {
+            (str(c), pd.Timestamp(t)): self.embedding(v, m)
+            for c, t, v, m in zip(
+                embeddings[CUSTOMER_ID],
+                embeddings[EVENT_TIMESTAMP],
+                embeddings[EMBEDDING],
+                embeddings[RETRIEVAL_MODEL],
+                strict=True,
+            )
+        }
         keep = np.zeros(len(candidates), dtype=bool)
         customers = candidates[CUSTOMER_ID].astype(str).to_numpy()
         products = candidates[PRODUCT_ID].astype(str).to_numpy()
+        stamps = candidates[EVENT_TIMESTAMP].to_numpy()
         groups = pd.DataFrame({"c": customers, "t": stamps}).groupby(["c", "t"], sort=False).indices
         for (customer, stamp), rows in groups.items():
-            kept = set(self.narrow(customer, products[rows].tolist(), int(stamp)))
+            u = vec_of.get((customer, pd.Timestamp(stamp)))
+            kept = set(self.narrow(products[rows].tolist(), u))
             keep[rows] = [p in kept for p in products[rows]]
         return candidates[keep]
 
@@ -122,10 +140,8 @@ def write_index(
     bundle_path: Path,
     product_ids: Sequence[str],
     item_vecs: np.ndarray,
-    customers: pd.DataFrame,
-    customer_vecs: np.ndarray,
     top_n: int = DEFAULT_TOP_N,
-    source: str = "",
+    model_id: str = "",
 ) -> Path:
     """Write the retrieval index into ``bundle_path/retrieval/`` (replacing one already there); its path.
 
@@ -133,25 +149,15 @@ def write_index(
         bundle_path: a ranker's model bundle directory.
         product_ids: the items of ``item_vecs``' rows.
         item_vecs: float32 [items, dim].
-        customers: ``customer_id`` and ``event_timestamp`` of each row of ``customer_vecs``.
-        customer_vecs: float32 [customers, dim].
         top_n: candidates kept per customer (>= 1).
-        source: where the embeddings came from (the retrieval model's directory), recorded.
+        model_id: the retrieval model the embeddings come from (its directory name).
     """
     if top_n < 1:
         raise ValueError(f"top_n must be >= 1, got {top_n}")
     out = bundle_path / INDEX_DIR
     out.mkdir(exist_ok=True)
     np.save(out / ITEMS_FILE, np.ascontiguousarray(item_vecs, dtype=np.float32))
-    write_embedding_table(customers[[CUSTOMER_ID, EVENT_TIMESTAMP]], customer_vecs, out / CUSTOMERS_FILE)
-    snapshots = sorted({pd.Timestamp(t).isoformat() for t in customers[EVENT_TIMESTAMP]})
-    meta = {
-        "product_ids": [str(p) for p in product_ids],
-        "top_n": int(top_n),
-        "source": source,
-        "snapshots": snapshots,
-        "customers": len(customers),
-    }
+    meta = {"product_ids": [str(p) for p in product_ids], "top_n": int(top_n), "model_id": model_id}
     (out / INDEX_META_FILE).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     return out
 
@@ -163,12 +169,9 @@ def load_index(bundle_path: Path, top_n: int | None = None) -> RetrievalIndex | 
     if not (directory / INDEX_META_FILE).is_file():
         return None
     meta = json.loads((directory / INDEX_META_FILE).read_text(encoding="utf-8"))
-    keys, vectors = read_embeddings(directory / CUSTOMERS_FILE)
     return RetrievalIndex(
         product_ids=tuple(meta["product_ids"]),
         item_vecs=np.load(directory / ITEMS_FILE).astype(np.float32),
-        customer_row={str(c): i for i, c in enumerate(keys[CUSTOMER_ID])},
-        customer_vecs=vectors,
-        customer_ts=_epoch_seconds(keys[EVENT_TIMESTAMP]),
         top_n=int(top_n or meta["top_n"]),
+        model_id=str(meta.get("model_id", "")),
     )

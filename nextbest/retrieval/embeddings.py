@@ -1,12 +1,14 @@
 """The embeddings as marts: parquet files beside the dbt marts of the build, one list-of-float column.
 
 * ``feat_product_embedding``: one row per product (``product_id``, ``event_timestamp`` = the end of the
-  model's training data, ``embedding``);
+  model's training data, ``embedding``, ``retrieval_model``);
 * ``feat_customer_embedding_monthly``: one row per customer x snapshot of ``fct_candidates`` (the latest
-  included), ``embedding`` computed from that snapshot's point-in-time inputs only.
+  included), ``embedding`` computed from that snapshot's point-in-time inputs only, ``retrieval_model``.
 
 ``embedding`` is a list of float32 of the model's dimension; rows are unit vectors, so the two-tower
-similarity of a customer and a candidate is their dot product, in [-1, 1].
+similarity of a customer and a candidate is their dot product, in [-1, 1]. ``retrieval_model`` names the
+saved model that wrote the row. The marts are registered in Feast as the ``customer_embedding`` and
+``product_embedding`` views (``nextbest.features.embeddings``, which owns these names).
 """
 
 from __future__ import annotations
@@ -20,17 +22,25 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nextbest.columns import CUSTOMER_ID, EVENT_TIMESTAMP, PRODUCT_ID
+from nextbest.features.embeddings import (
+    EMBEDDING,
+    FEAT_CUSTOMER_EMBEDDING_MONTHLY,
+    FEAT_PRODUCT_EMBEDDING,
+    RETRIEVAL_MODEL,
+)
 from nextbest.marts import mart_file
 from nextbest.retrieval.data import Groups
 
-EMBEDDING = "embedding"
-"""The list-of-float column of both embedding marts."""
-
-FEAT_PRODUCT_EMBEDDING = "feat_product_embedding"
-"""The item embeddings mart: one row per product."""
-
-FEAT_CUSTOMER_EMBEDDING_MONTHLY = "feat_customer_embedding_monthly"
-"""The customer embeddings mart: one row per customer x snapshot."""
+__all__ = [
+    "EMBEDDING",
+    "FEAT_CUSTOMER_EMBEDDING_MONTHLY",
+    "FEAT_PRODUCT_EMBEDDING",
+    "RETRIEVAL_MODEL",
+    "EmbeddingMarts",
+    "read_embeddings",
+    "write_embedding_marts",
+    "write_embedding_table",
+]
 
 
 @dataclass(frozen=True)
@@ -71,10 +81,14 @@ def write_embedding_marts(
     trained_until: pd.Timestamp,
     groups: Groups,
     customer_vecs: np.ndarray,
+    model_id: str,
 ) -> EmbeddingMarts:
-    """Write both embedding marts into ``marts_dir`` (each replaced in one step)."""
+    """Write both embedding marts into ``marts_dir`` (each replaced in one step); ``model_id`` (the saved
+    model's name) goes into every row's ``retrieval_model``."""
     products = pd.DataFrame({PRODUCT_ID: product_ids.astype(str), EVENT_TIMESTAMP: trained_until})
-    customers = groups.keys[[CUSTOMER_ID, EVENT_TIMESTAMP]]
+    products[RETRIEVAL_MODEL] = model_id
+    customers = groups.keys[[CUSTOMER_ID, EVENT_TIMESTAMP]].copy()
+    customers[RETRIEVAL_MODEL] = model_id
     product_path = mart_file(marts_dir, FEAT_PRODUCT_EMBEDDING)
     customer_path = mart_file(marts_dir, FEAT_CUSTOMER_EMBEDDING_MONTHLY)
     write_embedding_table(products, item_vecs, product_path)

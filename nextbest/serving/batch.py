@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from nextbest.columns import CUSTOMER_ID, EVENT_TIMESTAMP, PROBABILITY, PRODUCT_ID, RANK, SCORE, SNAPSHOT_ON
 from nextbest.features.definitions import FEATURE_SERVICE_NAME
+from nextbest.features.embeddings import customer_embeddings_at
 from nextbest.features.retrieval import historical_features
 from nextbest.features.store import get_store
 from nextbest.marts import FCT_CANDIDATES, existing_mart
@@ -86,7 +87,8 @@ def score_batch(
     """Score every candidate of every customer at ``snapshot`` from the offline store; write parquet.
 
     When the bundle holds a retrieval index and ``serving.retrieval`` is on, as online, only each
-    customer's top-N retrieved candidates are scored (``RetrievalIndex.narrow_frame``).
+    customer's top-N retrieved candidates are scored (``RetrievalIndex.narrow_frame``, with the customer
+    embeddings of the snapshot from Feast's offline store).
 
     Features come from Feast's historical retrieval through the FeatureService (point in time at the
     snapshot's event_timestamp), ``chunk_size`` customers at a time; scored by ``score_bundle`` and
@@ -103,10 +105,12 @@ def score_batch(
     candidates = snapshot_candidates(settings, snapshot)  # first: before a build, say to build
     bundle_path = resolve_bundle_path(settings, serving)
     index = load_index(bundle_path) if serving.retrieval else None
-    if index is not None:  # the online path's retrieval stage: each customer's top-N candidates only
-        candidates = index.narrow_frame(candidates).reset_index(drop=True)
     bundle = load_bundle(bundle_path)
     store = get_store(settings, serving.online_store)
+    if index is not None:  # the online path's retrieval stage: each customer's top-N candidates only
+        keys = candidates[[CUSTOMER_ID, EVENT_TIMESTAMP]].drop_duplicates()
+        embeddings = customer_embeddings_at(store, keys)
+        candidates = index.narrow_frame(candidates, embeddings).reset_index(drop=True)
     customers = candidates[CUSTOMER_ID].drop_duplicates().to_numpy()
     chunks = [customers[i : i + chunk_size] for i in range(0, len(customers), chunk_size)]
     out = Path(out)

@@ -230,8 +230,7 @@ class Scorer:
             OnlineStoreUnavailableError: the online store cannot be reached.
         """
         try:
-            narrow = None if self.retrieval is None else self.retrieval.narrow
-            return self.reader.candidates_many(customer_ids, candidate_mask, product_ids, narrow)
+            return self.reader.candidates_many(customer_ids, candidate_mask, product_ids, self.retrieval)
         except StoreUnavailable as exc:
             raise OnlineStoreUnavailableError(str(exc), retry_after_s=exc.retry_after_s) from exc
 

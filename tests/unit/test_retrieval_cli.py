@@ -13,6 +13,7 @@ from nextbest.settings import Settings
     [
         (["retrieval", "recall"], "run `nextbest retrieval train`"),
         (["retrieval", "train"], "dim_products.parquet is missing: run `nextbest build` first"),
+        (["retrieval", "embed"], "dim_products.parquet is missing: run `nextbest build` first"),
     ],
 )
 def test_missing_step_is_one_line(settings: Settings, capsys, args: list[str], says: str) -> None:
