@@ -568,7 +568,7 @@ class OnlineReader:
         wanted_per = list(product_ids) if product_ids is not None else [None] * len(ids)
         narrowing = None
         if narrow is not None and any(w is None for w in wanted_per):
-            narrowing = self._narrowing_view(narrow.view)  # read with the customer views, in one go
+            narrowing = self.narrowing_view(narrow.view)  # read with the customer views, in one go
         read_views = views if narrowing is None else [*views, narrowing]
         read = self._read(lambda: customers_read(self.store, read_views, ids))
         chosen_per: list[list[str]] = []
@@ -588,7 +588,7 @@ class OnlineReader:
         products = self._products_of(ids, chosen_per)
         return assemble_many(views, ids, chosen_per, read, products)
 
-    def _narrowing_view(self, name: str) -> ServedView | None:
+    def narrowing_view(self, name: str) -> ServedView | None:
         """The registered customer-keyed view ``name`` a retrieval stage reads (``embedding``,
         ``retrieval_model``); None while it is not registered (nothing is narrowed then)."""
         served = self._narrowing_views.get(name)
@@ -605,6 +605,16 @@ class OnlineReader:
             )
             self._narrowing_views[name] = served
         return served
+
+    def customer_view_read(self, view: ServedView, customer_ids: Sequence[str]) -> dict[str, list[Any]]:
+        """ONE read of a customer-keyed ``view`` (e.g. ``narrowing_view``'s) for several customers, as
+        ``customers_read`` gives it, under the reader's timeout and circuit breaker.
+
+        Raises:
+            OnlineStoreUnavailableError: the online store cannot be read.
+        """
+        ids = [str(c) for c in customer_ids]
+        return self._read(lambda: customers_read(self.store, [view], ids))
 
     def customer_features(self, customer_ids: Sequence[str]) -> dict[str, list[Any]]:
         """ONE read of the service's customer features (its customer-keyed views but the packed lists) for

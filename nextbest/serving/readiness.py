@@ -4,6 +4,9 @@ the snapshot the marts were built to, checked in the background so a load balanc
 ``check_readiness`` probes, per served view, one entity key of the mart's latest snapshot in the online
 store (one small read each; the key is re-read from the mart only when its file changes);
 ``ReadinessMonitor`` runs it every ``ready_refresh_s`` seconds in a daemon thread and keeps the last answer.
+When the bundle holds a retrieval index, the check also says whether retrieval is active: the online store
+holds the customer embeddings of the latest snapshot, written by the index's retrieval model. Inactive
+retrieval does not make the instance unready (every candidate is then ranked), but the reason is reported.
 """
 
 from __future__ import annotations
@@ -13,8 +16,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from nextbest.columns import CUSTOMER_ID
+from nextbest.features.embeddings import EMBEDDING, FEAT_CUSTOMER_EMBEDDING_MONTHLY, RETRIEVAL_MODEL
 from nextbest.features.online import OnlineStoreUnavailableError
 from nextbest.features.store import latest_snapshot_key, sqlite_path
+from nextbest.marts import mart_file
 from nextbest.serving.results import epoch_to_utc
 from nextbest.serving.scorer import Scorer
 
@@ -46,6 +52,8 @@ class Readiness:
         online_store_reachable: the probe reads succeeded.
         views: one entry per view probed (empty when the store could not be read).
         checked_at: when the check ran (UTC).
+        retrieval_active: whether the bundle's retrieval index narrows candidates (None: no index).
+        retrieval_reason: why retrieval is not active (None when it is, or without an index).
     """
 
     ready: bool
@@ -53,6 +61,8 @@ class Readiness:
     online_store_reachable: bool
     views: list[ViewReadiness]
     checked_at: datetime
+    retrieval_active: bool | None = None
+    retrieval_reason: str | None = None
 
 
 Probe = tuple[dict[str, str] | None, datetime | None]
@@ -98,7 +108,38 @@ def check_readiness(scorer: Scorer, probes: ProbeCache) -> Readiness:
         views.append(ViewReadiness(spec.view, max_ts, online_ts, current))
     behind = [v.view for v in views if not v.is_current]
     reason = None if not behind else f"the online store does not hold the latest snapshot of {behind}"
-    return Readiness(not behind, reason, True, views, now)
+    active, why = check_retrieval(scorer, probes)
+    return Readiness(not behind, reason, True, views, now, active, why)
+
+
+def check_retrieval(scorer: Scorer, probes: ProbeCache) -> tuple[bool | None, str | None]:
+    """(active, why not) of the bundle's retrieval index: (None, None) without one; active when the
+    online ``customer_embedding`` row of a customer of the embedding mart's latest snapshot is of that
+    snapshot and was written by the index's model (the same check each request makes)."""
+    index = scorer.retrieval
+    if index is None:
+        return None, None
+    view = scorer.reader.narrowing_view(index.view)
+    if view is None:
+        return False, f"the {index.view} view is not registered: run `nextbest retrieval embed`"
+    path = mart_file(scorer.settings.marts_dir, FEAT_CUSTOMER_EMBEDDING_MONTHLY)
+    key, max_ts = probes.get(path, (CUSTOMER_ID,))
+    if key is None or max_ts is None:
+        return False, f"{path} is missing or empty: run `nextbest retrieval embed`"
+    try:
+        row = scorer.reader.customer_view_read(view, [key[CUSTOMER_ID]])
+    except OnlineStoreUnavailableError as exc:
+        return False, str(exc)
+    online_ts = int(row[f"{EMBEDDING}__ts"][0] or 0)
+    if online_ts < int(max_ts.timestamp()):
+        return False, f"the online store does not hold the latest snapshot of {index.view}: materialize"
+    model = row[RETRIEVAL_MODEL][0]
+    if index.embedding(row[EMBEDDING][0], model) is None:
+        return False, (
+            f"the online customer embeddings are retrieval model {model}'s, the bundle index's are "
+            f"{index.model_id}'s: run `nextbest retrieval embed --model <that model's directory>`"
+        )
+    return True, None
 
 
 class ReadinessMonitor:

@@ -211,6 +211,12 @@ class ReadyResponse(BaseModel):
     online_store_reachable: bool
     checked_at: datetime
     views: list[ViewFreshness]
+    retrieval_active: bool | None = Field(
+        default=None,
+        description="Whether the bundle's retrieval index narrows candidates (null: the bundle has none); "
+        "inactive retrieval ranks every candidate and does not make the instance unready.",
+    )
+    retrieval_reason: str | None = Field(default=None, description="Why retrieval is not active.")
 
     @classmethod
     def of(cls, state: Readiness, scorer: Scorer) -> ReadyResponse:
@@ -222,6 +228,8 @@ class ReadyResponse(BaseModel):
             online_store=scorer.online_kind,
             online_store_reachable=state.online_store_reachable,
             checked_at=state.checked_at,
+            retrieval_active=state.retrieval_active,
+            retrieval_reason=state.retrieval_reason,
             views=[
                 ViewFreshness(
                     view=v.view,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -59,6 +60,8 @@ KEY_COLUMNS: tuple[str, ...] = (CUSTOMER_ID, PRODUCT_ID)
 
 PRODUCT_COLUMNS: tuple[str, ...] = (PRODUCT_ID, "product_name", "category", "min_age", "max_age")
 """Columns of the ``dim_products`` mart kept in memory."""
+
+log = logging.getLogger(__name__)
 
 
 def top_k(product_ids: Sequence[str], scored: ScoredFrame, k: int) -> list[RankedProduct]:
@@ -193,6 +196,13 @@ class Scorer:
         self.retrieval: RetrievalIndex | None = (
             load_index(self.bundle_path) if self.serving.retrieval else None
         )
+        if self.retrieval is not None and self.reader.narrowing_view(self.retrieval.view) is None:
+            log.warning(
+                "bundle %s holds a retrieval index but the %s view is not registered: every candidate is "
+                "ranked until `nextbest retrieval embed` registers it",
+                self.bundle_path.name,
+                self.retrieval.view,
+            )
 
     @property
     def model_version(self) -> str:

@@ -31,6 +31,7 @@ from nextbest.retrieval.embeddings import read_embeddings
 from nextbest.retrieval.stage import embed_build, models_dir, publish_embeddings, train_retrieval
 from nextbest.retrieval.train import TrainConfig, latest_model
 from nextbest.serving.batch import score_batch
+from nextbest.serving.readiness import ProbeCache, check_retrieval
 from nextbest.serving.scorer import Scorer
 from nextbest.settings import ServingSettings, Settings
 from nextbest.training.artifacts import latest_bundle
@@ -172,10 +173,16 @@ def test_online_embeddings_of_another_model_narrow_nothing_and_cannot_be_indexed
         (c, r) for c, r in latest_candidates(indexed).groupby(CUSTOMER_ID) if len(r) > TOP_N + 1
     )
     assert scorer.rank(str(customer), k=10).n_candidates == TOP_N
+    assert check_retrieval(scorer, ProbeCache()) == (True, None)
     try:
         embed_build(indexed, other)  # the live build's embeddings now come from another model
         publish_embeddings(indexed)
         assert scorer.rank(str(customer), k=10).n_candidates == len(rows)  # all: not its vector space
+        active, reason = check_retrieval(scorer, ProbeCache())
+        assert (
+            not active
+            and f"are retrieval model {other.name}'s, the bundle index's are {trained.name}'s" in reason
+        )
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("NEXTBEST_HOME", str(indexed.home))
             with pytest.raises(SystemExit) as ended:
