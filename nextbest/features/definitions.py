@@ -11,13 +11,16 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast import Entity, FeatureService, FeatureView, Field, ValueType
+from feast.data_source import DataSource
 from feast.types import Array, Bool, FeastType, Float64, Int32, Int64, String
 
-from nextbest.columns import ENTITY_JOIN_KEYS, EVENT_TIMESTAMP
+from nextbest.columns import ENTITY_JOIN_KEYS
 from nextbest.features.embeddings import EmbeddingObjects, embedding_objects
 from nextbest.features.manifest import FeatureViewSpec, FieldSpec
 from nextbest.features.packing import ELEMENT_TYPE_TAG, PACKED_PRODUCTS, transport_type
+from nextbest.features.sources import parquet_source
+from nextbest.settings import Engine
 
 FEATURE_SERVICE_NAME = "ranker_v1"
 """The only feature list training and serving use. Bump the version when the feature list changes
@@ -45,12 +48,12 @@ class Definitions:
     own service when the build has them (``nextbest.features.embeddings``)."""
 
     entities: list[Entity]
-    sources: list[FileSource]
+    sources: list[DataSource]
     views: list[FeatureView]
     service: FeatureService
     embeddings: EmbeddingObjects = field(default_factory=lambda: EmbeddingObjects([], [], None))
 
-    def all(self) -> list[Entity | FileSource | FeatureView | FeatureService]:
+    def all(self) -> list[Entity | DataSource | FeatureView | FeatureService]:
         """Every object, in apply order."""
         emb = self.embeddings
         return [
@@ -82,7 +85,7 @@ class Definitions:
         """The entity called ``name``; KeyError naming the ones there are."""
         return _named(self.entities, name, "entity")
 
-    def source(self, name: str) -> FileSource:
+    def source(self, name: str) -> DataSource:
         """The data source called ``name`` (``<view>_source``); KeyError naming the ones there are."""
         return _named(self.sources, name, "data source")
 
@@ -113,15 +116,16 @@ def build_entities() -> dict[str, Entity]:
     }
 
 
-def build_source(spec: FeatureViewSpec) -> FileSource:
-    """The parquet FileSource of one feature mart (absolute path, tagged with its dbt model)."""
-    return FileSource(
-        name=spec.source_name,
-        path=str(spec.parquet_path),
-        timestamp_field=EVENT_TIMESTAMP,
-        created_timestamp_column=spec.created_timestamp_column or "",
-        description=f"dbt model {spec.model}: {spec.description}",
-        tags={"dbt_model": spec.model},
+def build_source(spec: FeatureViewSpec, engine: Engine = "duckdb") -> DataSource:
+    """The parquet source of one feature mart (absolute path, tagged with its dbt model) for ``engine``'s
+    offline store (``nextbest.features.sources``)."""
+    return parquet_source(
+        spec.source_name,
+        spec.parquet_path,
+        f"dbt model {spec.model}: {spec.description}",
+        {"dbt_model": spec.model},
+        engine,
+        spec.created_timestamp_column or "",
     )
 
 
@@ -155,7 +159,7 @@ def build_fields(spec: FeatureViewSpec) -> list[Field]:
     ]
 
 
-def build_view(spec: FeatureViewSpec, entities: dict[str, Entity], source: FileSource) -> FeatureView:
+def build_view(spec: FeatureViewSpec, entities: dict[str, Entity], source: DataSource) -> FeatureView:
     """The FeatureView of one mart, with an explicit schema (keys + features) taken from the yml."""
     schema = [Field(name=key, dtype=String) for key in spec.join_keys] + build_fields(spec)
     return FeatureView(
@@ -188,14 +192,19 @@ def build_service(views: list[FeatureView], specs: list[FeatureViewSpec]) -> Fea
     )
 
 
-def build_definitions(specs: list[FeatureViewSpec], marts_dir: Path | None = None) -> Definitions:
+def build_definitions(
+    specs: list[FeatureViewSpec], marts_dir: Path | None = None, engine: Engine = "duckdb"
+) -> Definitions:
     """Entities, one source and one view per spec, and the feature service over all views; with
-    ``marts_dir``, also the views of the embedding marts found there and their service."""
+    ``marts_dir``, also the views of the embedding marts found there and their service. The sources are
+    for ``engine``'s offline store."""
     entities = build_entities()
-    sources = [build_source(s) for s in specs]
+    sources = [build_source(s, engine) for s in specs]
     views = [build_view(s, entities, src) for s, src in zip(specs, sources, strict=True)]
     embeddings = (
-        embedding_objects(marts_dir, entities) if marts_dir is not None else EmbeddingObjects([], [], None)
+        embedding_objects(marts_dir, entities, engine)
+        if marts_dir is not None
+        else EmbeddingObjects([], [], None)
     )
     used = {e for s in specs for e in s.entities} | {e for v in embeddings.views for e in v.entities}
     return Definitions(

@@ -26,12 +26,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource
+from feast import Entity, FeatureService, FeatureStore, FeatureView, Field
+from feast.data_source import DataSource
 from feast.errors import FeatureViewNotFoundException
 from feast.types import Array, Float32, String
 
 from nextbest.columns import CUSTOMER_ID, EVENT_TIMESTAMP, PRODUCT_ID
+from nextbest.features.sources import parquet_source
 from nextbest.marts import mart_file
+from nextbest.settings import Engine
 
 EMBEDDING = "embedding"
 """The list-of-float column of both embedding marts (and the feature of both views)."""
@@ -92,26 +95,28 @@ EMBEDDING_VIEWS: tuple[EmbeddingView, ...] = (
 class EmbeddingObjects:
     """The Feast objects of the embedding marts present in a build (all empty / None when none is)."""
 
-    sources: list[FileSource]
+    sources: list[DataSource]
     views: list[FeatureView]
     service: FeatureService | None
 
 
-def embedding_objects(marts_dir: Path, entities: Mapping[str, Entity]) -> EmbeddingObjects:
-    """A source and a view per embedding mart present in ``marts_dir`` (absolute path), and the
-    ``retrieval_v1`` service over them (None when no mart is there)."""
-    sources: list[FileSource] = []
+def embedding_objects(
+    marts_dir: Path, entities: Mapping[str, Entity], engine: Engine = "duckdb"
+) -> EmbeddingObjects:
+    """A source (for ``engine``'s offline store) and a view per embedding mart present in ``marts_dir``
+    (absolute path), and the ``retrieval_v1`` service over them (None when no mart is there)."""
+    sources: list[DataSource] = []
     views: list[FeatureView] = []
     for spec in EMBEDDING_VIEWS:
         path = mart_file(marts_dir, spec.mart)
         if not path.is_file():
             continue
-        source = FileSource(
-            name=f"{spec.view}_source",
-            path=str(path.resolve()),
-            timestamp_field=EVENT_TIMESTAMP,
-            description=f"retrieval stage mart {spec.mart}: {spec.description}",
-            tags={"retrieval_mart": spec.mart},
+        source = parquet_source(
+            f"{spec.view}_source",
+            path.resolve(),
+            f"retrieval stage mart {spec.mart}: {spec.description}",
+            {"retrieval_mart": spec.mart},
+            engine,
         )
         schema = [
             Field(name=spec.join_key, dtype=String),

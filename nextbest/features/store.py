@@ -2,8 +2,10 @@
 
 Reading features is ``nextbest.features.retrieval`` (point in time) and ``nextbest.features.online`` (latest).
 
-The registry lives at ``settings.feast_dir / "registry.db"``, the offline store is DuckDB over the dbt
-parquet marts, the online store is sqlite (``settings.feast_dir / "online_store.db"``) or redis, chosen
+The registry lives at ``settings.feast_dir / "registry.db"``, the offline store reads the dbt parquet
+marts with DuckDB, or with Spark when ``settings.engine`` is ``spark`` (``offline_store_config``: the
+sources become ``SparkSource``s over the same files), the online store is sqlite
+(``settings.feast_dir / "online_store.db"``) or redis, chosen
 by ``settings.online`` (``kind`` from env ``NEXTBEST_ONLINE_STORE``, ``sqlite`` | ``redis``; ``redis_url``
 from env ``NEXTBEST_REDIS_URL``, default ``127.0.0.1:6379``). The committed
 ``feature_repo/feature_store.yaml`` describes the same store for the ``feast`` CLI.
@@ -19,7 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -100,7 +104,7 @@ def repo_config(
             "path": str(registry_path(settings).resolve()),
             "cache_ttl_seconds": 60,
         },
-        offline_store={"type": "duckdb"},
+        offline_store=offline_store_config(settings),
         online_store=online_store,
         entity_key_serialization_version=3,
         # Dedup to the latest row per key inside DuckDB (not all history into pandas), and convert/write
@@ -108,6 +112,26 @@ def repo_config(
         materialization={"pull_latest_features": True, "online_write_batch_size": ONLINE_WRITE_BATCH_ROWS},
         repo_path=FEATURE_REPO_DIR,
     )
+
+
+def offline_store_config(settings: Settings) -> dict[str, Any]:
+    """Feast's offline store for ``settings.engine``: DuckDB, or Spark (``spark_master``,
+    ``spark_driver_memory``; UTC session, in-memory catalogue) reading the same parquet marts."""
+    if settings.engine != "spark":
+        return {"type": "duckdb"}
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # Spark's Python workers: this venv
+    return {
+        "type": "spark",
+        "spark_conf": {
+            "spark.master": settings.spark_master,
+            "spark.driver.memory": settings.spark_driver_memory,
+            "spark.sql.session.timeZone": "UTC",
+            "spark.sql.catalogImplementation": "in-memory",
+            "spark.sql.shuffle.partitions": "4",
+            "spark.ui.enabled": "false",
+            "spark.ui.showConsoleProgress": "false",
+        },
+    }
 
 
 def get_store(
@@ -164,7 +188,7 @@ def load_specs(settings: Settings) -> list[FeatureViewSpec]:
 
 def load_definitions(settings: Settings) -> Definitions:
     """Feast objects for the marts of the last dbt build (paths resolved from ``settings``)."""
-    return build_definitions(load_specs(settings), settings.marts_dir)
+    return build_definitions(load_specs(settings), settings.marts_dir, settings.engine)
 
 
 # --------------------------------------------------------------------------- apply

@@ -1,0 +1,113 @@
+"""Feast's Spark offline store as a setting: ``NEXTBEST_ENGINE=spark`` reads the same parquet marts through
+Spark (``SparkSource``s in the registry instead of ``FileSource``s), with the same answers.
+
+One small synthetic bank is built with DuckDB, applied and materialized to sqlite as usual. Then, in a
+child process (so that no JVM stays in this one), the same home with ``engine=spark`` is applied again,
+nextbest's own training retrieval (``historical_features`` through the ranker's FeatureService, the packed
+customer x product view included) runs through the Spark offline store, and every view is materialized
+again from Spark. The frame must equal the DuckDB store's for the same entity rows, and the online rows the
+DuckDB materialization wrote must come back unchanged.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nextbest.columns import CUSTOMER_ID, EVENT_TIMESTAMP, PRODUCT_ID
+from nextbest.features.online import online_features
+from nextbest.features.retrieval import historical_features
+from nextbest.features.store import apply_definitions, get_store, materialize
+from nextbest.ingest.store import ingest_directory
+from nextbest.ingest.synthetic import generate_synthetic
+from nextbest.marts import FCT_RANKING_LABELS, mart_path
+from nextbest.pipeline import build_warehouse
+from nextbest.settings import Settings
+from tests.integration.test_spark_equivalence import _require_spark
+
+pytestmark = [pytest.mark.integration, pytest.mark.spark]
+
+ENTITY_ROWS = 3_000
+PAIR_FEATURE = "max_transition_lift_from_owned"
+"""A customer x product feature, read from the packed view."""
+FLOAT_RTOL = 1e-9
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """A DuckDB-built small bank, applied and materialized to sqlite through the DuckDB offline store."""
+    _require_spark()
+    home = tmp_path_factory.mktemp("spark_offline_store")
+    settings = Settings(home=home)
+    generate_synthetic(home / "source", customers=300, months=6, seed=3, with_oracle=False)
+    ingest_directory(home / "source", settings.raw_dir)
+    build_warehouse(settings, quiet=True)
+    apply_definitions(settings, "sqlite")
+    materialize(settings, "sqlite", progress=False)
+    return settings
+
+
+def spark_side(home: str, entity_path: str, out_path: str) -> list[str]:
+    """With ``engine=spark``: apply, retrieve the entity rows' features, materialize every view again.
+    Returns the registered sources' types."""
+    settings = Settings(home=Path(home), engine="spark")
+    definitions = apply_definitions(settings, "sqlite")
+    store = get_store(settings, "sqlite")
+    historical_features(store, pd.read_parquet(entity_path)).to_parquet(out_path, index=False)
+    materialize(settings, "sqlite", progress=False, full=True)
+    return sorted({type(s).__name__ for s in get_store(settings, "sqlite").list_data_sources()}) + [
+        type(s).__name__ for s in definitions.sources[:1]
+    ]
+
+
+def online_frame(settings: Settings, customers: list[str]) -> pd.DataFrame:
+    """Every feature online for ``customers`` x every product, one frame."""
+    store = get_store(settings, "sqlite")
+    products = pd.read_parquet(mart_path(settings, "dim_products"))[PRODUCT_ID].astype(str).tolist()
+    return pd.concat([online_features(store, c, products).frame for c in customers], ignore_index=True)
+
+
+def test_the_spark_offline_store_gives_the_duckdb_stores_features_and_online_rows(
+    deployment: Settings, tmp_path: Path
+) -> None:
+    labels = pd.read_parquet(mart_path(deployment, FCT_RANKING_LABELS))
+    entities = labels[[CUSTOMER_ID, PRODUCT_ID, EVENT_TIMESTAMP]].sample(
+        n=min(ENTITY_ROWS, len(labels)), random_state=0
+    )
+    entity_path = tmp_path / "entities.parquet"
+    entities.to_parquet(entity_path, index=False)
+    expected = historical_features(get_store(deployment, "sqlite"), entities.reset_index(drop=True))
+    customers = sorted(entities[CUSTOMER_ID].astype(str).unique())[:5]
+    online_before = online_frame(deployment, customers)
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    spawn = multiprocessing.get_context("spawn")
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as child:
+            kinds = child.submit(
+                spark_side, str(deployment.home), str(entity_path), str(tmp_path / "spark.parquet")
+            ).result()
+        assert kinds == ["SparkSource", "SparkSource"]
+        actual = pd.read_parquet(tmp_path / "spark.parquet")
+        assert len(actual) == len(expected) > 0
+        features = [c for c in expected.columns if c not in (CUSTOMER_ID, PRODUCT_ID, EVENT_TIMESTAMP)]
+        found = expected[features].notna().any()  # 6 months: the year-ago features are null everywhere
+        assert found.mean() > 0.8 and found[PAIR_FEATURE], found[~found].index.tolist()
+        pd.testing.assert_frame_equal(
+            actual[features], expected[features], check_dtype=False, check_exact=False, rtol=FLOAT_RTOL
+        )
+        online_after = online_frame(deployment, customers)
+        assert len(online_after) == len(online_before) > 0
+        numeric = online_before.select_dtypes(include=[np.number]).columns
+        pd.testing.assert_frame_equal(online_after[numeric], online_before[numeric], check_exact=False)
+        others = [c for c in online_before.columns if c not in numeric]
+        pd.testing.assert_frame_equal(online_after[others], online_before[others])
+    finally:
+        apply_definitions(deployment, "sqlite")  # back to the DuckDB offline store
