@@ -8,6 +8,10 @@ dbt's nodes ran, summed per kind (models, tests, ...: the work its threads share
 nodes. Target: 1M customers x 24 months builds
 in under 10 minutes within 8 GiB on the 2-core machine.
 
+``--engines duckdb spark`` builds each ingest on both engines (``NEXTBEST_ENGINE``; Spark ``local[2]``), one
+after the other on the same raw files, and prints each build's time, peak memory, seconds per 1,000
+customers and its ratio to the DuckDB build of the same dataset measured in the same run.
+
 ``--peer`` also runs, on the same build and machine state, the old pair path as a peer: the pair mart
 written to parquet (``feat_customer_product_monthly`` was a parquet mart) and packed with DuckDB's
 ``list()`` of structs (the old ``pack_features``), times both and checks that the old packed file holds
@@ -16,6 +20,7 @@ exactly the new one's rows.
     python benchmarks/bench_build.py                                # 10k, 100k, 1M + Complete Journey
     python benchmarks/bench_build.py --sizes 10000 --no-cj          # quick look
     python benchmarks/bench_build.py --sizes 200000 --no-cj --peer  # new pack vs the old path
+    python benchmarks/bench_build.py --sizes 10000 100000 --no-cj --engines duckdb spark
 """
 
 from __future__ import annotations
@@ -143,13 +148,18 @@ def old_path_peer(build_dir: Path, out: Path) -> dict[str, float]:
     return {"old_pair_write_s": write_s, "old_pack_s": pack_s, "rows_differing": float(differ)}
 
 
-def run_case(label: str, ingest_args: list[str], home: Path) -> dict[str, Measured]:
+def run_case(
+    label: str, ingest_args: list[str], home: Path, engines: tuple[str, ...] = ("duckdb",)
+) -> dict[str, Measured]:
+    """Ingest once, then build on each engine (stage ``build``, or ``build-<engine>`` for several)."""
     env = {**os.environ, "NEXTBEST_HOME": str(home)}
     out = {"ingest": measure([*NEXTBEST, "ingest", *ingest_args], env)}
     if out["ingest"].returncode != 0:
         print(f"{label}: ingest failed (exit {out['ingest'].returncode})")
         return out
-    out["build"] = measure([*NEXTBEST, "build", "--no-feast"], env)
+    for engine in engines:
+        stage = "build" if len(engines) == 1 else f"build-{engine}"
+        out[stage] = measure([*NEXTBEST, "build", "--no-feast"], {**env, "NEXTBEST_ENGINE": engine})
     return out
 
 
@@ -162,7 +172,13 @@ def main() -> None:
     parser.add_argument("--no-cj", action="store_true", help="skip The Complete Journey")
     parser.add_argument("--oracle", action="store_true", help="also write the oracle (slower)")
     parser.add_argument("--peer", action="store_true", help="also time the old pair path on each build")
+    parser.add_argument(
+        "--engines", nargs="+", default=["duckdb"], choices=["duckdb", "spark"], help="build on each engine"
+    )
     args = parser.parse_args()
+    if len(args.engines) > 1:
+        engines_main(args)
+        return
 
     cases: list[tuple[str, list[str], int | None]] = [
         (
@@ -233,6 +249,40 @@ def main() -> None:
                     flush=True,
                 )
     print("\ncustomers, months, dbt_s, pack_s, total_s, peak_rss_gib")
+    for line in summaries:
+        print(line)
+
+
+def engines_main(args: argparse.Namespace) -> None:
+    """Each synthetic size built on every engine of ``args.engines`` from one ingest (see the docstring)."""
+    engines = tuple(args.engines)
+    header = (
+        f"{'dataset':<28} {'stage':<14} {'seconds':>9} {'peak GiB':>9} {'s / 1k customers':>17} "
+        f"{'x duckdb':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    summaries = []
+    for n in args.sizes:
+        label = f"synthetic {n:,} x {args.months}m"
+        ingest = ["synthetic", "--customers", str(n), "--months", str(args.months), "--no-oracle"]
+        with tempfile.TemporaryDirectory(prefix="nextbest-bench-") as tmp:
+            results = run_case(label, ingest, Path(tmp), engines)
+            duckdb_s = results["build-duckdb"].seconds if "build-duckdb" in results else float("nan")
+            for stage, m in results.items():
+                status = "" if m.returncode == 0 else f"  FAILED exit {m.returncode}"
+                ratio = m.seconds / duckdb_s if stage.startswith("build") else float("nan")
+                print(
+                    f"{label:<28} {stage:<14} {m.seconds:>9.1f} {m.peak_gib:>9.2f} "
+                    f"{m.seconds / n * 1000:>17.3f} {ratio:>9.2f}{status}",
+                    flush=True,
+                )
+                if stage.startswith("build"):
+                    summaries.append(f"{n}, {args.months}, {stage[6:]}, {m.seconds:.1f}, {m.peak_gib:.2f}")
+            if any(m.returncode != 0 for m in results.values()):
+                for line in failed_nodes(Path(tmp)):
+                    print(f"{label:<28}   failed: {line}", flush=True)
+    print("\ncustomers, months, engine, build_s, peak_rss_gib")
     for line in summaries:
         print(line)
 
