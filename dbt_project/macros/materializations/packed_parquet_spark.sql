@@ -1,0 +1,68 @@
+{#-
+  `packed_parquet` on Spark: the file the DuckDB materialization writes (packed_parquet.sql), built in
+  Spark SQL. The model's SQL gives one row per element (customer_id, event_timestamp, the snapshot's
+  month_index, product_id, one encoded value per feature; product_id null for a customer x snapshot
+  without candidates). Each customer x snapshot collects its elements as structs, product first, so that
+  array_sort orders them by product (a row without candidates collects nothing: empty lists); each list
+  column is one field of the sorted structs. The columns are those of nextbest.features.packing's
+  packed_schema: the keys, candidate_product_ids (its PACKED_PRODUCTS), then one list per feature in the
+  model's order, without month_index; list elements nullable, as in the schema pyarrow writes there.
+  Written as a mart is (parquet_file_spark.sql): one partition under `marts/_spark/<model>/`, which
+  nextbest.dbt.publish_spark_marts links to `marts/<model>.parquet`; the model becomes a view over it.
+-#}
+{% materialization packed_parquet, adapter='spark' %}
+  {%- set location = env_var('NEXTBEST_WAREHOUSE_DIR') ~ '/marts/_spark/' ~ this.identifier -%}
+  {%- set location_literal = "'" ~ (location | replace("\\", "\\\\") | replace("'", "\\'")) ~ "'" -%}
+  {%- set target_relation = this.incorporate(type='view') -%}
+  {%- set existing_relation = load_cached_relation(this) -%}
+  {%- set keys = ['customer_id', 'event_timestamp'] -%}
+  {%- set product = 'product_id' -%}
+  {%- set features = [] -%}
+  {%- for column in get_columns_in_query(sql) -%}
+    {%- if column | lower not in keys + [product, 'month_index'] -%}
+      {%- do features.append(column) -%}
+    {%- endif -%}
+  {%- endfor -%}
+  {%- set lists = [(product, 'candidate_product_ids')] -%}
+  {%- for feature in features -%}
+    {%- do lists.append((feature, feature)) -%}
+  {%- endfor -%}
+
+  {{ run_hooks(pre_hooks) }}
+
+  {% call statement('write_packed') -%}
+    insert overwrite directory {{ location_literal }} using parquet
+    select /*+ REPARTITION(1) */
+        {{ keys | join(', ') }},
+        {%- for field, name in lists %}
+        {#- the if() only makes the element type nullable (the product is never null here): Spark
+            would write the elements of a non-null expression (a '' string) as required -#}
+        transform(elements, element -> if(element.{{ product }} is null, null, element.{{ field }}))
+            as {{ name }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    from (
+        select
+            {{ keys | join(', ') }},
+            array_sort(collect_list(
+                case when {{ product }} is not null then struct({{ lists | map('first') | join(', ') }}) end
+            )) as elements
+        from (
+            {{ sql }}
+        ) as packed_elements
+        group by {{ keys | join(', ') }}
+    ) as packed_rows
+  {%- endcall %}
+
+  {% if existing_relation is not none and existing_relation.type != 'view' %}
+    {{ adapter.drop_relation(existing_relation) }}
+  {% endif %}
+
+  {% call statement('main') -%}
+    create or replace view {{ target_relation }} as
+    select * from parquet.`{{ location | replace('`', '``') }}`
+  {%- endcall %}
+
+  {{ run_hooks(post_hooks) }}
+
+  {{ return({'relations': [target_relation]}) }}
+{% endmaterialization %}
