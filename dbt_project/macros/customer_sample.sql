@@ -24,10 +24,10 @@
 {%- endmacro %}
 
 
-{#- literal_list(values): 'v1', 'v2', ... as SQL string literals (quotes doubled); null when empty. -#}
+{#- literal_list(values): 'v1', 'v2', ... as SQL string literals (string_literal); null when empty. -#}
 {% macro literal_list(values) -%}
     {%- for value in values -%}
-        '{{ value | string | replace("'", "''") }}'{{ ", " if not loop.last }}
+        {{ string_literal(value) }}{{ ", " if not loop.last }}
     {%- else -%}
         null
     {%- endfor -%}

@@ -11,7 +11,7 @@
 -#}
 {%- set sample_query -%}
     select customer_id from {{ ref('stg_raw__customers') }}
-    order by hash(customer_id)
+    order by {{ stable_hash('customer_id') }}
     limit {{ var('leakage_test_sample_customers') | int }}
 {%- endset -%}
 {%- set sampled_ids = run_query(sample_query).columns[0].values() if execute else [] -%}
@@ -86,7 +86,7 @@ feature_mismatches as (
     select
         'feat_customer_monthly' as model,
         sampled_features.customer_id,
-        cast(null as varchar) as product_id,
+        cast(null as string) as product_id,
         sampled_features.event_timestamp,
         'recomputed counts differ' as problem
     from sampled_features

@@ -6,8 +6,6 @@
   Returns every customer x snapshot on which the brute force and feat_customer_monthly disagree, and every
   population customer x snapshot with an eligible product not owned but no candidate row.
 -#}
-{#- DuckDB's date functions and correlated exists in the select list: not run on Spark yet. -#}
-{{ config(tags=['duckdb_only']) }}
 {%- set lookback = var('activity_lookback_months') | int -%}
 {%- set prospect_window = var('prospect_window_months') -%}
 
@@ -44,7 +42,7 @@ candidates as (
 sampled_customers as (
     select *
     from customers
-    order by hash(customer_id)
+    order by {{ stable_hash('customer_id') }}
     limit {{ var('leakage_test_sample_customers') }}
 ),
 
@@ -94,8 +92,7 @@ expected as (
         or (
             not held_something
             {%- if prospect_window is not none %}
-            and date_diff('month', date_trunc('month', joined_on), date_trunc('month', snapshot_on))
-                < {{ prospect_window | int }}
+            and {{ month_index('snapshot_on') }} - {{ month_index('joined_on') }} < {{ prospect_window | int }}
             {%- endif %}
         )
 ),

@@ -10,6 +10,7 @@
 -#}
 {% test unpacks_to(model, pair_model) %}
 {%- set columns = packed_feature_columns(pair_model) -%}
+{%- set names = columns | map(attribute='name') | list -%}
 {%- set in_sample = in_sampled_customers(ref('stg_raw__customers')) -%}
 with
 
@@ -22,7 +23,7 @@ misaligned as (
     from packed
     where false
     {%- for column in columns %}
-        or len({{ column.name }}) != len(candidate_product_ids)
+        or {{ list_length(column.name) }} != {{ list_length('candidate_product_ids') }}
     {%- endfor %}
 ),
 
@@ -30,10 +31,7 @@ unpacked as (
     select
         customer_id,
         event_timestamp,
-        unnest(candidate_product_ids) as product_id,
-        {%- for column in columns %}
-        unnest({{ column.name }}) as {{ column.name }},
-        {%- endfor %}
+        {{ lists_explode(['candidate_product_ids'] + names, ['product_id'] + names) }}
     from packed
 ),
 
@@ -43,7 +41,7 @@ pairs as (
         event_timestamp,
         product_id,
         {%- for column in columns %}
-        {{ packed_element(column) }} as {{ column.name }},
+        {{ packed_element(column) }} as {{ column.name }}{{ ',' if not loop.last }}
         {%- endfor %}
     from {{ ref(pair_model) }}
     where {{ in_sample }}
