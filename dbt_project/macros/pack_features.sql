@@ -4,9 +4,9 @@
     one list per feature column documented in the pair model's yml.
 
     pack_features gives the elements, one row per customer x snapshot x candidate (sorted into lists by
-    the `packed_parquet` materialization, which builds the list columns with pyarrow: see
-    macros/materializations/packed_parquet.sql); a population row without candidates gives one row with a
-    null product_id, which becomes empty lists.
+    the `packed_parquet` materialization: on DuckDB with pyarrow, see
+    macros/materializations/packed_parquet.sql; on Spark in SQL, packed_parquet_spark.sql); a population
+    row without candidates gives one row with a null product_id, which becomes empty lists.
 
     Lists carry no nulls (Feast's online store would turn a null element into 0), so a missing value is
     encoded explicitly and decoded by nextbest.features.packing: numbers and booleans travel as double with NaN
@@ -40,7 +40,7 @@
     {#- One feature value as a list element: NaN / '' stand for null (see nextbest.features.packing, which defines the same markers). -#}
     {%- set data_type = (column.data_type or '') | lower -%}
     {%- if data_type == 'varchar' -%}
-        coalesce(cast({{ column.name }} as varchar), '')
+        coalesce(cast({{ column.name }} as string), '')
     {%- elif data_type in ['integer', 'bigint', 'double', 'boolean'] -%}
         coalesce(cast({{ column.name }} as double), 'nan'::double)
     {%- else -%}
@@ -77,7 +77,7 @@ final as (
         population.month_index,
         pairs.product_id,
         {%- for column in columns %}
-        {{ packed_element(column) }} as {{ column.name }},
+        {{ packed_element(column) }} as {{ column.name }}{{ ',' if not loop.last }}
         {%- endfor %}
     from population
     left join pairs

@@ -1,7 +1,4 @@
-{#-
-  list_contains(list_expr, value_expr): true when the list holds the value (for the models still tagged
-  duckdb_only, e.g. int_owned_sets_cross_sold, once they are made portable).
--#}
+{#- list_contains(list_expr, value_expr): true when the list holds the value. -#}
 {% macro list_contains(list_expr, value_expr) -%}
     {{ return(adapter.dispatch('list_contains', 'nextbest')(list_expr, value_expr)) }}
 {%- endmacro %}

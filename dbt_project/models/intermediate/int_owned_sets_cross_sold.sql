@@ -22,7 +22,7 @@ set_members as (
         month_index,
         latest_product_key,
         owned_product_keys,
-        unnest(owned_product_keys) as from_product_key,
+        {{ list_explode('owned_product_keys') }} as from_product_key
     from sets
 ),
 
@@ -37,12 +37,12 @@ final as (
             where set_members.from_product_key = set_members.latest_product_key
         ) as double) as latest_transition_lift,
         cast(max(transitions.coownership_lift) as double) as max_coownership_lift,
-        cast(avg(ln(transitions.coownership_lift)) as double) as mean_log_coownership_lift,
+        cast(avg(ln(transitions.coownership_lift)) as double) as mean_log_coownership_lift
     from set_members
     inner join transitions
         on set_members.from_product_key = transitions.from_product_key
         and set_members.month_index = transitions.month_index
-    where not list_contains(set_members.owned_product_keys, transitions.to_product_key)
+    where not {{ list_contains('set_members.owned_product_keys', 'transitions.to_product_key') }}
     group by all
 )
 

@@ -14,7 +14,7 @@ final as (
         count(distinct month_index) as count_months,
         count(distinct owned_product_keys) as count_product_lists,
         count(distinct latest_product_key) as count_latest_products,
-        cast(count(*) as integer) as count_customers,
+        cast(count(*) as integer) as count_customers
     from customer_sets
     group by owned_set_id
 )

@@ -63,7 +63,7 @@ final as (
             / adopter_profiles.sd_adopter_age_years as double
         ) as age_z_score_among_adopters,
         cast(breadth_adoptions.adoption_rate_same_breadth as double) as adoption_rate_same_breadth_last_3_months,
-        cast(breadth_adoptions.adoption_lift_same_breadth as double) as adoption_lift_same_breadth_last_3_months,
+        cast(breadth_adoptions.adoption_lift_same_breadth as double) as adoption_lift_same_breadth_last_3_months
     from candidates
     left join ownership
         on candidates.product_id = ownership.product_id
