@@ -5,8 +5,8 @@ and lets benchmarks read the child's peak memory. The child dies with its parent
 process group, which is killed when the caller is interrupted or fails, and on Linux the kernel kills it
 when the parent dies (``PR_SET_PDEATHSIG``), so a SIGKILLed ``nextbest build`` leaves no dbt running.
 
-``settings.engine`` picks the profile target (DuckDB, or Spark through dbt-spark's session): on Spark the
-models tagged ``duckdb_only`` are left out and the marts Spark writes as directories are published as
+``settings.engine`` picks the profile target (DuckDB, or Spark through dbt-spark's session; every model
+and test of the project runs on both): on Spark the marts Spark writes as directories are published as
 the one parquet file per mart every stage reads (``publish_spark_marts``).
 """
 
@@ -50,11 +50,9 @@ _LOCK_RE = re.compile(
 )
 """DuckDB's message when another process holds the database file."""
 
-SPARK_EXCLUDE = "tag:duckdb_only+"
-"""On the spark engine, the models not portable yet (and those built on them) are left out."""
-
 SPARK_MARTS_SUBDIR = "_spark"
-"""Where the spark ``parquet_file`` materialization writes each mart as a directory (in the marts dir)."""
+"""Where the spark ``parquet_file`` and ``packed_parquet`` materializations write each mart as a directory
+(in the marts dir)."""
 
 PR_SET_PDEATHSIG = 1
 """prctl option: the signal the kernel sends this process when its parent dies (Linux)."""
@@ -217,10 +215,6 @@ def run_dbt(
     settings.build_dir.mkdir(parents=True, exist_ok=True)
     settings.marts_dir.mkdir(parents=True, exist_ok=True)
     cmd = [dbt_executable(), *args, "--project-dir", str(project_dir)]
-    if settings.engine == "spark" and args and args[0] in ("build", "run", "test", "seed") and (
-        "--exclude" not in args
-    ):
-        cmd += ["--exclude", SPARK_EXCLUDE]
     if dbt_vars:
         cmd += ["--vars", json.dumps(dict(dbt_vars), default=str)]
     env = dbt_env(settings, project_dir)
