@@ -1,13 +1,15 @@
-"""The dbt project on Spark equals the DuckDB build: every portable mart, row for row.
+"""The dbt project on Spark equals the DuckDB build: every mart, row for row.
 
 One raw dataset (the hand-made dbt fixture, with its edge cases: a transaction at 23:59:59 on a month-end,
 a product held in and out inside one month, a re-held product, age bounds, null segments; plus a small
-generated bank for volume) is built by dbt-duckdb and by dbt-spark (`local[2]`, in-process session). The
-marts Spark publishes must be exactly the models not tagged ``duckdb_only`` (nor built on one), each with
-the same parquet schema as DuckDB's and the same rows: same keys and non-float values, floats within a
-relative 1e-9 (the engines sum in different orders). Feast's historical retrieval of the customer and
-product views (defined from each build's manifest) through its Spark offline store, on the Spark marts,
-equals its DuckDB offline store's on the DuckDB marts, for the same entity rows.
+generated bank for volume, and a customer owning every product open to them, so never a candidate) is
+built by dbt-duckdb and by dbt-spark (`local[2]`, in-process session). Spark must publish every mart of
+the project, each with the same parquet schema as DuckDB's (names and types, list element types
+included) and the same rows: same keys and non-float values, floats within a relative 1e-9 (the engines
+sum in different orders); a packed mart's lists (``packed_parquet``) element by element, in order.
+Feast's historical retrieval of the customer, product and packed customer x product views (defined from
+each build's manifest) through its Spark offline store, on the Spark marts, equals its DuckDB offline
+store's on the DuckDB marts, for the same entity rows.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ import os
 import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -29,7 +34,7 @@ from nextbest.dbt import SPARK_MARTS_SUBDIR, run_dbt
 from nextbest.features.definitions import build_entities, build_source, build_view
 from nextbest.features.manifest import feature_specs_from_manifest
 from nextbest.marts import FCT_RANKING_LABELS, manifest_path, mart_path
-from nextbest.settings import Settings
+from nextbest.settings import Engine, Settings
 from tests.data.raw_builders import write_scale_dataset
 from tests.integration import dbt_fixtures
 
@@ -38,8 +43,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.spark]
 FLOAT_RTOL = 1e-9
 """Relative tolerance of float columns (sums in another order differ in the last bits)."""
 
-FEAST_VIEW_MODELS = ("feat_customer_monthly", "feat_product_monthly")
-"""The feature marts of the Feast views compared (the pair view reads a mart not portable yet)."""
+FEAST_VIEW_MODELS = ("feat_customer_monthly", "feat_product_monthly", "feat_customer_product_monthly_packed")
+"""The feature marts of the Feast views compared (the packed one: the customer x product view)."""
+
+PACKED_MART = "feat_customer_product_monthly_packed"
+
+MART_MATERIALIZATIONS = ("parquet_file", "packed_parquet")
+"""The materializations that publish a mart (one parquet file in the marts directory)."""
+
+OWNS_EVERYTHING = "E1"
+"""A customer of unknown age holding every product without age bounds from before the first snapshot: in
+the population at every snapshot, without a candidate (a packed row of empty lists)."""
 
 RETRIEVAL_KEYS = ["customer_id", "product_id", "event_timestamp"]
 
@@ -70,11 +84,24 @@ def _write_raw(raw_dir: Path) -> None:
         fixture = pq.read_table(raw_dir / f"{table}.parquet")
         extra = pq.read_table(generated / f"{table}.parquet").select(fixture.schema.names)
         pq.write_table(pa.concat_tables([fixture, extra.cast(fixture.schema)]), raw_dir / f"{table}.parquet")
+    customers = pq.read_table(raw_dir / "customers.parquet")
+    products = pq.read_table(raw_dir / "products.parquet").to_pylist()
+    open_to_all = [p["product_id"] for p in products if p["min_age"] is None and p["max_age"] is None]
+    since = date(2018, 1, 1)
+    owner = {"customer_id": OWNS_EVERYTHING, "joined_on": since, "birth_year": None, "income": None,
+             "segment": "mass", "region": None}
+    pq.write_table(pa.concat_tables([customers, pa.Table.from_pylist([owner], schema=customers.schema)]),
+                   raw_dir / "customers.parquet")
+    holdings = pq.read_table(raw_dir / "holdings.parquet")
+    held = [{"customer_id": OWNS_EVERYTHING, "product_id": p, "started_on": since, "ended_on": None}
+            for p in open_to_all]
+    pq.write_table(pa.concat_tables([holdings, pa.Table.from_pylist(held, schema=holdings.schema)]),
+                   raw_dir / "holdings.parquet")
 
 
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Settings]:
-    """The same raw dataset built on DuckDB and on Spark (portable models only on both)."""
+    """The same raw dataset built (dbt run: every model) on DuckDB and on Spark."""
     _require_spark()
     root = tmp_path_factory.mktemp("spark_equivalence")
     raw_dir = root / "raw"
@@ -88,37 +115,63 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Settings
                             spark_driver_memory="1g")
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("NEXTBEST_SPARK_SHUFFLE_PARTITIONS", "1")  # tiny data: one task per stage
-            run_dbt(["run", "--exclude", "tag:duckdb_only+"], settings, dbt_vars, quiet=True)
+            run_dbt(["run"], settings, dbt_vars, quiet=True)
         built.append(settings)
     return built[0], built[1]
 
 
-def portable_marts(settings: Settings) -> set[str]:
-    """The mart models of the manifest that are neither tagged duckdb_only nor built on one."""
-    nodes = json.loads(manifest_path(settings).read_text())["nodes"]
-    models = {key: node for key, node in nodes.items() if node["resource_type"] == "model"}
-    excluded = {key for key, node in models.items() if "duckdb_only" in node["tags"]}
-    changed = True
-    while changed:
-        downstream = {key for key, node in models.items()
-                      if key not in excluded and set(node["depends_on"]["nodes"]) & excluded}
-        excluded |= downstream
-        changed = bool(downstream)
-    return {node["name"] for key, node in models.items()
-            if key not in excluded and node["config"]["materialized"] == "parquet_file"}
+def mart_models(settings: Settings) -> set[str]:
+    """The models of the manifest materialized as a mart (one parquet file)."""
+    nodes = json.loads(manifest_path(settings).read_text())["nodes"].values()
+    return {node["name"] for node in nodes
+            if node["resource_type"] == "model" and node["config"]["materialized"] in MART_MATERIALIZATIONS}
 
 
-def sorted_frame(path: Path) -> pd.DataFrame:
-    """A mart's rows in a canonical order (by every column)."""
-    frame = pd.read_parquet(path)
+def sorted_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows in a canonical order (by every column, the first ones first)."""
     ordered = frame.sort_values(list(frame.columns), na_position="first", kind="mergesort")
     return ordered.reset_index(drop=True)
 
 
-def test_spark_publishes_one_parquet_file_per_portable_mart(builds: tuple[Settings, Settings]) -> None:
+def list_columns(table: pa.Table) -> list[str]:
+    return [field.name for field in table.schema if pa.types.is_list(field.type)]
+
+
+def elements(table: pa.Table, lists: list[str], keys: list[str]) -> pd.DataFrame:
+    """One row per list element: the row's ``keys``, the element's position, and the element of each list
+    in ``lists`` (which must be equally long in every row)."""
+    arrays = [pa.concat_arrays(table.column(name).chunks) if table.column(name).num_chunks
+              else pa.array([], table.schema.field(name).type) for name in lists]
+    lengths = arrays[0].value_lengths().fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    for name, array in zip(lists, arrays, strict=True):
+        got = array.value_lengths().fill_null(0).to_numpy(zero_copy_only=False)
+        assert (got == lengths).all(), f"{name}: a list not as long as {lists[0]} in the same row"
+    rows = np.repeat(np.arange(table.num_rows), lengths)
+    frame = table.select(keys).take(pa.array(rows, pa.int64())).to_pandas()
+    frame["position"] = np.arange(len(rows)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    for name, array in zip(lists, arrays, strict=True):
+        frame[name] = array.flatten().to_numpy(zero_copy_only=False)
+    return frame
+
+
+def comparable(table: pa.Table, keys: list[str] | None = None) -> list[pd.DataFrame]:
+    """A mart as canonically sorted frames: its rows; for a mart with list columns, its rows with every
+    list replaced by its length, and its list elements (``elements``, by ``keys``: default, every column
+    but the lists)."""
+    lists = list_columns(table)
+    if not lists:
+        return [sorted_frame(table.to_pandas())]
+    scalars = [name for name in table.column_names if name not in lists]
+    rows = table.select(scalars).to_pandas()
+    for name in lists:
+        rows[f"len({name})"] = pc.list_value_length(table.column(name)).to_pandas()  # NaN: a null list
+    return [sorted_frame(rows), sorted_frame(elements(table, lists, keys or scalars))]
+
+
+def test_spark_publishes_one_parquet_file_per_mart(builds: tuple[Settings, Settings]) -> None:
     duckdb_build, spark_build = builds
-    expected = portable_marts(spark_build)
-    assert {"feat_customer_monthly", "feat_product_monthly", "fct_ranking_labels"} <= expected
+    expected = mart_models(spark_build)
+    assert {"feat_customer_monthly", "feat_product_monthly", "fct_ranking_labels", PACKED_MART} <= expected
     published = {path.stem for path in spark_build.marts_dir.glob("*.parquet")}
     assert published == expected
     assert (spark_build.marts_dir / SPARK_MARTS_SUBDIR).is_dir()
@@ -126,39 +179,44 @@ def test_spark_publishes_one_parquet_file_per_portable_mart(builds: tuple[Settin
         assert mart_path(duckdb_build, name).is_file()
 
 
-def test_every_portable_mart_built_on_spark_equals_the_duckdb_build(
-    builds: tuple[Settings, Settings],
-) -> None:
+def test_every_mart_built_on_spark_equals_the_duckdb_build(builds: tuple[Settings, Settings]) -> None:
     duckdb_build, spark_build = builds
-    for name in sorted(portable_marts(spark_build)):
+    for name in sorted(mart_models(spark_build)):
         duckdb_schema = pq.read_schema(mart_path(duckdb_build, name))
         spark_schema = pq.read_schema(mart_path(spark_build, name))
         assert spark_schema.names == duckdb_schema.names, name
-        assert spark_schema.types == duckdb_schema.types, name  # timestamps in microseconds, ints alike
-        expected = sorted_frame(mart_path(duckdb_build, name))
-        actual = sorted_frame(mart_path(spark_build, name))
-        assert len(expected) > 0, f"{name}: the DuckDB build is empty, the comparison would prove nothing"
-        pd.testing.assert_frame_equal(actual, expected, check_exact=False, rtol=FLOAT_RTOL, obj=name)
+        # timestamps in microseconds, ints alike; a list's element type and nullability too (not its name)
+        assert spark_schema.types == duckdb_schema.types, name
+        expected = comparable(pq.read_table(mart_path(duckdb_build, name)))
+        actual = comparable(pq.read_table(mart_path(spark_build, name)))
+        for expected_frame, actual_frame in zip(expected, actual, strict=True):
+            assert len(expected_frame) > 0, f"{name}: empty in the DuckDB build, so proves nothing"
+            pd.testing.assert_frame_equal(actual_frame, expected_frame, check_exact=False, rtol=FLOAT_RTOL,
+                                          obj=name)
 
 
-def historical_features(home: str, engine: str, entity_path: str, out_path: str) -> None:
+def test_a_customer_without_candidates_gets_a_packed_row_of_empty_lists_on_both_engines(
+    builds: tuple[Settings, Settings],
+) -> None:
+    for build in builds:
+        packed = pq.read_table(mart_path(build, PACKED_MART))
+        owner = packed.filter(pc.equal(packed.column("customer_id"), OWNS_EVERYTHING))
+        assert owner.num_rows > 0, build.engine
+        for name in list_columns(owner):
+            assert all(len(values) == 0 for values in owner.column(name).to_pylist()), (build.engine, name)
+
+
+def historical_features(home: str, engine: Engine, entity_path: str, out_path: str) -> None:
     """Feast's historical retrieval of FEAST_VIEW_MODELS' views over the build in ``home``, through the
     DuckDB offline store (the project's FileSources) or the Spark one (SparkSources on the same files).
     Run in a child process on Spark, so that no JVM stays in the test process. Writes the frame."""
     from feast import FeatureStore, RepoConfig
-    from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 
     settings = Settings(home=Path(home), engine=engine)
     specs = [spec for spec in feature_specs_from_manifest(manifest_path(settings), settings.marts_dir)
              if spec.model in FEAST_VIEW_MODELS]
     entities = build_entities()
-    views = [
-        build_view(spec, entities, build_source(spec) if engine == "duckdb" else SparkSource(
-            name=spec.source_name, path=str(spec.parquet_path), file_format="parquet",
-            timestamp_field="event_timestamp",
-        ))
-        for spec in specs
-    ]
+    views = [build_view(spec, entities, build_source(spec, engine)) for spec in specs]
     offline = {"type": "duckdb"} if engine == "duckdb" else {"type": "spark", "spark_conf": {
         "spark.master": "local[2]", "spark.driver.memory": "1g", "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false", "spark.sql.session.timeZone": "UTC",
@@ -204,5 +262,12 @@ def test_feast_retrieval_through_the_spark_offline_store_equals_the_duckdb_store
     expected, actual = retrieved(tmp_path / "duckdb.parquet"), retrieved(tmp_path / "spark.parquet")
     assert len(expected) == len(entities) > 0
     assert expected.drop(columns=RETRIEVAL_KEYS).notna().any().all()  # every feature was found somewhere
-    pd.testing.assert_frame_equal(actual[list(expected.columns)], expected, check_dtype=False,
-                                  check_exact=False, rtol=FLOAT_RTOL)
+    columns = RETRIEVAL_KEYS + [name for name in expected.columns if name not in RETRIEVAL_KEYS]
+    expected_table = pa.Table.from_pandas(expected[columns], preserve_index=False)
+    assert list_columns(expected_table)  # the packed view's lists
+    actual_table = pa.Table.from_pandas(actual[columns], preserve_index=False)
+    expected_frames = comparable(expected_table, RETRIEVAL_KEYS)
+    actual_frames = comparable(actual_table, RETRIEVAL_KEYS)
+    for expected_frame, actual_frame in zip(expected_frames, actual_frames, strict=True):
+        pd.testing.assert_frame_equal(actual_frame, expected_frame, check_dtype=False, check_exact=False,
+                                      rtol=FLOAT_RTOL)
