@@ -11,8 +11,8 @@
   nextbest.dbt.publish_spark_marts links to `marts/<model>.parquet`; the model becomes a view over it.
 -#}
 {% materialization packed_parquet, adapter='spark' %}
-  {%- set location = env_var('NEXTBEST_WAREHOUSE_DIR') ~ '/marts/_spark/' ~ this.identifier -%}
-  {%- set location_literal = "'" ~ (location | replace("\\", "\\\\") | replace("'", "\\'")) ~ "'" -%}
+  {%- set location = spark_mart_location(this) -%}
+  {%- set location_literal = spark_mart_literal(location) -%}
   {%- set target_relation = this.incorporate(type='view') -%}
   {%- set existing_relation = load_cached_relation(this) -%}
   {%- set keys = ['customer_id', 'event_timestamp'] -%}
@@ -53,14 +53,7 @@
     ) as packed_rows
   {%- endcall %}
 
-  {% if existing_relation is not none and existing_relation.type != 'view' %}
-    {{ adapter.drop_relation(existing_relation) }}
-  {% endif %}
-
-  {% call statement('main') -%}
-    create or replace view {{ target_relation }} as
-    select * from parquet.`{{ location | replace('`', '``') }}`
-  {%- endcall %}
+  {{ spark_mart_view(target_relation, existing_relation, location) }}
 
   {{ run_hooks(post_hooks) }}
 

@@ -6,8 +6,8 @@
   directory's one part file to `marts/<model>.parquet` once dbt has finished.
 -#}
 {% materialization parquet_file, adapter='spark' %}
-  {%- set location = env_var('NEXTBEST_WAREHOUSE_DIR') ~ '/marts/_spark/' ~ this.identifier -%}
-  {%- set location_literal = "'" ~ (location | replace("\\", "\\\\") | replace("'", "\\'")) ~ "'" -%}
+  {%- set location = spark_mart_location(this) -%}
+  {%- set location_literal = spark_mart_literal(location) -%}
   {%- set target_relation = this.incorporate(type='view') -%}
   {%- set existing_relation = load_cached_relation(this) -%}
 
@@ -20,14 +20,7 @@
     )
   {%- endcall %}
 
-  {% if existing_relation is not none and existing_relation.type != 'view' %}
-    {{ adapter.drop_relation(existing_relation) }}
-  {% endif %}
-
-  {% call statement('main') -%}
-    create or replace view {{ target_relation }} as
-    select * from parquet.`{{ location | replace('`', '``') }}`
-  {%- endcall %}
+  {{ spark_mart_view(target_relation, existing_relation, location) }}
 
   {{ run_hooks(post_hooks) }}
 
