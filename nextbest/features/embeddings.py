@@ -54,6 +54,7 @@ PRODUCT_EMBEDDING_VIEW = "product_embedding"
 RETRIEVAL_SERVICE_NAME = "retrieval_v1"
 """The FeatureService of the embedding views (the retrieval stage's input; not the ranker's)."""
 
+
 @dataclass(frozen=True)
 class EmbeddingView:
     """One embedding view: its name, mart, entity and join key."""
@@ -165,7 +166,7 @@ def customer_embeddings_at(store: FeatureStore, keys: pd.DataFrame) -> pd.DataFr
         out[EMBEDDING], out[RETRIEVAL_MODEL] = None, None
         return out
     entity = out.assign(_row=np.arange(len(out)))
-    refs = [f"{CUSTOMER_EMBEDDING_VIEW}:{EMBEDDING}", f"{CUSTOMER_EMBEDDING_VIEW}:{RETRIEVAL_MODEL}"]
+    refs = next(v for v in EMBEDDING_VIEWS if v.view == CUSTOMER_EMBEDDING_VIEW).refs
     got = store.get_historical_features(entity_df=entity, features=refs).to_df()
     got = got.sort_values("_row").reset_index(drop=True)  # Feast does not keep row order
     out[EMBEDDING] = got[EMBEDDING].tolist()
