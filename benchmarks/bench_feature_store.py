@@ -5,6 +5,8 @@ Prints figures and ratios. Small defaults finish in a few minutes on 2 cores:
     PYTHONPATH=. python benchmarks/bench_feature_store.py
     PYTHONPATH=. python benchmarks/bench_feature_store.py --entity-rows 100000,1000000 \
         --mat-customers 10000,100000 --skip peer
+    PYTHONPATH=. python benchmarks/bench_feature_store.py --skip historical,peer,latency \
+        --mat-customers 10000,100000 --engines duckdb spark
 
 Sections:
 1. point-in-time retrieval of the ranker_v1 service: ours (Feast through
@@ -16,7 +18,9 @@ Sections:
    and how many entity rows Feast was actually sent.
 2. materialization keys/s into sqlite and redis of marts shaped like the real ones (the manifest of the
    dbt build, random values; the packed view with ``candidates_per_customer`` aligned list elements) at
-   C customers x 3 snapshots, with the online store size; then the PEER: the previous layout, one online
+   C customers x 3 snapshots, with the online store size; with ``--engines duckdb spark`` the same
+   materialization through Feast's Spark offline store and Spark batch engine (``NEXTBEST_ENGINE=spark``),
+   with its time ratio to the DuckDB stack's; then the PEER: the previous layout, one online
    key per customer x candidate (a view keyed by [customer, product] over the same values exploded),
    and the ratios old/new (skip it with ``--skip peer``: ~9 min at 100k customers in sqlite).
 3. online fetch latency p50/p99 for one customer + all its candidates:
@@ -64,7 +68,7 @@ from nextbest.features.store import (
     sqlite_path,
 )
 from nextbest.marts import manifest_path
-from nextbest.settings import FEATURE_REPO_DIR, Settings
+from nextbest.settings import ENGINES, FEATURE_REPO_DIR, Settings
 
 REDIS_DB = 14
 SQL_TYPES = {"Int32": "integer", "Int64": "bigint", "Float64": "double", "Bool": "boolean"}
@@ -389,7 +393,9 @@ def write_scaled_marts(
             for f in spec.fields:
                 df[f.name] = _random_values(f, len(df), rng, packed=False)
             frames.append(df)
-        pd.concat(frames, ignore_index=True).to_parquet(spec.parquet_path, index=False)
+        # timestamps in microseconds, as the dbt marts (Spark cannot read nanoseconds)
+        frame = pd.concat(frames, ignore_index=True)
+        frame.to_parquet(spec.parquet_path, index=False, coerce_timestamps="us")
     return keys
 
 
@@ -500,6 +506,7 @@ def bench_materialize(
     with_redis: bool,
     with_peer: bool,
     candidates_per_customer: int = 20,
+    engines: tuple[str, ...] = ("duckdb",),
 ) -> None:
     print(
         f"\n== 2. materialization (full backfill, 3 snapshots, 24 products, {candidates_per_customer} "
@@ -528,6 +535,17 @@ def bench_materialize(
             apply_definitions(settings, kind)
             new = run_materialize(settings, kind, keys)
             print(f"{customers:>9,} customers {kind:6s} new: 1 key per customer   {new.line()}")
+            for engine in engines:
+                if engine == "duckdb":  # the line above: Feast's local engine over the DuckDB store
+                    continue
+                on_engine = Settings(home=home, engine=engine)
+                apply_definitions(on_engine, kind)
+                other = run_materialize(on_engine, kind, keys)
+                apply_definitions(settings, kind)
+                print(
+                    f"{'':>26} {engine} batch engine:      {other.line()}\n{'':>26} {engine}/duckdb: "
+                    f"time x{other.seconds / new.seconds:.2f} (RSS: this process only, not the JVM)"
+                )
             if not with_peer:
                 continue
             get_store(peer, kind).apply(objects)
@@ -708,6 +726,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--candidates", type=int, default=20, help="candidates per customer in section 2")
     p.add_argument("--requests", type=int, default=200, help="online requests per client")
     p.add_argument(
+        "--engines",
+        nargs="+",
+        choices=ENGINES,
+        default=("duckdb",),
+        help="section 2 also materializes with each other engine's Feast stack (spark: the Spark offline "
+        "store and Feast's Spark batch engine), printing its time against the DuckDB one's",
+    )
+    p.add_argument(
         "--skip",
         default="",
         help="comma list of sections to skip: historical,materialize,peer,latency (peer: the old-layout "
@@ -735,7 +761,13 @@ def main(argv: list[str] | None = None) -> None:
         bench_historical(built, args.entity_rows)
     if "materialize" not in skip:
         bench_materialize(
-            built, args.work, args.mat_customers, with_redis, "peer" not in skip, args.candidates
+            built,
+            args.work,
+            args.mat_customers,
+            with_redis,
+            "peer" not in skip,
+            args.candidates,
+            tuple(args.engines),
         )
     if "latency" not in skip:
         bench_latency(built, args.requests, with_redis)

@@ -105,6 +105,7 @@ def repo_config(
             "cache_ttl_seconds": 60,
         },
         offline_store=offline_store_config(settings),
+        batch_engine=batch_engine_config(settings, kind),
         online_store=online_store,
         entity_key_serialization_version=3,
         # Dedup to the latest row per key inside DuckDB (not all history into pandas), and convert/write
@@ -114,23 +115,56 @@ def repo_config(
     )
 
 
+def spark_conf(settings: Settings) -> dict[str, str]:
+    """The Spark session of Feast's Spark offline store and batch engine (one session: same conf)."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # Spark's Python workers: this venv
+    return {
+        "spark.master": settings.spark_master,
+        "spark.driver.memory": settings.spark_driver_memory,
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.catalogImplementation": "in-memory",
+        "spark.sql.shuffle.partitions": "4",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+    }
+
+
 def offline_store_config(settings: Settings) -> dict[str, Any]:
     """Feast's offline store for ``settings.engine``: DuckDB, or Spark (``spark_master``,
     ``spark_driver_memory``; UTC session, in-memory catalogue) reading the same parquet marts."""
     if settings.engine != "spark":
         return {"type": "duckdb"}
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # Spark's Python workers: this venv
+    return {"type": "spark", "spark_conf": spark_conf(settings)}
+
+
+SPARK_ONLINE_WRITERS: dict[str, int] = {"sqlite": 1, "redis": 0}
+"""Partitions Feast's Spark batch engine writes the online store from (0: as Spark's plan gives them, one
+writer per task): sqlite takes one writer at a time (parallel tasks would wait on its file lock), redis
+takes many."""
+
+
+def start_spark_session(settings: Settings) -> None:
+    """Start this thread's Spark session with ``spark_conf`` unless one is active. Feast's Spark batch
+    engine, when no session is active, starts one from its whole engine config rather than the
+    ``spark_conf`` in it (Feast 0.67: ``ComputeEngine._get_feature_view_engine_config``), i.e. without our
+    master, driver memory or UTC; the offline store and the engine then share this session."""
+    from pyspark import SparkConf
+    from pyspark.sql import SparkSession
+
+    if SparkSession.getActiveSession() is None:
+        SparkSession.builder.config(conf=SparkConf().setAll(list(spark_conf(settings).items()))).getOrCreate()
+
+
+def batch_engine_config(settings: Settings, online: OnlineKind) -> dict[str, Any]:
+    """Feast's materialization engine for ``settings.engine``: Feast's in-process ``local`` engine over
+    DuckDB, or its ``spark.engine`` (the latest row per key computed in Spark, its tasks writing the
+    online store: ``SPARK_ONLINE_WRITERS``) beside the Spark offline store."""
+    if settings.engine != "spark":
+        return {"type": "local"}
     return {
-        "type": "spark",
-        "spark_conf": {
-            "spark.master": settings.spark_master,
-            "spark.driver.memory": settings.spark_driver_memory,
-            "spark.sql.session.timeZone": "UTC",
-            "spark.sql.catalogImplementation": "in-memory",
-            "spark.sql.shuffle.partitions": "4",
-            "spark.ui.enabled": "false",
-            "spark.ui.showConsoleProgress": "false",
-        },
+        "type": "spark.engine",
+        "spark_conf": spark_conf(settings),
+        "partitions": SPARK_ONLINE_WRITERS[online],
     }
 
 
@@ -426,6 +460,8 @@ def materialize(
     if not was_complete:
         full = True  # another build (or an unfinished run): restated rows anywhere in history
     _record_materialized(settings, kind, MaterializedBuild(build_id, False))
+    if settings.engine == "spark":
+        start_spark_session(settings)
     runs: list[MaterializationRun] = []
     for view in registered:
         if views is not None and view.name not in views:

@@ -358,8 +358,19 @@ class TestDefinitions:
         assert Path(from_yaml.registry.path).resolve() == Path(in_code.registry.path)
         assert Path(from_yaml.online_store.path).resolve() == Path(in_code.online_store.path)
         assert from_yaml.offline_store.type == in_code.offline_store.type == "duckdb"
+        assert from_yaml.batch_engine.type == in_code.batch_engine.type == "local"
         assert from_yaml.materialization_config == in_code.materialization_config
         assert from_yaml.entity_key_serialization_version == in_code.entity_key_serialization_version
+
+    def test_the_spark_engine_selects_feasts_spark_stores(self, settings: Settings) -> None:
+        spark = Settings(home=settings.home, engine="spark", spark_master="spark://10.0.0.5:7077")
+        for kind, writers in (("sqlite", 1), ("redis", 0)):
+            config = repo_config(spark, kind)
+            assert config.offline_store.type == "spark"
+            assert config.offline_store.spark_conf["spark.master"] == "spark://10.0.0.5:7077"
+            assert config.batch_engine.type == "spark.engine"
+            assert config.batch_engine.spark_conf == config.offline_store.spark_conf
+            assert config.batch_engine.partitions == writers  # sqlite: one writer at a time
 
     def test_unknown_online_store_is_rejected(
         self, settings: Settings, monkeypatch: pytest.MonkeyPatch

@@ -5,8 +5,8 @@ One small synthetic bank is built with DuckDB, applied and materialized to sqlit
 child process (so that no JVM stays in this one), the same home with ``engine=spark`` is applied again,
 nextbest's own training retrieval (``historical_features`` through the ranker's FeatureService, the packed
 customer x product view included) runs through the Spark offline store, and every view is materialized
-again from Spark. The frame must equal the DuckDB store's for the same entity rows, and the online rows the
-DuckDB materialization wrote must come back unchanged.
+again, into an emptied online store, by Feast's Spark batch engine. The frame must equal the DuckDB store's
+for the same entity rows, and the online rows must equal those the DuckDB materialization wrote.
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ import pytest
 from nextbest.columns import CUSTOMER_ID, EVENT_TIMESTAMP, PRODUCT_ID
 from nextbest.features.online import online_features
 from nextbest.features.retrieval import historical_features
-from nextbest.features.store import apply_definitions, get_store, materialize
+from nextbest.features.store import apply_definitions, get_store, materialize, sqlite_path
 from nextbest.ingest.store import ingest_directory
 from nextbest.ingest.synthetic import generate_synthetic
 from nextbest.marts import FCT_RANKING_LABELS, mart_path
 from nextbest.pipeline import build_warehouse
 from nextbest.settings import Settings
+from tests.integration.serving_fixtures import RedisServer
 from tests.integration.test_spark_equivalence import _require_spark
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
@@ -38,6 +39,8 @@ ENTITY_ROWS = 3_000
 PAIR_FEATURE = "max_transition_lift_from_owned"
 """A customer x product feature, read from the packed view."""
 FLOAT_RTOL = 1e-9
+SPARK_MASTER = "local[1]"
+"""Not the default (local[2]): the session Spark runs in must be the one the settings ask for."""
 
 
 @pytest.fixture(scope="module")
@@ -54,22 +57,40 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return settings
 
 
-def spark_side(home: str, entity_path: str, out_path: str) -> list[str]:
-    """With ``engine=spark``: apply, retrieve the entity rows' features, materialize every view again.
-    Returns the registered sources' types."""
-    settings = Settings(home=Path(home), engine="spark")
-    definitions = apply_definitions(settings, "sqlite")
-    store = get_store(settings, "sqlite")
-    historical_features(store, pd.read_parquet(entity_path)).to_parquet(out_path, index=False)
-    materialize(settings, "sqlite", progress=False, full=True)
-    return sorted({type(s).__name__ for s in get_store(settings, "sqlite").list_data_sources()}) + [
-        type(s).__name__ for s in definitions.sources[:1]
-    ]
+def spark_side(home: str, entity_path: str | None, out_path: str | None, online: str = "sqlite") -> list[str]:
+    """With ``engine=spark``: apply; retrieve the entity rows' features (when ``entity_path``); then empty
+    the online store and materialize every view again through Feast's Spark batch engine. Returns the
+    registered sources' types and the batch engine's."""
+    settings = Settings(home=Path(home), engine="spark", spark_master=SPARK_MASTER)
+    definitions = apply_definitions(settings, online)
+    store = get_store(settings, online)
+    if entity_path is not None and out_path is not None:
+        historical_features(store, pd.read_parquet(entity_path)).to_parquet(out_path, index=False)
+    if online == "sqlite":
+        sqlite_path(settings).unlink()  # every online row must come from the Spark engine's writes
+    materialize(settings, online, progress=False, full=True)
+    store = get_store(settings, online)
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.getActiveSession()
+    return (
+        sorted({type(s).__name__ for s in store.list_data_sources()})
+        + [type(s).__name__ for s in definitions.sources[:1]]
+        + [type(store._get_provider().batch_engine).__name__]
+        + [session.conf.get("spark.master"), session.conf.get("spark.sql.session.timeZone")]
+    )
 
 
-def online_frame(settings: Settings, customers: list[str]) -> pd.DataFrame:
+def in_spark_child(*args: str | None) -> list[str]:
+    """``spark_side(*args)`` in a spawned process (no JVM stays in this one)."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as child:
+        return child.submit(spark_side, *args).result()
+
+
+def online_frame(settings: Settings, customers: list[str], online: str = "sqlite") -> pd.DataFrame:
     """Every feature online for ``customers`` x every product, one frame."""
-    store = get_store(settings, "sqlite")
+    store = get_store(settings, online)
     products = pd.read_parquet(mart_path(settings, "dim_products"))[PRODUCT_ID].astype(str).tolist()
     return pd.concat([online_features(store, c, products).frame for c in customers], ignore_index=True)
 
@@ -87,14 +108,9 @@ def test_the_spark_offline_store_gives_the_duckdb_stores_features_and_online_row
     customers = sorted(entities[CUSTOMER_ID].astype(str).unique())[:5]
     online_before = online_frame(deployment, customers)
 
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    spawn = multiprocessing.get_context("spawn")
     try:
-        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as child:
-            kinds = child.submit(
-                spark_side, str(deployment.home), str(entity_path), str(tmp_path / "spark.parquet")
-            ).result()
-        assert kinds == ["SparkSource", "SparkSource"]
+        kinds = in_spark_child(str(deployment.home), str(entity_path), str(tmp_path / "spark.parquet"))
+        assert kinds == ["SparkSource", "SparkSource", "SparkComputeEngine", SPARK_MASTER, "UTC"]
         actual = pd.read_parquet(tmp_path / "spark.parquet")
         assert len(actual) == len(expected) > 0
         features = [c for c in expected.columns if c not in (CUSTOMER_ID, PRODUCT_ID, EVENT_TIMESTAMP)]
@@ -109,5 +125,30 @@ def test_the_spark_offline_store_gives_the_duckdb_stores_features_and_online_row
         pd.testing.assert_frame_equal(online_after[numeric], online_before[numeric], check_exact=False)
         others = [c for c in online_before.columns if c not in numeric]
         pd.testing.assert_frame_equal(online_after[others], online_before[others])
+    finally:
+        apply_definitions(deployment, "sqlite")  # back to the DuckDB offline store
+
+
+@pytest.mark.redis
+def test_the_spark_batch_engine_loads_redis_with_the_rows_of_the_local_engine(
+    deployment: Settings, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis takes the Spark engine's parallel writers (one per task): the same rows as sqlite loaded by
+    Feast's local engine from DuckDB."""
+    monkeypatch.setenv("NEXTBEST_REDIS_URL", redis_server.url)  # the spawned child inherits it
+    labels = pd.read_parquet(mart_path(deployment, FCT_RANKING_LABELS))
+    customers = sorted(labels[CUSTOMER_ID].astype(str).unique())[:5]
+    expected = online_frame(deployment, customers)
+    try:
+        kinds = in_spark_child(str(deployment.home), None, None, "redis")
+        # materialized first in its process: Feast's engine ran in the session of nextbest's settings
+        assert kinds[-3:] == ["SparkComputeEngine", SPARK_MASTER, "UTC"]
+        actual = online_frame(Settings(home=deployment.home), customers, "redis")
+        assert len(actual) == len(expected) > 0
+        numeric = expected.select_dtypes(include=[np.number]).columns
+        assert expected[numeric].notna().to_numpy().mean() > 0.5
+        pd.testing.assert_frame_equal(actual[numeric], expected[numeric], check_exact=False)
+        others = [c for c in expected.columns if c not in numeric]
+        pd.testing.assert_frame_equal(actual[others], expected[others])
     finally:
         apply_definitions(deployment, "sqlite")  # back to the DuckDB offline store
