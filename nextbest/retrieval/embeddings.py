@@ -64,7 +64,7 @@ def _table(keys: pd.DataFrame, vectors: np.ndarray) -> pa.Table:
 
 def _write(table: pa.Table, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
+    pq.write_table(table, tmp, coerce_timestamps="us")  # microseconds, as every mart (Spark reads no ns)
     tmp.replace(path)
 
 

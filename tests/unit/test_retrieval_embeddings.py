@@ -56,6 +56,8 @@ def test_marts_round_trip(tmp_path: Path) -> None:
     assert marts.products.name == f"{FEAT_PRODUCT_EMBEDDING}.parquet" and marts.product_rows == 2
     assert marts.customers.name == f"{FEAT_CUSTOMER_EMBEDDING_MONTHLY}.parquet" and marts.customer_rows == 3
     assert pq.read_schema(marts.customers).field(EMBEDDING).type == pa.list_(pa.float32())
+    for path in (marts.customers, marts.products):  # the marts' contract: Spark reads no nanoseconds
+        assert pq.read_schema(path).field(EVENT_TIMESTAMP).type == pa.timestamp("us")
     got_keys, got = read_embeddings(marts.customers)
     assert (
         got_keys[[CUSTOMER_ID, EVENT_TIMESTAMP]].values.tolist()
