@@ -19,9 +19,10 @@ Sections:
 2. materialization keys/s into sqlite and redis of marts shaped like the real ones (the manifest of the
    dbt build, random values; the packed view with ``candidates_per_customer`` aligned list elements) at
    C customers x 3 snapshots, with the online store size; with ``--engines duckdb spark`` the same
-   materialization through Feast's Spark offline store and Spark batch engine (``NEXTBEST_ENGINE=spark``),
-   with its time ratio to the DuckDB stack's; then the PEER: the previous layout, one online
-   key per customer x candidate (a view keyed by [customer, product] over the same values exploded),
+   materialization with ``NEXTBEST_ENGINE=spark`` (Feast's Spark offline store; its Spark batch engine
+   for redis, its local engine for sqlite), with its time ratio to the DuckDB stack's; then the PEER: the
+   previous layout, one online key per customer x candidate (a view keyed by [customer, product] over the
+   same values exploded),
    and the ratios old/new (skip it with ``--skip peer``: ~9 min at 100k customers in sqlite).
 3. online fetch latency p50/p99 for one customer + all its candidates:
    ``nextbest.features.online.online_rows``
@@ -543,7 +544,7 @@ def bench_materialize(
                 other = run_materialize(on_engine, kind, keys)
                 apply_definitions(settings, kind)
                 print(
-                    f"{'':>26} {engine} batch engine:      {other.line()}\n{'':>26} {engine}/duckdb: "
+                    f"{'':>26} {engine} stack:             {other.line()}\n{'':>26} {engine}/duckdb: "
                     f"time x{other.seconds / new.seconds:.2f} (RSS: this process only, not the JVM)"
                 )
             if not with_peer:
@@ -731,7 +732,7 @@ def main(argv: list[str] | None = None) -> None:
         choices=ENGINES,
         default=("duckdb",),
         help="section 2 also materializes with each other engine's Feast stack (spark: the Spark offline "
-        "store and Feast's Spark batch engine), printing its time against the DuckDB one's",
+        "store, and for redis Feast's Spark batch engine), printing its time against the DuckDB one's",
     )
     p.add_argument(
         "--skip",

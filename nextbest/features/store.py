@@ -137,12 +137,6 @@ def offline_store_config(settings: Settings) -> dict[str, Any]:
     return {"type": "spark", "spark_conf": spark_conf(settings)}
 
 
-SPARK_ONLINE_WRITERS: dict[str, int] = {"sqlite": 1, "redis": 0}
-"""Partitions Feast's Spark batch engine writes the online store from (0: as Spark's plan gives them, one
-writer per task): sqlite takes one writer at a time (parallel tasks would wait on its file lock), redis
-takes many."""
-
-
 def start_spark_session(settings: Settings) -> None:
     """Start this thread's Spark session with ``spark_conf`` unless one is active. Feast's Spark batch
     engine, when no session is active, starts one from its whole engine config rather than the
@@ -156,16 +150,15 @@ def start_spark_session(settings: Settings) -> None:
 
 
 def batch_engine_config(settings: Settings, online: OnlineKind) -> dict[str, Any]:
-    """Feast's materialization engine for ``settings.engine``: Feast's in-process ``local`` engine over
-    DuckDB, or its ``spark.engine`` (the latest row per key computed in Spark, its tasks writing the
-    online store: ``SPARK_ONLINE_WRITERS``) beside the Spark offline store."""
-    if settings.engine != "spark":
+    """Feast's materialization engine: its ``spark.engine`` when ``settings.engine`` is ``spark`` and the
+    online store is redis (the latest row per key computed in Spark, each of its tasks writing to redis);
+    otherwise its in-process ``local`` engine (which reads through the offline store, Spark's included).
+    sqlite is a file beside the driver: Spark's tasks, on other machines or several at once, cannot share
+    it (two writers already fail with "database is locked"), and Feast's Spark engine cannot be told to
+    write from one task."""
+    if settings.engine != "spark" or online != "redis":
         return {"type": "local"}
-    return {
-        "type": "spark.engine",
-        "spark_conf": spark_conf(settings),
-        "partitions": SPARK_ONLINE_WRITERS[online],
-    }
+    return {"type": "spark.engine", "spark_conf": spark_conf(settings)}
 
 
 def get_store(

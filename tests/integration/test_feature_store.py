@@ -364,13 +364,12 @@ class TestDefinitions:
 
     def test_the_spark_engine_selects_feasts_spark_stores(self, settings: Settings) -> None:
         spark = Settings(home=settings.home, engine="spark", spark_master="spark://10.0.0.5:7077")
-        for kind, writers in (("sqlite", 1), ("redis", 0)):
+        for kind, engine in (("sqlite", "local"), ("redis", "spark.engine")):
             config = repo_config(spark, kind)
             assert config.offline_store.type == "spark"
             assert config.offline_store.spark_conf["spark.master"] == "spark://10.0.0.5:7077"
-            assert config.batch_engine.type == "spark.engine"
-            assert config.batch_engine.spark_conf == config.offline_store.spark_conf
-            assert config.batch_engine.partitions == writers  # sqlite: one writer at a time
+            assert config.batch_engine.type == engine  # sqlite is a file Spark's tasks cannot share
+        assert repo_config(spark, "redis").batch_engine.spark_conf == config.offline_store.spark_conf
 
     def test_unknown_online_store_is_rejected(
         self, settings: Settings, monkeypatch: pytest.MonkeyPatch

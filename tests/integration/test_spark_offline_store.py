@@ -5,8 +5,10 @@ One small synthetic bank is built with DuckDB, applied and materialized to sqlit
 child process (so that no JVM stays in this one), the same home with ``engine=spark`` is applied again,
 nextbest's own training retrieval (``historical_features`` through the ranker's FeatureService, the packed
 customer x product view included) runs through the Spark offline store, and every view is materialized
-again, into an emptied online store, by Feast's Spark batch engine. The frame must equal the DuckDB store's
-for the same entity rows, and the online rows must equal those the DuckDB materialization wrote.
+again, through Spark, into an emptied sqlite store (by Feast's local engine: Spark's tasks cannot share a
+sqlite file) and into redis (by Feast's Spark batch engine, its tasks writing). The frame must equal the
+DuckDB store's for the same entity rows, and the online rows must equal those the DuckDB materialization
+wrote.
 """
 
 from __future__ import annotations
@@ -59,8 +61,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 def spark_side(home: str, entity_path: str | None, out_path: str | None, online: str = "sqlite") -> list[str]:
     """With ``engine=spark``: apply; retrieve the entity rows' features (when ``entity_path``); then empty
-    the online store and materialize every view again through Feast's Spark batch engine. Returns the
-    registered sources' types and the batch engine's."""
+    the online store and materialize every view again through Spark. Returns the registered sources'
+    types, the batch engine's, and the Spark session's master and time zone."""
     settings = Settings(home=Path(home), engine="spark", spark_master=SPARK_MASTER)
     definitions = apply_definitions(settings, online)
     store = get_store(settings, online)
@@ -110,7 +112,8 @@ def test_the_spark_offline_store_gives_the_duckdb_stores_features_and_online_row
 
     try:
         kinds = in_spark_child(str(deployment.home), str(entity_path), str(tmp_path / "spark.parquet"))
-        assert kinds == ["SparkSource", "SparkSource", "SparkComputeEngine", SPARK_MASTER, "UTC"]
+        # sqlite: Feast's local engine writes what it pulls through the Spark offline store
+        assert kinds == ["SparkSource", "SparkSource", "LocalComputeEngine", SPARK_MASTER, "UTC"]
         actual = pd.read_parquet(tmp_path / "spark.parquet")
         assert len(actual) == len(expected) > 0
         features = [c for c in expected.columns if c not in (CUSTOMER_ID, PRODUCT_ID, EVENT_TIMESTAMP)]
@@ -133,8 +136,8 @@ def test_the_spark_offline_store_gives_the_duckdb_stores_features_and_online_row
 def test_the_spark_batch_engine_loads_redis_with_the_rows_of_the_local_engine(
     deployment: Settings, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Redis takes the Spark engine's parallel writers (one per task): the same rows as sqlite loaded by
-    Feast's local engine from DuckDB."""
+    """Redis takes Feast's Spark batch engine (its tasks write in parallel): the same rows as sqlite loaded
+    by Feast's local engine from DuckDB."""
     monkeypatch.setenv("NEXTBEST_REDIS_URL", redis_server.url)  # the spawned child inherits it
     labels = pd.read_parquet(mart_path(deployment, FCT_RANKING_LABELS))
     customers = sorted(labels[CUSTOMER_ID].astype(str).unique())[:5]
