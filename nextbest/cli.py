@@ -15,6 +15,7 @@ own usage errors keep their box and exit 2. The traceback is shown only with ``n
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -47,6 +48,10 @@ console = Console()
 THIRD_PARTY_NOISE = r"fetch_arrow_table\(\) is deprecated"
 """A DeprecationWarning raised inside ibis (used by Feast's DuckDB offline store) on every query."""
 
+SPARK_STORE_NOISE = r"The spark (data source API|offline store) is an experimental feature"
+"""A RuntimeWarning Feast raises for its SparkSources and Spark queries (``NEXTBEST_ENGINE=spark``): said
+once in the README, not in every command's output."""
+
 
 DEBUG_FLAG = "--debug"
 DEBUG_ENV = "NEXTBEST_DEBUG"
@@ -61,6 +66,11 @@ def _main(
 ) -> None:
     """nextbest: one LambdaMART ranker for the next best product."""
     warnings.filterwarnings("ignore", message=THIRD_PARTY_NOISE, category=DeprecationWarning)
+    if os.environ.get("NEXTBEST_ENGINE") == "spark":
+        # imported first: on import it puts `simplefilter("once", RuntimeWarning)` before every filter
+        with contextlib.suppress(ImportError):  # without the spark extra, the engine's own check says so
+            import feast.infra.offline_stores.contrib.spark_offline_store.spark  # noqa: F401
+        warnings.filterwarnings("ignore", message=SPARK_STORE_NOISE, category=RuntimeWarning)
 
 
 Horizon = Annotated[
