@@ -16,6 +16,7 @@ own usage errors keep their box and exit 2. The traceback is shown only with ``n
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import sys
@@ -241,6 +242,30 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise
         print(f"nextbest: {one_line(err)} (details: nextbest {DEBUG_FLAG} ...)", file=sys.stderr)
         sys.exit(exit_code(err))
+    except OSError as err:
+        if err.errno not in DISK_FULL or debug_requested(args):
+            raise
+        _stdout_to_devnull()  # stdout may be the full disk: the interpreter's last flush would fail again
+        where = f" writing {err.filename}" if err.filename else ""
+        print(
+            f"nextbest: no space left on the device{where}: free space on the disk of "
+            f"{get_settings().home} (and of stdout, if redirected) and run the command again "
+            f"(details: nextbest {DEBUG_FLAG} ...)",
+            file=sys.stderr,
+        )
+        sys.exit(STEP_FAILED)
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+"""OSError numbers of a full disk (or quota): an environment failure, said in one line like a user error."""
+
+
+def _stdout_to_devnull() -> None:
+    """Point file descriptor 1 at /dev/null, so that what stdout still buffers is dropped at exit."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -104,6 +104,24 @@ def test_build_with_nothing_ingested_says_to_ingest(tmp_path: Path) -> None:
     assert "No ingested dataset" in line and "nextbest ingest" in line
 
 
+def test_a_full_disk_is_one_line_without_traceback(tmp_path: Path) -> None:
+    """stdout on /dev/full (every write fails with ENOSPC), as when a build's log file fills its disk."""
+    env = {k: v for k, v in os.environ.items() if k != "NEXTBEST_DEBUG"}
+    env.update(NEXTBEST_HOME=str(tmp_path / "home"), COLUMNS="200")
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "nextbest.cli", "ingest", "synthetic", "--customers", "30"],
+            env=env,
+            text=True,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            check=False,
+        )
+    assert result.returncode == STEP_FAILED, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("nextbest: no space left on the device") and DEBUG_HINT in result.stderr
+
+
 # ------------------------------------------------------------------------------------------ in process
 
 
