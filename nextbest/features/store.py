@@ -7,8 +7,9 @@ marts with DuckDB, or with Spark when ``settings.engine`` is ``spark`` (``offlin
 sources become ``SparkSource``s over the same files), the online store is sqlite
 (``settings.feast_dir / "online_store.db"``) or redis, chosen
 by ``settings.online`` (``kind`` from env ``NEXTBEST_ONLINE_STORE``, ``sqlite`` | ``redis``; ``redis_url``
-from env ``NEXTBEST_REDIS_URL``, default ``127.0.0.1:6379``). The committed
-``feature_repo/feature_store.yaml`` describes the same store for the ``feast`` CLI.
+from env ``NEXTBEST_REDIS_URL``, default ``127.0.0.1:6379``). Materialization runs on Feast's local
+engine, or on its Spark batch engine with the spark engine and redis (``batch_engine_config``). The
+committed ``feature_repo/feature_store.yaml`` describes the same (DuckDB) store for the ``feast`` CLI.
 
 Builds: ``apply`` registers the marts of the live build (absolute paths into ``warehouse/builds/<id>/``),
 so the registry names the build it serves (``applied_builds``); ``materialize`` records, per online store
