@@ -69,7 +69,7 @@ def spark_side(home: str, entity_path: str | None, out_path: str | None, online:
     if entity_path is not None and out_path is not None:
         historical_features(store, pd.read_parquet(entity_path)).to_parquet(out_path, index=False)
     if online == "sqlite":
-        sqlite_path(settings).unlink()  # every online row must come from the Spark engine's writes
+        sqlite_path(settings).unlink()  # every online row must come from this materialization
     materialize(settings, online, progress=False, full=True)
     store = get_store(settings, online)
     from pyspark.sql import SparkSession
@@ -97,6 +97,15 @@ def online_frame(settings: Settings, customers: list[str], online: str = "sqlite
     return pd.concat([online_features(store, c, products).frame for c in customers], ignore_index=True)
 
 
+def assert_same_online_rows(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
+    """The same non-empty online frame: numbers within float tolerance, everything else exactly."""
+    assert len(actual) == len(expected) > 0
+    numeric = expected.select_dtypes(include=[np.number]).columns
+    pd.testing.assert_frame_equal(actual[numeric], expected[numeric], check_exact=False)
+    others = [c for c in expected.columns if c not in numeric]
+    pd.testing.assert_frame_equal(actual[others], expected[others])
+
+
 def test_the_spark_offline_store_gives_the_duckdb_stores_features_and_online_rows(
     deployment: Settings, tmp_path: Path
 ) -> None:
@@ -122,12 +131,7 @@ def test_the_spark_offline_store_gives_the_duckdb_stores_features_and_online_row
         pd.testing.assert_frame_equal(
             actual[features], expected[features], check_dtype=False, check_exact=False, rtol=FLOAT_RTOL
         )
-        online_after = online_frame(deployment, customers)
-        assert len(online_after) == len(online_before) > 0
-        numeric = online_before.select_dtypes(include=[np.number]).columns
-        pd.testing.assert_frame_equal(online_after[numeric], online_before[numeric], check_exact=False)
-        others = [c for c in online_before.columns if c not in numeric]
-        pd.testing.assert_frame_equal(online_after[others], online_before[others])
+        assert_same_online_rows(online_frame(deployment, customers), online_before)
     finally:
         apply_definitions(deployment, "sqlite")  # back to the DuckDB offline store
 
@@ -146,12 +150,8 @@ def test_the_spark_batch_engine_loads_redis_with_the_rows_of_the_local_engine(
         kinds = in_spark_child(str(deployment.home), None, None, "redis")
         # materialized first in its process: Feast's engine ran in the session of nextbest's settings
         assert kinds[-3:] == ["SparkComputeEngine", SPARK_MASTER, "UTC"]
-        actual = online_frame(Settings(home=deployment.home), customers, "redis")
-        assert len(actual) == len(expected) > 0
         numeric = expected.select_dtypes(include=[np.number]).columns
         assert expected[numeric].notna().to_numpy().mean() > 0.5
-        pd.testing.assert_frame_equal(actual[numeric], expected[numeric], check_exact=False)
-        others = [c for c in expected.columns if c not in numeric]
-        pd.testing.assert_frame_equal(actual[others], expected[others])
+        assert_same_online_rows(online_frame(Settings(home=deployment.home), customers, "redis"), expected)
     finally:
         apply_definitions(deployment, "sqlite")  # back to the DuckDB offline store
