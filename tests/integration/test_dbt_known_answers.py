@@ -251,7 +251,15 @@ def test_product_features_one_row_per_product_and_snapshot(marts: dict[str, pd.D
                            "count_transactions_category_last_3_months": 0,
                            "count_products_owned_in_category": 0}),
         ("C2", "P1", MAY, {"sum_spend_category_last_3_months": 40.0,
-                           "count_transactions_category_last_3_months": 1}),
+                           "count_transactions_category_last_3_months": 1,
+                           # C2's only spend on a product is this March one: all of it on accounts
+                           "share_spend_category_last_3_months": 1.0,
+                           "share_spend_category_last_12_months": 1.0}),
+        ("C2", "P1", JUN, {"share_spend_category_last_3_months": 0.0,  # nothing spent in April..June
+                           "share_spend_category_last_12_months": 1.0}),
+        # C1 spent on accounts and cards, never on loans: a share of 0
+        ("C1", "P4", APR, {"share_spend_category_last_3_months": 0.0,
+                           "share_spend_category_last_12_months": 0.0}),
         # cross-sell, P1 -> P2 at April from January..March: owners of P1 not owning P2 were 2 + 3 + 2
         # customer-months, one of whom (C1, February) started P2 the next month; P2's base rate among the
         # population not owning it: 1 adoption in 3 + 3 + 3 customer-months. Prior 20 at the base rate:

@@ -1,7 +1,8 @@
 {#-
   What a customer does in each product category at each snapshot: products of the category owned, and
   transactions on the category's products in the last 3 and 12 calendar months (transactions without a
-  product are left out). Only customer x category x snapshot with something to say have a row.
+  product are left out), also as a share of the customer's spend on every category in the same months.
+  Only customer x category x snapshot with something to say have a row.
 -#}
 with
 
@@ -68,7 +69,7 @@ owned_counts as (
     group by all
 ),
 
-final as (
+activity as (
     select
         coalesce(spend.customer_key, owned_counts.customer_key) as customer_key,
         coalesce(spend.category, owned_counts.category) as category,
@@ -82,6 +83,43 @@ final as (
         on spend.customer_key = owned_counts.customer_key
         and spend.category = owned_counts.category
         and spend.month_index = owned_counts.month_index
+),
+
+-- the customer's spend on every category in the same months: what the category's share is a share of
+all_categories as (
+    select
+        *,
+        sum(sum_spend_last_3_months) over (partition by customer_key, month_index)
+            as sum_spend_all_categories_last_3_months,
+        sum(sum_spend_last_12_months) over (partition by customer_key, month_index)
+            as sum_spend_all_categories_last_12_months
+    from activity
+),
+
+final as (
+    select
+        customer_key,
+        category,
+        month_index,
+        count_products_owned,
+        sum_spend_last_3_months,
+        sum_spend_last_12_months,
+        count_transactions_last_3_months,
+        cast(
+            case
+                when sum_spend_all_categories_last_3_months > 0
+                    then sum_spend_last_3_months / sum_spend_all_categories_last_3_months
+                else 0.0
+            end as double
+        ) as share_spend_last_3_months,
+        cast(
+            case
+                when sum_spend_all_categories_last_12_months > 0
+                    then sum_spend_last_12_months / sum_spend_all_categories_last_12_months
+                else 0.0
+            end as double
+        ) as share_spend_last_12_months
+    from all_categories
 )
 
 select * from final

@@ -49,6 +49,10 @@ final as (
             as sum_spend_category_last_3_months,
         cast(coalesce(category_activity.count_transactions_last_3_months, 0) as integer)
             as count_transactions_category_last_3_months,
+        cast(coalesce(category_activity.share_spend_last_3_months, 0.0) as double)
+            as share_spend_category_last_3_months,
+        cast(coalesce(category_activity.share_spend_last_12_months, 0.0) as double)
+            as share_spend_category_last_12_months,
         cast(coalesce(category_activity.count_products_owned, 0) as integer) as count_products_owned_in_category,
         -- a customer owning nothing relates to no product: neutral lift 1, log-lift sum 0
         cast(coalesce(cross_sold.max_transition_lift, 1.0) as double) as max_transition_lift_from_owned,
