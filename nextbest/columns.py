@@ -19,6 +19,11 @@ MONTH_INDEX = "month_index"
 """The snapshot's calendar month as a running integer (dbt macro ``month_index``): the time key the
 customer x product relations are joined on in dbt; the pair model documents it, but it is never a feature."""
 
+PAIR_JOIN_COLUMNS: tuple[str, ...] = (MONTH_INDEX, "customer_key", "product_key")
+"""The columns the pair model keeps for the packer, never features: the snapshot's month and the integer
+surrogate keys of customer and product (numbered in ``customer_id`` / ``product_id`` order), which the
+packer joins and sorts on instead of the string ids (dbt macro ``pair_join_columns``)."""
+
 SNAPSHOT_ON = "snapshot_on"
 """The snapshot date (month end) of a row; ``event_timestamp`` is the day after, 00:00 UTC."""
 

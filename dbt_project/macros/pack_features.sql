@@ -13,10 +13,20 @@
     for null, strings as varchar with '' for null.
 -#}
 
+{% macro pair_join_columns() %}
+    {#- The pair model's columns kept for the packer, never features (nextbest.columns.PAIR_JOIN_COLUMNS):
+        the snapshot's month_index, and the integer keys customer_key / product_key (int_customers_keyed,
+        int_products_keyed: numbered in customer_id / product_id order), which pack_features joins the
+        population on and the packer sorts by instead of the string ids (one month of the 1M-customer
+        bank packed in 9.2 s instead of 9.6 s, the same file). -#}
+    {{ return(['month_index', 'customer_key', 'product_key']) }}
+{% endmacro %}
+
+
 {% macro packed_feature_columns(model_name) %}
-    {#- The pair model's documented feature columns (yml order): every column but the keys and the
-        snapshot's month_index (the time key the pair relations are joined on: see pack_features). -#}
-    {%- set keys = ['customer_id', 'product_id', 'event_timestamp', 'month_index'] -%}
+    {#- The pair model's documented feature columns (yml order): every column but the keys and
+        pair_join_columns. -#}
+    {%- set keys = ['customer_id', 'product_id', 'event_timestamp'] + pair_join_columns() -%}
     {%- set columns = [] -%}
     {%- if execute -%}
         {%- for node in graph.nodes.values() -%}
@@ -52,18 +62,19 @@
 {% macro pack_features(pair_model_name, population_relation) %}
     {#- population_relation: one row per (customer_id, event_timestamp) that must get a row, with or
         without candidates (so the online store's latest row is always the latest snapshot's), with the
-        snapshot's month_index. Use with materialized='packed_parquet' and config population = that
-        model's name.
+        customer's customer_key and the snapshot's month_index. Use with materialized='packed_parquet'
+        and config population = that model's name.
         The elements carry month_index, the snapshot's month: the materialization cuts its work into
         chunks of months with a filter on it, and because population and pairs are joined on it (and the
         pair model joins its relations on it), DuckDB pushes that filter into the scan of every relation
         the pair model joins, so each chunk joins its own months only (at 1M customers, not every month's
-        rows of every relation once per chunk). -#}
+        rows of every relation once per chunk). They also carry customer_key and product_key, which the
+        materialization sorts by (then leaves out): integers in customer_id / product_id order. -#}
     {%- set columns = packed_feature_columns(pair_model_name) -%}
 with
 
 population as (
-    select customer_id, event_timestamp, month_index from {{ population_relation }}
+    select customer_id, customer_key, event_timestamp, month_index from {{ population_relation }}
 ),
 
 pairs as (
@@ -75,13 +86,15 @@ final as (
         population.customer_id,
         population.event_timestamp,
         population.month_index,
+        population.customer_key,
+        pairs.product_key,
         pairs.product_id,
         {%- for column in columns %}
         {{ packed_element(column) }} as {{ column.name }}{{ ',' if not loop.last }}
         {%- endfor %}
     from population
     left join pairs
-        on population.customer_id = pairs.customer_id
+        on population.customer_key = pairs.customer_key
         and population.month_index = pairs.month_index
 )
 

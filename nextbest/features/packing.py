@@ -277,6 +277,7 @@ def write_packed_parquet(
     product: str,
     chunk_column: str,
     chunks: Sequence[tuple[Any, Any]],
+    sort_keys: Sequence[str] = (),
     batch_rows: int = PACK_BATCH_ROWS,
 ) -> int:
     """Write the packed layout of ``rows_query``'s element rows to one parquet file, chunk by chunk.
@@ -292,16 +293,23 @@ def write_packed_parquet(
     on it: a filter on a join key reaches every joined relation's scan, so each chunk joins its own
     months only. A column of its own is not written.
 
+    ``sort_keys``, when given, are columns the chunk is sorted by instead of the keys and ``product``:
+    integers numbered in the order of the keys then ``product`` (e.g. customer_key, product_key), which
+    DuckDB sorts faster than strings. They are not written either.
+
     Returns:
         The number of packed rows written.
     """
     if chunk_column == product:
         raise ValueError(f"chunk column {chunk_column!r} is the product column: a packed row spans products")
-    selected = "*" if chunk_column in keys else f"* exclude ({chunk_column})"
+    if set(sort_keys) & {*keys, product}:
+        raise ValueError(f"sort keys {list(sort_keys)} stand in for the keys and product, not among them")
+    left_out = [c for c in (chunk_column, *sort_keys) if c not in keys]
+    selected = f"* exclude ({', '.join(left_out)})" if left_out else "*"
     rows_schema = con.sql(f"select {selected} from ({rows_query}) limit 0").to_arrow_table().schema
     schema = packed_schema(rows_schema, keys, product)
     # chunk column first: a row group then holds few snapshots, whose values repeat (dictionary pages)
-    order = ", ".join(dict.fromkeys([chunk_column, *keys, product]))
+    order = ", ".join(dict.fromkeys([chunk_column, *(sort_keys or (*keys, product))]))
     chunk_query = (
         f"select {selected} from ({rows_query}) where {chunk_column} between ? and ? order by {order}"
     )

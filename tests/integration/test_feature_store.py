@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nextbest.columns import EVENT_TIMESTAMP, MONTH_INDEX
+from nextbest.columns import EVENT_TIMESTAMP, PAIR_JOIN_COLUMNS
 from nextbest.features.definitions import FEATURE_SERVICE_NAME, feature_list_sha
 from nextbest.features.online import online_features
 from nextbest.features.repo import cli_definitions
@@ -581,8 +581,9 @@ class TestOnRealDbtMarts:
         }
         assert set(views) == set(VIEWS) == set(feature_models) - {PAIR_MODEL}
         keys = {"customer_id", "product_id", EVENT_TIMESTAMP}
-        # the pair model's month_index is the key its relations are joined on, not a feature
-        pair_yml = [c for c in feature_models[PAIR_MODEL]["columns"] if c not in keys | {MONTH_INDEX}]
+        # the pair model's month_index and integer keys are for joins and the packer, not features
+        not_features = keys | set(PAIR_JOIN_COLUMNS)
+        pair_yml = [c for c in feature_models[PAIR_MODEL]["columns"] if c not in not_features]
         for model in views:
             yml = [c for c in feature_models[model]["columns"] if c not in keys]
             if model == PACKED_MODEL:  # its own yml documents the product list; the features are the pair's
@@ -592,7 +593,7 @@ class TestOnRealDbtMarts:
             parquet_cols = set(pd.read_parquet(dbt_built.marts_dir / f"{model}.parquet").columns)
             assert set(yml) | {k for k in keys if k in parquet_cols} == parquet_cols, model
         pair_cols = set(read_mart(dbt_built, PAIR_MODEL).columns)  # a view: read from nextbest.duckdb
-        assert pair_cols == set(pair_yml) | keys | {MONTH_INDEX}
+        assert pair_cols == set(pair_yml) | not_features
         service = store.get_feature_service(FEATURE_SERVICE_NAME)
         served = {(p.name, f.name) for p in service.feature_view_projections for f in p.features}
         assert served == {(v.name, f.name) for v in views.values() for f in v.features}

@@ -205,6 +205,38 @@ class TestPack:
         assert written == 3  # month 100 only: 3 of the 4 packed rows
         assert self.plain(table.to_pylist()) == [r for r in self.EXPECTED if r["event_timestamp"] == 1]
 
+    def test_integer_sort_keys_order_the_lists_and_are_not_written(self, tmp_path) -> None:
+        import duckdb
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from nextbest.features.packing import write_packed_parquet
+
+        con = duckdb.connect()
+        rows = self.rows()
+        # numbered in customer_id / product_id order, as int_customers_keyed and int_products_keyed do
+        customer_key = pa.array([{"a": 1, "b": 2, "c": 3}[c] for c in rows.column("customer_id").to_pylist()])
+        products = {None: None, "P1": 1, "P2": 2, "P3": 3, "P4": 4}
+        product_key = pa.array([products[p] for p in rows.column("product_id").to_pylist()], type=pa.int32())
+        keyed = rows.append_column("customer_key", customer_key).append_column("product_key", product_key)
+        con.register("element_rows", keyed.take([6, 3, 0, 2, 5, 4, 1]))
+        path = tmp_path / "packed.parquet"
+        written = write_packed_parquet(
+            con, "select * from element_rows", path, self.KEYS, "product_id", "event_timestamp",
+            [(1, 2)], sort_keys=["customer_key", "product_key"],
+        )
+        table = pq.read_table(path)
+        assert written == 4
+        assert {"customer_key", "product_key"}.isdisjoint(table.column_names)
+        assert self.plain(table.to_pylist()) == sorted(
+            self.EXPECTED, key=lambda r: (r["event_timestamp"], r["customer_id"])
+        )
+        with pytest.raises(ValueError, match="stand in for the keys and product"):
+            write_packed_parquet(
+                con, "select * from element_rows", path, self.KEYS, "product_id", "event_timestamp",
+                [(1, 2)], sort_keys=["customer_id", "product_key"],
+            )
+
     def test_the_chunk_column_cannot_be_the_product(self, tmp_path) -> None:
         import duckdb
 

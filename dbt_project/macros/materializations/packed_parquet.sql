@@ -2,13 +2,14 @@
   `packed_parquet`: writes a packed model (see macros/pack_features.sql) to `<external_root>/<model>.parquet`.
 
   The model's SQL gives one row per element (customer_id, event_timestamp, the snapshot's month_index,
-  product_id, one encoded value per feature; product_id null for a customer x snapshot without
-  candidates). Building the lists with DuckDB's list() costs ~90 ns per value and holds every group in a
-  hash table; instead this hands the SQL to nextbest.features.packing.write_packed_parquet (a Python job
-  on dbt's own DuckDB connection), which runs it on a few months of the `population` model (config; it
-  has month_index) at a time, sorted by customer and product, and builds each list column from the group
-  offsets with pyarrow, streaming to one parquet file (without month_index). A view over the file takes
-  the model's place, as with `parquet_file`, so refs and tests read the file.
+  customer_key, product_key, product_id, one encoded value per feature; product_id null for a customer x
+  snapshot without candidates). Building the lists with DuckDB's list() costs ~90 ns per value and holds
+  every group in a hash table; instead this hands the SQL to nextbest.features.packing.write_packed_parquet
+  (a Python job on dbt's own DuckDB connection), which runs it on a few months of the `population` model
+  (config; it has month_index) at a time, sorted by customer and product on their integer keys, and builds
+  each list column from the group offsets with pyarrow, streaming to one parquet file (without month_index
+  and the integer keys). A view over the file takes the model's place, as with `parquet_file`, so refs and
+  tests read the file.
 -#}
 {% materialization packed_parquet, adapter='duckdb' %}
   {%- set location = render(config.get('location', default=external_location(this, config))) -%}
@@ -41,6 +42,7 @@ def model(dbt, con):
         product="product_id",
         chunk_column="month_index",
         chunks=chunk_ranges(sizes, PACK_CHUNK_ROWS),
+        sort_keys=["customer_key", "product_key"],
     )
 
 

@@ -1,10 +1,10 @@
 {#-
   `packed_parquet` on Spark: the file the DuckDB materialization writes (packed_parquet.sql), built in
   Spark SQL. The model's SQL gives one row per element (customer_id, event_timestamp, the snapshot's
-  month_index, product_id, one encoded value per feature; product_id null for a customer x snapshot
-  without candidates). Each customer x snapshot collects its elements as structs, product first, so that
-  array_sort orders them by product (a row without candidates collects nothing: empty lists); each list
-  column is one field of the sorted structs. The columns are those of nextbest.features.packing's
+  month_index and integer keys (pair_join_columns: left out), product_id, one encoded value per feature;
+  product_id null for a customer x snapshot without candidates). Each customer x snapshot collects its
+  elements as structs, product first, so that array_sort orders them by product (a row without candidates
+  collects nothing: empty lists); each list column is one field of the sorted structs. The columns are those of nextbest.features.packing's
   packed_schema: the keys, candidate_product_ids (its PACKED_PRODUCTS), then one list per feature in the
   model's order, without month_index; list elements nullable, as in the schema pyarrow writes there.
   Written as a mart is (parquet_file_spark.sql): one partition under `marts/_spark/<model>/`, which
@@ -19,7 +19,7 @@
   {%- set product = 'product_id' -%}
   {%- set features = [] -%}
   {%- for column in get_columns_in_query(sql) -%}
-    {%- if column | lower not in keys + [product, 'month_index'] -%}
+    {%- if column | lower not in keys + [product] + pair_join_columns() -%}
       {%- do features.append(column) -%}
     {%- endif -%}
   {%- endfor -%}

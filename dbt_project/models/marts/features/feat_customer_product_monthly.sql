@@ -4,7 +4,8 @@
   layout Feast stores), whose packed_parquet materialization evaluates it one snapshot at a time; read it
   row by row from the build's DuckDB file (nextbest.duckdb), or unpacked from the packed model.
   Every relation is joined on the snapshot's month_index, which the model keeps: the packer filters on it,
-  and DuckDB pushes that filter into each joined relation's scan (see macros/pack_features.sql).
+  and DuckDB pushes that filter into each joined relation's scan (see macros/pack_features.sql). It keeps
+  the integer customer_key and product_key too, which the packer joins and sorts on.
 -#}
 {{ config(materialized='view') }}
 
@@ -40,6 +41,8 @@ final as (
         candidates.product_id,
         candidates.event_timestamp,
         candidates.month_index,
+        candidates.customer_key,
+        candidates.product_key,
         cast(candidates.last_end_month_index is not null as integer) as is_previously_held,
         cast(candidates.month_index - candidates.last_end_month_index as integer) as months_since_last_held,
         cast(ownership.count_owners / nullif(ownership.count_population, 0) as double) as share_segment_owning,
