@@ -350,9 +350,9 @@ def test_packed_lists_are_aligned_with_the_products_and_encode_null_as_nan(
 
 
 def test_unpacks_to_fails_on_each_packed_row_that_differs_from_the_pair_model(built: Settings) -> None:
-    """The packed file corrupted in two places (a value changed in one list; one candidate dropped from
-    every list of another row, lengths still aligned): the build's unpacks_to test reports exactly those
-    two element rows."""
+    """The packed file corrupted in three places (a value changed in one list; one candidate dropped from
+    every list of another row; a third row's first candidate listed twice, values and all, lengths still
+    aligned): the build's unpacks_to test reports exactly those three."""
     path = mart_path(built, "feat_customer_product_monthly_packed")
     original = pq.read_table(path)
     rows = original.to_pylist()
@@ -364,9 +364,13 @@ def test_unpacks_to_fails_on_each_packed_row_that_differs_from_the_pair_model(bu
             assert r["candidate_product_ids"] == ["P2", "P4"]
             for name in original.column_names[2:]:
                 r[name] = r[name][:1]
+        if r["customer_id"] == "C3" and r["event_timestamp"] == ts(MAR):
+            assert r["candidate_product_ids"] == ["P1", "P4"]
+            for name in original.column_names[2:]:
+                r[name] = r[name][:1] + r[name]
     try:
         pq.write_table(pa.Table.from_pylist(rows, schema=original.schema), path)
-        with pytest.raises(DbtError, match="Got 2 results") as failed:
+        with pytest.raises(DbtError, match="Got 3 results") as failed:
             build(built.home, select="test_name:unpacks_to")
         assert "unpacks_to_feat_customer_product_monthly_packed" in str(failed.value)
     finally:
