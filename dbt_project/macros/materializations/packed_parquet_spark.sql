@@ -4,9 +4,10 @@
   month_index and integer keys (pair_join_columns: left out), product_id, one encoded value per feature;
   product_id null for a customer x snapshot without candidates). Each customer x snapshot collects its
   elements as structs, product first, so that array_sort orders them by product (a row without candidates
-  collects nothing: empty lists); each list column is one field of the sorted structs. The columns are those of nextbest.features.packing's
-  packed_schema: the keys, candidate_product_ids (its PACKED_PRODUCTS), then one list per feature in the
-  model's order, without month_index; list elements nullable, as in the schema pyarrow writes there.
+  collects nothing: empty lists); each list column is one field of the sorted structs. The columns are
+  those of nextbest.features.packing's packed_schema: the keys, candidate_product_ids (its
+  PACKED_PRODUCTS), then one list per feature in the model's order, without month_index and the integer
+  keys; list elements nullable, as in the schema pyarrow writes there.
   Written as a mart is (parquet_file_spark.sql): one partition under `marts/_spark/<model>/`, which
   nextbest.dbt.publish_spark_marts links to `marts/<model>.parquet`; the model becomes a view over it.
 -#}
