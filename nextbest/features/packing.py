@@ -132,6 +132,19 @@ def unpack(
 PACKED_COMPRESSION = "zstd"
 """Parquet compression of a packed file (as the dbt marts: ``parquet_file`` writes zstd)."""
 
+
+def packed_writer_options(keys: Sequence[str]) -> dict[str, Any]:
+    """``pq.ParquetWriter`` options of a packed file with key columns ``keys``: dictionary pages and
+    min/max statistics for the keys (and the product ids' dictionary), none for the feature lists.
+    Encoding ~20 nested lists is the packer's slowest step and the writer's dictionary attempts and
+    statistics on the numbers cost a third of it: on a 1M-customer month, 17.2 s of writer time for three
+    months instead of 21.5 s (one packed model 14 % faster), for a file 12 % larger."""
+    return {
+        "compression": PACKED_COMPRESSION,
+        "use_dictionary": [*keys, f"{PACKED_PRODUCTS}.list.element"],
+        "write_statistics": list(keys),
+    }
+
 PACK_BATCH_ROWS = 1 << 20
 """Unpacked rows fetched from DuckDB per Arrow batch while packing (bounds the packer's memory)."""
 
@@ -317,7 +330,7 @@ def write_packed_parquet(
     pending: deque[Future[None]] = deque()
     with (
         duckdb_setting(con, "disabled_optimizers", PACK_DISABLED_OPTIMIZERS),
-        pq.ParquetWriter(path, schema, compression=PACKED_COMPRESSION) as writer,
+        pq.ParquetWriter(path, schema, **packed_writer_options(keys)) as writer,
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="packed-writer") as write_thread,
     ):
         for first, last in chunks:

@@ -185,6 +185,26 @@ class TestPack:
         table = pq.read_table(path).sort_by([("event_timestamp", "ascending"), ("customer_id", "ascending")])
         assert self.plain(table.to_pylist()) == self.EXPECTED
 
+    def test_dictionaries_for_keys_and_product_ids_statistics_for_keys_only(self, tmp_path) -> None:
+        import duckdb
+        import pyarrow.parquet as pq
+
+        from nextbest.features.packing import write_packed_parquet
+
+        con = duckdb.connect()
+        con.register("element_rows", self.rows())
+        path = tmp_path / "packed.parquet"
+        write_packed_parquet(
+            con, "select * from element_rows", path, self.KEYS, "product_id", "event_timestamp", [(1, 2)]
+        )
+        group = pq.ParquetFile(path).metadata.row_group(0)
+        columns = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+        dictionary = {name for name, c in columns.items() if "RLE_DICTIONARY" in c.encodings}
+        with_statistics = {name for name, c in columns.items() if c.is_stats_set}
+        assert dictionary == {"customer_id", "event_timestamp", "candidate_product_ids.list.element"}
+        assert with_statistics == {"customer_id", "event_timestamp"}
+        assert "held.list.element" in columns
+
     def test_a_chunk_column_of_its_own_cuts_the_work_and_is_not_written(self, tmp_path) -> None:
         import duckdb
         import pyarrow as pa
