@@ -35,17 +35,24 @@ bounds as (
     from spine
 ),
 
--- keyed as int_customer_category_months_active is, for the point-in-time join
+-- the active months under the candidates' string ids: joined back once on the ~15M active rows rather
+-- than keying the ~80M candidates (at 1M customers x 24 months: 55-60 s instead of 77 s, the same rows)
+active_months_identified as (
+    select
+        customers.customer_id,
+        categories.category,
+        active_months.month_index
+    from active_months
+    inner join customers
+        on active_months.customer_key = customers.customer_key
+    inner join categories
+        on active_months.category_key = categories.category_key
+),
+
 observed as (
     select
-        candidates.*,
-        customers.customer_key,
-        categories.category_key
+        candidates.*
     from candidates
-    inner join customers
-        on candidates.customer_id = customers.customer_id
-    inner join categories
-        on candidates.category = categories.category
     cross join bounds
     where candidates.month_index + {{ horizon }} <= bounds.last_month_index
 ),
@@ -53,10 +60,10 @@ observed as (
 -- the first active month after the snapshot
 next_active as (
     {{ point_in_time_join(
-        left='observed', right='active_months', by=['customer_key', 'category_key'],
+        left='observed', right='active_months_identified', by=['customer_id', 'category'],
         left_time='month_index', right_time='month_index', direction='after',
         columns={'next_active_month_index': 'month_index'},
-        left_keys=['customer_key', 'month_index', 'category_key'],
+        left_keys=['customer_id', 'month_index', 'category'],
     ) }}
 ),
 
