@@ -310,6 +310,41 @@ def test_customer_product_features_have_the_candidate_keys(marts: dict[str, pd.D
     assert len(marts["feat_customer_product_monthly"]) == len(EXPECTED_CANDIDATES)
 
 
+NEUTRAL_CROSS_SELL = {
+    "max_transition_lift_from_owned": 1.0, "sum_log_transition_lift_from_owned": 0.0,
+    "transition_lift_from_latest_started": 1.0, "max_coownership_lift_with_owned": 1.0,
+    "mean_log_coownership_lift_with_owned": 0.0,
+}
+
+
+def test_cross_sell_covers_the_most_owned_products_of_a_catalogue_over_the_limit(
+    tmp_path, marts: dict[str, pd.DataFrame]
+) -> None:
+    write_raw(tmp_path / "raw")
+    settings = build(tmp_path, {"cross_sell_max_products": 1}, select="+feat_customer_product_monthly")
+    covered = read_mart(settings, "int_products_cross_sold")
+    assert covered.groupby("month_index").size().max() == 1  # the most owned product of each snapshot
+    keys = read_mart(settings, "int_products_keyed")
+    covered = covered.merge(keys[["product_key", "product_id"]], on="product_key")
+    sets = read_mart(settings, "int_customer_owned_sets").explode("owned_product_keys")
+    members = sets.merge(covered, left_on=["owned_product_keys", "month_index"],
+                         right_on=["product_key", "month_index"], how="left")
+    assert members["product_id"].notna().all()  # owned sets hold covered products only
+    pairs = read_mart(settings, "feat_customer_product_monthly")
+    key = ["customer_id", "product_id", "month_index"]
+    covered_keys = covered[["product_id", "month_index"]].assign(is_covered=True)
+    pairs = pairs.merge(covered_keys, on=key[1:], how="left")
+    uncovered = pairs[pairs["is_covered"].isna()]
+    assert len(uncovered) > 0
+    for column, value in NEUTRAL_CROSS_SELL.items():
+        assert (uncovered[column] == value).all(), column
+    # every other feature is the one of the build covering the whole catalogue
+    full = marts["feat_customer_product_monthly"].set_index(key).sort_index()
+    limited = pairs.set_index(key).sort_index()[full.columns]
+    others = [c for c in full.columns if c not in NEUTRAL_CROSS_SELL]
+    pd.testing.assert_frame_equal(limited[others], full[others], check_dtype=False)
+
+
 # --- the packed (online) layout of the customer x product features ----------------------------------------
 
 def packed_row(marts: dict[str, pd.DataFrame], customer_id: str, snapshot_on: date) -> dict[str, list]:

@@ -1,14 +1,28 @@
 {#-
-  The owned set a customer's cross-sell features are computed from: the cross_sell_owned_limit most
-  recently started products owned at the snapshot, and the latest of them. Customers with the same set and
-  latest product at the same snapshot share owned_set_id, so product-to-product features are computed once
-  per distinct set (int_owned_sets_distinct) rather than once per customer.
+  The owned set a customer's cross-sell features are computed from: of the cross_sell_owned_limit most
+  recently started products owned at the snapshot, those the cross-sell features cover at the snapshot
+  (int_products_cross_sold: every product of a catalogue within cross_sell_max_products), and the latest
+  of them. Customers with the same set and latest product at the same snapshot share owned_set_id, so
+  product-to-product features are computed once per distinct set (int_owned_sets_distinct) rather than
+  once per customer.
 -#}
 with
 
-owned as (
+products_owned as (
     select * from {{ ref('int_customer_products_owned') }}
-    where recency_rank <= {{ var('cross_sell_owned_limit') | int }}
+),
+
+covered as (
+    select * from {{ ref('int_products_cross_sold') }}
+),
+
+owned as (
+    select products_owned.*
+    from products_owned
+    inner join covered
+        on products_owned.product_key = covered.product_key
+        and products_owned.month_index = covered.month_index
+    where products_owned.recency_rank <= {{ var('cross_sell_owned_limit') | int }}
 ),
 
 sets as (
@@ -16,8 +30,8 @@ sets as (
         customer_key,
         month_index,
         {{ sorted_list_agg('product_key') }} as owned_product_keys,
-        max(product_key) filter (where recency_rank = 1) as latest_product_key,
-        max(started_month_index) filter (where recency_rank = 1) as latest_started_month_index
+        min_by(product_key, recency_rank) as latest_product_key,
+        min_by(started_month_index, recency_rank) as latest_started_month_index
     from owned
     group by customer_key, month_index
 ),

@@ -1,6 +1,7 @@
 {#-
-  Product-to-product adoption counts per snapshot month t, for every pair (from j, to c), j != c, where j
-  is in some customer's owned set (int_customer_owned_sets) at t:
+  Product-to-product adoption counts per snapshot month t, for every pair (from j, to c), j != c, of
+  products the cross-sell features cover at t (int_products_cross_sold), where j is in some customer's
+  owned set (int_customer_owned_sets) at t:
   - count_exposed: customers whose owned set at t holds j and not c;
   - count_adopted_next_month: those of them whose holding of c started in month t + 1;
   - count_co_owned: customers whose owned set at t holds both j and c.
@@ -14,9 +15,12 @@ sets as (
     select * from {{ ref('int_owned_sets_distinct') }}
 ),
 
-owned as (
+products_owned as (
     select * from {{ ref('int_customer_products_owned') }}
-    where recency_rank <= {{ var('cross_sell_owned_limit') | int }}
+),
+
+covered as (
+    select * from {{ ref('int_products_cross_sold') }}
 ),
 
 population as (
@@ -33,6 +37,16 @@ products as (
 
 ownership as (
     select * from {{ ref('int_product_ownership_counted') }}
+),
+
+-- the owned products the sets hold (int_customer_owned_sets)
+owned as (
+    select products_owned.*
+    from products_owned
+    inner join covered
+        on products_owned.product_key = covered.product_key
+        and products_owned.month_index = covered.month_index
+    where products_owned.recency_rank <= {{ var('cross_sell_owned_limit') | int }}
 ),
 
 -- a holding start in month m of a product not owned at the end of month m - 1
@@ -118,12 +132,13 @@ base_exposed as (
 pairs as (
     select
         owners.from_product_key,
-        products.product_key as to_product_key,
+        covered.product_key as to_product_key,
         owners.month_index,
         owners.count_owners
     from owners
-    cross join products
-    where owners.from_product_key != products.product_key
+    inner join covered
+        on owners.month_index = covered.month_index
+        and owners.from_product_key != covered.product_key
 ),
 
 final as (
