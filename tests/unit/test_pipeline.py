@@ -102,3 +102,13 @@ def test_a_second_build_is_refused_naming_the_running_ones_pid(tmp_path: Path) -
         holder.communicate("", timeout=20)
     with build_lock(Settings(home=tmp_path)):  # released when the holder ended
         pass
+
+
+def test_candidate_grain_tests_sample_customers_by_customer_product_pairs() -> None:
+    from nextbest.pipeline import candidate_test_sample_modulo as modulo
+
+    assert modulo(20_000, 24) == 1  # a bank up to 20k customers: every customer
+    assert modulo(1_000_000, 24) == 50
+    assert modulo(2_469, 303) == 1  # The Complete Journey's categories: every household
+    assert modulo(2_469, 2_378) == 12  # its product types: ~200 households
+    assert modulo(0, 0) == 1

@@ -6,14 +6,25 @@
   snapshot without candidates). Building the lists with DuckDB's list() costs ~90 ns per value and holds
   every group in a hash table; instead this hands the SQL to nextbest.features.packing.write_packed_parquet
   (a Python job on dbt's own DuckDB connection), which runs it on a few months of the `population` model
-  (config; it has month_index) at a time, sorted by customer and product on their integer keys, and builds
-  each list column from the group offsets with pyarrow, streaming to one parquet file (without month_index
+  (config; it has month_index) at a time, as many as hold `PACK_CHUNK_ROWS` element rows (the
+  population's plus the `elements` model's, config: the candidates, with month_index; the model states
+  `-- depends_on` it), sorted by customer and product on their integer keys, and builds each list column
+  from the group offsets with pyarrow, streaming to one parquet file (without month_index
   and the integer keys). A view over the file takes the model's place, as with `parquet_file`, so refs and
   tests read the file.
 -#}
 {% materialization packed_parquet, adapter='duckdb' %}
   {%- set location = render(config.get('location', default=external_location(this, config))) -%}
   {%- set population = ref(config.require('population')) -%}
+  {%- set elements = ref(config.require('elements')) -%}
+  {#- element rows per month: the population's (one each without candidates) plus the candidates' -#}
+  {%- set chunk_sizes_sql -%}
+    select population.month_index, population.n + coalesce(elements.n, 0)
+    from (select month_index, count(*) as n from {{ population }} group by 1) as population
+    left join (select month_index, count(*) as n from {{ elements }} group by 1) as elements
+        on population.month_index = elements.month_index
+    order by 1
+  {%- endset -%}
   {%- set location_literal = "'" ~ (location | replace("'", "''")) ~ "'" -%}
   {%- set target_relation = this.incorporate(type='view') -%}
   {%- set existing_relation = load_cached_relation(this) -%}
@@ -33,7 +44,7 @@ class dbtObj:
 
 
 def model(dbt, con):
-    sizes = con.execute({{ tojson("select month_index, count(*) from " ~ population ~ " group by 1 order by 1") }}).fetchall()
+    sizes = con.execute({{ tojson(chunk_sizes_sql) }}).fetchall()
     write_packed_parquet(
         con,
         rows_query={{ tojson(sql) }},

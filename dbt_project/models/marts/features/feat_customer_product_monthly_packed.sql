@@ -1,3 +1,8 @@
-{{ config(materialized='packed_parquet', population='int_customers_in_population') }}
+{{ config(
+    materialized='packed_parquet',
+    population='int_customers_in_population',
+    elements='int_candidates_eligible'
+) }}
+-- depends_on: {{ ref('int_candidates_eligible') }}  (the packer's chunk sizes count its rows)
 
 {{ pack_features('feat_customer_product_monthly', ref('int_customers_in_population')) }}
