@@ -26,6 +26,7 @@ from nextbest.features.store import get_store, load_specs
 from nextbest.marts import FCT_CANDIDATES, FCT_RANKING_LABELS, existing_mart
 from nextbest.settings import Settings
 from nextbest.training.config import TrainingConfig
+from nextbest.training.ranker import Sampling, sample_groups
 
 ORACLE_FILE = "oracle.parquet"
 
@@ -164,3 +165,19 @@ def training_frame(
     store = get_store(settings)
     entities = entity_frame(settings, snapshots, mart=mart)
     return retrieve_features(store, entities, config.feature_service, progress)
+
+
+def sampled_training_frame(
+    settings: Settings, config: TrainingConfig, snapshots: Sequence[date], progress: Progress | None = None
+) -> tuple[pd.DataFrame, Sampling]:
+    """``training_frame`` of the training snapshots, sampled on the labels before the features are read:
+    the rows ``prepare_groups`` would keep of it (``sample_groups``: groups with a positive, every
+    positive, ``config.max_negatives_per_group`` negatives per group, ``config.seed``), and that sampling.
+    The same rows as sampling after retrieval, without reading the others' features: The Complete
+    Journey's 2,378 product types have ~2,200 candidates per group, and its 3 training months' 14M rows
+    of features ran ``nextbest train`` out of 24 GiB.
+    """
+    store = get_store(settings)
+    entities = entity_frame(settings, snapshots)
+    entities, sampling = sample_groups(entities, True, config.max_negatives_per_group, config.seed)
+    return retrieve_features(store, entities, config.feature_service, progress), sampling

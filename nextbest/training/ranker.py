@@ -143,30 +143,37 @@ def _downsample_negatives(df: pd.DataFrame, max_negatives: int, seed: int) -> pd
     return df[keep]
 
 
-def prepare_groups(
+@dataclass(frozen=True)
+class Sampling:
+    """What ``sample_groups`` removed from a training frame.
+
+    Attributes:
+        n_groups_dropped: groups removed because they had no positive.
+        negative_keep_rate: realised share of negatives kept by down-sampling (1.0 when none).
+    """
+
+    n_groups_dropped: int = 0
+    negative_keep_rate: float = 1.0
+
+    def then(self, later: Sampling) -> Sampling:
+        """This sampling followed by ``later`` on what it kept."""
+        return Sampling(
+            self.n_groups_dropped + later.n_groups_dropped, self.negative_keep_rate * later.negative_keep_rate
+        )
+
+
+def sample_groups(
     df: pd.DataFrame,
-    feature_cols: Sequence[str],
     drop_groups_without_positive: bool = True,
     max_negatives_per_group: int | None = None,
     seed: int = 0,
-    categories: Mapping[str, Sequence[str]] | None = None,
-) -> RankingData:
-    """Sort, filter and encode a candidate frame into ranking groups.
-
-    Args:
-        df: one row per (customer_id, product_id, event_timestamp) with ``label`` and features.
-        feature_cols: the ordered feature list (the FeatureService's, plus e.g. ``product_id``).
-        drop_groups_without_positive: remove groups whose labels are all 0 (they carry no
-            lambdarank gradient). Keep them for evaluation frames that must match baselines.
-        max_negatives_per_group: keep every positive and at most this many random negatives per
-            group; None keeps all. The realised keep rate is recorded.
-        seed: seed of the down-sampling.
-        categories: the categorical mapping to apply; None learns it from ``df`` (training).
-
-    Returns:
-        RankingData sorted by (event_timestamp, customer_id, product_id) with a stable sort.
+) -> tuple[pd.DataFrame, Sampling]:
+    """The training sample of a candidate frame: sorted by (event_timestamp, customer_id, product_id), index
+    0..n-1, without the groups that have no positive (they carry no lambdarank gradient) when asked, and
+    with every positive and at most ``max_negatives_per_group`` random negatives per group (None keeps
+    all). It needs the keys and ``label`` only, so it can run on the labels before feature retrieval
+    (``nextbest.training.datasets.sampled_training_frame``); on what it returned it keeps every row.
     """
-    _validate_candidates(df, feature_cols)
     frame = df.sort_values(list(SORT_COLS), kind="mergesort").reset_index(drop=True)
     n_dropped = 0
     if drop_groups_without_positive:
@@ -183,6 +190,37 @@ def prepare_groups(
         n_negatives = int((frame[LABEL] == 0).sum())
         frame = _downsample_negatives(frame, max_negatives_per_group, seed).reset_index(drop=True)
         keep_rate = float((frame[LABEL] == 0).sum() / n_negatives) if n_negatives else 1.0
+    return frame, Sampling(int(n_dropped), keep_rate)
+
+
+def prepare_groups(
+    df: pd.DataFrame,
+    feature_cols: Sequence[str],
+    drop_groups_without_positive: bool = True,
+    max_negatives_per_group: int | None = None,
+    seed: int = 0,
+    categories: Mapping[str, Sequence[str]] | None = None,
+    sampled: Sampling | None = None,
+) -> RankingData:
+    """Sort, filter and encode a candidate frame into ranking groups.
+
+    Args:
+        df: one row per (customer_id, product_id, event_timestamp) with ``label`` and features.
+        feature_cols: the ordered feature list (the FeatureService's, plus e.g. ``product_id``).
+        drop_groups_without_positive, max_negatives_per_group, seed: the training sample
+            (``sample_groups``); keep the groups without a positive for evaluation frames that must
+            match baselines. The groups dropped and the realised negative keep rate are recorded.
+        categories: the categorical mapping to apply; None learns it from ``df`` (training).
+        sampled: the sampling ``df`` already went through (``sample_groups`` with the same arguments,
+            before feature retrieval), recorded with this one's.
+
+    Returns:
+        RankingData sorted by (event_timestamp, customer_id, product_id) with a stable sort.
+    """
+    _validate_candidates(df, feature_cols)
+    frame, sampling = sample_groups(df, drop_groups_without_positive, max_negatives_per_group, seed)
+    if sampled is not None:
+        sampling = sampled.then(sampling)
     learned = (
         learn_categories(frame, feature_cols)
         if categories is None
@@ -197,8 +235,8 @@ def prepare_groups(
         group_sizes=sizes,
         feature_cols=list(feature_cols),
         categories=learned,
-        n_groups_dropped=int(n_dropped),
-        negative_keep_rate=keep_rate,
+        n_groups_dropped=sampling.n_groups_dropped,
+        negative_keep_rate=sampling.negative_keep_rate,
     )
 
 

@@ -5,7 +5,9 @@ functions a notebook can call one by one:
 
     split = split_snapshots(labelled_snapshots(settings), config.split)
     frames = load_frames(settings, config, split)
-    models = fit_models(frames.train, frames.valid, frames.feature_cols, config)
+    models = fit_models(
+        frames.train, frames.valid, frames.feature_cols, config, train_sampled=frames.train_sampled
+    )
     scored = score_test(models, frames.test)
     ablation = ablate_feature_groups(models, scored, frames.feature_groups, config)
     evaluation = evaluate_scored(scored, models, config, frames.feature_groups, ablation)
@@ -33,10 +35,16 @@ from nextbest.training.artifacts import ModelBundle, file_sha256, save_bundle
 from nextbest.training.baselines import OracleBaseline, PerProductModels, PooledClassifier, PopularityBaseline
 from nextbest.training.calibration import Calibrators, fit_calibrators
 from nextbest.training.config import ConfigError, RankerConfig, SplitConfig, TrainingConfig
-from nextbest.training.datasets import feature_columns, feature_groups, labelled_snapshots, training_frame
+from nextbest.training.datasets import (
+    feature_columns,
+    feature_groups,
+    labelled_snapshots,
+    sampled_training_frame,
+    training_frame,
+)
 from nextbest.training.distributed import RankerFit, ranker_fitter
 from nextbest.training.evaluate import Evaluation
-from nextbest.training.ranker import FittedRanker, RankingData, fit_ranker, prepare_groups
+from nextbest.training.ranker import FittedRanker, RankingData, Sampling, fit_ranker, prepare_groups
 from nextbest.training.report import reports_dir, write_report
 from nextbest.training.scoring import score_bundle
 
@@ -134,6 +142,8 @@ class Frames:
     feature_cols: list[str]
     feature_groups: dict[str, str] = field(default_factory=dict)
     """Feature -> feature group (see ``nextbest.training.datasets.feature_groups``)."""
+    train_sampled: Sampling | None = None
+    """The sampling ``train`` went through before its features were read (``sampled_training_frame``)."""
 
     @property
     def has_oracle(self) -> bool:
@@ -151,11 +161,13 @@ def load_frames(
     check_applied_build(settings, store)  # features and labels from one build
     # before the minutes of retrieval: a misspelt excluded group fails at once
     groups = kept_feature_groups(feature_groups(settings, cols), config.exclude_feature_groups)
+    say(f"retrieval: train ({len(split.train)} snapshot(s), sampled)")
+    train, sampled = sampled_training_frame(settings, config, split.train, progress)
     parts = {}
-    for name in ("train", "valid", "test"):
+    for name in ("valid", "test"):
         say(f"retrieval: {name} ({len(getattr(split, name))} snapshot(s))")
         parts[name] = training_frame(settings, config, getattr(split, name), progress)
-    return Frames(parts["train"], parts["valid"], parts["test"], list(groups), groups)
+    return Frames(train, parts["valid"], parts["test"], list(groups), groups, sampled)
 
 
 def kept_feature_groups(groups: dict[str, str], excluded: Sequence[str]) -> dict[str, str]:
@@ -198,6 +210,7 @@ def fit_models(
     progress: Progress | None = None,
     fit: RankerFit = fit_ranker,
     groups: Mapping[str, str] | None = None,
+    train_sampled: Sampling | None = None,
 ) -> FittedModels:
     """Fit the ranker (early stopping on ``valid_df``), the baselines and the calibrators.
 
@@ -216,7 +229,7 @@ def fit_models(
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     train = prepare_groups(
-        train_df, feature_cols, True, config.max_negatives_per_group, config.seed
+        train_df, feature_cols, True, config.max_negatives_per_group, config.seed, sampled=train_sampled
     )
     valid = prepare_groups(valid_df, feature_cols, True, categories=train.categories)
     say(
@@ -694,7 +707,7 @@ def train(
     with ranker_fitter(engine or settings.training) as fit:
         models = fit_models(
             frames.train, frames.valid, frames.feature_cols, config, frames.has_oracle, progress, fit,
-            frames.feature_groups,
+            frames.feature_groups, frames.train_sampled,
         )
     seconds["fit_total"] = time.perf_counter() - started
     seconds |= {f"fit_{k}": v for k, v in models.seconds.items()}

@@ -15,6 +15,7 @@ from nextbest.training.ranker import (
     fit_ranker,
     learn_categories,
     prepare_groups,
+    sample_groups,
 )
 
 FEATURES = ["product_id", "segment", "income", "affinity"]
@@ -137,6 +138,18 @@ class TestPrepareGroups:
         c = prepare_groups(data, FEATURES, max_negatives_per_group=2, seed=2).frame
         pd.testing.assert_frame_equal(a, b)
         assert not a["product_id"].equals(c["product_id"]) or len(a) != len(c)
+
+    def test_sampling_the_labels_first_keeps_the_same_rows_and_counts(self, data: pd.DataFrame) -> None:
+        direct = prepare_groups(data, FEATURES, max_negatives_per_group=2, seed=3)
+        keys = data[["event_timestamp", "customer_id", "product_id", LABEL]]  # the labels, before features
+        kept, sampled = sample_groups(keys.sample(frac=1.0, random_state=0), True, 2, 3)  # any row order
+        features = data.drop(columns=LABEL).merge(kept, on=["event_timestamp", "customer_id", "product_id"])
+        later = prepare_groups(features, FEATURES, max_negatives_per_group=2, seed=3, sampled=sampled)
+        pd.testing.assert_frame_equal(later.frame[direct.frame.columns], direct.frame)
+        assert (later.n_groups_dropped, later.negative_keep_rate) == (
+            direct.n_groups_dropped, direct.negative_keep_rate
+        )
+        assert 0 < sampled.negative_keep_rate < 1
 
     def test_categories_learned_and_unseen_mapped_to_nan(self) -> None:
         categories = learn_categories(TINY, ["segment", "label"])
