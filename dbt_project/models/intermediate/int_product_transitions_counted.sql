@@ -15,8 +15,8 @@ sets as (
     select * from {{ ref('int_owned_sets_distinct') }}
 ),
 
-products_owned as (
-    select * from {{ ref('int_customer_products_owned') }}
+customer_sets as (
+    select * from {{ ref('int_customer_owned_sets') }}
 ),
 
 covered as (
@@ -39,14 +39,13 @@ ownership as (
     select * from {{ ref('int_product_ownership_counted') }}
 ),
 
--- the owned products the sets hold (int_customer_owned_sets)
+-- each customer's owned set, one row per product in it
 owned as (
-    select products_owned.*
-    from products_owned
-    inner join covered
-        on products_owned.product_key = covered.product_key
-        and products_owned.month_index = covered.month_index
-    where products_owned.recency_rank <= {{ var('cross_sell_owned_limit') | int }}
+    select
+        customer_key,
+        month_index,
+        {{ list_explode('owned_product_keys') }} as product_key
+    from customer_sets
 ),
 
 -- a holding start in month m of a product not owned at the end of month m - 1
