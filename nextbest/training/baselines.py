@@ -87,6 +87,17 @@ class PopularityBaseline:
         return rates.fillna(self.overall_rate).to_numpy(dtype=float)
 
 
+def rows_by_product(products: pd.Series) -> dict[str, np.ndarray]:
+    """Product (as a string) -> the positions of its rows, ascending; one sort, not a scan per product
+    (2,378 product types x 5M rows was minutes)."""
+    values = products.astype(str).to_numpy()
+    if not len(values):
+        return {}
+    order = np.argsort(values, kind="stable")
+    distinct, starts = np.unique(values[order], return_index=True)
+    return dict(zip(distinct.tolist(), np.split(order, starts[1:]), strict=True))
+
+
 _LOGIT_EPS = 1e-6
 
 
@@ -159,16 +170,14 @@ class PerProductModels:
         self.categories = learn_categories(train_df, self.feature_cols)
         self.overall_rate = float(y.mean())
         self.models, self.base_rates, self.fallback_products = {}, {}, []
-        products = train_df[self.product_col].astype(str).to_numpy()
-        for product in np.unique(products):
-            mask = products == product
-            y_p = y[mask]
-            self.base_rates[str(product)] = float(y_p.mean())
+        for product, rows in rows_by_product(train_df[self.product_col]).items():
+            y_p = y[rows]
+            self.base_rates[product] = float(y_p.mean())
             if y_p.sum() < self.min_positives or (len(y_p) - y_p.sum()) < self.min_positives:
-                self.fallback_products.append(str(product))
+                self.fallback_products.append(product)
                 continue
-            features = build_feature_frame(train_df[mask], self.feature_cols, self.categories)
-            self.models[str(product)] = _classifier(self.params).fit(features, y_p)
+            features = build_feature_frame(train_df.iloc[rows], self.feature_cols, self.categories)
+            self.models[product] = _classifier(self.params).fit(features, y_p)
         return self
 
     def calibrate(self, valid_df: pd.DataFrame, min_positives: int = 30) -> PerProductModels:
@@ -180,17 +189,15 @@ class PerProductModels:
         """
         y = _labels(valid_df)
         raw = self.raw_score(valid_df)
-        products = valid_df[self.product_col].astype(str).to_numpy()
         self.pooled_platt = fit_platt(raw, y)
         self.platt = {}
-        for product in np.unique(products):
-            mask = products == product
-            positives = int(y[mask].sum())
-            if positives < min_positives or int(mask.sum()) - positives < min_positives:
+        for product, rows in rows_by_product(valid_df[self.product_col]).items():
+            positives = int(y[rows].sum())
+            if positives < min_positives or len(rows) - positives < min_positives:
                 continue
-            fitted = fit_platt(raw[mask], y[mask])
+            fitted = fit_platt(raw[rows], y[rows])
             if fitted is not None:
-                self.platt[str(product)] = fitted
+                self.platt[product] = fitted
         return self
 
     def score(self, df: pd.DataFrame) -> np.ndarray:
@@ -199,11 +206,9 @@ class PerProductModels:
         raw = self.raw_score(df)
         if self.pooled_platt is None and not self.platt:
             return raw
-        products = df[self.product_col].astype(str).to_numpy()
         out = raw.copy()
-        for product in np.unique(products):
-            rows = np.flatnonzero(products == product)
-            mapping = self.platt.get(str(product), self.pooled_platt)
+        for product, rows in rows_by_product(df[self.product_col]).items():
+            mapping = self.platt.get(product, self.pooled_platt)
             if mapping is not None:
                 out[rows] = mapping.apply(raw[rows])
         return out
@@ -213,10 +218,8 @@ class PerProductModels:
         if not self.base_rates:
             raise RuntimeError("PerProductModels.score called before fit")
         _require(df, [self.product_col, *self.feature_cols])
-        products = df[self.product_col].astype(str).to_numpy()
         out = np.full(len(df), self.overall_rate, dtype=float)
-        for product in np.unique(products):
-            rows = np.flatnonzero(products == product)
+        for product, rows in rows_by_product(df[self.product_col]).items():
             if product in self.models:
                 features = build_feature_frame(df.iloc[rows], self.feature_cols, self.categories)
                 out[rows] = self.models[product].predict_proba(features)[:, 1]
@@ -253,8 +256,7 @@ class PooledClassifier:
         """The pooled classifier's adoption probability of each row."""
         if self.model is None:
             raise RuntimeError("PooledClassifier.score called before fit")
-        frame = df.assign(**{self.product_col: df[self.product_col].astype(str)})
-        features = build_feature_frame(frame, self.feature_cols, self.categories)
+        features = build_feature_frame(df, self.feature_cols, self.categories)  # the product as a string
         return np.asarray(self.model.predict_proba(features)[:, 1], dtype=float)
 
 

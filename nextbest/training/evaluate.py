@@ -179,7 +179,7 @@ def calibration_by_product(df: pd.DataFrame, prob_col: str = PROBABILITY, n_bins
     rows = {
         str(product): {"n": len(g), "positives": int(g[LABEL].sum())}
         | calibration_metrics(g[prob_col], g[LABEL], n_bins)
-        for product, g in df.groupby(PRODUCT_ID, sort=True, observed=True)
+        for product, g in df[[PRODUCT_ID, LABEL, prob_col]].groupby(PRODUCT_ID, sort=True, observed=True)
     }
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.name = PRODUCT_ID
@@ -220,7 +220,7 @@ def reliability_by_product(
     """Product -> its equal-count reliability curve (``quantile_reliability``) of ``prob_col``."""
     return {
         str(product): quantile_reliability(g[prob_col], g[LABEL], n_bins)
-        for product, g in df.groupby(PRODUCT_ID, sort=True, observed=True)
+        for product, g in df[[PRODUCT_ID, LABEL, prob_col]].groupby(PRODUCT_ID, sort=True, observed=True)
     }
 
 

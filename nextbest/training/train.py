@@ -262,7 +262,8 @@ def fit_models(
 
     started = time.perf_counter()
     say(f"calibration: {len(valid_df):,} validation rows, {config.calibration.feature_cols or 'score only'}")
-    calib_frame = valid_df.assign(**{SCORE: ranker.score(valid_df)})
+    calib_frame = valid_df.copy(deep=False)
+    calib_frame[SCORE] = scores_by_block(ranker.score, valid_df)
     calibrators = fit_calibrators(
         calib_frame,
         feature_cols=config.calibration.feature_cols,
@@ -313,15 +314,35 @@ def fit_baselines(
 def score_test(models: FittedModels, test_df: pd.DataFrame) -> pd.DataFrame:
     """``test_df`` plus ``score__<model>`` for the ranker and each baseline, and the calibrated
     ``probability`` (rows and order unchanged; groups without positive kept)."""
-    scored = test_df.reset_index(drop=True)
-    ranker = score_bundle(models, scored)
-    scored[ev.score_col(ev.RANKER)] = ranker.score
+    scored = test_df.copy(deep=False)  # new columns, the same feature columns (no copy of them)
+    scored.index = pd.RangeIndex(len(scored))
+    blocks = row_blocks(len(scored))
+    ranker = [score_bundle(models, scored.iloc[rows]) for rows in blocks]
+    scored[ev.score_col(ev.RANKER)] = np.concatenate([r.score for r in ranker])
     scored[SCORE] = scored[ev.score_col(ev.RANKER)]
     for name, baseline in models.baselines.items():
-        scored[ev.score_col(name)] = baseline.score(scored)
-    if ranker.probability is not None:
-        scored[PROBABILITY] = ranker.probability
+        scored[ev.score_col(name)] = scores_by_block(baseline.score, scored)
+    if models.calibrators is not None:
+        scored[PROBABILITY] = np.concatenate([r.probability for r in ranker])
     return scored
+
+
+SCORING_BLOCK_ROWS = 1_000_000
+"""Rows scored at once in training and evaluation: a model's input matrix is ~8 bytes per row and feature,
+so one 5.2M-row month of The Complete Journey's product types would need GBs per model at once."""
+
+
+def row_blocks(n_rows: int, size: int | None = None) -> list[slice]:
+    """Consecutive slices covering ``range(n_rows)``, each of at most ``size`` rows (default
+    ``SCORING_BLOCK_ROWS``; one empty slice for no rows)."""
+    size = size or SCORING_BLOCK_ROWS
+    return [slice(start, min(start + size, n_rows)) for start in range(0, n_rows, size)] or [slice(0, 0)]
+
+
+def scores_by_block(score: Callable[[pd.DataFrame], np.ndarray], frame: pd.DataFrame) -> np.ndarray:
+    """``score(frame)`` computed on ``row_blocks`` of ``frame`` (rows are scored independently), as floats."""
+    blocks = row_blocks(len(frame))
+    return np.concatenate([np.asarray(score(frame.iloc[rows]), dtype=float) for rows in blocks])
 
 
 def _without_features(data: RankingData, keep: Sequence[str]) -> RankingData:
@@ -498,7 +519,7 @@ def ablate_feature_groups(
     )
     out = Ablation({}, {}, {}, params.n_estimators, 0.0)
     for group in todo:
-        out.scores[group] = refits[group].score(scored)
+        out.scores[group] = scores_by_block(refits[group].score, scored)
         out.n_features[group] = len(members[group])
         out.best_iterations[group] = refits[group].best_iteration
     out.seconds = time.perf_counter() - started
@@ -710,6 +731,7 @@ def train(
             frames.feature_groups, frames.train_sampled,
         )
     seconds["fit_total"] = time.perf_counter() - started
+    frames.valid = frames.valid.iloc[:0]  # done with: its groups with a positive are in models.valid_data
     seconds |= {f"fit_{k}": v for k, v in models.seconds.items()}
 
     started = time.perf_counter()

@@ -28,11 +28,12 @@ from nextbest.ingest.store import ingest_directory
 from nextbest.ingest.synthetic import generate_synthetic
 from nextbest.pipeline import build_warehouse
 from nextbest.settings import Settings, TrainingSettings
+from nextbest.training import datasets
 from nextbest.training import metrics as m
 from nextbest.training.artifacts import BundleMismatchError, load_bundle
 from nextbest.training.cli import app as training_app
 from nextbest.training.config import CONFIG_DIR, SplitConfig, TrainingConfig, default_config_path, load_config
-from nextbest.training.datasets import feature_columns, labelled_snapshots
+from nextbest.training.datasets import feature_columns, labelled_snapshots, training_frame
 from nextbest.training.evaluate import (
     ORACLE,
     POPULARITY,
@@ -251,6 +252,16 @@ def test_bundle_records_provenance_and_loads_against_the_live_service(
     np.testing.assert_allclose(bundle.ranker.score(scored), scored[score_col(RANKER)].to_numpy())
     with pytest.raises(BundleMismatchError, match="not served"):
         load_bundle(result.bundle_path, expected_features=live[:-1])
+
+
+@pytest.mark.integration
+def test_retrieval_in_blocks_of_customers_gives_the_frame_of_one_retrieval(
+    built: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    snapshots = labelled_snapshots(built)[-2:]
+    whole = training_frame(built, small_config(), snapshots)
+    monkeypatch.setattr(datasets, "RETRIEVAL_CHUNK_ROWS", len(whole) // 6)  # ~3 blocks per snapshot
+    pd.testing.assert_frame_equal(training_frame(built, small_config(), snapshots), whole)
 
 
 @pytest.mark.integration

@@ -14,6 +14,7 @@ from nextbest.training.baselines import (
     PooledClassifier,
     PopularityBaseline,
     fit_platt,
+    rows_by_product,
 )
 from nextbest.training.config import BaselineConfig
 from nextbest.training.metrics import ndcg_at_k, per_product_metrics
@@ -205,3 +206,18 @@ class TestComparison:
             PopularityBaseline().fit(pd.DataFrame({"product_id": ["a"], "label": [3]}))
         with pytest.raises(ValueError, match="empty"):
             PopularityBaseline().fit(pd.DataFrame({"product_id": [], "label": []}))
+
+
+def test_rows_by_product_lists_each_products_rows_in_order() -> None:
+    rows = rows_by_product(pd.Series(["b", "a", "b", "c", "a", "b"]))
+    assert list(rows) == ["a", "b", "c"]
+    assert {p: r.tolist() for p, r in rows.items()} == {"a": [1, 4], "b": [0, 2, 5], "c": [3]}
+    assert list(rows_by_product(pd.Series([7, 10, 7]))) == ["10", "7"]  # products as strings
+    assert rows_by_product(pd.Series([], dtype=object)) == {}
+
+
+def test_per_product_scores_follow_their_rows_in_any_order(split: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    train, test = split[0], split[1].reset_index(drop=True)
+    model = PerProductModels(FEATURES, min_positives=5, params=FAST).fit(train).calibrate(test)
+    shuffled = test.sample(frac=1.0, random_state=1)
+    np.testing.assert_allclose(model.score(shuffled), model.score(test)[shuffled.index.to_numpy()])

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from nextbest.training import evaluate as ev
+from nextbest.training import train as train_module
 from nextbest.training.config import TrainingConfig
 from nextbest.training.ranker import fit_ranker, prepare_groups
 from nextbest.training.report import (
@@ -294,6 +295,21 @@ def test_ablation_refits_each_group_except_product_id_on_the_same_groups(fitted:
     params = fitted["config"].ranker.model_copy(update={"n_estimators": 40})
     manual = fit_ranker(train, valid, params, 7).score(fitted["scored"])
     np.testing.assert_allclose(ablation.scores["noise"], manual)
+
+
+def test_scoring_in_blocks_of_rows_gives_the_scores_of_one_block(
+    fitted: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole, models = fitted["scored"], fitted["models"]
+    test = whole[[c for c in whole.columns if not c.startswith("score") and c != "probability"]]
+    monkeypatch.setattr(train_module, "SCORING_BLOCK_ROWS", 37)  # blocks that cut through groups
+    assert len(test) > 3 * 37
+    blocks = score_test(models, test)
+    pd.testing.assert_frame_equal(blocks, whole)
+    assert "score" not in test.columns  # the input frame gains no column
+    ablation = ablate_feature_groups(models, blocks, GROUPS, fitted["config"])
+    for group, scores in ablation.scores.items():
+        np.testing.assert_allclose(scores, fitted["ablation"].scores[group])
 
 
 def test_dropping_the_signal_hurts_and_dropping_noise_does_not(fitted: dict) -> None:
