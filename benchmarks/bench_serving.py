@@ -535,6 +535,7 @@ def retrieval_section(home: Path, requests: int, top_n: int, epochs: int, tmp: P
     }
     customers = [str(c) for c in latest.keys["customer_id"]][: max(requests, 1)]
     times: dict[str, list[float]] = {name: [] for name in scorers}
+    parts: dict[str, list[dict[str, float]]] = {name: [] for name in scorers}
     candidates: dict[str, list[int]] = {name: [] for name in scorers}
     for scorer in scorers.values():  # warm-up
         for customer in customers[:20]:
@@ -544,6 +545,7 @@ def retrieval_section(home: Path, requests: int, top_n: int, epochs: int, tmp: P
             started = time.perf_counter()
             ranking = scorer.rank(customer)
             times[name].append((time.perf_counter() - started) * 1e3)
+            parts[name].append(ranking.timings_ms)
             candidates[name].append(ranking.n_candidates)
     print(
         f"\nretrieval in serving (in-process Scorer.rank, sqlite, k=7, {len(customers)} customers, "
@@ -553,6 +555,9 @@ def retrieval_section(home: Path, requests: int, top_n: int, epochs: int, tmp: P
         p50, p99 = pct(times[name])
         ranked = np.mean(candidates[name])
         print(f"   {name:<20} p50 {p50:6.2f} ms   p99 {p99:6.2f} ms   candidates ranked {ranked:.0f}")
+        print("   " + " " * 20 + "   ".join(
+            f"{part} p50 {pct([t[part] for t in parts[name]])[0]:.2f}" for part in PARTS if part != "total"
+        ))
     rng = np.random.default_rng(0)
     items = rng.standard_normal((2_378, 32)).astype(np.float32)
     items /= np.linalg.norm(items, axis=1, keepdims=True)

@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -198,7 +198,7 @@ def read_timestamp(row: Mapping[str, list[Any]], field: str) -> int:
 def listed_products(customer: Mapping[str, list[Any]]) -> list[str]:
     """The customer's listed candidate products from a ``customer_read`` (empty: no packed row)."""
     listed = read_value(customer, PACKED_PRODUCTS)
-    return [] if listed is None else [str(p) for p in listed]
+    return [] if listed is None else list(map(str, listed))
 
 
 # --------------------------------------------------------------------------- plain rows
@@ -259,6 +259,32 @@ def assemble_online(
     return assemble_many(views, [customer_id], [product_ids], customer, products)[0]
 
 
+def element_positions(
+    listed_row: np.ndarray,
+    listed: Sequence[str] | np.ndarray,
+    wanted_row: np.ndarray,
+    wanted: Sequence[str] | np.ndarray,
+) -> np.ndarray:
+    """Per wanted (row, product), the position of the same (row, product) among the listed ones; -1 when
+    it is not listed. Both sides hold each row's elements together, rows ascending (as ``unpack`` and
+    ``assemble_many`` lay them out): one hash lookup per row's block, not a dict of every element."""
+    pos = np.full(len(wanted), -1, dtype=np.int64)
+    l_bounds = np.searchsorted(listed_row, np.arange(int(listed_row.max(initial=-1)) + 2))
+    w_bounds = np.searchsorted(wanted_row, np.arange(int(wanted_row.max(initial=-1)) + 2))
+    for r in range(min(len(l_bounds), len(w_bounds)) - 1):
+        lo, hi, w_lo, w_hi = l_bounds[r], l_bounds[r + 1], w_bounds[r], w_bounds[r + 1]
+        if lo == hi or w_lo == w_hi:
+            continue
+        block = pd.Index(listed[lo:hi], dtype=object)
+        if block.is_unique:
+            found = block.get_indexer(pd.Index(wanted[w_lo:w_hi], dtype=object))
+        else:  # a product listed twice for one customer: its last position
+            where = {p: i for i, p in enumerate(listed[lo:hi])}
+            found = np.fromiter((where.get(p, -1) for p in wanted[w_lo:w_hi]), dtype=np.int64)
+        pos[w_lo:w_hi] = np.where(found >= 0, found + lo, -1)
+    return pos
+
+
 def assemble_many(
     views: Sequence[ServedView],
     customer_ids: Sequence[str],
@@ -298,16 +324,14 @@ def assemble_many(
             listed = customers.get(PACKED_PRODUCTS) if customers else None
             listed = listed or [None] * len(customer_ids)
             lists = {f: customers.get(f, [None] * len(customer_ids)) for f in v.features}
-            names = [None if x is None else [str(p) for p in x] for x in listed]
+            names = [None if x is None else list(map(str, x)) for x in listed]
             decoded = unpack(names, lists, v.string_features)
-            listed_ids = decoded.product_id.tolist()
-            if listed_ids == wanted and np.array_equal(decoded.row, row):  # every listed product, in order
+            listed_ids = decoded.product_id  # every listed product, in order: no lookup
+            if len(listed_ids) == n and np.array_equal(decoded.row, row) and listed_ids.tolist() == wanted:
                 for f in v.features:
                     columns[f] = decoded.features[f]
             else:
-                where = {key: i for i, key in enumerate(zip(decoded.row.tolist(), listed_ids, strict=True))}
-                keys = zip(row.tolist(), wanted, strict=True)
-                pos = np.fromiter((where.get(key, -1) for key in keys), dtype=np.int64, count=n)
+                pos = element_positions(decoded.row, listed_ids, row, wanted)
                 complete = bool((pos >= 0).all())
                 for f in v.features:
                     values = decoded.features[f]
@@ -319,7 +343,8 @@ def assemble_many(
                 values[:] = products[f] if products else [None] * n
                 columns[f] = values
             got = products.get(f"{v.timestamp_field}__ts") if products else None
-            row_ts[v.name] = np.asarray([t or 0 for t in got] if got else [0] * n, dtype=np.int64)
+            stamps_of = [0] * n if got is None or not len(got) else [t or 0 for t in got]
+            row_ts[v.name] = np.asarray(stamps_of, dtype=np.int64)
     out = []
     for i, (start, stop) in enumerate(zip(ends - counts, ends, strict=True)):
         part = slice(int(start), int(stop))
@@ -413,11 +438,19 @@ class ProductCache:
     columns: dict[str, list[Any]]
     position: dict[str, int]
     read_at: float
+    arrays: dict[str, np.ndarray] = field(init=False, repr=False, compare=False)
 
-    def take(self, product_ids: Sequence[str]) -> dict[str, list[Any]]:
-        """The columns for ``product_ids`` (all in the catalogue), in that order."""
-        idx = [self.position[p] for p in product_ids]
-        return {col: [values[i] for i in idx] for col, values in self.columns.items()}
+    def __post_init__(self) -> None:
+        arrays = {}
+        for col, values in self.columns.items():
+            arrays[col] = np.empty(len(values), dtype=object)  # one object per row, lists included
+            arrays[col][:] = values
+        object.__setattr__(self, "arrays", arrays)
+
+    def take(self, product_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The columns for ``product_ids`` (all in the catalogue), in that order (object arrays)."""
+        idx = np.fromiter((self.position[p] for p in product_ids), dtype=np.int64, count=len(product_ids))
+        return {col: values[idx] for col, values in self.arrays.items()}
 
 
 class OnlineReader:
@@ -581,7 +614,7 @@ class OnlineReader:
             customer_ts = read_timestamp(customer, self._customer_ts_field)
             list_ts = read_timestamp(customer, PACKED_PRODUCTS)
             mask = rule(np.ones(len(listed), dtype=bool), customer_ts, list_ts)
-            chosen = [p for p, ok in zip(listed, mask, strict=True) if ok]
+            chosen = list(itertools.compress(listed, mask))
             if narrow is not None and wanted is None and chosen:
                 chosen = narrow.keep(chosen, customer if narrowing is not None else {}, customer_ts)
             chosen_per.append(chosen)

@@ -62,10 +62,10 @@ class RetrievalIndex:
     top_n: int
     model_id: str
     view: str = CUSTOMER_EMBEDDING_VIEW
-    _position: dict[str, int] = field(init=False, repr=False, compare=False)
+    _position: pd.Index = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_position", {p: i for i, p in enumerate(self.product_ids)})
+        object.__setattr__(self, "_position", pd.Index(self.product_ids, dtype=object))
 
     def embedding(self, value: Any, model_id: Any) -> np.ndarray | None:
         """A stored customer embedding as float32 when it was written by this index's model and has the
@@ -82,12 +82,11 @@ class RetrievalIndex:
         silently dropped)."""
         if u is None or len(candidates) <= self.top_n:
             return list(candidates)
-        position = self._position
-        known = [p for p in candidates if p in position]
-        unknown = [p for p in candidates if p not in position]
-        rows = np.fromiter((position[p] for p in known), dtype=np.int64, count=len(known))
+        found = self._position.get_indexer(pd.Index(candidates, dtype=object))  # -1: not in the index
+        rows = found[found >= 0]
+        unknown = [candidates[i] for i in np.flatnonzero(found < 0)]
         order = top_k((self.item_vecs @ u)[None, :], self.top_n, _mask(rows, len(self.product_ids)))[0]
-        return [self.product_ids[i] for i in order[: min(self.top_n, len(known))]] + unknown
+        return [self.product_ids[i] for i in order[: min(self.top_n, len(rows))]] + unknown
 
     def keep(self, candidates: list[str], row: Mapping[str, list[Any]], customer_ts: int) -> list[str]:
         """``narrow`` with the customer's one-key online read of ``view`` (``embedding``,

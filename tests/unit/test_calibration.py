@@ -72,6 +72,15 @@ class TestIsotonic:
         assert np.abs(prob - p[30_000:]).mean() < 0.03
         assert set(calibrators.per_product) == {"A"}
 
+    def test_predicts_what_isotonic_regression_predicts_beyond_its_ends_too(
+        self, fit_data: pd.DataFrame
+    ) -> None:
+        calibrators = fit_calibrators(fit_data, min_positives=50)
+        score = np.r_[-1.0, fit_data["score"].to_numpy()[:500], 2.0]  # below and above every fitted score
+        frame = pd.DataFrame({"product_id": "A", "score": score})
+        expected = calibrators.per_product["A"].model.predict(score)
+        np.testing.assert_allclose(calibrators.predict_proba(frame), expected, rtol=0, atol=1e-12)
+
     def test_monotone_in_score(self, fit_data: pd.DataFrame) -> None:
         calibrators = fit_calibrators(fit_data, min_positives=50)
         grid = pd.DataFrame({"product_id": "A", "score": np.linspace(0, 1, 201)})
