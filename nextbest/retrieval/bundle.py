@@ -62,10 +62,10 @@ class RetrievalIndex:
     top_n: int
     model_id: str
     view: str = CUSTOMER_EMBEDDING_VIEW
-    _position: pd.Index = field(init=False, repr=False, compare=False)
+    _position: _Positions = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_position", pd.Index(self.product_ids, dtype=object))
+        object.__setattr__(self, "_position", _Positions((p, i) for i, p in enumerate(self.product_ids)))
 
     def embedding(self, value: Any, model_id: Any) -> np.ndarray | None:
         """A stored customer embedding as float32 when it was written by this index's model and has the
@@ -82,7 +82,8 @@ class RetrievalIndex:
         silently dropped)."""
         if u is None or len(candidates) <= self.top_n:
             return list(candidates)
-        found = self._position.get_indexer(pd.Index(candidates, dtype=object))  # -1: not in the index
+        position = self._position.__getitem__  # -1 outside the index
+        found = np.fromiter(map(position, candidates), dtype=np.int64, count=len(candidates))
         rows = found[found >= 0]
         unknown = [candidates[i] for i in np.flatnonzero(found < 0)]
         order = top_k((self.item_vecs @ u)[None, :], self.top_n, _mask(rows, len(self.product_ids)))[0]
@@ -126,6 +127,13 @@ class RetrievalIndex:
             kept = set(self.narrow(products[rows].tolist(), u))
             keep[rows] = [p in kept for p in products[rows]]
         return candidates[keep]
+
+
+class _Positions(dict):
+    """Product -> item index; -1 for a product outside the index (looked up in C, ``map`` over a list)."""
+
+    def __missing__(self, key: str) -> int:
+        return -1
 
 
 def _mask(rows: np.ndarray, n_items: int) -> np.ndarray:
