@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -435,22 +435,23 @@ class ProductCache:
     """Product rows of the whole catalogue read at ``read_at`` (``time.monotonic()``): column -> values
     in catalogue order, and product -> position."""
 
-    columns: dict[str, list[Any]]
+    columns: dict[str, np.ndarray]
     position: dict[str, int]
     read_at: float
-    arrays: dict[str, np.ndarray] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
+    @classmethod
+    def of(cls, columns: Mapping[str, Sequence[Any]], product_ids: Sequence[str]) -> ProductCache:
+        """The cache of a read of ``product_ids``' rows (``columns``: column -> values in that order)."""
         arrays = {}
-        for col, values in self.columns.items():
+        for col, values in columns.items():
             arrays[col] = np.empty(len(values), dtype=object)  # one object per row, lists included
             arrays[col][:] = values
-        object.__setattr__(self, "arrays", arrays)
+        return cls(arrays, {p: i for i, p in enumerate(product_ids)}, time.monotonic())
 
     def take(self, product_ids: Sequence[str]) -> dict[str, np.ndarray]:
         """The columns for ``product_ids`` (all in the catalogue), in that order (object arrays)."""
         idx = np.fromiter((self.position[p] for p in product_ids), dtype=np.int64, count=len(product_ids))
-        return {col: values[idx] for col, values in self.arrays.items()}
+        return {col: values[idx] for col, values in self.columns.items()}
 
 
 class OnlineReader:
@@ -559,7 +560,7 @@ class OnlineReader:
                 if cache is None or time.monotonic() - cache.read_at > ttl:
                     ids = self.catalogue
                     columns = self._read(lambda: product_read(self.store, self.views, "", ids))
-                    cache = ProductCache(columns, {p: i for i, p in enumerate(ids)}, time.monotonic())
+                    cache = ProductCache.of(columns, ids)
                     self._product_cache = cache
         return cache
 
