@@ -29,7 +29,7 @@ from nextbest.columns import CUSTOMER_ID, EVENT_TIMESTAMP, PRODUCT_ID
 from nextbest.features.definitions import FEATURE_SERVICE_NAME
 from nextbest.features.embeddings import EMBEDDING, RETRIEVAL_MODEL
 from nextbest.features.online_tables import OnlineTables, proto_value
-from nextbest.features.packing import PACKED_PRODUCTS, unpack
+from nextbest.features.packing import PACKED_PRODUCTS, element_positions, unpack
 from nextbest.features.retrieval import (
     ServedView,
     get_service,
@@ -257,32 +257,6 @@ def assemble_online(
     """Combine a customer read and a product read into one row per product (``unpack`` decodes the
     packed lists; a product missing from the customer's candidates gets missing pair features)."""
     return assemble_many(views, [customer_id], [product_ids], customer, products)[0]
-
-
-def element_positions(
-    listed_row: np.ndarray,
-    listed: Sequence[str] | np.ndarray,
-    wanted_row: np.ndarray,
-    wanted: Sequence[str] | np.ndarray,
-) -> np.ndarray:
-    """Per wanted (row, product), the position of the same (row, product) among the listed ones; -1 when
-    it is not listed. Both sides hold each row's elements together, rows ascending (as ``unpack`` and
-    ``assemble_many`` lay them out): one hash lookup per row's block, not a dict of every element."""
-    pos = np.full(len(wanted), -1, dtype=np.int64)
-    l_bounds = np.searchsorted(listed_row, np.arange(int(listed_row.max(initial=-1)) + 2))
-    w_bounds = np.searchsorted(wanted_row, np.arange(int(wanted_row.max(initial=-1)) + 2))
-    for r in range(min(len(l_bounds), len(w_bounds)) - 1):
-        lo, hi, w_lo, w_hi = l_bounds[r], l_bounds[r + 1], w_bounds[r], w_bounds[r + 1]
-        if lo == hi or w_lo == w_hi:
-            continue
-        block = pd.Index(listed[lo:hi], dtype=object)
-        if block.is_unique:
-            found = block.get_indexer(pd.Index(wanted[w_lo:w_hi], dtype=object))
-        else:  # a product listed twice for one customer: its last position
-            where = {p: i for i, p in enumerate(listed[lo:hi])}
-            found = np.fromiter((where.get(p, -1) for p in wanted[w_lo:w_hi]), dtype=np.int64)
-        pos[w_lo:w_hi] = np.where(found >= 0, found + lo, -1)
-    return pos
 
 
 def assemble_many(

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -127,6 +128,28 @@ def unpack(
         features[name] = flat
     row = np.repeat(np.arange(len(products), dtype=np.int64), lengths)
     return Unpacked(row=row, product_id=product_id, features=features)
+
+
+def element_positions(
+    element_row: np.ndarray,
+    element_product: Sequence[Any] | np.ndarray,
+    wanted_row: np.ndarray,
+    wanted_product: Sequence[Any] | np.ndarray,
+) -> np.ndarray:
+    """Per wanted (packed row, product), the position of the same pair among ``unpack``'s elements
+    (``element_row``, ``element_product``); -1 when it is not there, the last one when a row lists a
+    product twice. One integer key per pair and one hash lookup for all of them."""
+    elements = np.asarray(element_product, dtype=object)
+    wanted = np.asarray(wanted_product, dtype=object)
+    codes, uniques = pd.factorize(np.concatenate([elements, wanted]))
+    n_codes = np.int64(max(len(uniques), 1))
+    element_keys = np.asarray(element_row, dtype=np.int64) * n_codes + codes[: len(elements)]
+    wanted_keys = np.asarray(wanted_row, dtype=np.int64) * n_codes + codes[len(elements) :]
+    kept = np.flatnonzero(~pd.Index(element_keys).duplicated(keep="last"))
+    if not len(kept):
+        return np.full(len(wanted), -1, dtype=np.int64)
+    found = pd.Index(element_keys[kept]).get_indexer(wanted_keys)
+    return np.where(found >= 0, kept[np.maximum(found, 0)], -1)
 
 
 PACKED_COMPRESSION = "zstd"

@@ -22,7 +22,7 @@ from feast import FeatureService, FeatureStore
 
 from nextbest.columns import CUSTOMER_ID, EVENT_TIMESTAMP, PRODUCT_ID
 from nextbest.features.definitions import FEATURE_SERVICE_NAME
-from nextbest.features.packing import ELEMENT_TYPE_TAG, PACKED_PRODUCTS, unpack
+from nextbest.features.packing import ELEMENT_TYPE_TAG, PACKED_PRODUCTS, element_positions, unpack
 from nextbest.features.schema import PANDAS_DTYPES, cast_column
 
 ROW_ORDER_COLUMN = "__nextbest_row"
@@ -183,11 +183,7 @@ def _unpacked_positions(
     strings = [f for v in views for f in v.string_features]
     decoded = unpack(packed.column(PACKED_PRODUCTS), lists, strings)
     wanted = products.astype(str).to_numpy(dtype=object)
-    codes, uniques = pd.factorize(np.concatenate([decoded.product_id.astype(object), wanted]))
-    n_codes = np.int64(len(uniques))
-    element_keys = decoded.row * n_codes + codes[: len(decoded)]
-    wanted_keys = group.astype(np.int64) * n_codes + codes[len(decoded) :]
-    return decoded.features, pd.Index(element_keys).get_indexer(wanted_keys)
+    return decoded.features, element_positions(decoded.row, decoded.product_id, group, wanted)
 
 
 def take_or_missing(values: np.ndarray, pos: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nextbest.features.packing import PackingError, unpack
+from nextbest.features.packing import PackingError, element_positions, unpack
 
 
 class TestUnpack:
@@ -294,3 +294,24 @@ def test_duckdb_setting_is_restored_after_the_block_even_on_error() -> None:
         assert current() == "build_side_probe_side"
         raise RuntimeError("a chunk failed")
     assert current() == "join_order"
+
+
+def test_each_wanted_element_is_found_in_its_own_rows_elements() -> None:
+    element_row = np.array([0, 0, 0, 1, 1])
+    element_product = np.array(["a", "b", "c", "b", "d"], dtype=object)
+    wanted_row = np.array([0, 0, 1, 1, 1])
+    wanted = ["c", "a", "d", "a", "b"]  # "a" is not listed in row 1
+    pos = element_positions(element_row, element_product, wanted_row, wanted)
+    np.testing.assert_array_equal(pos, [2, 0, 4, -1, 3])
+
+
+def test_a_row_without_elements_finds_nothing() -> None:
+    pos = element_positions(np.array([1, 1]), ["a", "b"], np.array([0, 1]), ["a", "a"])
+    np.testing.assert_array_equal(pos, [-1, 0])
+    empty = element_positions(np.array([], dtype=np.int64), [], np.array([0]), ["a"])
+    np.testing.assert_array_equal(empty, [-1])
+
+
+def test_a_product_listed_twice_in_one_row_is_found_at_its_last_position() -> None:
+    pos = element_positions(np.array([0, 0, 0]), ["a", "b", "a"], np.array([0, 0]), ["a", "b"])
+    np.testing.assert_array_equal(pos, [2, 1])
