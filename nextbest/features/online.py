@@ -51,12 +51,13 @@ class CandidateNarrowing(Protocol):
     candidates, best first, before their rows are read. ``view`` names the customer-keyed Feast view it
     needs (its ``embedding`` and ``retrieval_model``), read once for all the customers of a call;
     ``keep`` gets the customer's one-key read of it (empty when the view is not registered) and the
-    event timestamp of the customer's feature row."""
+    event timestamp of the customer's feature row, and answers the positions in ``candidates`` of the
+    ones it keeps, best first."""
 
     @property
     def view(self) -> str: ...
 
-    def keep(self, candidates: list[str], row: Mapping[str, list[Any]], customer_ts: int) -> list[str]: ...
+    def keep(self, candidates: list[str], row: Mapping[str, list[Any]], customer_ts: int) -> np.ndarray: ...
 
 
 class OnlineStoreUnavailableError(ConnectionError):
@@ -265,11 +266,14 @@ def assemble_many(
     product_ids: Sequence[Sequence[str]],
     customers: Mapping[str, list[Any]],
     products: Mapping[str, list[Any]],
+    positions: Sequence[np.ndarray] | None = None,
 ) -> list[OnlineRows]:
     """``assemble_online`` of several customers at once: ``customers`` is one read of their keys (one
     value per customer), ``products`` the product rows of all their ``product_ids`` stacked in order.
     Decodes every packed list in one ``unpack`` call and builds each column once for all customers;
-    each customer's ``OnlineRows`` holds slices of those columns."""
+    each customer's ``OnlineRows`` holds slices of those columns. ``positions`` (per customer, where
+    each of its ``product_ids`` is in its packed list, when the caller knows) decodes only those
+    elements; else the wanted products are looked up among the listed ones."""
     counts = np.fromiter((len(p) for p in product_ids), dtype=np.int64, count=len(product_ids))
     ends = np.cumsum(counts)
     n = int(ends[-1]) if len(ends) else 0
@@ -298,14 +302,12 @@ def assemble_many(
             listed = customers.get(PACKED_PRODUCTS) if customers else None
             listed = listed or [None] * len(customer_ids)
             lists = {f: customers.get(f, [None] * len(customer_ids)) for f in v.features}
-            names = [None if x is None else list(map(str, x)) for x in listed]
-            decoded = unpack(names, lists, v.string_features)
-            listed_ids = decoded.product_id  # every listed product, in order: no lookup
-            if len(listed_ids) == n and np.array_equal(decoded.row, row) and listed_ids.tolist() == wanted:
-                for f in v.features:
-                    columns[f] = decoded.features[f]
+            if positions is not None:  # the caller knows where its products are: no lookup
+                columns.update(unpack(listed, lists, v.string_features, positions).features)
             else:
-                pos = element_positions(decoded.row, listed_ids, row, wanted)
+                names = [None if x is None else list(map(str, x)) for x in listed]
+                decoded = unpack(names, lists, v.string_features)
+                pos = element_positions(decoded.row, decoded.product_id, row, wanted)
                 complete = bool((pos >= 0).all())
                 for f in v.features:
                     values = decoded.features[f]
@@ -580,21 +582,25 @@ class OnlineReader:
         read_views = views if narrowing is None else [*views, narrowing]
         read = self._read(lambda: customers_read(self.store, read_views, ids))
         chosen_per: list[list[str]] = []
+        positions: list[np.ndarray] = []  # of the chosen products in the customer's packed list
         for i, wanted in enumerate(wanted_per):
             customer = one_row(read, i)
             listed = listed_products(customer)
-            if wanted is not None:
-                keep = set(wanted)
-                listed = [p for p in listed if p in keep]
             customer_ts = read_timestamp(customer, self._customer_ts_field)
             list_ts = read_timestamp(customer, PACKED_PRODUCTS)
             mask = rule(np.ones(len(listed), dtype=bool), customer_ts, list_ts)
-            chosen = list(itertools.compress(listed, mask))
+            if wanted is not None:
+                keep = set(wanted)
+                mask &= np.fromiter((p in keep for p in listed), dtype=bool, count=len(listed))
+            at = np.flatnonzero(mask)
+            chosen = listed if len(at) == len(listed) else list(itertools.compress(listed, mask))
             if narrow is not None and wanted is None and chosen:
-                chosen = narrow.keep(chosen, customer if narrowing is not None else {}, customer_ts)
+                kept = narrow.keep(chosen, customer if narrowing is not None else {}, customer_ts)
+                at, chosen = at[kept], [chosen[j] for j in kept]
             chosen_per.append(chosen)
+            positions.append(at)
         products = self._products_of(ids, chosen_per)
-        return assemble_many(views, ids, chosen_per, read, products)
+        return assemble_many(views, ids, chosen_per, read, products, positions)
 
     def narrowing_view(self, name: str) -> ServedView | None:
         """The registered customer-keyed view ``name`` a retrieval stage reads (``embedding``,

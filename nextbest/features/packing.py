@@ -94,7 +94,10 @@ def _flatten(values: Any, dtype: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def unpack(
-    products: Sequence[Any], lists: Mapping[str, Sequence[Any]], string_features: Sequence[str] = ()
+    products: Sequence[Any],
+    lists: Mapping[str, Sequence[Any]],
+    string_features: Sequence[str] = (),
+    positions: Sequence[np.ndarray] | None = None,
 ) -> Unpacked:
     """Decode packed rows into customer x product elements.
 
@@ -105,11 +108,20 @@ def unpack(
             (same kinds of input).
         string_features: the features whose elements are strings ('' decodes to None); every other
             feature is numeric (NaN = missing).
+        positions: per packed row, the positions of the elements to decode, in the order wanted
+            (default: every element in list order); the caller knows them, so no product is looked up
+            (serving: the candidates a retrieval stage kept of a customer's 2,300 listed products).
 
     Raises:
-        PackingError: a feature list of some row is not as long as that row's product list.
+        PackingError: a feature list of some row is not as long as that row's product list, or a
+            position is outside its row's list.
     """
     lengths, product_id = _flatten(products, object)
+    row = np.repeat(np.arange(len(products), dtype=np.int64), lengths)
+    take = None
+    if positions is not None:
+        row, take = _element_indices(lengths, positions)
+        product_id = product_id[take]
     strings = set(string_features)
     features: dict[str, np.ndarray] = {}
     for name, values in lists.items():
@@ -123,11 +135,31 @@ def unpack(
                 f"feature {name!r}, packed row {i}: {got[i]} values for {lengths[i]} candidate products "
                 f"({len(bad)} row(s) misaligned)"
             )
+        if take is not None:
+            flat = flat[take]
         if name in strings:
             flat[flat == STRING_NULL] = None
         features[name] = flat
-    row = np.repeat(np.arange(len(products), dtype=np.int64), lengths)
     return Unpacked(row=row, product_id=product_id, features=features)
+
+
+def _element_indices(
+    lengths: np.ndarray, positions: Sequence[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(packed row, index among all rows' elements, i.e. their lists concatenated) of each row's
+    ``positions``, in order."""
+    if len(positions) != len(lengths):
+        raise PackingError(f"{len(positions)} position lists for {len(lengths)} packed rows")
+    counts = np.fromiter((len(p) for p in positions), dtype=np.int64, count=len(positions))
+    at = np.concatenate([np.asarray(p, dtype=np.int64) for p in positions] or [np.empty(0, np.int64)])
+    row = np.repeat(np.arange(len(lengths), dtype=np.int64), counts)
+    bad = np.flatnonzero((at < 0) | (at >= lengths[row]))
+    if len(bad):
+        i = int(bad[0])
+        raise PackingError(
+            f"packed row {int(row[i])}: position {int(at[i])} outside its {int(lengths[row[i]])} elements"
+        )
+    return row, (np.cumsum(lengths) - lengths)[row] + at
 
 
 def element_positions(

@@ -80,24 +80,31 @@ class RetrievalIndex:
         (ties: the lower item index); all ``candidates``, in their order, when ``u`` is None or there are
         at most ``top_n`` of them. Products outside the index are kept after the retrieved ones (never
         silently dropped)."""
+        return [candidates[i] for i in self.narrow_positions(candidates, u)]
+
+    def narrow_positions(self, candidates: Sequence[str], u: np.ndarray | None) -> np.ndarray:
+        """``narrow``'s choice as positions in ``candidates`` (int64; a product listed twice counts at
+        its last position), so the caller takes the kept candidates' rows without looking them up."""
         if u is None or len(candidates) <= self.top_n:
-            return list(candidates)
+            return np.arange(len(candidates), dtype=np.int64)
         position = self._position.__getitem__  # -1 outside the index
         found = np.fromiter(map(position, candidates), dtype=np.int64, count=len(candidates))
-        rows = found[found >= 0]
-        unknown = [candidates[i] for i in np.flatnonzero(found < 0)]
+        known = np.flatnonzero(found >= 0)
+        rows = found[known]
         order = top_k((self.item_vecs @ u)[None, :], self.top_n, _mask(rows, len(self.product_ids)))[0]
-        return [self.product_ids[i] for i in order[: min(self.top_n, len(rows))]] + unknown
+        at = np.empty(len(self.product_ids), dtype=np.int64)
+        at[rows] = known
+        return np.concatenate([at[order[: min(self.top_n, len(rows))]], np.flatnonzero(found < 0)])
 
-    def keep(self, candidates: list[str], row: Mapping[str, list[Any]], customer_ts: int) -> list[str]:
-        """``narrow`` with the customer's one-key online read of ``view`` (``embedding``,
+    def keep(self, candidates: list[str], row: Mapping[str, list[Any]], customer_ts: int) -> np.ndarray:
+        """``narrow_positions`` with the customer's one-key online read of ``view`` (``embedding``,
         ``retrieval_model`` and ``embedding__ts``): the embedding counts only when it is of the snapshot
         served, ``customer_ts`` (epoch seconds of the customer's feature row)."""
         values = row.get(EMBEDDING) or [None]
         stamp = int((row.get(f"{EMBEDDING}__ts") or [0])[0] or 0)
         model = (row.get(RETRIEVAL_MODEL) or [None])[0]
         u = self.embedding(values[0], model) if stamp == int(customer_ts) else None
-        return self.narrow(candidates, u)
+        return self.narrow_positions(candidates, u)
 
     def narrow_frame(self, candidates: pd.DataFrame, embeddings: pd.DataFrame) -> pd.DataFrame:
         """The rows of ``candidates`` (``customer_id``, ``product_id``, ``event_timestamp``; one snapshot

@@ -45,6 +45,26 @@ class TestUnpack:
         with pytest.raises(PackingError, match="feature 'held': 1 packed rows, expected 2"):
             unpack([["P1"], ["P2"]], {"held": [[1.0]]})
 
+    def test_positions_decode_only_those_elements_in_their_order(self) -> None:
+        out = unpack(
+            [["P1", "P2", "P3"], None, ["P4", "P5"]],
+            {"held": [[1.0, 2.0, 3.0], None, [4.0, 5.0]], "channel": [["", "web", "app"], None, ["x", ""]]},
+            string_features=["channel"],
+            positions=[np.array([2, 0]), np.array([], dtype=np.int64), np.array([1])],
+        )
+        assert out.row.tolist() == [0, 0, 2]
+        assert out.product_id.tolist() == ["P3", "P1", "P5"]
+        assert out.features["held"].tolist() == [3.0, 1.0, 5.0]
+        assert out.features["channel"].tolist() == ["app", None, None]
+
+    def test_positions_are_checked_against_each_rows_list(self) -> None:
+        with pytest.raises(PackingError, match="packed row 1: position 1 outside its 1 elements"):
+            unpack([["P1", "P2"], ["P3"]], {"held": [[1.0, 2.0], [3.0]]}, positions=[[1], [1]])
+        with pytest.raises(PackingError, match="feature 'held', packed row 0: 1 values for 2"):
+            unpack([["P1", "P2"]], {"held": [[1.0]]}, positions=[[0]])
+        with pytest.raises(PackingError, match="1 position lists for 2 packed rows"):
+            unpack([["P1"], ["P2"]], {"held": [[1.0], [2.0]]}, positions=[[0]])
+
 
 class TestUnpackArrow:
     """Offline, Feast returns arrow list columns; they must decode exactly like the online Python lists."""

@@ -55,10 +55,18 @@ def test_products_outside_the_index_are_kept_after_the_retrieved() -> None:
     assert _index(2).narrow(["z", "e", "a", "d"], U) == ["a", "d", "z"]
 
 
+def test_positions_point_at_the_kept_candidates_in_the_given_list() -> None:
+    # candidates in list order z, e, a, d, b: the top 2 known ones are a (2) then b (4); z (0) is kept last
+    assert _index(2).narrow_positions(["z", "e", "a", "d", "b"], U).tolist() == [2, 4, 0]
+    assert _index(3).narrow_positions(["e", "d"], U).tolist() == [0, 1]
+    # a product listed twice counts at its last position
+    assert _index(1).narrow_positions(["a", "e", "a"], U).tolist() == [2]
+
+
 def test_the_online_embedding_counts_at_the_served_snapshot_from_the_same_model_only() -> None:
     index = _index(1)
-    assert index.keep(["e", "d", "a"], _online_row([1.0, 0.0]), TS) == ["a"]
-    assert index.keep(["e", "d", "a"], _online_row([0.0, 1.0]), TS) == ["d"]
+    assert index.keep(["e", "d", "a"], _online_row([1.0, 0.0]), TS).tolist() == [2]  # "a"
+    assert index.keep(["e", "d", "a"], _online_row([0.0, 1.0]), TS).tolist() == [1]  # "d"
     for row, ts in [
         (_online_row(None), TS),  # no embedding online
         (_online_row([1.0, 0.0]), TS + 86_400 * 31),  # an older snapshot's embedding
@@ -66,7 +74,7 @@ def test_the_online_embedding_counts_at_the_served_snapshot_from_the_same_model_
         (_online_row([1.0, 0.0, 0.0]), TS),  # another dimension
         ({}, TS),  # the view is not registered
     ]:
-        assert index.keep(["e", "d", "a"], row, ts) == ["e", "d", "a"]
+        assert index.keep(["e", "d", "a"], row, ts).tolist() == [0, 1, 2]
 
 
 def test_a_candidate_table_keeps_each_customers_narrowed_rows_in_order() -> None:
