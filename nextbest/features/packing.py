@@ -117,9 +117,10 @@ def unpack(
             position is outside its row's list.
     """
     lengths, product_id = _flatten(products, object)
-    row = np.repeat(np.arange(len(products), dtype=np.int64), lengths)
     take = None
-    if positions is not None:
+    if positions is None:
+        row = np.repeat(np.arange(len(products), dtype=np.int64), lengths)
+    else:
         row, take = _element_indices(lengths, positions)
         product_id = product_id[take]
     strings = set(string_features)
