@@ -13,7 +13,7 @@ the layout. (The macro in ``dbt_project/macros/pack_features.sql`` writes the sa
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -215,83 +215,123 @@ as large as memory allows; counting packed rows instead would put every month of
 one chunk (64M rows to sort)."""
 
 
-def _group_starts(keys: Sequence[pa.Array]) -> np.ndarray:
-    """Row indices where the key tuple differs from the row before (row 0 starts the first group)."""
-    n = len(keys[0]) if keys else 0
-    if n == 0:
-        return np.empty(0, dtype=np.int64)
-    changed = np.zeros(n, dtype=bool)
-    changed[0] = True
-    for key in keys:
-        differs = pc.not_equal(key.slice(1), key.slice(0, n - 1))
-        changed[1:] |= differs.fill_null(True).to_numpy(zero_copy_only=False)
-    return np.flatnonzero(changed)
+def _packed_row_codes(table: pa.Table | pa.RecordBatch, group_keys: Sequence[str], lows: np.ndarray,
+                      strides: np.ndarray) -> np.ndarray:
+    """One int64 per row for its integer ``group_keys`` tuple, ordered as the tuples (``_code_scheme``)."""
+    codes = np.zeros(table.num_rows, dtype=np.int64)
+    for key, low, stride in zip(group_keys, lows, strides, strict=True):
+        codes += (table.column(key).to_numpy(zero_copy_only=False).astype(np.int64) - low) * stride
+    return codes
 
 
-def packed_schema(rows: pa.Schema, keys: Sequence[str], product: str) -> pa.Schema:
-    """The schema ``pack_sorted_rows`` gives rows of schema ``rows``: the keys, then ``PACKED_PRODUCTS``
-    and one list per other column, in ``rows``' order."""
-    fields = [rows.field(k) for k in keys]
-    fields.append(pa.field(PACKED_PRODUCTS, pa.list_(rows.field(product).type)))
-    fields += [pa.field(f.name, pa.list_(f.type)) for f in rows if f.name not in (*keys, product)]
+def _code_scheme(population: pa.Table, group_keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(lows, strides) coding the ``group_keys`` tuples of ``population`` as one ordered int64 each."""
+    if population.num_rows == 0:
+        return np.zeros(len(group_keys), dtype=np.int64), np.ones(len(group_keys), dtype=np.int64)
+    lows, spans = [], []
+    for key in group_keys:
+        column = population.column(key)
+        if not pa.types.is_integer(column.type):
+            raise PackingError(f"group key {key!r} is {column.type}, not an integer")
+        if column.null_count:
+            raise PackingError(f"group key {key!r} has {column.null_count} null rows in the population")
+        low, high = (int(v.as_py()) for v in pc.min_max(column).values())
+        lows.append(low)
+        spans.append(high - low + 1)
+    if float(np.prod([float(s) for s in spans])) >= 2.0**62:
+        raise PackingError(f"group keys {list(group_keys)} span too many values to code one chunk's rows")
+    strides = np.cumprod([1, *spans[:0:-1]])[::-1].astype(np.int64)
+    return np.array(lows, dtype=np.int64), strides
+
+
+def packed_schema(population: pa.Schema, elements: pa.Schema, keys: Sequence[str], product: str,
+                  left_out: Sequence[str] = ()) -> pa.Schema:
+    """The packed layout's schema: the ``keys`` (from ``population``), then ``PACKED_PRODUCTS`` and one
+    list per other column of ``elements`` (but ``left_out``), in ``elements``' order."""
+    fields = [population.field(k) for k in keys]
+    fields.append(pa.field(PACKED_PRODUCTS, pa.list_(elements.field(product).type)))
+    written = {*keys, product, *left_out}
+    fields += [pa.field(f.name, pa.list_(f.type)) for f in elements if f.name not in written]
     return pa.schema(fields)
 
 
-def pack_sorted_rows(rows: pa.Table, keys: Sequence[str], product: str) -> pa.Table:
-    """Pack element rows into one row per key tuple: the layout of a packed model.
-
-    Args:
-        rows: one row per element, each key tuple's rows adjacent and in list order (sorted by product),
-            every feature already encoded (no nulls: ``NUMBER_NULL``, ``STRING_NULL``). A row whose
-            ``product`` is null stands for a key tuple without any element: it gets empty lists.
-        keys: the columns identifying a packed row (customer_id, event_timestamp).
-        product: the element's product column; it becomes ``PACKED_PRODUCTS``.
-
-    Returns:
-        A table of schema ``packed_schema``: the lists are built from group offsets, without a per-row
-        Python loop, over the very value buffers of ``rows`` (copied only when some key tuple is empty).
-    """
-    rows = rows.combine_chunks()
-    schema = packed_schema(rows.schema, keys, product)
-    if rows.num_rows == 0:
-        return schema.empty_table()
-    columns = {name: rows.column(name).chunk(0) for name in rows.column_names}
-    starts = _group_starts([columns[k] for k in keys])
-    present = columns[product].is_valid()
-    filled = np.cumsum(present.to_numpy(zero_copy_only=False), dtype=np.int64)
-    ends = np.append(starts[1:], rows.num_rows) - 1
-    offsets = pa.array(np.concatenate([[0], filled[ends]]), type=pa.int32())
-    if filled[-1] >= 2**31:
-        raise PackingError(f"{filled[-1]} elements in one batch: too many for 32-bit list offsets")
-    heads = pa.array(starts, type=pa.int64())
-    out = [columns[k].take(heads) for k in keys]
+def _pack_rows(population: pa.Table, elements: pa.Table, rows: np.ndarray, schema: pa.Schema,
+               keys: Sequence[str], product: str) -> pa.Table:
+    """Packed rows of ``population`` (one each), with the ``elements`` whose packed row is ``rows``
+    (indices into ``population``, non-decreasing): lists built from the row offsets over the elements'
+    own value buffers, without a per-row loop. A population row without elements gets empty lists."""
+    counts = np.bincount(rows, minlength=population.num_rows)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]), type=pa.int32())
+    out: list[pa.Array] = [population.column(k).combine_chunks() for k in keys]
     for name in schema.names[len(keys):]:
-        values = columns[product if name == PACKED_PRODUCTS else name]
-        if columns[product].null_count:
-            values = values.filter(present)
+        values = elements.column(product if name == PACKED_PRODUCTS else name).combine_chunks()
         out.append(pa.ListArray.from_arrays(offsets, values))
     return pa.Table.from_arrays(out, schema=schema)
 
 
-def pack_sorted_batches(
-    batches: Iterable[pa.RecordBatch], keys: Sequence[str], product: str
+def pack_elements(
+    population: pa.Table,
+    elements: pa.RecordBatchReader,
+    keys: Sequence[str],
+    product: str,
+    group_keys: Sequence[str],
+    left_out: Sequence[str] = (),
 ) -> Iterator[pa.Table]:
-    """``pack_sorted_rows`` over a stream of sorted batches: a key tuple split across batches is packed
-    once, whole (the last key tuple of each batch waits for the next)."""
-    carry: pa.Table | None = None
-    for batch in batches:
-        table = pa.Table.from_batches([batch])
-        if carry is not None:
-            table = pa.concat_tables([carry, table])
+    """Pack element rows into the packed layout: one row per ``population`` row, in its order.
+
+    Args:
+        population: the packed rows' ``keys`` (customer_id, event_timestamp) and integer ``group_keys``
+            (e.g. month_index, customer_key), one row per packed row, sorted by ``group_keys``.
+        elements: the element rows (customer x snapshot x candidate), each with the ``group_keys`` of its
+            packed row, ``product`` and one already encoded feature per other column (no nulls:
+            ``NUMBER_NULL``, ``STRING_NULL``), sorted by ``group_keys`` then in list order.
+        keys: the columns identifying a packed row; taken from ``population``.
+        product: the element's product column; it becomes ``PACKED_PRODUCTS``.
+        group_keys: integer columns matching an element to its packed row; not written.
+        left_out: other element columns not written (e.g. the integer product key elements are sorted by).
+
+    Yields:
+        Tables of ``packed_schema``, in ``population``'s order; a population row without elements gets
+        empty lists. A packed row whose elements span batches is packed once, whole.
+
+    Raises:
+        PackingError: an element whose packed row is not in ``population``, or elements out of order.
+    """
+    lows, strides = _code_scheme(population, group_keys)
+    population_codes = _packed_row_codes(population, group_keys, lows, strides)
+    if np.any(np.diff(population_codes) <= 0):
+        raise PackingError(f"population rows not unique and sorted by {list(group_keys)}")
+    schema = packed_schema(population.schema, elements.schema, keys, product, [*group_keys, *left_out])
+    carry = elements.schema.empty_table()  # elements of the last packed row seen, which may go on
+    done = 0  # population rows packed so far
+    for batch in elements:
+        table = pa.concat_tables([carry, pa.Table.from_batches([batch])])
         if table.num_rows == 0:
             continue
         table = table.combine_chunks()
-        last = int(_group_starts([table.column(k).chunk(0) for k in keys])[-1])
-        if last > 0:
-            yield pack_sorted_rows(table.slice(0, last), keys, product)
-        carry = table.slice(last)
-    if carry is not None and carry.num_rows:
-        yield pack_sorted_rows(carry, keys, product)
+        rows = _population_rows(population_codes, _packed_row_codes(table, group_keys, lows, strides), done)
+        last = int(rows[-1])
+        cut = int(np.searchsorted(rows, last))
+        if last > done:
+            yield _pack_rows(population.slice(done, last - done), table.slice(0, cut), rows[:cut] - done,
+                             schema, keys, product)
+            done = last
+        carry = table.slice(cut)
+    rows = _population_rows(population_codes, _packed_row_codes(carry, group_keys, lows, strides), done)
+    if population.num_rows > done:
+        yield _pack_rows(population.slice(done), carry, rows - done, schema, keys, product)
+
+
+def _population_rows(population_codes: np.ndarray, codes: np.ndarray, first: int) -> np.ndarray:
+    """The population row of each element code: sorted elements from row ``first`` on, all found."""
+    rows = np.searchsorted(population_codes, codes)
+    found = rows < len(population_codes)
+    found[found] = population_codes[rows[found]] == codes[found]
+    if not found.all():
+        raise PackingError(f"{int((~found).sum())} element rows have no packed row in the population")
+    if len(rows) and (rows[0] < first or np.any(np.diff(rows) < 0)):
+        raise PackingError("element rows are not sorted by their packed row")
+    return rows
 
 
 def chunk_ranges(sizes: Sequence[tuple[Any, int]], budget: int) -> list[tuple[Any, Any]]:
@@ -345,48 +385,51 @@ def duckdb_setting(con: duckdb.DuckDBPyConnection, name: str, value: str) -> Ite
 
 def write_packed_parquet(
     con: duckdb.DuckDBPyConnection,
-    rows_query: str,
+    elements_query: str,
+    population_query: str,
     path: Path,
     keys: Sequence[str],
     product: str,
-    chunk_column: str,
+    group_keys: Sequence[str],
     chunks: Sequence[tuple[Any, Any]],
-    sort_keys: Sequence[str] = (),
+    element_key: str,
     batch_rows: int = PACK_BATCH_ROWS,
 ) -> int:
-    """Write the packed layout of ``rows_query``'s element rows to one parquet file, chunk by chunk.
+    """Write the packed layout of ``elements_query``'s element rows to one parquet file, chunk by chunk.
 
-    Each chunk (the rows whose ``chunk_column`` lies in one (first, last) range of ``chunks``, e.g. a few
-    snapshots: see ``chunk_ranges``) is sorted by DuckDB (``chunk_column``, the keys, then ``product``)
-    and streamed as Arrow batches into ``pack_sorted_batches``, so memory holds one chunk in DuckDB and
-    a few batches in Python, never the whole layout. A thread writes the packed tables in order (at most
-    ``PACK_WRITES_PENDING`` queued), so writing overlaps packing and DuckDB's next chunk.
+    ``population_query`` gives the packed rows: the ``keys`` (customer_id, event_timestamp) and the
+    integer ``group_keys`` (month_index, customer_key), one row per packed row, whether or not it has
+    elements (so that the online store's latest row of a customer is always the latest snapshot's).
+    ``elements_query`` gives the elements (customer x snapshot x candidate): the ``group_keys`` of their
+    packed row, ``product``, the integer ``element_key`` ordering a row's list (product_key, numbered in
+    product id order) and one encoded feature per other column. Neither the group keys nor the element
+    key are written.
 
-    ``chunk_column`` is one of ``keys`` or a column of its own that is constant within a key tuple (a
-    packed row lies within one chunk), e.g. the snapshot's month index when the pair relations are joined
-    on it: a filter on a join key reaches every joined relation's scan, so each chunk joins its own
-    months only. A column of its own is not written.
-
-    ``sort_keys``, when given, are columns the chunk is sorted by instead of the keys and ``product``:
-    integers numbered in the order of the keys then ``product`` (e.g. customer_key, product_key), which
-    DuckDB sorts faster than strings. They are not written either.
+    Each chunk (the rows whose first group key, e.g. the snapshot's month, lies in one (first, last)
+    range of ``chunks``: see ``chunk_ranges``) has DuckDB sort its elements on the integer keys and
+    stream them as Arrow batches into ``pack_elements``, which matches them to the chunk's population
+    rows in NumPy (the population is never joined to the elements in SQL: at 1M customers that join
+    built its hash table on a month's 10M elements), so memory holds one chunk in DuckDB and a few
+    batches in Python, never the whole layout. A thread writes the packed tables in order (at most
+    ``PACK_WRITES_PENDING`` queued), so writing overlaps packing and DuckDB's next chunk. A filter on the
+    snapshot's month reaches the scans of every relation the pair model joins on it, so each chunk joins
+    its own months only.
 
     Returns:
         The number of packed rows written.
+
+    Raises:
+        PackingError: an element without its packed row in the population, or a population row twice.
     """
-    if chunk_column == product:
-        raise ValueError(f"chunk column {chunk_column!r} is the product column: a packed row spans products")
-    if set(sort_keys) & {*keys, product}:
-        raise ValueError(f"sort keys {list(sort_keys)} stand in for the keys and product, not among them")
-    left_out = [c for c in (chunk_column, *sort_keys) if c not in keys]
-    selected = f"* exclude ({', '.join(left_out)})" if left_out else "*"
-    rows_schema = con.sql(f"select {selected} from ({rows_query}) limit 0").to_arrow_table().schema
-    schema = packed_schema(rows_schema, keys, product)
-    # chunk column first: a row group then holds few snapshots, whose values repeat (dictionary pages)
-    order = ", ".join(dict.fromkeys([chunk_column, *(sort_keys or (*keys, product))]))
-    chunk_query = (
-        f"select {selected} from ({rows_query}) where {chunk_column} between ? and ? order by {order}"
+    chunk_column, order = group_keys[0], ", ".join(group_keys)
+    population_chunk = f"select {', '.join([*keys, *group_keys])} from ({population_query}) as population"
+    elements_chunk = f"select * from ({elements_query}) as elements"
+    schema = packed_schema(
+        con.sql(f"{population_chunk} limit 0").to_arrow_table().schema,
+        con.sql(f"{elements_chunk} limit 0").to_arrow_table().schema,
+        keys, product, [*group_keys, element_key],
     )
+    in_chunk = f"where {chunk_column} between ? and ? order by {order}"
     written = 0
     pending: deque[Future[None]] = deque()
     with (
@@ -395,8 +438,11 @@ def write_packed_parquet(
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="packed-writer") as write_thread,
     ):
         for first, last in chunks:
-            reader = con.sql(chunk_query, params=[first, last]).to_arrow_reader(batch_rows)
-            for table in pack_sorted_batches(reader, keys, product):
+            population = con.sql(f"{population_chunk} {in_chunk}", params=[first, last]).to_arrow_table()
+            elements = con.sql(f"{elements_chunk} {in_chunk}, {element_key}", params=[first, last])
+            for table in pack_elements(
+                population, elements.to_arrow_reader(batch_rows), keys, product, group_keys, [element_key]
+            ):
                 pending.append(write_thread.submit(writer.write_table, table))
                 written += table.num_rows
                 while len(pending) > PACK_WRITES_PENDING:

@@ -107,21 +107,38 @@ class TestUnpackArrow:
 
 
 class TestPack:
-    """pack_sorted_rows / pack_sorted_batches / write_packed_parquet: the encoder of the packed layout."""
+    """pack_elements / write_packed_parquet: the encoder of the packed layout."""
 
     KEYS = ("customer_id", "event_timestamp")
+    GROUP_KEYS = ("month_index", "customer_key")
 
     @staticmethod
-    def rows():
+    def population():
         import pyarrow as pa
 
+        # customer_key numbered in customer_id order (int_customers_keyed); month 10 at time 1, 11 at 2
         return pa.table(
             {
-                "customer_id": ["a", "a", "b", "c", "c", "c", "c"],
-                "event_timestamp": [1, 1, 1, 1, 1, 2, 2],
-                "product_id": ["P1", "P2", None, "P1", "P3", "P1", "P4"],
-                "held": [1.0, np.nan, np.nan, 3.0, 4.0, 5.0, 6.0],
-                "channel": ["web", "", "", "branch", "web", "", "app"],
+                "customer_id": ["a", "b", "c", "c"],
+                "event_timestamp": [1, 1, 1, 2],
+                "month_index": [10, 10, 10, 11],
+                "customer_key": [1, 2, 3, 3],
+            }
+        )
+
+    @staticmethod
+    def elements():
+        import pyarrow as pa
+
+        # sorted by (month_index, customer_key, product_key); customer b has no element
+        return pa.table(
+            {
+                "month_index": [10, 10, 10, 10, 11, 11],
+                "customer_key": [1, 1, 3, 3, 3, 3],
+                "product_key": pa.array([1, 2, 1, 3, 1, 4], type=pa.int32()),
+                "product_id": ["P1", "P2", "P1", "P3", "P1", "P4"],
+                "held": [1.0, np.nan, 3.0, 4.0, 5.0, 6.0],
+                "channel": ["web", "", "branch", "web", "", "app"],
             }
         )
 
@@ -144,79 +161,105 @@ class TestPack:
             for row in rows
         ]
 
-    def test_one_row_per_key_lists_aligned_and_empty_for_a_null_product(self) -> None:
-        from nextbest.features.packing import pack_sorted_rows
+    def pack(self, elements, size: int = 1 << 20):
+        import pyarrow as pa
 
-        packed = pack_sorted_rows(self.rows(), self.KEYS, "product_id")
+        from nextbest.features.packing import pack_elements
+
+        reader = pa.RecordBatchReader.from_batches(elements.schema, elements.to_batches(max_chunksize=size))
+        tables = list(pack_elements(self.population(), reader, self.KEYS, "product_id", self.GROUP_KEYS,
+                                    ["product_key"]))
+        return pa.concat_tables(tables)
+
+    def test_one_row_per_population_row_lists_aligned_and_empty_without_elements(self) -> None:
+        packed = self.pack(self.elements())
         assert packed.column_names == [*self.KEYS, "candidate_product_ids", "held", "channel"]
         assert self.plain(packed.to_pylist()) == self.EXPECTED
 
-    def test_batches_split_inside_a_group_pack_the_group_once(self) -> None:
-        import pyarrow as pa
+    def test_batches_split_inside_a_packed_row_pack_it_once(self) -> None:
+        for size in (1, 2, 3, 5, 7):
+            assert self.plain(self.pack(self.elements(), size).to_pylist()) == self.EXPECTED, size
 
-        from nextbest.features.packing import pack_sorted_batches
-
-        for size in (1, 2, 3, 7):
-            batches = self.rows().to_batches(max_chunksize=size)
-            tables = list(pack_sorted_batches(batches, self.KEYS, "product_id"))
-            assert self.plain(pa.concat_tables(tables).to_pylist()) == self.EXPECTED, size
+    def test_population_rows_after_the_last_element_and_no_elements_at_all_get_empty_lists(self) -> None:
+        elements = self.elements()
+        only_a = self.pack(elements.slice(0, 2))
+        assert [len(v) for v in only_a.column("candidate_product_ids").to_pylist()] == [2, 0, 0, 0]
+        none = self.pack(elements.slice(0, 0))
+        assert none.num_rows == 4
+        assert none.schema.field("held").type.value_type == elements.schema.field("held").type
 
     def test_packed_rows_unpack_to_the_element_rows(self) -> None:
-        from nextbest.features.packing import pack_sorted_rows
-
-        rows = self.rows()
-        packed = pack_sorted_rows(rows, self.KEYS, "product_id")
+        packed = self.pack(self.elements())
         out = unpack(
             packed.column("candidate_product_ids"),
             {"held": packed.column("held"), "channel": packed.column("channel")},
             string_features=["channel"],
         )
-        present = [i for i, p in enumerate(rows.column("product_id").to_pylist()) if p is not None]
-        assert out.product_id.tolist() == [rows.column("product_id")[i].as_py() for i in present]
+        elements = self.elements()
+        assert out.product_id.tolist() == elements.column("product_id").to_pylist()
         assert out.row.tolist() == [0, 0, 2, 2, 3, 3]
         np.testing.assert_array_equal(out.features["held"], [1.0, np.nan, 3.0, 4.0, 5.0, 6.0])
         assert out.features["channel"].tolist() == ["web", None, "branch", "web", None, "app"]
 
-    def test_no_rows_give_an_empty_table_of_the_packed_schema(self) -> None:
+    def test_an_element_without_its_population_row_or_out_of_order_is_rejected(self) -> None:
         import pyarrow as pa
 
-        from nextbest.features.packing import pack_sorted_rows
+        elements = self.elements()
+        stray = elements.set_column(1, "customer_key", pa.array([1, 1, 4, 4, 3, 3]))  # customer 4, month 10
+        with pytest.raises(PackingError, match="2 element rows have no packed row in the population"):
+            self.pack(stray)
+        with pytest.raises(PackingError, match="not sorted by their packed row"):
+            self.pack(elements.take([2, 3, 0, 1, 4, 5]), size=2)  # c before a, across batches
+        with pytest.raises(PackingError, match="not sorted by their packed row"):
+            self.pack(elements.take([2, 0, 1, 3, 4, 5]))  # within one batch
 
-        packed = pack_sorted_rows(self.rows().slice(0, 0), self.KEYS, "product_id")
-        assert packed.num_rows == 0
-        assert packed.schema.field("held").type == pa.list_(pa.float64())
-        assert packed.schema.field("candidate_product_ids").type == pa.list_(pa.string())
+    def test_a_population_row_twice_is_rejected(self) -> None:
+        import pyarrow as pa
 
-    def test_write_packed_parquet_sorts_each_chunk_and_writes_one_file(self, tmp_path) -> None:
+        from nextbest.features.packing import pack_elements
+
+        population = pa.concat_tables([self.population(), self.population().slice(3)])
+        reader = pa.RecordBatchReader.from_batches(self.elements().schema, self.elements().to_batches())
+        with pytest.raises(PackingError, match="population rows not unique and sorted"):
+            list(pack_elements(population, reader, self.KEYS, "product_id", self.GROUP_KEYS))
+
+    def write(self, tmp_path, chunks, batch_rows: int = 2):
         import duckdb
         import pyarrow.parquet as pq
 
         from nextbest.features.packing import write_packed_parquet
 
         con = duckdb.connect()
-        shuffled = self.rows().take([6, 3, 0, 2, 5, 4, 1])  # DuckDB must sort every chunk
-        con.register("element_rows", shuffled)
+        con.register("population_rows", self.population().take([3, 1, 0, 2]))  # DuckDB must sort both
+        con.register("element_rows", self.elements().take([5, 2, 0, 4, 1, 3]))
         path = tmp_path / "packed.parquet"
         written = write_packed_parquet(
-            con, "select * from element_rows", path, self.KEYS, "product_id", "event_timestamp",
-            [(1, 1), (2, 2)], batch_rows=2,
+            con, "select * from element_rows", "select * from population_rows", path, self.KEYS, "product_id",
+            self.GROUP_KEYS, chunks, element_key="product_key", batch_rows=batch_rows,
         )
+        return written, path, pq.read_table(path)
+
+    def test_write_packed_parquet_sorts_each_chunk_and_writes_one_file_without_the_integer_keys(
+        self, tmp_path
+    ) -> None:
+        written, _, table = self.write(tmp_path, [(10, 10), (11, 11)])
         assert written == 4
-        table = pq.read_table(path).sort_by([("event_timestamp", "ascending"), ("customer_id", "ascending")])
+        assert {"month_index", "customer_key", "product_key"}.isdisjoint(table.column_names)
         assert self.plain(table.to_pylist()) == self.EXPECTED
 
+    def test_only_the_chunks_months_are_written(self, tmp_path) -> None:
+        written, _, table = self.write(tmp_path, [(10, 10)])
+        assert written == 3
+        assert self.plain(table.to_pylist()) == self.EXPECTED[:3]
+        written, _, table = self.write(tmp_path, [])
+        assert written == 0
+        products = table.schema.field("candidate_product_ids").type
+        assert products.value_type == table.schema.field("customer_id").type
+
     def test_dictionaries_for_keys_and_product_ids_statistics_for_keys_only(self, tmp_path) -> None:
-        import duckdb
         import pyarrow.parquet as pq
 
-        from nextbest.features.packing import write_packed_parquet
-
-        con = duckdb.connect()
-        con.register("element_rows", self.rows())
-        path = tmp_path / "packed.parquet"
-        write_packed_parquet(
-            con, "select * from element_rows", path, self.KEYS, "product_id", "event_timestamp", [(1, 2)]
-        )
+        _, path, _ = self.write(tmp_path, [(10, 11)], batch_rows=1 << 20)
         group = pq.ParquetFile(path).metadata.row_group(0)
         columns = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
         dictionary = {name for name, c in columns.items() if "RLE_DICTIONARY" in c.encodings}
@@ -224,69 +267,6 @@ class TestPack:
         assert dictionary == {"customer_id", "event_timestamp", "candidate_product_ids.list.element"}
         assert with_statistics == {"customer_id", "event_timestamp"}
         assert "held.list.element" in columns
-
-    def test_a_chunk_column_of_its_own_cuts_the_work_and_is_not_written(self, tmp_path) -> None:
-        import duckdb
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        from nextbest.features.packing import write_packed_parquet
-
-        con = duckdb.connect()
-        rows = self.rows()
-        month = pa.array([100 * t for t in rows.column("event_timestamp").to_pylist()], type=pa.int64())
-        con.register("element_rows", rows.append_column("month_index", month).take([6, 3, 0, 2, 5, 4, 1]))
-        path = tmp_path / "packed.parquet"
-        written = write_packed_parquet(
-            con, "select * from element_rows", path, self.KEYS, "product_id", "month_index", [(100, 100)],
-        )
-        table = pq.read_table(path)
-        assert "month_index" not in table.column_names
-        assert written == 3  # month 100 only: 3 of the 4 packed rows
-        assert self.plain(table.to_pylist()) == [r for r in self.EXPECTED if r["event_timestamp"] == 1]
-
-    def test_integer_sort_keys_order_the_lists_and_are_not_written(self, tmp_path) -> None:
-        import duckdb
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        from nextbest.features.packing import write_packed_parquet
-
-        con = duckdb.connect()
-        rows = self.rows()
-        # numbered in customer_id / product_id order, as int_customers_keyed and int_products_keyed do
-        customer_key = pa.array([{"a": 1, "b": 2, "c": 3}[c] for c in rows.column("customer_id").to_pylist()])
-        products = {None: None, "P1": 1, "P2": 2, "P3": 3, "P4": 4}
-        product_key = pa.array([products[p] for p in rows.column("product_id").to_pylist()], type=pa.int32())
-        keyed = rows.append_column("customer_key", customer_key).append_column("product_key", product_key)
-        con.register("element_rows", keyed.take([6, 3, 0, 2, 5, 4, 1]))
-        path = tmp_path / "packed.parquet"
-        written = write_packed_parquet(
-            con, "select * from element_rows", path, self.KEYS, "product_id", "event_timestamp",
-            [(1, 2)], sort_keys=["customer_key", "product_key"],
-        )
-        table = pq.read_table(path)
-        assert written == 4
-        assert {"customer_key", "product_key"}.isdisjoint(table.column_names)
-        assert self.plain(table.to_pylist()) == sorted(
-            self.EXPECTED, key=lambda r: (r["event_timestamp"], r["customer_id"])
-        )
-        with pytest.raises(ValueError, match="stand in for the keys and product"):
-            write_packed_parquet(
-                con, "select * from element_rows", path, self.KEYS, "product_id", "event_timestamp",
-                [(1, 2)], sort_keys=["customer_id", "product_key"],
-            )
-
-    def test_the_chunk_column_cannot_be_the_product(self, tmp_path) -> None:
-        import duckdb
-
-        from nextbest.features.packing import write_packed_parquet
-
-        with pytest.raises(ValueError, match="chunk column 'product_id' is the product column"):
-            write_packed_parquet(
-                duckdb.connect(), "select 1", tmp_path / "x.parquet", self.KEYS, "product_id", "product_id",
-                [],
-            )
 
 
 def test_chunk_ranges_keep_to_the_budget_and_cover_every_value() -> None:

@@ -1,17 +1,17 @@
 {#-
   `packed_parquet`: writes a packed model (see macros/pack_features.sql) to `<external_root>/<model>.parquet`.
 
-  The model's SQL gives one row per element (customer_id, event_timestamp, the snapshot's month_index,
-  customer_key, product_key, product_id, one encoded value per feature; product_id null for a customer x
-  snapshot without candidates). Building the lists with DuckDB's list() costs ~90 ns per value and holds
-  every group in a hash table; instead this hands the SQL to nextbest.features.packing.write_packed_parquet
-  (a Python job on dbt's own DuckDB connection), which runs it on a few months of the `population` model
-  (config; it has month_index) at a time, as many as hold `PACK_CHUNK_ROWS` element rows (the
+  The model's SQL gives one row per element (the snapshot's month_index, customer_key, product_key,
+  product_id, one encoded value per feature); the `population` model (config) gives the packed rows
+  (customer_id, event_timestamp, customer_key, month_index), with or without elements. Building the lists
+  with DuckDB's list() costs ~90 ns per value and holds every group in a hash table; instead this hands
+  both to nextbest.features.packing.write_packed_parquet (a Python job on dbt's own DuckDB connection),
+  which runs them on a few months at a time, as many as hold `PACK_CHUNK_ROWS` element rows (the
   population's plus the `elements` model's, config: the candidates, with month_index; the model states
-  `-- depends_on` it), sorted by customer and product on their integer keys, and builds each list column
-  from the group offsets with pyarrow, streaming to one parquet file (without month_index
-  and the integer keys). A view over the file takes the model's place, as with `parquet_file`, so refs and
-  tests read the file.
+  `-- depends_on` it): DuckDB sorts the elements on the integer keys, NumPy matches them to the
+  population rows and pyarrow builds each list column from the row offsets, streaming to one parquet file
+  (without month_index and the integer keys). A view over the file takes the model's place, as with
+  `parquet_file`, so refs and tests read the file.
 -#}
 {% materialization packed_parquet, adapter='duckdb' %}
   {%- set location = render(config.get('location', default=external_location(this, config))) -%}
@@ -47,13 +47,14 @@ def model(dbt, con):
     sizes = con.execute({{ tojson(chunk_sizes_sql) }}).fetchall()
     write_packed_parquet(
         con,
-        rows_query={{ tojson(sql) }},
+        elements_query={{ tojson(sql) }},
+        population_query={{ tojson("select * from " ~ population) }},
         path=Path({{ tojson(location) }}),
         keys=["customer_id", "event_timestamp"],
         product="product_id",
-        chunk_column="month_index",
+        group_keys=["month_index", "customer_key"],
         chunks=chunk_ranges(sizes, PACK_CHUNK_ROWS),
-        sort_keys=["customer_key", "product_key"],
+        element_key="product_key",
     )
 
 
