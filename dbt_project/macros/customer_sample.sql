@@ -35,28 +35,84 @@
 
 
 {#-
-  A test configured with `where: "__sampled_customers__"` runs on the customers customer_sample keeps,
-  written as a literal list by in_sampled_customers (read when the test runs). The pair view's column
-  tests use it: with a `where` over the view's output each would run the view's joins on every candidate
-  (at 1M customers x 24 months, 144 s over its 14 tests, run before the packed model may start). Any
-  other `where` is applied as dbt does (this overrides dbt's default__get_where_subquery).
-  The customers are read from stg_raw__customers by its relation name in the graph: dbt renders `where`
-  only when the test runs, too late for a ref() to declare a dependency (the tested models depend on it
-  anyway).
+  A test configured with `where: "__sampled_customers__"` runs on the customers customer_sample keeps
+  (sampled_relation). The pair view's column tests use it: with a `where` over the view's output each
+  would run the view's joins on every candidate (at 1M customers x 24 months, 144 s over its 14 tests,
+  run before the packed model may start). Any other `where` is applied as dbt does (this overrides dbt's
+  default__get_where_subquery).
 -#}
 {% macro default__get_where_subquery(relation) -%}
     {%- set where = config.get('where', '') -%}
     {%- if where == '__sampled_customers__' -%}
-        {%- set customers = graph.nodes.values() | selectattr('resource_type', 'equalto', 'model')
-            | selectattr('name', 'equalto', 'stg_raw__customers') | map(attribute='relation_name') | first -%}
-        {%- set where = in_sampled_customers(customers) -%}
-    {%- endif -%}
-    {%- if where -%}
+        {%- do return(sampled_relation(relation)) -%}
+    {%- elif where -%}
         {%- set filtered -%}
             (select * from {{ relation }} where {{ where }}) dbt_subquery
         {%- endset -%}
         {%- do return(filtered) -%}
     {%- else -%}
         {%- do return(relation) -%}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#-
+  sampled_relation(relation): the rows of `relation` (with a customer_id) of the customers customer_sample
+  keeps. On DuckDB with one dbt thread (the default), computed once per dbt invocation into a table of the
+  TEST_SAMPLE_SCHEMA schema that every test of the relation reads (the pair view's 14 column tests
+  and unpacks_to at 1M customers x 24 months: each re-ran the view's joins for the sample, ~5 s a test);
+  the schema is dropped when the invocation starts and ends (drop_test_samples). Otherwise (Spark, or
+  threads that could race to create the table) a subquery with the customers as a literal list
+  (in_sampled_customers), which DuckDB pushes into a view's own scans.
+  The customers are read from stg_raw__customers by its relation name in the graph: dbt renders a test's
+  `where` only when the test runs, too late for a ref() to declare a dependency (the tested models depend
+  on it anyway).
+-#}
+{% macro sampled_relation(relation) -%}
+    {%- if not execute -%}
+        {%- do return(relation) -%}
+    {%- endif -%}
+    {%- set customers = graph.nodes.values() | selectattr('resource_type', 'equalto', 'model')
+        | selectattr('name', 'equalto', 'stg_raw__customers') | map(attribute='relation_name') | first -%}
+    {%- if target.type != 'duckdb' or target.threads | int > 1 -%}
+        {%- set filtered -%}
+            (select * from {{ relation }} where {{ in_sampled_customers(customers) }}) dbt_subquery
+        {%- endset -%}
+        {%- do return(filtered) -%}
+    {%- endif -%}
+    {%- set sample = api.Relation.create(
+        database=relation.database, schema=test_sample_schema(), identifier=relation.identifier) -%}
+    {%- set existing -%}
+        select count(*) from information_schema.tables
+        where table_catalog = {{ string_literal(sample.database) }}
+            and table_schema = {{ string_literal(sample.schema) }}
+            and table_name = {{ string_literal(sample.identifier) }}
+    {%- endset -%}
+    {%- if run_query(existing).columns[0].values()[0] == 0 -%}
+        {%- call statement('create_test_sample') -%}
+            create schema if not exists {{ sample.database }}.{{ sample.schema }};
+            create table {{ sample }} as
+            select * from {{ relation }} where {{ in_sampled_customers(customers) }}
+        {%- endcall -%}
+        {#- committed now: the test that renders this runs in a transaction dbt rolls back -#}
+        {%- do adapter.commit() -%}
+    {%- endif -%}
+    {%- do return(sample) -%}
+{%- endmacro %}
+
+
+{#- The schema of sampled_relation's tables (in the build's DuckDB file, never a mart). -#}
+{% macro test_sample_schema() -%}
+    {{- return('test_samples') -}}
+{%- endmacro %}
+
+
+{#- on-run-start / on-run-end: drop sampled_relation's tables, so that every invocation samples the
+    relations it built (DuckDB only: elsewhere sampled_relation makes none). -#}
+{% macro drop_test_samples() -%}
+    {%- if target.type == 'duckdb' -%}
+        drop schema if exists {{ target.database }}.{{ test_sample_schema() }} cascade
+    {%- else -%}
+        select 1
     {%- endif -%}
 {%- endmacro %}

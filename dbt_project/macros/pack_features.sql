@@ -16,9 +16,9 @@
 {% macro pair_join_columns() %}
     {#- The pair model's columns kept for the packer, never features (nextbest.columns.PAIR_JOIN_COLUMNS):
         the snapshot's month_index, and the integer keys customer_key / product_key (int_customers_keyed,
-        int_products_keyed: numbered in customer_id / product_id order), which pack_features joins the
-        population on and the packer sorts by instead of the string ids (one month of the 1M-customer
-        bank packed in 9.2 s instead of 9.6 s, the same file). -#}
+        int_products_keyed: numbered in customer_id / product_id order), which the packer matches to the
+        population and sorts by instead of the string ids (one month of the 1M-customer bank packed in
+        9.2 s instead of 9.6 s, the same file). -#}
     {{ return(['month_index', 'customer_key', 'product_key']) }}
 {% endmacro %}
 

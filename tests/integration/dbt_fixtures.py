@@ -137,9 +137,10 @@ def write_raw(
     return raw_dir
 
 
-def build(home: Path, dbt_vars: dict | None = None, select: str | None = None) -> Settings:
-    """Run ``dbt build`` (or ``--select select``) on the dataset in ``home/raw``; return its settings."""
-    settings = Settings(home=home, dbt_threads=2, dbt_memory_limit="1GB")
+def build(home: Path, dbt_vars: dict | None = None, select: str | None = None, threads: int = 2) -> Settings:
+    """Run ``dbt build`` (or ``--select select``) on the dataset in ``home/raw`` with ``threads`` dbt
+    threads; return its settings."""
+    settings = Settings(home=home, dbt_threads=threads, dbt_memory_limit="1GB")
     dataset = json.loads((settings.raw_dir / "dataset.json").read_text())
     all_vars = {"observed_until": dataset["observed_until"], "burn_in_months": dataset["burn_in_months"]}
     all_vars.update(dbt_vars or {})

@@ -460,11 +460,16 @@ def test_population_guard_reports_an_open_product_without_its_candidate_row(buil
     build(built.home, select="assert_population_is_every_joined_customer_not_dormant")
 
 
-def test_pair_view_column_tests_run_on_the_sampled_customers_and_fail_on_a_bad_value(built: Settings) -> None:
-    """The pair view's column tests have where: "__sampled_customers__": compiled, each of the 14 filters
-    by a literal list of the sampled customers (every fixture customer: modulo 1). With P1's owner counts
-    raised above its population counts, share_segment_owning exceeds 1 on each P1 candidate that has a
-    count, and the accepted_range test reports exactly those rows."""
+@pytest.mark.parametrize("threads", [1, 2])
+def test_pair_view_column_tests_run_on_the_sampled_customers_and_fail_on_a_bad_value(
+    built: Settings, threads: int
+) -> None:
+    """The pair view's column tests have where: "__sampled_customers__" (every fixture customer: modulo 1).
+    With one dbt thread each (the 4 accepted_range tests run here) reads the view's sampled rows from
+    the one table sampled_relation fills per dbt invocation (gone after it); with two, each filters the
+    view by a literal list of the customers. With P1's owner counts raised above its population
+    counts, share_segment_owning exceeds 1 on each P1 candidate that has a count, and the accepted_range
+    test reports exactly those rows; restored, the next invocation samples the view again and passes."""
     database = str(built.build_dir / "nextbest.duckdb")
     with duckdb.connect(database, read_only=True) as con:
         expected = con.sql(
@@ -473,18 +478,24 @@ def test_pair_view_column_tests_run_on_the_sampled_customers_and_fail_on_a_bad_v
         ).fetchall()[0][0]
     assert expected > 0
     update = "update int_product_ownership_counted set count_owners = count_owners {} where product_id = 'P1'"
+    select = "feat_customer_product_monthly,test_name:accepted_range"
     with duckdb.connect(database) as con:
         con.execute(update.format("+ count_population + 1"))
     try:
         with pytest.raises(DbtError, match=f"Got {expected} results") as failed:
-            build(built.home, select="feat_customer_product_monthly,test_name:accepted_range")
+            build(built.home, select=select, threads=threads)
         assert "accepted_range_feat_customer_product_monthly_share_segment_owning" in str(failed.value)
     finally:
         with duckdb.connect(database) as con:
             con.execute(update.format("- count_population - 1"))
     compiled = list(built.build_dir.glob("dbt_target/compiled/**/feat_customer_product_monthly.yml/*.sql"))
-    assert len(compiled) == 14 and all("customer_id in ('C1', " in f.read_text() for f in compiled)
-    build(built.home, select="feat_customer_product_monthly,test_name:accepted_range")  # restored: passes
+    sample = '"test_samples"."feat_customer_product_monthly"' if threads == 1 else "customer_id in ('C1', "
+    ranges = [f for f in compiled if f.name.startswith("accepted_range")]  # compiled by this invocation
+    assert len(compiled) == 14 and len(ranges) == 4 and all(sample in f.read_text() for f in ranges)
+    build(built.home, select=select, threads=threads)  # restored: passes
+    with duckdb.connect(database, read_only=True) as con:
+        schemas = con.sql("select schema_name from duckdb_schemas()").fetchall()
+    assert ("test_samples",) not in schemas
 
 
 def test_dim_products(marts: dict[str, pd.DataFrame]) -> None:

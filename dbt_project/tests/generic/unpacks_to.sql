@@ -1,7 +1,8 @@
 {#-
   Fails with every row that differs between `pair_model` and `model` unpacked (list element i of every
   feature list belongs to candidate_product_ids[i]), in either direction, on the customers customer_sample
-  keeps (as a literal list: see in_sampled_customers).
+  keeps (the packed model's as a literal list, see in_sampled_customers; the pair model's from
+  sampled_relation, which the pair model's column tests share).
   It proves the packed (online) layout carries exactly the pair model's rows and values, that every
   list is as long as candidate_product_ids, and that no product is listed twice in one row. Rows are
   matched on their keys (customer_id, event_timestamp, product_id) by one full outer join instead of two
@@ -44,8 +45,7 @@ pairs as (
         {%- for column in columns %}
         {{ packed_element(column) }} as {{ column.name }}{{ ',' if not loop.last }}
         {%- endfor %}
-    from {{ ref(pair_model) }}
-    where {{ in_sample }}
+    from {{ sampled_relation(ref(pair_model)) }}
 ),
 
 compared as (

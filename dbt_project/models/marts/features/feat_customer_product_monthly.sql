@@ -5,7 +5,7 @@
   row by row from the build's DuckDB file (nextbest.duckdb), or unpacked from the packed model.
   Every relation is joined on the snapshot's month_index, which the model keeps: the packer filters on it,
   and DuckDB pushes that filter into each joined relation's scan (see macros/pack_features.sql). It keeps
-  the integer customer_key and product_key too, which the packer joins and sorts on.
+  the integer customer_key and product_key too, which the packer matches and sorts on.
 -#}
 {{ config(materialized='view') }}
 
