@@ -260,8 +260,10 @@ def _pack_rows(population: pa.Table, elements: pa.Table, rows: np.ndarray, schem
     """Packed rows of ``population`` (one each), with the ``elements`` whose packed row is ``rows``
     (indices into ``population``, non-decreasing): lists built from the row offsets over the elements'
     own value buffers, without a per-row loop. A population row without elements gets empty lists."""
-    counts = np.bincount(rows, minlength=population.num_rows)
-    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]), type=pa.int32())
+    ends = np.cumsum(np.bincount(rows, minlength=population.num_rows))
+    if len(ends) and ends[-1] >= 2**31:
+        raise PackingError(f"{ends[-1]} elements in one batch: too many for 32-bit list offsets")
+    offsets = pa.array(np.concatenate([[0], ends]), type=pa.int32())
     out: list[pa.Array] = [population.column(k).combine_chunks() for k in keys]
     for name in schema.names[len(keys):]:
         values = elements.column(product if name == PACKED_PRODUCTS else name).combine_chunks()
@@ -421,6 +423,10 @@ def write_packed_parquet(
     Raises:
         PackingError: an element without its packed row in the population, or a population row twice.
     """
+    if {product, element_key} & set(group_keys):
+        raise ValueError(
+            f"group keys {list(group_keys)} identify a packed row: not the product or element key"
+        )
     chunk_column, order = group_keys[0], ", ".join(group_keys)
     population_chunk = f"select {', '.join([*keys, *group_keys])} from ({population_query}) as population"
     elements_chunk = f"select * from ({elements_query}) as elements"

@@ -256,6 +256,18 @@ class TestPack:
         products = table.schema.field("candidate_product_ids").type
         assert products.value_type == table.schema.field("customer_id").type
 
+    def test_the_product_or_element_key_cannot_be_a_group_key(self, tmp_path) -> None:
+        import duckdb
+
+        from nextbest.features.packing import write_packed_parquet
+
+        for group_keys in (["month_index", "product_id"], ["month_index", "product_key"]):
+            with pytest.raises(ValueError, match="not the product or element key"):
+                write_packed_parquet(
+                    duckdb.connect(), "select 1", "select 1", tmp_path / "x.parquet", self.KEYS, "product_id",
+                    group_keys, [], element_key="product_key",
+                )
+
     def test_dictionaries_for_keys_and_product_ids_statistics_for_keys_only(self, tmp_path) -> None:
         import pyarrow.parquet as pq
 
