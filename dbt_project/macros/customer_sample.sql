@@ -16,11 +16,42 @@
   on every candidate (unpacks_to at 1M x 24 months: 220 s with the predicate, 72 s with the list).
 -#}
 {% macro in_sampled_customers(customers_relation, column='customer_id') -%}
+    {{ column }} in ({{ literal_list(sampled_customer_ids(customers_relation)) }})
+{%- endmacro %}
+
+
+{#- sampled_customer_ids(customers_relation): the customer ids customer_sample keeps, sorted (read when the
+    calling test runs; [] when parsing). -#}
+{% macro sampled_customer_ids(customers_relation) -%}
     {%- set query -%}
         select customer_id from {{ customers_relation }} where {{ customer_sample('customer_id') }}
     {%- endset -%}
-    {%- set ids = run_query(query).columns[0].values() if execute else [] -%}
-    {{ column }} in ({{ literal_list(ids) }})
+    {{ return((run_query(query).columns[0].values() | sort) if execute else []) }}
+{%- endmacro %}
+
+
+{#-
+  middle_run(ids, divisor): the middle 1 / divisor of the sorted `ids` (at least one id; all of them when
+  divisor is 1), and in_id_run(ids, column): `column` within their range and among them. A contiguous run
+  of a file's sort order lets parquet's row-group statistics skip the rest of the file: unpacks_to reads
+  the packed file (sorted by month, then customer) for the middle eighth of the sampled customers at 1M
+  customers x 24 months (var unpacks_to_sample_divisor, set by nextbest.pipeline) in 3.5 s instead of
+  26.7 s for all of them, which decodes every list of the file.
+-#}
+{% macro middle_run(ids, divisor) -%}
+    {%- set count = [1, (ids | length) // divisor] | max -%}
+    {%- set start = [0, ((ids | length) - count) // 2] | max -%}
+    {{ return(ids[start:start + count]) }}
+{%- endmacro %}
+
+
+{% macro in_id_run(ids, column='customer_id') -%}
+    {%- if ids | length == 0 -%}
+        false
+    {%- else -%}
+        {{ column }} between {{ string_literal(ids[0]) }} and {{ string_literal(ids[-1]) }}
+        and {{ column }} in ({{ literal_list(ids) }})
+    {%- endif -%}
 {%- endmacro %}
 
 

@@ -401,10 +401,15 @@ def test_tables_the_packer_reads_a_month_at_a_time_are_stored_in_month_order(
     assert len(set(months)) > 1 and months == sorted(months)
 
 
-def test_unpacks_to_fails_on_each_packed_row_that_differs_from_the_pair_model(built: Settings) -> None:
-    """The packed file corrupted in three places (a value changed in one list; one candidate dropped from
-    every list of another row; a third row's first candidate listed twice, values and all, lengths still
-    aligned): the build's unpacks_to test reports exactly those three."""
+@pytest.mark.parametrize(("divisor", "reported"), [(1, "3 results"), (2, "1 result")])
+def test_unpacks_to_fails_on_each_packed_row_that_differs_from_the_pair_model(
+    built: Settings, divisor: int, reported: str
+) -> None:
+    """The packed file corrupted in three places (a value changed in one list, C5's; one candidate dropped
+    from every list of another row, C1's; a third row's first candidate listed twice, values and all,
+    lengths still aligned, C3's): the build's unpacks_to test reports exactly those three. With
+    unpacks_to_sample_divisor 2 it checks the middle half of the (sampled) customers in id order, C2 and
+    C3, and reports C3's row only."""
     path = mart_path(built, "feat_customer_product_monthly_packed")
     original = pq.read_table(path)
     rows = original.to_pylist()
@@ -422,12 +427,12 @@ def test_unpacks_to_fails_on_each_packed_row_that_differs_from_the_pair_model(bu
                 r[name] = r[name][:1] + r[name]
     try:
         pq.write_table(pa.Table.from_pylist(rows, schema=original.schema), path)
-        with pytest.raises(DbtError, match="Got 3 results") as failed:
-            build(built.home, select="test_name:unpacks_to")
+        with pytest.raises(DbtError, match=f"Got {reported}") as failed:
+            build(built.home, {"unpacks_to_sample_divisor": divisor}, select="test_name:unpacks_to")
         assert "unpacks_to_feat_customer_product_monthly_packed" in str(failed.value)
     finally:
         pq.write_table(original, path)
-    build(built.home, select="test_name:unpacks_to")  # restored: passes again
+    build(built.home, {"unpacks_to_sample_divisor": divisor}, select="test_name:unpacks_to")  # restored
 
 
 def test_point_in_time_guard_reports_each_wrong_feature_and_candidate(built: Settings) -> None:

@@ -112,3 +112,10 @@ def test_candidate_grain_tests_sample_customers_by_customer_product_pairs() -> N
     assert modulo(2_469, 303) == 1  # The Complete Journey's categories: every household
     assert modulo(2_469, 2_378) == 12  # its product types: ~200 households
     assert modulo(0, 0) == 1
+
+
+def test_unpacks_to_checks_an_eighth_of_the_sampled_customers_only_when_they_are_sampled() -> None:
+    from nextbest.pipeline import test_sample_vars
+
+    assert test_sample_vars(20_000, 24) == {"test_sample_modulo": 1, "unpacks_to_sample_divisor": 1}
+    assert test_sample_vars(1_000_000, 24) == {"test_sample_modulo": 50, "unpacks_to_sample_divisor": 8}

@@ -1,8 +1,9 @@
 {#-
   Fails with every row that differs between `pair_model` and `model` unpacked (list element i of every
   feature list belongs to candidate_product_ids[i]), in either direction, on the customers customer_sample
-  keeps (the packed model's as a literal list, see in_sampled_customers; the pair model's from
-  sampled_relation, which the pair model's column tests share).
+  keeps, or the middle 1 / unpacks_to_sample_divisor of them in id order (middle_run: a contiguous id
+  range, which the packed file's row-group statistics find without decoding the rest of it; the pair
+  model's rows from sampled_relation, which the pair model's column tests share).
   It proves the packed (online) layout carries exactly the pair model's rows and values, that every
   list is as long as candidate_product_ids, and that no product is listed twice in one row. Rows are
   matched on their keys (customer_id, event_timestamp, product_id) by one full outer join instead of two
@@ -13,11 +14,12 @@
 {% test unpacks_to(model, pair_model) %}
 {%- set columns = packed_feature_columns(pair_model) -%}
 {%- set names = columns | map(attribute='name') | list -%}
-{%- set in_sample = in_sampled_customers(ref('stg_raw__customers')) -%}
+{%- set sampled = sampled_customer_ids(ref('stg_raw__customers')) -%}
+{%- set in_checked = in_id_run(middle_run(sampled, var('unpacks_to_sample_divisor') | int)) -%}
 with
 
 packed as (
-    select * from {{ model }} where {{ in_sample }}
+    select * from {{ model }} where {{ in_checked }}
 ),
 
 misaligned as (
@@ -46,6 +48,7 @@ pairs as (
         {{ packed_element(column) }} as {{ column.name }}{{ ',' if not loop.last }}
         {%- endfor %}
     from {{ sampled_relation(ref(pair_model)) }}
+    where {{ in_checked }}
 ),
 
 compared as (
