@@ -4,9 +4,9 @@
   Complete Journey, an adoption in a bank). The category propensity task's rule of activity, once:
   fct_category_propensity_population (not active in the look-back) and fct_category_propensity_labels
   (active in the horizon) both read it.
-  Keyed by integers (int_customers_keyed, int_categories_keyed): both marts look up the nearest active
-  month of every population customer x snapshot x category (~90M rows at 1M customers x 24 months x 8
-  categories) by a point-in-time join, which on string keys took twice as long.
+  Keyed by integers (int_customers_keyed, int_categories_keyed): the population looks up the last active
+  month of every customer x snapshot x category (~110M rows at 1M customers x 24 months x 8 categories)
+  by a point-in-time join, which on string keys took twice as long.
 -#}
 with
 
