@@ -31,7 +31,7 @@ final as (
         spine.is_labelled,
         candidates.customer_key,
         candidates.month_index,
-        candidates.segment,
+        customers.segment,
         candidates.age_years,
         candidates.ownership_breadth,
         candidates.owned_set_id,

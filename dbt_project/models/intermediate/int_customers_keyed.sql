@@ -9,7 +9,8 @@ final as (
     select
         cast(row_number() over (order by customer_id) as integer) as customer_key,
         customer_id,
-        {{ month_index('joined_on') }} as joined_month_index
+        {{ month_index('joined_on') }} as joined_month_index,
+        segment
     from customers
 )
 
