@@ -39,7 +39,8 @@ final as (
         candidates.next_start_month_index,
         candidates.last_end_month_index,
         customers.joined_month_index,
-        products.category
+        products.category,
+        products.category_key
     from candidates
     inner join customers
         on candidates.customer_key = customers.customer_key

@@ -78,7 +78,7 @@ final as (
         and candidates.month_index = ownership.month_index
     left join category_activity
         on candidates.customer_key = category_activity.customer_key
-        and candidates.category = category_activity.category
+        and candidates.category_key = category_activity.category_key
         and candidates.month_index = category_activity.month_index
     left join cross_sold
         on candidates.owned_set_id = cross_sold.owned_set_id
