@@ -28,32 +28,44 @@ events as (
 -- every customer x snapshot on or after the day they joined
 customer_snapshots as (
     select
-        customers.customer_id,
+        customer_keys.customer_key,
         spine.month_index
     from customers
+    inner join customer_keys
+        on customers.customer_id = customer_keys.customer_id
     inner join spine
         on customers.joined_on <= spine.snapshot_on
 ),
 
--- snapshot rows and event-history rows side by side, so that windows see all history
+keyed_events as (
+    select
+        customer_keys.customer_key,
+        events.*
+    from events
+    inner join customer_keys
+        on events.customer_id = customer_keys.customer_id
+),
+
+-- snapshot rows and event-history rows side by side, so that windows see all history; on the integer
+-- customer key (at 1M customers x 24 months the window sorted ~22M rows on the string id instead)
 timeline as (
     select
-        coalesce(customer_snapshots.customer_id, events.customer_id) as customer_id,
+        coalesce(customer_snapshots.customer_key, events.customer_key) as customer_key,
         coalesce(customer_snapshots.month_index, events.month_index) as month_index,
-        customer_snapshots.customer_id is not null as is_snapshot,
+        customer_snapshots.customer_key is not null as is_snapshot,
         coalesce(events.count_holdings_started, 0) as count_holdings_started,
         coalesce(events.count_holdings_ended, 0) as count_holdings_ended,
         coalesce(events.count_transactions, 0) as count_transactions,
         coalesce(events.sum_amount, 0.0) as sum_amount
     from customer_snapshots
-    full outer join events
-        on customer_snapshots.customer_id = events.customer_id
+    full outer join keyed_events as events
+        on customer_snapshots.customer_key = events.customer_key
         and customer_snapshots.month_index = events.month_index
 ),
 
 windowed as (
     select
-        customer_id,
+        customer_key,
         month_index,
         is_snapshot,
         sum(count_holdings_started) over history - sum(count_holdings_ended) over history
@@ -78,21 +90,21 @@ windowed as (
             as last_transaction_month_index
     from timeline
     window
-        history as (partition by customer_id order by month_index rows between unbounded preceding and current row),
-        last_1 as (partition by customer_id order by month_index range between 0 preceding and current row),
-        last_3 as (partition by customer_id order by month_index range between 2 preceding and current row),
-        last_6 as (partition by customer_id order by month_index range between 5 preceding and current row),
-        last_12 as (partition by customer_id order by month_index range between 11 preceding and current row),
+        history as (partition by customer_key order by month_index rows between unbounded preceding and current row),
+        last_1 as (partition by customer_key order by month_index range between 0 preceding and current row),
+        last_3 as (partition by customer_key order by month_index range between 2 preceding and current row),
+        last_6 as (partition by customer_key order by month_index range between 5 preceding and current row),
+        last_12 as (partition by customer_key order by month_index range between 11 preceding and current row),
         last_lookback as (
-            partition by customer_id order by month_index
+            partition by customer_key order by month_index
             range between {{ lookback - 1 }} preceding and current row
         )
 ),
 
 final as (
     select
-        windowed.customer_id,
-        customer_keys.customer_key,
+        customer_keys.customer_id,
+        windowed.customer_key,
         spine.month_index,
         spine.snapshot_on,
         spine.event_timestamp,
@@ -128,10 +140,10 @@ final as (
     from windowed
     inner join spine
         on windowed.month_index = spine.month_index
-    inner join customers
-        on windowed.customer_id = customers.customer_id
     inner join customer_keys
-        on windowed.customer_id = customer_keys.customer_id
+        on windowed.customer_key = customer_keys.customer_key
+    inner join customers
+        on customer_keys.customer_id = customers.customer_id
     where windowed.is_snapshot
         and (
             windowed.count_products_owned >= 1
