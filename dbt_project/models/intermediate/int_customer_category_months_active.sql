@@ -4,22 +4,18 @@
   Complete Journey, an adoption in a bank). The category propensity task's rule of activity, once:
   fct_category_propensity_population (not active in the look-back) and fct_category_propensity_labels
   (active in the horizon) both read it.
-  Keyed by integers (int_customers_keyed, int_categories_keyed): the population looks up the last active
-  month of every customer x snapshot x category (~110M rows at 1M customers x 24 months x 8 categories)
-  by a point-in-time join, which on string keys took twice as long.
+  Keyed by integers (int_customers_keyed; the product's category_key from int_products_keyed): the
+  population looks up the last active month of the customer x snapshot x category pairs with activity
+  before the snapshot by a point-in-time join, which on string keys took twice as long.
 -#}
 with
 
 products as (
-    select * from {{ ref('stg_raw__products') }}
+    select * from {{ ref('int_products_keyed') }}
 ),
 
 customers as (
     select * from {{ ref('int_customers_keyed') }}
-),
-
-categories as (
-    select * from {{ ref('int_categories_keyed') }}
 ),
 
 transactions as (
@@ -33,7 +29,7 @@ holdings as (
 active as (
     select distinct
         transactions.customer_id,
-        products.category,
+        products.category_key,
         {{ month_index('transactions.occurred_on') }} as month_index
     from transactions
     inner join products
@@ -41,7 +37,7 @@ active as (
     union
     select distinct
         holdings.customer_id,
-        products.category,
+        products.category_key,
         {{ month_index('holdings.started_on') }} as month_index
     from holdings
     inner join products
@@ -51,13 +47,11 @@ active as (
 final as (
     select
         customers.customer_key,
-        categories.category_key,
+        active.category_key,
         active.month_index
     from active
     inner join customers
         on active.customer_id = customers.customer_id
-    inner join categories
-        on active.category = categories.category
 )
 
 select * from final
