@@ -385,6 +385,41 @@ def duckdb_setting(con: duckdb.DuckDBPyConnection, name: str, value: str) -> Ite
         con.execute(f"set {name} = ?", [before])
 
 
+@dataclass(frozen=True)
+class ElementLabels:
+    """The product of each element key (e.g. product_key -> product_id), looked up per Arrow batch."""
+
+    key: str
+    product: str
+    keys: np.ndarray  # sorted, unique
+    products: pa.Array  # aligned with keys
+
+    @classmethod
+    def read(cls, con: duckdb.DuckDBPyConnection, query: str, key: str, product: str) -> ElementLabels:
+        """The (``key``, ``product``) rows of ``query``, one per key."""
+        table = con.sql(f"select {key}, {product} from ({query}) as products order by {key}").to_arrow_table()
+        keys = table.column(key).to_numpy().astype(np.int64)
+        if np.any(np.diff(keys) == 0):
+            raise PackingError(f"{key} {int(keys[np.flatnonzero(np.diff(keys) == 0)[0]])} has two {product}s")
+        return cls(key, product, keys, table.column(product).combine_chunks())
+
+    def labelled_schema(self, elements: pa.Schema) -> pa.Schema:
+        """``elements``' schema with ``product`` appended."""
+        if self.product in elements.names:
+            raise PackingError(f"the elements carry {self.product!r}: it comes from their {self.key}")
+        return elements.append(pa.field(self.product, self.products.type))
+
+    def label(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """``batch`` with the ``product`` of each row's ``key`` appended."""
+        wanted = batch.column(self.key).to_numpy(zero_copy_only=False).astype(np.int64)
+        at = np.searchsorted(self.keys, wanted)
+        found = at < len(self.keys)
+        found[found] = self.keys[at[found]] == wanted[found]
+        if not found.all():
+            raise PackingError(f"{self.key} {int(wanted[~found][0])} has no {self.product}")
+        return batch.append_column(self.product, self.products.take(pa.array(at)))
+
+
 def write_packed_parquet(
     con: duckdb.DuckDBPyConnection,
     elements_query: str,
@@ -395,6 +430,7 @@ def write_packed_parquet(
     group_keys: Sequence[str],
     chunks: Sequence[tuple[Any, Any]],
     element_key: str,
+    products_query: str,
     batch_rows: int = PACK_BATCH_ROWS,
 ) -> int:
     """Write the packed layout of ``elements_query``'s element rows to one parquet file, chunk by chunk.
@@ -403,9 +439,11 @@ def write_packed_parquet(
     integer ``group_keys`` (month_index, customer_key), one row per packed row, whether or not it has
     elements (so that the online store's latest row of a customer is always the latest snapshot's).
     ``elements_query`` gives the elements (customer x snapshot x candidate): the ``group_keys`` of their
-    packed row, ``product``, the integer ``element_key`` ordering a row's list (product_key, numbered in
-    product id order) and one encoded feature per other column. Neither the group keys nor the element
-    key are written.
+    packed row, the integer ``element_key`` ordering a row's list (product_key, numbered in product id
+    order) and one encoded feature per other column. ``products_query`` gives each element key's
+    ``product`` (one row per key), which the lists carry instead: DuckDB sorts the elements without a
+    string on every row (one month of the 1M-customer bank: 8.3 s of CPU instead of 9.4-10.5 s), and
+    the ids are looked up per Arrow batch. Neither the group keys nor the element key are written.
 
     Each chunk (the rows whose first group key, e.g. the snapshot's month, lies in one (first, last)
     range of ``chunks``: see ``chunk_ranges``) has DuckDB sort its elements on the integer keys and
@@ -421,7 +459,8 @@ def write_packed_parquet(
         The number of packed rows written.
 
     Raises:
-        PackingError: an element without its packed row in the population, or a population row twice.
+        PackingError: an element without its packed row in the population, a population row twice, or an
+            element key without its product.
     """
     if {product, element_key} & set(group_keys):
         raise ValueError(
@@ -430,9 +469,10 @@ def write_packed_parquet(
     chunk_column, order = group_keys[0], ", ".join(group_keys)
     population_chunk = f"select {', '.join([*keys, *group_keys])} from ({population_query}) as population"
     elements_chunk = f"select * from ({elements_query}) as elements"
+    labels = ElementLabels.read(con, products_query, element_key, product)
+    elements_schema = labels.labelled_schema(con.sql(f"{elements_chunk} limit 0").to_arrow_table().schema)
     schema = packed_schema(
-        con.sql(f"{population_chunk} limit 0").to_arrow_table().schema,
-        con.sql(f"{elements_chunk} limit 0").to_arrow_table().schema,
+        con.sql(f"{population_chunk} limit 0").to_arrow_table().schema, elements_schema,
         keys, product, [*group_keys, element_key],
     )
     in_chunk = f"where {chunk_column} between ? and ? order by {order}"
@@ -446,13 +486,13 @@ def write_packed_parquet(
         for first, last in chunks:
             population = con.sql(f"{population_chunk} {in_chunk}", params=[first, last]).to_arrow_table()
             elements = con.sql(f"{elements_chunk} {in_chunk}, {element_key}", params=[first, last])
-            for table in pack_elements(
-                population, elements.to_arrow_reader(batch_rows), keys, product, group_keys, [element_key]
-            ):
-                pending.append(write_thread.submit(writer.write_table, table))
-                written += table.num_rows
-                while len(pending) > PACK_WRITES_PENDING:
-                    pending.popleft().result()  # re-raises a failed write here
+            with elements.to_arrow_reader(batch_rows) as stream:  # closed on error too: con is shared
+                labelled = pa.RecordBatchReader.from_batches(elements_schema, map(labels.label, stream))
+                for table in pack_elements(population, labelled, keys, product, group_keys, [element_key]):
+                    pending.append(write_thread.submit(writer.write_table, table))
+                    written += table.num_rows
+                    while len(pending) > PACK_WRITES_PENDING:
+                        pending.popleft().result()  # re-raises a failed write here
         while pending:
             pending.popleft().result()
     return written

@@ -142,6 +142,14 @@ class TestPack:
             }
         )
 
+    @staticmethod
+    def products():
+        import pyarrow as pa
+
+        # product_key numbered in product_id order (int_products_keyed), in no particular row order
+        return pa.table({"product_key": pa.array([3, 1, 4, 2], type=pa.int32()),
+                         "product_id": ["P3", "P1", "P4", "P2"]})
+
     EXPECTED = [
         {"customer_id": "a", "event_timestamp": 1, "candidate_product_ids": ["P1", "P2"],
          "held": [1.0, None], "channel": ["web", ""]},
@@ -231,11 +239,14 @@ class TestPack:
 
         con = duckdb.connect()
         con.register("population_rows", self.population().take([3, 1, 0, 2]))  # DuckDB must sort both
-        con.register("element_rows", self.elements().take([5, 2, 0, 4, 1, 3]))
+        elements = self.elements()
+        con.register("element_rows", elements.drop_columns("product_id").take([5, 2, 0, 4, 1, 3]))
+        con.register("product_rows", self.products())
         path = tmp_path / "packed.parquet"
         written = write_packed_parquet(
             con, "select * from element_rows", "select * from population_rows", path, self.KEYS, "product_id",
-            self.GROUP_KEYS, chunks, element_key="product_key", batch_rows=batch_rows,
+            self.GROUP_KEYS, chunks, element_key="product_key", products_query="select * from product_rows",
+            batch_rows=batch_rows,
         )
         return written, path, pq.read_table(path)
 
@@ -265,8 +276,39 @@ class TestPack:
             with pytest.raises(ValueError, match="not the product or element key"):
                 write_packed_parquet(
                     duckdb.connect(), "select 1", "select 1", tmp_path / "x.parquet", self.KEYS, "product_id",
-                    group_keys, [], element_key="product_key",
+                    group_keys, [], element_key="product_key", products_query="select 1",
                 )
+
+    def test_an_element_key_without_its_product_is_an_error_naming_the_key(self, tmp_path) -> None:
+        import duckdb
+        import pyarrow as pa
+
+        from nextbest.features.packing import write_packed_parquet
+
+        con = duckdb.connect()
+        con.register("population_rows", self.population())
+        con.register("element_rows", self.elements().drop_columns("product_id"))
+        con.register("product_rows", pa.table({"product_key": [1, 2, 4], "product_id": ["P1", "P2", "P4"]}))
+        with pytest.raises(PackingError, match="product_key 3 has no product_id"):
+            write_packed_parquet(
+                con, "select * from element_rows", "select * from population_rows", tmp_path / "x.parquet",
+                self.KEYS, "product_id", self.GROUP_KEYS, [(10, 11)], element_key="product_key",
+                products_query="select * from product_rows",
+            )
+
+    def test_a_product_key_with_two_products_is_an_error(self, tmp_path) -> None:
+        import duckdb
+        import pyarrow as pa
+
+        from nextbest.features.packing import write_packed_parquet
+
+        con = duckdb.connect()
+        con.register("product_rows", pa.table({"product_key": [1, 1], "product_id": ["P1", "P9"]}))
+        with pytest.raises(PackingError, match="product_key 1 has two product_ids"):
+            write_packed_parquet(
+                con, "select 1 as month_index", "select 1", tmp_path / "x.parquet", self.KEYS, "product_id",
+                self.GROUP_KEYS, [], element_key="product_key", products_query="select * from product_rows",
+            )
 
     def test_dictionaries_for_keys_and_product_ids_statistics_for_keys_only(self, tmp_path) -> None:
         import pyarrow.parquet as pq

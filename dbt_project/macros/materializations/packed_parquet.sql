@@ -1,9 +1,10 @@
 {#-
   `packed_parquet`: writes a packed model (see macros/pack_features.sql) to `<external_root>/<model>.parquet`.
 
-  The model's SQL gives one row per element (the snapshot's month_index, customer_key, product_key,
-  product_id, one encoded value per feature); the `population` model (config) gives the packed rows
-  (customer_id, event_timestamp, customer_key, month_index), with or without elements. Building the lists
+  The model's SQL gives one row per element (the snapshot's month_index, customer_key, product_key, one
+  encoded value per feature); the `population` model (config) gives the packed rows (customer_id,
+  event_timestamp, customer_key, month_index), with or without elements; the `products` model (config)
+  gives each product_key's product_id, which the lists carry (DuckDB sorts the elements without it). Building the lists
   with DuckDB's list() costs ~90 ns per value and holds every group in a hash table; instead this hands
   both to nextbest.features.packing.write_packed_parquet (a Python job on dbt's own DuckDB connection),
   which runs them on a few months at a time, as many as hold `PACK_CHUNK_ROWS` element rows (the
@@ -17,6 +18,7 @@
   {%- set location = render(config.get('location', default=external_location(this, config))) -%}
   {%- set population = ref(config.require('population')) -%}
   {%- set elements = ref(config.require('elements')) -%}
+  {%- set products = ref(config.require('products')) -%}
   {#- element rows per month: the population's (one each without candidates) plus the candidates' -#}
   {%- set chunk_sizes_sql -%}
     select population.month_index, population.n + coalesce(elements.n, 0)
@@ -55,6 +57,7 @@ def model(dbt, con):
         group_keys=["month_index", "customer_key"],
         chunks=chunk_ranges(sizes, PACK_CHUNK_ROWS),
         element_key="product_key",
+        products_query={{ tojson("select product_key, product_id from " ~ products) }},
     )
 
 
