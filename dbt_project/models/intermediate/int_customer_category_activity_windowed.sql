@@ -3,9 +3,9 @@
   transactions on the category's products in the last 3 and 12 calendar months (transactions without a
   product are left out), also as a share of the customer's spend on every category in the same months.
   Only customer x category x snapshot with something to say have a row.
-  Computed on integer keys (int_customers_keyed, int_categories_keyed), the category's name joined back
-  last: at 1M customers x 24 months, grouping and joining ~40M rows on the category's string cost more than
-  the rest of the model.
+  Computed and stored on integer keys (int_customers_keyed, int_categories_keyed: join it for the category's
+  name): at 1M customers x 24 months, grouping and joining ~40M rows on the category's string cost more than
+  the rest of the model, and joining the name back for the stored rows cost 2.6 s of its 33.7 s.
 -#}
 with
 
@@ -27,10 +27,6 @@ spine as (
 
 owned as (
     select * from {{ ref('int_customer_products_owned') }}
-),
-
-categories as (
-    select * from {{ ref('int_categories_keyed') }}
 ),
 
 monthly as (
@@ -110,7 +106,6 @@ all_categories as (
 final as (
     select
         activity.customer_key,
-        categories.category,
         activity.category_key,
         activity.month_index,
         activity.count_products_owned,
@@ -132,8 +127,6 @@ final as (
             end as double
         ) as share_spend_last_12_months
     from activity
-    inner join categories
-        on activity.category_key = categories.category_key
     left join all_categories
         on activity.customer_key = all_categories.customer_key
         and activity.month_index = all_categories.month_index
