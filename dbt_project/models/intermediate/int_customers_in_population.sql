@@ -79,10 +79,11 @@ windowed as (
         sum(count_holdings_ended) over last_3 as count_products_dropped_last_3_months,
         sum(count_holdings_ended) over last_6 as count_products_dropped_last_6_months,
         sum(count_holdings_ended) over last_12 as count_products_dropped_last_12_months,
-        sum(sum_amount) over last_1 as sum_spend_last_1_months,
+        -- the last 1 month is the row's own month (one timeline row per customer x month): no window
+        sum_amount as sum_spend_last_1_months,
         sum(sum_amount) over last_3 as sum_spend_last_3_months,
         sum(sum_amount) over last_12 as sum_spend_last_12_months,
-        sum(count_transactions) over last_1 as count_transactions_last_1_months,
+        count_transactions as count_transactions_last_1_months,
         sum(count_transactions) over last_3 as count_transactions_last_3_months,
         sum(count_transactions) over last_12 as count_transactions_last_12_months,
         sum(count_transactions) over last_lookback as count_transactions_lookback,
@@ -91,7 +92,6 @@ windowed as (
     from timeline
     window
         history as (partition by customer_key order by month_index rows between unbounded preceding and current row),
-        last_1 as (partition by customer_key order by month_index range between 0 preceding and current row),
         last_3 as (partition by customer_key order by month_index range between 2 preceding and current row),
         last_6 as (partition by customer_key order by month_index range between 5 preceding and current row),
         last_12 as (partition by customer_key order by month_index range between 11 preceding and current row),
