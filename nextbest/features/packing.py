@@ -324,11 +324,17 @@ def pack_elements(
         yield _pack_rows(population.slice(done), carry, rows - done, schema, keys, product)
 
 
+def _sorted_positions(sorted_codes: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The index of each of ``codes`` in the sorted, unique ``sorted_codes``, and whether it is there."""
+    at = np.searchsorted(sorted_codes, codes)
+    found = at < len(sorted_codes)
+    found[found] = sorted_codes[at[found]] == codes[found]
+    return at, found
+
+
 def _population_rows(population_codes: np.ndarray, codes: np.ndarray, first: int) -> np.ndarray:
     """The population row of each element code: sorted elements from row ``first`` on, all found."""
-    rows = np.searchsorted(population_codes, codes)
-    found = rows < len(population_codes)
-    found[found] = population_codes[rows[found]] == codes[found]
+    rows, found = _sorted_positions(population_codes, codes)
     if not found.all():
         raise PackingError(f"{int((~found).sum())} element rows have no packed row in the population")
     if len(rows) and (rows[0] < first or np.any(np.diff(rows) < 0)):
@@ -399,8 +405,9 @@ class ElementLabels:
         """The (``key``, ``product``) rows of ``query``, one per key."""
         table = con.sql(f"select {key}, {product} from ({query}) as products order by {key}").to_arrow_table()
         keys = table.column(key).to_numpy().astype(np.int64)
-        if np.any(np.diff(keys) == 0):
-            raise PackingError(f"{key} {int(keys[np.flatnonzero(np.diff(keys) == 0)[0]])} has two {product}s")
+        twice = np.flatnonzero(np.diff(keys) == 0)
+        if len(twice):
+            raise PackingError(f"{key} {int(keys[twice[0]])} has two {product}s")
         return cls(key, product, keys, table.column(product).combine_chunks())
 
     def labelled_schema(self, elements: pa.Schema) -> pa.Schema:
@@ -412,9 +419,7 @@ class ElementLabels:
     def label(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """``batch`` with the ``product`` of each row's ``key`` appended."""
         wanted = batch.column(self.key).to_numpy(zero_copy_only=False).astype(np.int64)
-        at = np.searchsorted(self.keys, wanted)
-        found = at < len(self.keys)
-        found[found] = self.keys[at[found]] == wanted[found]
+        at, found = _sorted_positions(self.keys, wanted)
         if not found.all():
             raise PackingError(f"{self.key} {int(wanted[~found][0])} has no {self.product}")
         return batch.append_column(self.product, self.products.take(pa.array(at)))
