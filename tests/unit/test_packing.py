@@ -231,7 +231,7 @@ class TestPack:
         with pytest.raises(PackingError, match="population rows not unique and sorted"):
             list(pack_elements(population, reader, self.KEYS, "product_id", self.GROUP_KEYS))
 
-    def write(self, tmp_path, chunks, batch_rows: int = 2):
+    def write(self, tmp_path, chunks, batch_rows: int = 2, products=None):
         import duckdb
         import pyarrow.parquet as pq
 
@@ -239,9 +239,8 @@ class TestPack:
 
         con = duckdb.connect()
         con.register("population_rows", self.population().take([3, 1, 0, 2]))  # DuckDB must sort both
-        elements = self.elements()
-        con.register("element_rows", elements.drop_columns("product_id").take([5, 2, 0, 4, 1, 3]))
-        con.register("product_rows", self.products())
+        con.register("element_rows", self.elements().drop_columns("product_id").take([5, 2, 0, 4, 1, 3]))
+        con.register("product_rows", self.products() if products is None else products)
         path = tmp_path / "packed.parquet"
         written = write_packed_parquet(
             con, "select * from element_rows", "select * from population_rows", path, self.KEYS, "product_id",
@@ -280,21 +279,11 @@ class TestPack:
                 )
 
     def test_an_element_key_without_its_product_is_an_error_naming_the_key(self, tmp_path) -> None:
-        import duckdb
         import pyarrow as pa
 
-        from nextbest.features.packing import write_packed_parquet
-
-        con = duckdb.connect()
-        con.register("population_rows", self.population())
-        con.register("element_rows", self.elements().drop_columns("product_id"))
-        con.register("product_rows", pa.table({"product_key": [1, 2, 4], "product_id": ["P1", "P2", "P4"]}))
+        products = pa.table({"product_key": [1, 2, 4], "product_id": ["P1", "P2", "P4"]})
         with pytest.raises(PackingError, match="product_key 3 has no product_id"):
-            write_packed_parquet(
-                con, "select * from element_rows", "select * from population_rows", tmp_path / "x.parquet",
-                self.KEYS, "product_id", self.GROUP_KEYS, [(10, 11)], element_key="product_key",
-                products_query="select * from product_rows",
-            )
+            self.write(tmp_path, [(10, 11)], products=products)
 
     def test_a_product_key_with_two_products_is_an_error(self, tmp_path) -> None:
         import duckdb

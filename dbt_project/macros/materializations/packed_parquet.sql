@@ -4,8 +4,9 @@
   The model's SQL gives one row per element (the snapshot's month_index, customer_key, product_key, one
   encoded value per feature); the `population` model (config) gives the packed rows (customer_id,
   event_timestamp, customer_key, month_index), with or without elements; the `products` model (config)
-  gives each product_key's product_id, which the lists carry (DuckDB sorts the elements without it). Building the lists
-  with DuckDB's list() costs ~90 ns per value and holds every group in a hash table; instead this hands
+  gives each product_key's product_id, which the lists carry (DuckDB sorts the elements without it).
+  Building the lists with DuckDB's list() costs ~90 ns per value and holds every group in a hash table;
+  instead this hands
   both to nextbest.features.packing.write_packed_parquet (a Python job on dbt's own DuckDB connection),
   which runs them on a few months at a time, as many as hold `PACK_CHUNK_ROWS` element rows (the
   population's plus the `elements` model's, config: the candidates, with month_index; the model states
