@@ -160,6 +160,24 @@ class FeatureSelectionConfig(_Strict):
     skip_groups: list[str] = Field(default_factory=lambda: ["product_id"])
 
 
+class RefitConfig(_Strict):
+    """The ranker refitted on the training and validation months once validation has chosen its trees.
+
+    Validation months are the latest before the test and, on a short history, a quarter of the data:
+    early stopping (and feature selection) run on them as usual, then the ranker is fitted again on
+    training + validation groups with the chosen number of trees scaled by the groups it gains. Its
+    calibrators are cross-fitted: each validation month is scored by a refit that did not see it
+    (training + the other validation months), so they still map held-out scores to probabilities.
+    The baselines are fitted on the same rows as the refitted ranker; the report's ablation compares
+    refits without each group against the ranker before the refit (both on the training months).
+
+    Attributes:
+        enabled: refit (False: the ranker and baselines are fitted on the training months only).
+    """
+
+    enabled: bool = False
+
+
 class TrainingConfig(_Strict):
     """Everything ``nextbest.training.train.train`` needs besides the settings.
 
@@ -181,6 +199,7 @@ class TrainingConfig(_Strict):
             group whose ablation showed it hurts on this dataset); the report's ablation still drops
             each remaining group in turn.
         feature_selection: groups dropped on the validation months (see ``FeatureSelectionConfig``).
+        refit: the ranker refitted on training + validation months (see ``RefitConfig``).
     """
 
     name: str = "default"
@@ -198,6 +217,7 @@ class TrainingConfig(_Strict):
     expected_metrics: dict[str, float] = Field(default_factory=dict)
     ablation: AblationConfig = Field(default_factory=AblationConfig)
     feature_selection: FeatureSelectionConfig = Field(default_factory=FeatureSelectionConfig)
+    refit: RefitConfig = Field(default_factory=RefitConfig)
 
     @model_validator(mode="after")
     def _known_baselines(self) -> TrainingConfig:

@@ -19,9 +19,9 @@ none is given (one worker per core, one thread each, as LightGBM's socket networ
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
@@ -43,8 +43,21 @@ if TYPE_CHECKING:  # pragma: no cover
     from distributed import Client
 
 GROUP = "group"  # the validation groups' number, for the tree selection
-RankerFit = Callable[[RankingData, RankingData, RankerConfig, int], FittedRanker]
-"""``(train, valid, params, k) -> FittedRanker``: how the ranker is fitted (``ranker_fitter``)."""
+
+
+class RankerFit(Protocol):
+    """``(train, valid, params, k, *, select_trees=True) -> FittedRanker``: how the ranker is fitted
+    (``ranker_fitter``); ``select_trees=False`` keeps every tree of ``params.n_estimators``."""
+
+    def __call__(
+        self,
+        train: RankingData,
+        valid: RankingData,
+        params: RankerConfig,
+        k: int,
+        *,
+        select_trees: bool = True,
+    ) -> FittedRanker: ...
 
 def group_partitions(group_sizes: np.ndarray, n_partitions: int) -> list[tuple[int, int]]:
     """``n_partitions`` (or fewer, never empty) consecutive ranges of whole groups, as (first group,
@@ -73,9 +86,10 @@ def dask_inputs(data: RankingData, client: Client, n_partitions: int) -> tuple[o
     label = np.asarray(data.label, dtype=np.float64)
     sizes = np.asarray(data.group_sizes, dtype=np.int64)
     rows = [slice(int(row_ends[a]), int(row_ends[b])) for a, b in parts]
-    frames = client.scatter([data.features.iloc[r] for r in rows])
-    labels = client.scatter([label[r] for r in rows])
-    groups = client.scatter([sizes[a:b] for a, b in parts])
+    # unhashed: two fits of the same rows (a refit's folds) must not share keys that the first releases
+    frames = client.scatter([data.features.iloc[r] for r in rows], hash=False)
+    labels = client.scatter([label[r] for r in rows], hash=False)
+    groups = client.scatter([sizes[a:b] for a, b in parts], hash=False)
     features = dd.from_delayed(frames, meta=data.features.iloc[:0], verify_meta=False)
     label_parts = zip(labels, [r.stop - r.start for r in rows], strict=True)
     group_parts = zip(groups, [b - a for a, b in parts], strict=True)
@@ -109,9 +123,11 @@ def fit_ranker_dask(
     eval_at: int = DEFAULT_K,
     n_partitions: int | None = None,
     selection_step: int = 10,
+    select_trees: bool = True,
 ) -> FittedRanker:
     """``fit_ranker`` on the cluster of ``client`` (see the module docstring): ``n_estimators`` trees,
-    then ``best_iteration`` chosen on ``valid`` every ``selection_step`` trees.
+    then ``best_iteration`` chosen on ``valid`` every ``selection_step`` trees (``select_trees=False``:
+    every tree kept, ``best_valid_ndcg`` NaN).
 
     Args:
         n_partitions: row partitions (default: one per worker).
@@ -142,6 +158,8 @@ def fit_ranker_dask(
         best_valid_ndcg=float("nan"),
         eval_at=eval_at,
     )
+    if not select_trees:
+        return ranker
     trees, ndcg = select_iteration(ranker, valid, booster.num_trees(), selection_step, eval_at)
     ranker.best_iteration, ranker.best_valid_ndcg = trees, float(ndcg)
     return ranker
@@ -190,7 +208,9 @@ def ranker_fitter(engine: TrainingSettings) -> Iterator[RankerFit]:
         return
     with dask_client(engine.dask_scheduler, engine.dask_workers) as client:
 
-        def fit(train: RankingData, valid: RankingData, params: RankerConfig, k: int) -> FittedRanker:
-            return fit_ranker_dask(train, valid, client, params, k)
+        def fit(
+            train: RankingData, valid: RankingData, params: RankerConfig, k: int, *, select_trees: bool = True
+        ) -> FittedRanker:
+            return fit_ranker_dask(train, valid, client, params, k, select_trees=select_trees)
 
         yield fit

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from nextbest.columns import EVENT_TIMESTAMP, GROUP_COLS, LABEL, PROBABILITY, PRODUCT_ID
+from nextbest.columns import EVENT_TIMESTAMP, GROUP_COLS, LABEL, ORACLE_PROBABILITY, PROBABILITY, PRODUCT_ID
 from nextbest.training import metrics as m
 from nextbest.training.constants import DEFAULT_K
 
@@ -106,6 +106,15 @@ def paired_ndcg_difference(df: pd.DataFrame, a: str, b: str, k: int = DEFAULT_K)
     if n == 0:
         return math.nan, math.nan
     return float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+
+
+def oracle_gain_ndcg(df: pd.DataFrame, score: str, k: int = DEFAULT_K) -> float:
+    """Mean nDCG@k with the oracle's adoption probabilities as graded gains (``oracle_probability``;
+    synthetic data), over every group: how close ``score`` orders each group to the true probabilities
+    (the oracle scores 1). Unlike the label's nDCG it does not wait for the few groups that adopt, so
+    it separates models on a small test set that the label's s.e. cannot."""
+    per_group = m.ndcg_per_group(df, k, label_col=ORACLE_PROBABILITY, score_col=score)
+    return float(per_group.mean()) if len(per_group) else math.nan
 
 
 def ranking_metrics(df: pd.DataFrame, score: str, k: int = DEFAULT_K) -> dict[str, float]:

@@ -369,21 +369,39 @@ class TreeCount:
 
 
 def fit_ranker(
-    train: RankingData, valid: RankingData, params: RankerConfig | None = None, eval_at: int = DEFAULT_K
+    train: RankingData,
+    valid: RankingData,
+    params: RankerConfig | None = None,
+    eval_at: int = DEFAULT_K,
+    *,
+    select_trees: bool = True,
 ) -> FittedRanker:
     """Train ``LGBMRanker(objective="lambdarank")`` with early stopping on the validation NDCG@``eval_at``.
 
     Categorical features are LightGBM-native (no one-hot), NaN are left to LightGBM. ``valid`` must
     be prepared with ``categories=train.categories``. ``params`` are the config's hyper-parameters
-    (LightGBM names; ``extra`` passed through).
+    (LightGBM names; ``extra`` passed through). ``select_trees=False``: ``n_estimators`` trees, every
+    one kept, no early stopping (``valid`` is not read; ``best_valid_ndcg`` is NaN) — a refit whose
+    trees were chosen before.
     """
     params = params or RankerConfig()
     check_same_features(train, valid)
     if valid.n_groups == 0:
         raise ValueError("the validation split has no group")
-    if valid.features is train.features:
+    if select_trees and valid.features is train.features:
         raise ValueError("valid is the training split: early stopping needs a held-out split")
-    model = lgb.LGBMRanker(objective="lambdarank", **lightgbm_kwargs(params))
+    model = lgb.LGBMRanker(**{"objective": "lambdarank", **lightgbm_kwargs(params)})
+    categorical = [c for c in train.feature_cols if c in train.categories]
+    if not select_trees:
+        model.fit(train.features, train.label, group=train.group_sizes, categorical_feature=categorical)
+        return FittedRanker(
+            booster=model.booster_,
+            feature_cols=list(train.feature_cols),
+            categories={k: list(v) for k, v in train.categories.items()},
+            best_iteration=int(model.booster_.current_iteration()),
+            best_valid_ndcg=float("nan"),
+            eval_at=eval_at,
+        )
     metric_name = f"ndcg@{eval_at}"
     count = TreeCount()
     model.fit(
@@ -393,7 +411,7 @@ def fit_ranker(
         **eval_kwargs(valid.features, valid.label),
         eval_group=[valid.group_sizes],
         eval_at=[eval_at],
-        categorical_feature=[c for c in train.feature_cols if c in train.categories],
+        categorical_feature=categorical,
         callbacks=[
             lgb.early_stopping(params.early_stopping_rounds, first_metric_only=True, verbose=False), count
         ],

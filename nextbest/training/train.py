@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nextbest.columns import LABEL, ORACLE_PROBABILITY, PROBABILITY, PRODUCT_ID, SCORE
+from nextbest.columns import EVENT_TIMESTAMP, LABEL, ORACLE_PROBABILITY, PROBABILITY, PRODUCT_ID, SCORE
 from nextbest.features.store import check_applied_build, get_store
 from nextbest.marts import build_record, manifest_path
 from nextbest.settings import BuildVars, Settings, TrainingSettings
@@ -199,6 +199,7 @@ class FittedModels:
     seconds: dict[str, float] = field(default_factory=dict)
     valid_data: RankingData | None = None
     selection: GroupSelection | None = None
+    refit: Refit | None = None
 
 
 def fit_models(
@@ -254,6 +255,13 @@ def fit_models(
             say(f"fit: ranker without {', '.join(selection.dropped)}: best iteration {ranker.best_iteration}")
         seconds["feature_selection"] = time.perf_counter() - started
 
+    refit = None
+    if config.refit.enabled:
+        started = time.perf_counter()
+        refit = refit_on_validation(fit, train, valid, valid_df, ranker, config, say)
+        ranker, train = refit.ranker, refit.train_data
+        seconds["refit"] = time.perf_counter() - started
+
     baselines = fit_baselines(train.frame, feature_cols, config, with_oracle, say, seconds)
     if ev.PER_PRODUCT in baselines:  # one scale before one customer's products are compared
         started = time.perf_counter()
@@ -262,8 +270,11 @@ def fit_models(
 
     started = time.perf_counter()
     say(f"calibration: {len(valid_df):,} validation rows, {config.calibration.feature_cols or 'score only'}")
-    calib_frame = valid_df.copy(deep=False)
-    calib_frame[SCORE] = scores_by_block(ranker.score, valid_df)
+    if refit is not None:
+        calib_frame = refit.out_of_fold
+    else:
+        calib_frame = valid_df.copy(deep=False)
+        calib_frame[SCORE] = scores_by_block(ranker.score, valid_df)
     calibrators = fit_calibrators(
         calib_frame,
         feature_cols=config.calibration.feature_cols,
@@ -272,8 +283,92 @@ def fit_models(
     )
     seconds["calibration"] = time.perf_counter() - started
     return FittedModels(
-        ranker, calibrators, baselines, train, valid.n_groups, seconds, valid_data=valid, selection=selection
+        ranker, calibrators, baselines, train, valid.n_groups, seconds, valid_data=valid, selection=selection,
+        refit=refit,
     )
+
+
+@dataclass
+class Refit:
+    """The ranker refitted on training + validation groups (``config.refit``).
+
+    Attributes:
+        ranker: the refit, ``n_trees`` trees; the model that is saved and evaluated.
+        train_data: its groups (training + validation months, sampled like the training months).
+        selected: the ranker early-stopped on validation, fitted on the training months only.
+        selected_data: the training groups of ``selected``.
+        n_trees: ``selected.best_iteration`` scaled by the groups the refit gains.
+        out_of_fold: the whole validation frame with ``score`` from refits that did not see each row's
+            month (training + the other validation months): what the calibrators are fitted on.
+    """
+
+    ranker: FittedRanker
+    train_data: RankingData
+    selected: FittedRanker
+    selected_data: RankingData
+    n_trees: int
+    out_of_fold: pd.DataFrame
+
+
+def groups_with(train: RankingData, frame: pd.DataFrame, config: TrainingConfig) -> RankingData:
+    """``train``'s groups plus those of ``frame`` (sampled as the training months), as one training set
+    with its own categories."""
+    both = pd.concat([train.frame, frame], ignore_index=True)
+    data = prepare_groups(both, train.feature_cols, True, config.max_negatives_per_group, config.seed)
+    return replace(data, n_groups_dropped=data.n_groups_dropped + train.n_groups_dropped)
+
+
+def scaled_trees(selected: FittedRanker, selected_data: RankingData, data: RankingData, cap: int) -> int:
+    """``selected.best_iteration`` scaled by how many more groups ``data`` has (1..``cap``)."""
+    return min(cap, max(1, round(selected.best_iteration * data.n_groups / selected_data.n_groups)))
+
+
+def fit_trees(
+    fit: RankerFit, data: RankingData, valid: RankingData, params: RankerConfig, n_trees: int, k: int
+) -> FittedRanker:
+    """``fit`` of ``n_trees`` trees, every one kept (no early stopping: ``valid``, encoded here with
+    ``data``'s categories, may be part of ``data``)."""
+    fixed = params.model_copy(update={"n_estimators": n_trees})
+    valid = prepare_groups(valid.frame, data.feature_cols, True, categories=data.categories)
+    return fit(data, valid, fixed, k, select_trees=False)
+
+
+def refit_on_validation(
+    fit: RankerFit,
+    train: RankingData,
+    valid: RankingData,
+    valid_df: pd.DataFrame,
+    selected: FittedRanker,
+    config: TrainingConfig,
+    progress: Progress | None = None,
+) -> Refit:
+    """Refit ``selected`` (early-stopped on ``valid``) on training + validation groups, and score each
+    validation month with a refit on training + the other validation months (``Refit.out_of_fold``).
+
+    One validation month: its out-of-fold scores are ``selected``'s own (trained without it).
+    """
+    say = progress or (lambda _msg: None)
+    cap, k = config.ranker.n_estimators, config.k
+    data = groups_with(train, valid.frame, config)
+    n_trees = scaled_trees(selected, train, data, cap)
+    say(f"refit: ranker on training + validation, {data.n_groups:,} groups, {n_trees} trees")
+    ranker = fit_trees(fit, data, valid, config.ranker, n_trees, k)
+    ranker.best_valid_ndcg = selected.best_valid_ndcg  # the held-out estimate, not the refit's own
+    months = sorted(valid_df[EVENT_TIMESTAMP].unique())
+    parts = []
+    for i, month in enumerate(months, start=1):
+        held_out = valid_df[valid_df[EVENT_TIMESTAMP] == month].copy(deep=False)
+        others = valid.frame[valid.frame[EVENT_TIMESTAMP] != month]
+        if len(months) == 1:
+            scorer = selected
+        else:
+            fold = groups_with(train, others, config)
+            say(f"refit: calibration fold {i}/{len(months)}, without {pd.Timestamp(month):%Y-%m}")
+            scorer = fit_trees(fit, fold, valid, config.ranker, scaled_trees(selected, train, fold, cap), k)
+        held_out[SCORE] = scores_by_block(scorer.score, held_out)
+        parts.append(held_out)
+    out_of_fold = pd.concat(parts, ignore_index=True)
+    return Refit(ranker, data, selected, train, n_trees, out_of_fold)
 
 
 def fit_baselines(
@@ -486,6 +581,9 @@ class Ablation:
     best_iterations: dict[str, int]
     n_estimators: int
     seconds: float
+    reference: np.ndarray | None = None
+    """Test scores of the ranker the refits are compared with, when it is not the evaluated ranker
+    (``config.refit``: the ranker before its refit); None: ``score__ranker``."""
 
 
 def ablate_feature_groups(
@@ -499,25 +597,30 @@ def ablate_feature_groups(
 
     Every refit trains on the full ranker's training groups (``models.train_data``) with the same
     parameters and early stopping on the same validation groups (``models.valid_data``); the trees
-    are capped (``refit_params``). Groups in ``config.ablation.skip_groups`` and a group holding every
-    feature are not ablated; a feature missing from ``groups`` is its own group. The refits of a
-    feature selection that dropped nothing are these refits, and are reused.
+    are capped (``refit_params``). With ``models.refit`` the full ranker is the one before the refit
+    (training months only) and its test scores are ``Ablation.reference``. Groups in
+    ``config.ablation.skip_groups`` and a group holding every feature are not ablated; a feature
+    missing from ``groups`` is its own group. The refits of a feature selection that dropped nothing
+    are these refits, and are reused.
     """
     if models.valid_data is None:
         raise ValueError("models have no validation groups (fit them with fit_models)")
     started = time.perf_counter()
-    features = models.train_data.feature_cols
+    full, train = models.ranker, models.train_data
+    if models.refit is not None:  # like for like: the ranker before its refit, on the training months
+        full, train = models.refit.selected, models.refit.selected_data
+    features = train.feature_cols
     members = group_members(features, groups)
-    params = refit_params(config, models.ranker.best_iteration)
+    params = refit_params(config, full.best_iteration)
     todo = refittable_groups(members, config.ablation.skip_groups)
     selection = models.selection
     reused = dict(selection.refits) if selection is not None and not selection.dropped else {}
     refits = {g: reused[g] for g in todo if g in reused}
     refits |= refit_without_groups(
-        models.train_data, models.valid_data, members, [g for g in todo if g not in refits], params,
-        config.k, progress,
+        train, models.valid_data, members, [g for g in todo if g not in refits], params, config.k, progress
     )
-    out = Ablation({}, {}, {}, params.n_estimators, 0.0)
+    reference = None if full is models.ranker else scores_by_block(full.score, scored)
+    out = Ablation({}, {}, {}, params.n_estimators, 0.0, reference)
     for group in todo:
         out.scores[group] = scores_by_block(refits[group].score, scored)
         out.n_features[group] = len(members[group])
@@ -550,6 +653,9 @@ def evaluate_scored(
         oracle_gap = ev.paired_ndcg_difference(scored, ev.score_col(ev.RANKER), ev.score_col(ev.ORACLE), k)
         flat[f"ranker.ndcg@{k}_minus_oracle"] = oracle_gap[0]
         flat[f"ranker.ndcg@{k}_minus_oracle_se"] = oracle_gap[1]
+        if scored[ORACLE_PROBABILITY].notna().all():
+            for model in ev.models_in(scored):
+                flat[f"{model}.ndcg@{k}_oracle_gains"] = ev.oracle_gain_ndcg(scored, ev.score_col(model), k)
     flat |= ev.derived_metrics(flat, k)
     per_product = ev.per_product_table(scored, k, n_bins=bins)
     if "ndcg_diff" in per_product.columns:
@@ -572,7 +678,10 @@ def evaluate_scored(
     groups = dict(groups) if groups is not None else {str(f): str(f) for f in importance.index}
     ablation_frame = pd.DataFrame()
     if ablation is not None:
-        ablation_frame = ev.ablation_table(scored, ablation.scores, ablation.n_features, k)
+        reference = scored
+        if ablation.reference is not None:
+            reference = scored.assign(**{ev.score_col(ev.RANKER): ablation.reference})
+        ablation_frame = ev.ablation_table(reference, ablation.scores, ablation.n_features, k)
         ablation_frame["best_iteration"] = pd.Series(ablation.best_iterations, dtype=int)
         flat |= ev.flatten_ablation(ablation_frame, k)
     selection = pd.DataFrame()
@@ -761,6 +870,11 @@ def train(
             },
             "test": ev.frame_summary(frames.test),
             "best_iteration": models.ranker.best_iteration,
+            "refit": None if models.refit is None else {
+                "selected_best_iteration": models.refit.selected.best_iteration,
+                "selected_train_groups": float(models.refit.selected_data.n_groups),
+                "n_trees": models.refit.n_trees,
+            },
             "ranker_stalled": models.ranker.stalled,
             "ablation_n_estimators": ablation.n_estimators if ablation else None,
             "seconds": seconds,

@@ -74,6 +74,9 @@ def test_train_without_config_uses_the_default_config_for_an_unknown_dataset_wit
     report = json.loads((reports[0] / "report.json").read_text())
     assert set(report["models"]) == {"ranker", "per_product", "pooled", "popularity"}  # no oracle
     assert report["context"]["dataset"] == "default" and report["failures"] == []
+    refit = report["context"]["refit"]  # default.yaml refits on training + validation months
+    assert refit["n_trees"] == report["context"]["best_iteration"] >= 1
+    assert report["context"]["train"]["groups"] > refit["selected_train_groups"]
     bundle = json.loads((next((home / "models").iterdir()) / "bundle.json").read_text())
     assert bundle["build_vars"] == {"horizon_months": 1, "activity_lookback_months": 3}
 

@@ -71,6 +71,10 @@ def test_dask_ranker_matches_single_machine_ndcg() -> None:
     single = fit_ranker(train, valid, params, eval_at=5)
     with local_client(2) as client:
         distributed = fit_ranker_dask(train, valid, client, params, eval_at=5, selection_step=10)
+        twenty = params.model_copy(update={"n_estimators": 20})
+        every_tree = fit_ranker_dask(train, valid, client, twenty, eval_at=5, select_trees=False)
+    assert every_tree.best_iteration == every_tree.booster.num_trees() == 20
+    assert np.isnan(every_tree.best_valid_ndcg)
     assert 10 <= distributed.best_iteration <= 120
     assert distributed.best_valid_ndcg > 0
     single_ndcg = ndcg_at_k(test_df.assign(**{SCORE: single.score(test_df)}), 5)

@@ -98,6 +98,22 @@ def test_ablation_delta_and_paired_standard_error_known_answer() -> None:
     }
 
 
+def test_oracle_gain_ndcg_known_answer_counts_groups_without_an_adoption() -> None:
+    # A: ranked 0.1 first, 0.3 second: DCG = 0.1 + 0.3/log2 3, ideal 0.3 + 0.1/log2 3
+    # B (nobody adopted): ranked as the oracle -> 1; k=1 keeps only the first of each group
+    df = scored_frame(
+        {
+            "A": {"label": [0, 1], "oracle_probability": [0.1, 0.3], "score__ranker": [2.0, 1.0]},
+            "B": {"label": [0, 0], "oracle_probability": [0.2, 0.05], "score__ranker": [2.0, 1.0]},
+        }
+    )
+    a = (0.1 + 0.3 * SECOND) / (0.3 + 0.1 * SECOND)
+    assert ev.oracle_gain_ndcg(df, "score__ranker", k=7) == pytest.approx((a + 1) / 2)
+    assert ev.oracle_gain_ndcg(df, "score__ranker", k=1) == pytest.approx((0.1 / 0.3 + 1) / 2)
+    df["score__oracle"] = df["oracle_probability"]
+    assert ev.oracle_gain_ndcg(df, "score__oracle", k=7) == pytest.approx(1.0)
+
+
 def test_ablation_table_without_groups_is_empty_with_its_columns() -> None:
     df = scored_frame({"A": {"label": [1, 0], "score__ranker": [2.0, 1.0]}})
     table = ev.ablation_table(df, {}, {}, k=7)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,6 +15,7 @@ from nextbest.training.ranker import (
     build_feature_frame,
     fit_ranker,
     learn_categories,
+    lightgbm_kwargs,
     prepare_groups,
     sample_groups,
 )
@@ -242,6 +244,19 @@ class TestFitRanker:
         train = prepare_groups(data, FEATURES)
         with pytest.raises(ValueError, match="held-out"):
             fit_ranker(train, train)
+
+    def test_without_tree_selection_every_tree_is_kept(self, data: pd.DataFrame) -> None:
+        train = prepare_groups(data, FEATURES)
+        params = RankerConfig(n_estimators=25, early_stopping_rounds=1, n_jobs=1)
+        ranker = fit_ranker(train, train, params, select_trees=False)
+        assert ranker.best_iteration == ranker.booster.current_iteration() == 25
+        assert np.isnan(ranker.best_valid_ndcg)
+        # the same trees as LightGBM's own fit without an evaluation set
+        own = lgb.LGBMRanker(objective="lambdarank", **lightgbm_kwargs(params))
+        categorical = ["product_id", "segment"]
+        own.fit(train.features, train.label, group=train.group_sizes, categorical_feature=categorical)
+        expected = own.booster_.predict(train.features)
+        np.testing.assert_allclose(ranker.booster.predict(train.features), expected)
 
     def test_extra_categories_are_ignored(self, data: pd.DataFrame) -> None:
         categories = {**learn_categories(data, FEATURES), "region": ["north", "south"]}
