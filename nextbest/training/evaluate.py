@@ -108,13 +108,12 @@ def paired_ndcg_difference(df: pd.DataFrame, a: str, b: str, k: int = DEFAULT_K)
     return float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
 
 
-def oracle_gain_ndcg(df: pd.DataFrame, score: str, k: int = DEFAULT_K) -> float:
-    """Mean nDCG@k with the oracle's adoption probabilities as graded gains (``oracle_probability``;
-    synthetic data), over every group: how close ``score`` orders each group to the true probabilities
-    (the oracle scores 1). Unlike the label's nDCG it does not wait for the few groups that adopt, so
-    it separates models on a small test set that the label's s.e. cannot."""
-    per_group = m.ndcg_per_group(df, k, label_col=ORACLE_PROBABILITY, score_col=score)
-    return float(per_group.mean()) if len(per_group) else math.nan
+def expected_dcg_over_oracle(df: pd.DataFrame, score: str, k: int = DEFAULT_K) -> float:
+    """The expected DCG@k of ``score``'s ordering over the oracle's, the oracle's adoption probabilities
+    (``oracle_probability``; synthetic data) as gains, summed over every test group
+    (``metrics.gain_share_at_k``; the oracle scores 1). Unlike the label's nDCG it does not wait for
+    the few groups that adopt, so it separates models on a test set too small for the label's s.e."""
+    return m.gain_share_at_k(df, k, gain_col=ORACLE_PROBABILITY, score_col=score)
 
 
 def ranking_metrics(df: pd.DataFrame, score: str, k: int = DEFAULT_K) -> dict[str, float]:

@@ -91,6 +91,26 @@ def ndcg_per_group(
     return (dcg[keep] / idcg[keep]).rename("ndcg")
 
 
+def gain_share_at_k(
+    df: pd.DataFrame,
+    k: int = DEFAULT_K,
+    group_cols: Sequence[str] = GROUP_COLS,
+    gain_col: str = LABEL,
+    score_col: str = SCORE,
+) -> float:
+    """Sum over groups of DCG@k by ``score_col`` over the sum of the ideal DCG@k (min=0, max=1).
+
+    With expected gains (e.g. true adoption probabilities) it is the share of the best achievable
+    expected discounted adoptions that ``score_col``'s ordering captures, each group weighted by what
+    it can give. NaN when every gain is 0.
+    """
+    _check_k(k)
+    ranked = _ranked(df, group_cols, gain_col, score_col)
+    dcg = float((ranked[gain_col].to_numpy(dtype=float) * _discount(ranked[_RANK].to_numpy(), k)).sum())
+    ideal = float(_ideal_dcg(ranked, gain_col, k).sum())
+    return dcg / ideal if ideal > 0 else math.nan
+
+
 def ndcg_at_k(
     df: pd.DataFrame,
     k: int = DEFAULT_K,

@@ -655,7 +655,8 @@ def evaluate_scored(
         flat[f"ranker.ndcg@{k}_minus_oracle_se"] = oracle_gap[1]
         if scored[ORACLE_PROBABILITY].notna().all():
             for model in ev.models_in(scored):
-                flat[f"{model}.ndcg@{k}_oracle_gains"] = ev.oracle_gain_ndcg(scored, ev.score_col(model), k)
+                share = ev.expected_dcg_over_oracle(scored, ev.score_col(model), k)
+                flat[f"{model}.expected_dcg@{k}_over_oracle"] = share
     flat |= ev.derived_metrics(flat, k)
     per_product = ev.per_product_table(scored, k, n_bins=bins)
     if "ndcg_diff" in per_product.columns:

@@ -318,6 +318,10 @@ def test_ranker_does_not_beat_the_oracle_beyond_noise(result: TrainResult) -> No
     assert math.isfinite(se) and se > 0
     assert diff <= 2 * se, f"ranker beats the oracle by {diff:.4f} (s.e. {se:.4f}): leakage?"
     assert flat["ranker.ndcg@7"] <= flat[f"{ORACLE}.ndcg@7"] + 2 * flat[f"{ORACLE}.ndcg@7_se"]
+    # with the true probabilities as gains the oracle's ordering is the best there is
+    assert flat[f"{ORACLE}.expected_dcg@7_over_oracle"] == pytest.approx(1.0)
+    share = flat["ranker.expected_dcg@7_over_oracle"]
+    assert flat[f"{POPULARITY}.expected_dcg@7_over_oracle"] < share < 1.0
 
 
 @pytest.mark.integration

@@ -98,20 +98,20 @@ def test_ablation_delta_and_paired_standard_error_known_answer() -> None:
     }
 
 
-def test_oracle_gain_ndcg_known_answer_counts_groups_without_an_adoption() -> None:
-    # A: ranked 0.1 first, 0.3 second: DCG = 0.1 + 0.3/log2 3, ideal 0.3 + 0.1/log2 3
-    # B (nobody adopted): ranked as the oracle -> 1; k=1 keeps only the first of each group
+def test_expected_dcg_over_oracle_known_answer_weighs_every_group_by_what_it_can_give() -> None:
+    # A: ranked 0.1 first, 0.3 second: DCG 0.1 + 0.3 s, ideal 0.3 + 0.1 s (s = 1/log2 3)
+    # B (nobody adopted): ranked as the oracle, DCG = ideal = 0.2 + 0.05 s; k=1 keeps the first of each
     df = scored_frame(
         {
             "A": {"label": [0, 1], "oracle_probability": [0.1, 0.3], "score__ranker": [2.0, 1.0]},
             "B": {"label": [0, 0], "oracle_probability": [0.2, 0.05], "score__ranker": [2.0, 1.0]},
         }
     )
-    a = (0.1 + 0.3 * SECOND) / (0.3 + 0.1 * SECOND)
-    assert ev.oracle_gain_ndcg(df, "score__ranker", k=7) == pytest.approx((a + 1) / 2)
-    assert ev.oracle_gain_ndcg(df, "score__ranker", k=1) == pytest.approx((0.1 / 0.3 + 1) / 2)
+    expected = (0.1 + 0.3 * SECOND + 0.2 + 0.05 * SECOND) / (0.3 + 0.1 * SECOND + 0.2 + 0.05 * SECOND)
+    assert ev.expected_dcg_over_oracle(df, "score__ranker", k=7) == pytest.approx(expected)
+    assert ev.expected_dcg_over_oracle(df, "score__ranker", k=1) == pytest.approx((0.1 + 0.2) / (0.3 + 0.2))
     df["score__oracle"] = df["oracle_probability"]
-    assert ev.oracle_gain_ndcg(df, "score__oracle", k=7) == pytest.approx(1.0)
+    assert ev.expected_dcg_over_oracle(df, "score__oracle", k=7) == pytest.approx(1.0)
 
 
 def test_ablation_table_without_groups_is_empty_with_its_columns() -> None:

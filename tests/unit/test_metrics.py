@@ -12,6 +12,7 @@ from sklearn.metrics import ndcg_score
 from nextbest.training.metrics import (
     brier_score,
     expected_calibration_error,
+    gain_share_at_k,
     map_at_k,
     ndcg_at_k,
     ndcg_per_group,
@@ -55,6 +56,19 @@ HAND = _frame(
         "C": ([0.5, 0.4, 0.3], [1, 0, 0]),
     }
 )
+
+
+class TestGainShare:
+    def test_binary_gains_known_answer_sums_over_groups_before_dividing(self) -> None:
+        # A: DCG 1/log2 3 + 1/log2 5, ideal 1 + 1/log2 3; B gives nothing; C: DCG = ideal = 1
+        dcg = 1 / LOG2_3 + 1 / LOG2_5 + 1
+        ideal = 1 + 1 / LOG2_3 + 1
+        assert gain_share_at_k(HAND, k=7) == pytest.approx(dcg / ideal)
+        # nDCG averages the groups' ratios instead: a different number
+        assert gain_share_at_k(HAND, k=7) != pytest.approx(ndcg_at_k(HAND, k=7))
+
+    def test_no_gain_anywhere_is_nan(self) -> None:
+        assert math.isnan(gain_share_at_k(HAND[HAND["customer_id"] == "B"], k=7))
 
 
 class TestNdcg:
