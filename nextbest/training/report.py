@@ -129,11 +129,33 @@ def _text_table(records: Sequence[Mapping[str, Any]], columns: Sequence[str]) ->
     return "\n".join(lines)
 
 
+def _refit_text(flat: Mapping[str, Any], k: int) -> list[str]:
+    """One line: the test nDCG@k of the ranker before and after its refit on the validation months."""
+    before = flat.get(f"ranker.before_refit.ndcg@{k}")
+    if before is None:
+        return []
+    diff = flat.get(f"ranker.ndcg@{k}_minus_before_refit")
+    se = flat.get(f"ranker.ndcg@{k}_minus_before_refit_se")
+    return [
+        f"refit on training + validation months: test nDCG@{k} {_fmt(before)} before -> "
+        f"{_fmt(flat.get(f'ranker.ndcg@{k}'))} (diff {_fmt(diff)}, paired s.e. {_fmt(se)})",
+        "",
+    ]
+
+
+def _ablation_reference(flat: Mapping[str, Any], k: int) -> str:
+    """The full ranker the ablation's refits are compared with: its test nDCG@k, and which ranker it is."""
+    before = flat.get(f"ranker.before_refit.ndcg@{k}")
+    if before is None:
+        return _fmt(flat.get(f"ranker.ndcg@{k}"))
+    return f"{_fmt(before)}, the ranker before its refit on the validation months"
+
+
 def _ablation_text(report: Mapping[str, Any], k: int) -> list[str]:
     ablation = report.get("ablation") or []
     if not ablation:
         return []
-    full = _fmt(report.get("metrics", {}).get(f"ranker.ndcg@{k}"))
+    full = _ablation_reference(report.get("metrics", {}), k)
     cols = ["group", "n_features", f"ndcg@{k}_without", f"ndcg@{k}_diff", f"ndcg@{k}_diff_se", "diff_over_se"]
     return [
         f"feature-group ablation: the ranker refitted without each group (full nDCG@{k} {full}); "
@@ -222,7 +244,8 @@ def details_text(report: Mapping[str, Any], max_products: int = 20) -> str:
     """The ablation, per-product-win and cold-start sections of a ``report.json`` as terminal text
     (at most ``max_products`` products; every one is in the report)."""
     k = int(report.get("context", {}).get("k", DEFAULT_K))
-    lines = _selection_text(report, k) + _ablation_text(report, k) + _wins_text(report, max_products)
+    lines = _refit_text(report.get("metrics", {}), k) + _selection_text(report, k) + _ablation_text(report, k)
+    lines += _wins_text(report, max_products)
     lines += _cold_start_text(report, k)
     return "\n".join(lines).rstrip()
 
@@ -336,7 +359,7 @@ def _html_table(
 def _html_ablation(evaluation: Evaluation, context: Mapping[str, Any], k: int) -> str:
     if evaluation.ablation.empty:
         return "<p>No ablation (disabled in the training config, or no group to drop).</p>"
-    full = _fmt(evaluation.flat.get(f"ranker.ndcg@{k}"))
+    full = _ablation_reference(evaluation.flat, k)
     return f"""<p>For each feature group, the ranker is refitted without the group's features on the same
 training groups, with the same parameters and early stopping on the same validation groups, and scored
 on the test month. <code>ndcg@{k}_diff</code> = without the group minus the full ranker ({full});
@@ -452,6 +475,7 @@ one-model-per-product.</p>
 {_html_table(evaluation.importance_groups, "group")}
 <img src="feature_importance.png">
 {_html_table(importance, "feature", sortable=True)}
+{"".join(f"<p>{line}</p>" for line in _refit_text(evaluation.flat, k) if line)}
 <h2>Feature selection on the validation months</h2>
 {_html_selection(evaluation, k)}
 <h2>Feature-group ablation</h2>

@@ -51,6 +51,10 @@ from nextbest.training.scoring import score_bundle
 Progress = Callable[[str], None]
 
 
+BEFORE_REFIT = "ranker_before_refit"
+"""The column of the ranker's test scores before its refit (``config.refit``), for the report only."""
+
+
 class QualityRegressionError(RuntimeError):
     """A metric fell below its ``expected_metrics`` minimum (the report was written, no bundle saved)."""
 
@@ -658,6 +662,12 @@ def evaluate_scored(
                 share = ev.expected_dcg_over_oracle(scored, ev.score_col(model), k)
                 flat[f"{model}.expected_dcg@{k}_over_oracle"] = share
     flat |= ev.derived_metrics(flat, k)
+    if models.refit is not None:  # what the refit on the validation months changed on the test months
+        before = scored.assign(**{BEFORE_REFIT: scores_by_block(models.refit.selected.score, scored)})
+        flat[f"{ev.RANKER}.before_refit.ndcg@{k}"] = ev.ndcg_mean_and_se(before, BEFORE_REFIT, k)[0]
+        diff, se = ev.paired_ndcg_difference(before, ev.score_col(ev.RANKER), BEFORE_REFIT, k)
+        flat[f"{ev.RANKER}.ndcg@{k}_minus_before_refit"] = diff
+        flat[f"{ev.RANKER}.ndcg@{k}_minus_before_refit_se"] = se
     per_product = ev.per_product_table(scored, k, n_bins=bins)
     if "ndcg_diff" in per_product.columns:
         flat["ranker.products_won_vs_per_product"] = float(len(ev.products_won(per_product)))

@@ -12,8 +12,10 @@ from nextbest.columns import EVENT_TIMESTAMP, SCORE
 from nextbest.training.baselines import PopularityBaseline
 from nextbest.training.calibration import fit_calibrators
 from nextbest.training.config import TrainingConfig
+from nextbest.training.metrics import ndcg_at_k
 from nextbest.training.ranker import FittedRanker, RankingData, fit_ranker, prepare_groups
-from nextbest.training.train import ablate_feature_groups, fit_models, score_test
+from nextbest.training.report import details_text
+from nextbest.training.train import ablate_feature_groups, evaluate_scored, fit_models, score_test
 from tests.unit.test_ranker import FEATURES, simulate
 
 GROUPS = {"segment": "profile", "income": "profile", "affinity": "signal"}
@@ -134,3 +136,19 @@ def test_without_refit_the_ranker_is_the_selected_one() -> None:
     models = fit_models(train, valid, FEATURES, config(refit=False))
     assert models.refit is None
     assert models.train_data.frame[EVENT_TIMESTAMP].max() < valid[EVENT_TIMESTAMP].min()
+
+
+def test_the_report_compares_the_test_months_before_and_after_the_refit(fitted: dict) -> None:
+    models, test = fitted["models"], fitted["test"]
+    scored = score_test(models, test)
+    ablation = ablate_feature_groups(models, scored, GROUPS, config())
+    evaluation = evaluate_scored(scored, models, config(), GROUPS | {"product_id": "product_id"}, ablation)
+    flat = evaluation.flat
+    before = ndcg_at_k(test.assign(score=models.refit.selected.score(test)), 7)
+    after = ndcg_at_k(test.assign(score=models.ranker.score(test)), 7)
+    assert flat["ranker.before_refit.ndcg@7"] == pytest.approx(before)
+    assert flat["ranker.ndcg@7"] == pytest.approx(after)
+    assert flat["ranker.ndcg@7_minus_before_refit"] == pytest.approx(after - before)
+    text = details_text({"metrics": flat, "context": {"k": 7}, "ablation": [{"group": "profile"}]})
+    assert "refit on training + validation months: test nDCG@7" in text
+    assert "the ranker before its refit on the validation months" in text
