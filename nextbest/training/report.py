@@ -129,6 +129,19 @@ def _text_table(records: Sequence[Mapping[str, Any]], columns: Sequence[str]) ->
     return "\n".join(lines)
 
 
+def _oracle_gains_text(flat: Mapping[str, Any], k: int) -> list[str]:
+    """One line (synthetic data): each model's expected DCG@k over the oracle's, every test group."""
+    suffix = f".expected_dcg@{k}_over_oracle"
+    shares = [(key.removesuffix(suffix), value) for key, value in flat.items() if key.endswith(suffix)]
+    if not shares:
+        return []
+    listed = ", ".join(f"{model} {_fmt(value)}" for model, value in shares)
+    return [
+        f"expected DCG@{k} over the oracle's (its probabilities as gains, every test group): {listed}",
+        "",
+    ]
+
+
 def _refit_text(flat: Mapping[str, Any], k: int) -> list[str]:
     """One line: the test nDCG@k of the ranker before and after its refit on the validation months."""
     before = flat.get(f"ranker.before_refit.ndcg@{k}")
@@ -244,7 +257,9 @@ def details_text(report: Mapping[str, Any], max_products: int = 20) -> str:
     """The ablation, per-product-win and cold-start sections of a ``report.json`` as terminal text
     (at most ``max_products`` products; every one is in the report)."""
     k = int(report.get("context", {}).get("k", DEFAULT_K))
-    lines = _refit_text(report.get("metrics", {}), k) + _selection_text(report, k) + _ablation_text(report, k)
+    flat = report.get("metrics", {})
+    lines = _oracle_gains_text(flat, k) + _refit_text(flat, k) + _selection_text(report, k)
+    lines += _ablation_text(report, k)
     lines += _wins_text(report, max_products)
     lines += _cold_start_text(report, k)
     return "\n".join(lines).rstrip()
@@ -427,6 +442,8 @@ def _html_cold_start(evaluation: Evaluation) -> str:
 def _html(evaluation: Evaluation, context: Mapping[str, Any]) -> str:
     k = int(context.get("k", DEFAULT_K))
     importance = importance_table(evaluation.feature_importance, evaluation.feature_groups)
+    lines = _oracle_gains_text(evaluation.flat, k) + _refit_text(evaluation.flat, k)
+    notes = "".join(f"<p>{line}</p>" for line in lines if line)
     ctx = "".join(
         f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(json.dumps(_clean(v)))}</td></tr>"
         for k, v in context.items()
@@ -475,7 +492,7 @@ one-model-per-product.</p>
 {_html_table(evaluation.importance_groups, "group")}
 <img src="feature_importance.png">
 {_html_table(importance, "feature", sortable=True)}
-{"".join(f"<p>{line}</p>" for line in _refit_text(evaluation.flat, k) if line)}
+{notes}
 <h2>Feature selection on the validation months</h2>
 {_html_selection(evaluation, k)}
 <h2>Feature-group ablation</h2>

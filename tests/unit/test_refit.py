@@ -149,6 +149,9 @@ def test_the_report_compares_the_test_months_before_and_after_the_refit(fitted: 
     assert flat["ranker.before_refit.ndcg@7"] == pytest.approx(before)
     assert flat["ranker.ndcg@7"] == pytest.approx(after)
     assert flat["ranker.ndcg@7_minus_before_refit"] == pytest.approx(after - before)
+    flat |= {"ranker.expected_dcg@7_over_oracle": 0.91, "oracle.expected_dcg@7_over_oracle": 1.0}
     text = details_text({"metrics": flat, "context": {"k": 7}, "ablation": [{"group": "profile"}]})
+    assert "expected DCG@7 over the oracle's (its probabilities as gains, every test group): " in text
+    assert "ranker 0.9100, oracle 1.0000" in text
     assert "refit on training + validation months: test nDCG@7" in text
     assert "the ranker before its refit on the validation months" in text
