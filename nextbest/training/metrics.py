@@ -69,6 +69,17 @@ def _ideal_dcg(ranked: pd.DataFrame, label_col: str, k: int) -> pd.Series:
     return pd.Series(gains).groupby(labels[_GROUP].to_numpy()).sum()
 
 
+def _dcg_and_ideal(
+    df: pd.DataFrame, k: int, group_cols: Sequence[str], label_col: str, score_col: str
+) -> tuple[pd.Series, pd.Series]:
+    """Per ``_group``: DCG@k of the ``score_col`` ordering and of the ideal one, ``label_col`` as gains."""
+    _check_k(k)
+    ranked = _ranked(df, group_cols, label_col, score_col)
+    gains = ranked[label_col].to_numpy(dtype=float) * _discount(ranked[_RANK].to_numpy(), k)
+    dcg = pd.Series(gains).groupby(ranked[_GROUP].to_numpy()).sum()
+    return dcg, _ideal_dcg(ranked, label_col, k).reindex(dcg.index)
+
+
 def ndcg_per_group(
     df: pd.DataFrame,
     k: int = DEFAULT_K,
@@ -82,11 +93,7 @@ def ndcg_per_group(
     Wikipedia "Discounted cumulative gain" article), nDCG = DCG / IDCG. Indexed by the dense
     group number in first-appearance order; groups whose labels are all 0 are left out.
     """
-    _check_k(k)
-    ranked = _ranked(df, group_cols, label_col, score_col)
-    gains = ranked[label_col].to_numpy(dtype=float) * _discount(ranked[_RANK].to_numpy(), k)
-    dcg = pd.Series(gains).groupby(ranked[_GROUP].to_numpy()).sum()
-    idcg = _ideal_dcg(ranked, label_col, k).reindex(dcg.index)
+    dcg, idcg = _dcg_and_ideal(df, k, group_cols, label_col, score_col)
     keep = idcg > 0
     return (dcg[keep] / idcg[keep]).rename("ndcg")
 
@@ -104,11 +111,9 @@ def gain_share_at_k(
     expected discounted adoptions that ``score_col``'s ordering captures, each group weighted by what
     it can give. NaN when every gain is 0.
     """
-    _check_k(k)
-    ranked = _ranked(df, group_cols, gain_col, score_col)
-    dcg = float((ranked[gain_col].to_numpy(dtype=float) * _discount(ranked[_RANK].to_numpy(), k)).sum())
-    ideal = float(_ideal_dcg(ranked, gain_col, k).sum())
-    return dcg / ideal if ideal > 0 else math.nan
+    dcg, idcg = _dcg_and_ideal(df, k, group_cols, gain_col, score_col)
+    ideal = float(idcg.sum())
+    return float(dcg.sum()) / ideal if ideal > 0 else math.nan
 
 
 def ndcg_at_k(
