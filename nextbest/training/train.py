@@ -266,7 +266,16 @@ def fit_models(
         ranker, train = refit.ranker, refit.train_data
         seconds["refit"] = time.perf_counter() - started
 
-    baselines = fit_baselines(train.frame, feature_cols, config, with_oracle, say, seconds)
+    if refit is None:
+        baselines = fit_baselines(train.frame, feature_cols, config, with_oracle, say, seconds)
+    else:  # the per-product models' Platt calibration needs months they did not see: training months only
+        others = [b for b in config.baselines if b != ev.PER_PRODUCT]
+        shared = config.model_copy(update={"baselines": others})
+        baselines = fit_baselines(train.frame, feature_cols, shared, with_oracle, say, seconds)
+        if ev.PER_PRODUCT in config.baselines:
+            only = config.model_copy(update={"baselines": [ev.PER_PRODUCT]})
+            rows = refit.selected_data.frame
+            baselines |= fit_baselines(rows, feature_cols, only, with_oracle, say, seconds)
     if ev.PER_PRODUCT in baselines:  # one scale before one customer's products are compared
         started = time.perf_counter()
         baselines[ev.PER_PRODUCT].calibrate(valid_df, config.calibration.min_positives)

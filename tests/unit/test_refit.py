@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from nextbest.columns import EVENT_TIMESTAMP, SCORE
-from nextbest.training.baselines import PopularityBaseline
+from nextbest.training.baselines import PerProductModels, PopularityBaseline
 from nextbest.training.calibration import fit_calibrators
 from nextbest.training.config import TrainingConfig
 from nextbest.training.metrics import ndcg_at_k
@@ -38,7 +38,7 @@ def config(refit: bool = True) -> TrainingConfig:
         {
             "ranker": {"n_estimators": 80, "early_stopping_rounds": 10, "n_jobs": 1},
             "max_negatives_per_group": 5,
-            "baselines": ["popularity"],
+            "baselines": ["popularity", "per_product"],
             "calibration": {"min_positives": 10},
             "ablation": {"n_estimators": 30},
             "refit": {"enabled": refit},
@@ -83,10 +83,18 @@ def test_the_refit_is_fitted_on_training_and_validation_groups_with_the_trees_va
     assert models.ranker.best_valid_ndcg == refit.selected.best_valid_ndcg
     _, manual = by_hand(pd.concat([refit.selected_data.frame, valid]), refit.n_trees)
     np.testing.assert_allclose(models.ranker.score(fitted["test"]), manual.score(fitted["test"]))
-    # the baselines are fitted on the refit's rows
+    # the baselines are fitted on the refit's rows, but for the per-product models (calibrated on
+    # the validation months, which they must not have seen)
     np.testing.assert_allclose(
         models.baselines["popularity"].score(fitted["test"]),
         PopularityBaseline().fit(models.train_data.frame).score(fitted["test"]),
+    )
+    features = [c for c in FEATURES if c != "product_id"]
+    params = config().baseline_params
+    per_product = PerProductModels(features, min_positives=params.per_product_min_positives, params=params)
+    per_product.fit(refit.selected_data.frame).calibrate(valid, config().calibration.min_positives)
+    np.testing.assert_allclose(
+        models.baselines["per_product"].score(fitted["test"]), per_product.score(fitted["test"])
     )
 
 
