@@ -336,14 +336,10 @@ def scaled_trees(selected: FittedRanker, selected_data: RankingData, data: Ranki
     return min(cap, max(1, round(selected.best_iteration * data.n_groups / selected_data.n_groups)))
 
 
-def fit_trees(
-    fit: RankerFit, data: RankingData, valid: RankingData, params: RankerConfig, n_trees: int, k: int
-) -> FittedRanker:
-    """``fit`` of ``n_trees`` trees, every one kept (no early stopping: ``valid``, encoded here with
-    ``data``'s categories, may be part of ``data``)."""
+def fit_trees(fit: RankerFit, data: RankingData, params: RankerConfig, n_trees: int, k: int) -> FittedRanker:
+    """``fit`` of ``n_trees`` trees on ``data``, every one kept (no early stopping, no validation read)."""
     fixed = params.model_copy(update={"n_estimators": n_trees})
-    valid = prepare_groups(valid.frame, data.feature_cols, True, categories=data.categories)
-    return fit(data, valid, fixed, k, select_trees=False)
+    return fit(data, data, fixed, k, select_trees=False)
 
 
 def refit_on_validation(
@@ -365,7 +361,7 @@ def refit_on_validation(
     data = groups_with(train, valid.frame, config)
     n_trees = scaled_trees(selected, train, data, cap)
     say(f"refit: ranker on training + validation, {data.n_groups:,} groups, {n_trees} trees")
-    ranker = fit_trees(fit, data, valid, config.ranker, n_trees, k)
+    ranker = fit_trees(fit, data, config.ranker, n_trees, k)
     ranker.best_valid_ndcg = selected.best_valid_ndcg  # the held-out estimate, not the refit's own
     months = sorted(valid_df[EVENT_TIMESTAMP].unique())
     parts = []
@@ -377,7 +373,7 @@ def refit_on_validation(
         else:
             fold = groups_with(train, others, config)
             say(f"refit: calibration fold {i}/{len(months)}, without {pd.Timestamp(month):%Y-%m}")
-            scorer = fit_trees(fit, fold, valid, config.ranker, scaled_trees(selected, train, fold, cap), k)
+            scorer = fit_trees(fit, fold, config.ranker, scaled_trees(selected, train, fold, cap), k)
         held_out[SCORE] = scores_by_block(scorer.score, held_out)
         parts.append(held_out)
     out_of_fold = pd.concat(parts, ignore_index=True)
