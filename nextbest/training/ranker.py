@@ -392,32 +392,26 @@ def fit_ranker(
         raise ValueError("valid is the training split: early stopping needs a held-out split")
     model = lgb.LGBMRanker(**{"objective": "lambdarank", **lightgbm_kwargs(params)})
     categorical = [c for c in train.feature_cols if c in train.categories]
-    if not select_trees:
-        model.fit(train.features, train.label, group=train.group_sizes, categorical_feature=categorical)
-        return FittedRanker(
-            booster=model.booster_,
-            feature_cols=list(train.feature_cols),
-            categories={k: list(v) for k, v in train.categories.items()},
-            best_iteration=int(model.booster_.current_iteration()),
-            best_valid_ndcg=float("nan"),
-            eval_at=eval_at,
-        )
-    metric_name = f"ndcg@{eval_at}"
     count = TreeCount()
-    model.fit(
-        train.features,
-        train.label,
-        group=train.group_sizes,
-        **eval_kwargs(valid.features, valid.label),
-        eval_group=[valid.group_sizes],
-        eval_at=[eval_at],
-        categorical_feature=categorical,
-        callbacks=[
-            lgb.early_stopping(params.early_stopping_rounds, first_metric_only=True, verbose=False), count
-        ],
-    )
-    best_iteration = int(model.best_iteration_ or model.n_estimators_)
-    best_score = float(model.best_score_["valid_0"][metric_name])
+    if select_trees:
+        model.fit(
+            train.features,
+            train.label,
+            group=train.group_sizes,
+            **eval_kwargs(valid.features, valid.label),
+            eval_group=[valid.group_sizes],
+            eval_at=[eval_at],
+            categorical_feature=categorical,
+            callbacks=[
+                lgb.early_stopping(params.early_stopping_rounds, first_metric_only=True, verbose=False), count
+            ],
+        )
+        best_iteration = int(model.best_iteration_ or model.n_estimators_)
+        best_score = float(model.best_score_["valid_0"][f"ndcg@{eval_at}"])
+        stalled = count.stalled and count.trees - best_iteration < params.early_stopping_rounds
+    else:
+        model.fit(train.features, train.label, group=train.group_sizes, categorical_feature=categorical)
+        best_iteration, best_score, stalled = int(model.booster_.current_iteration()), float("nan"), False
     return FittedRanker(
         booster=model.booster_,
         feature_cols=list(train.feature_cols),
@@ -425,5 +419,5 @@ def fit_ranker(
         best_iteration=best_iteration,
         best_valid_ndcg=best_score,
         eval_at=eval_at,
-        stalled=count.stalled and count.trees - best_iteration < params.early_stopping_rounds,
+        stalled=stalled,
     )
