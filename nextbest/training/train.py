@@ -52,7 +52,8 @@ Progress = Callable[[str], None]
 
 
 BEFORE_REFIT = "ranker_before_refit"
-"""The column of the ranker's test scores before its refit (``config.refit``), for the report only."""
+"""The scored test frame's column of the ranker's scores before its refit (``config.refit``; not a
+``score__`` model column): what the report's before/after line and the ablation compare with."""
 
 
 class QualityRegressionError(RuntimeError):
@@ -416,8 +417,9 @@ def fit_baselines(
 
 
 def score_test(models: FittedModels, test_df: pd.DataFrame) -> pd.DataFrame:
-    """``test_df`` plus ``score__<model>`` for the ranker and each baseline, and the calibrated
-    ``probability`` (rows and order unchanged; groups without positive kept)."""
+    """``test_df`` plus ``score__<model>`` for the ranker and each baseline, the calibrated
+    ``probability`` and, after a refit, ``BEFORE_REFIT`` (rows and order unchanged; groups without
+    positive kept)."""
     scored = test_df.copy(deep=False)  # new columns, the same feature columns (no copy of them)
     scored.index = pd.RangeIndex(len(scored))
     blocks = row_blocks(len(scored))
@@ -428,6 +430,8 @@ def score_test(models: FittedModels, test_df: pd.DataFrame) -> pd.DataFrame:
         scored[ev.score_col(name)] = scores_by_block(baseline.score, scored)
     if models.calibrators is not None:
         scored[PROBABILITY] = np.concatenate([r.probability for r in ranker])
+    if models.refit is not None:
+        scored[BEFORE_REFIT] = scores_by_block(models.refit.selected.score, scored)
     return scored
 
 
@@ -590,9 +594,6 @@ class Ablation:
     best_iterations: dict[str, int]
     n_estimators: int
     seconds: float
-    reference: np.ndarray | None = None
-    """Test scores of the ranker the refits are compared with, when it is not the evaluated ranker
-    (``config.refit``: the ranker before its refit); None: ``score__ranker``."""
 
 
 def ablate_feature_groups(
@@ -607,7 +608,7 @@ def ablate_feature_groups(
     Every refit trains on the full ranker's training groups (``models.train_data``) with the same
     parameters and early stopping on the same validation groups (``models.valid_data``); the trees
     are capped (``refit_params``). With ``models.refit`` the full ranker is the one before the refit
-    (training months only) and its test scores are ``Ablation.reference``. Groups in
+    (training months only), whose test scores ``score_test`` put in ``BEFORE_REFIT``. Groups in
     ``config.ablation.skip_groups`` and a group holding every feature are not ablated; a feature
     missing from ``groups`` is its own group. The refits of a feature selection that dropped nothing
     are these refits, and are reused.
@@ -628,8 +629,7 @@ def ablate_feature_groups(
     refits |= refit_without_groups(
         train, models.valid_data, members, [g for g in todo if g not in refits], params, config.k, progress
     )
-    reference = None if full is models.ranker else scores_by_block(full.score, scored)
-    out = Ablation({}, {}, {}, params.n_estimators, 0.0, reference)
+    out = Ablation({}, {}, {}, params.n_estimators, 0.0)
     for group in todo:
         out.scores[group] = scores_by_block(refits[group].score, scored)
         out.n_features[group] = len(members[group])
@@ -668,9 +668,8 @@ def evaluate_scored(
                 flat[f"{model}.expected_dcg@{k}_over_oracle"] = share
     flat |= ev.derived_metrics(flat, k)
     if models.refit is not None:  # what the refit on the validation months changed on the test months
-        before = scored.assign(**{BEFORE_REFIT: scores_by_block(models.refit.selected.score, scored)})
-        flat[f"{ev.RANKER}.before_refit.ndcg@{k}"] = ev.ndcg_mean_and_se(before, BEFORE_REFIT, k)[0]
-        diff, se = ev.paired_ndcg_difference(before, ev.score_col(ev.RANKER), BEFORE_REFIT, k)
+        flat[f"{ev.RANKER}.before_refit.ndcg@{k}"] = ev.ndcg_mean_and_se(scored, BEFORE_REFIT, k)[0]
+        diff, se = ev.paired_ndcg_difference(scored, ev.score_col(ev.RANKER), BEFORE_REFIT, k)
         flat[f"{ev.RANKER}.ndcg@{k}_minus_before_refit"] = diff
         flat[f"{ev.RANKER}.ndcg@{k}_minus_before_refit_se"] = se
     per_product = ev.per_product_table(scored, k, n_bins=bins)
@@ -694,9 +693,9 @@ def evaluate_scored(
     groups = dict(groups) if groups is not None else {str(f): str(f) for f in importance.index}
     ablation_frame = pd.DataFrame()
     if ablation is not None:
-        reference = scored
-        if ablation.reference is not None:
-            reference = scored.assign(**{ev.score_col(ev.RANKER): ablation.reference})
+        reference = scored  # the refits are compared with the ranker before the refit, if any
+        if models.refit is not None:
+            reference = scored.assign(**{ev.score_col(ev.RANKER): scored[BEFORE_REFIT]})
         ablation_frame = ev.ablation_table(reference, ablation.scores, ablation.n_features, k)
         ablation_frame["best_iteration"] = pd.Series(ablation.best_iterations, dtype=int)
         flat |= ev.flatten_ablation(ablation_frame, k)

@@ -15,7 +15,13 @@ from nextbest.training.config import TrainingConfig
 from nextbest.training.metrics import ndcg_at_k
 from nextbest.training.ranker import FittedRanker, RankingData, fit_ranker, prepare_groups
 from nextbest.training.report import details_text
-from nextbest.training.train import ablate_feature_groups, evaluate_scored, fit_models, score_test
+from nextbest.training.train import (
+    BEFORE_REFIT,
+    ablate_feature_groups,
+    evaluate_scored,
+    fit_models,
+    score_test,
+)
 from tests.unit.test_ranker import FEATURES, simulate
 
 GROUPS = {"segment": "profile", "income": "profile", "affinity": "signal"}
@@ -130,7 +136,7 @@ def test_the_ablation_compares_with_the_ranker_before_the_refit(fitted: dict) ->
     models, test = fitted["models"], fitted["test"]
     scored = score_test(models, test)
     ablation = ablate_feature_groups(models, scored, GROUPS, config())
-    np.testing.assert_allclose(ablation.reference, models.refit.selected.score(scored))
+    np.testing.assert_allclose(scored[BEFORE_REFIT], models.refit.selected.score(scored))
     # each refit without a group is fitted on the training months only, as the selected ranker
     keep = ["product_id", "affinity"]
     train = prepare_groups(models.refit.selected_data.frame, keep)
