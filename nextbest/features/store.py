@@ -166,22 +166,34 @@ def get_store(
     settings: Settings, online: OnlineKind | None = None, read_timeout_s: float | None = None
 ) -> FeatureStore:
     """A FeatureStore over nextbest's registry (created lazily by Feast on first apply); with
-    ``read_timeout_s``, its online client is bounded for serving (``bound_online_client``)."""
+    ``read_timeout_s``, its online client is set up for serving (``serving_online_client``)."""
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
     config = repo_config(settings, online, read_timeout_s)
     store = FeatureStore(repo_path=str(FEATURE_REPO_DIR), config=config)
     if read_timeout_s is not None:
-        bound_online_client(store, read_timeout_s)
+        serving_online_client(store, read_timeout_s)
     return store
 
 
-def bound_online_client(store: FeatureStore, read_timeout_s: float) -> None:
-    """Make every online read of ``store`` give up after about ``read_timeout_s`` seconds.
+SQLITE_MMAP_BYTES = 1 << 31
+"""How much of the sqlite online store serving reads through a memory map (sqlite caps it at its
+compile-time maximum, 2 GiB in CPython's builds): a customer's packed row spans several overflow pages,
+and each page read otherwise is a ``pread`` and a copy into sqlite's small page cache. On the 20k-customer
+bank (245 MB store, 12,385 customers in turn) the online read's p99 went from 0.78-0.83 ms to 0.63 ms and
+``Scorer.rank``'s p99 from 1.42-1.47 ms to 1.30 ms. A file larger than the map is read as before beyond it.
+Writes (materialization, in any process) still go through sqlite's locking; each read is its own
+transaction, at whose start sqlite re-reads the file's size."""
+
+
+def serving_online_client(store: FeatureStore, read_timeout_s: float) -> None:
+    """Set ``store``'s online client up for serving: every read gives up after about ``read_timeout_s``
+    seconds, and sqlite is read through a memory map.
 
     redis: the socket timeouts come from the connection string (``repo_config``); here redis-py's
     default retries (3, with up to seconds of back-off) are turned off, so a timeout fails at once.
     sqlite: a locked database is waited for at most ``read_timeout_s`` (sqlite's ``busy_timeout``;
-    Python's default is 5 s). Reaches into Feast's online store object: Feast has no option for either.
+    Python's default is 5 s), and up to ``SQLITE_MMAP_BYTES`` of the file are memory-mapped. Reaches into
+    Feast's online store object: Feast has no option for either.
     """
     online = store._get_provider().online_store
     config = store.config
@@ -191,7 +203,9 @@ def bound_online_client(store: FeatureStore, read_timeout_s: float) -> None:
 
         online._get_client(config.online_store).set_retry(Retry(NoBackoff(), 0))
     elif config.online_store.type == "sqlite":
-        online._get_conn(config).execute(f"pragma busy_timeout = {max(1, int(read_timeout_s * 1000))}")
+        conn = online._get_conn(config)
+        conn.execute(f"pragma busy_timeout = {max(1, int(read_timeout_s * 1000))}")
+        conn.execute(f"pragma mmap_size = {SQLITE_MMAP_BYTES}")
 
 
 def reset_online_client(store: FeatureStore, read_timeout_s: float) -> None:
@@ -206,7 +220,7 @@ def reset_online_client(store: FeatureStore, read_timeout_s: float) -> None:
         with contextlib.suppress(sqlite3.Error):
             conn.close()
     with contextlib.suppress(sqlite3.Error):
-        bound_online_client(store, read_timeout_s)
+        serving_online_client(store, read_timeout_s)
 
 
 def load_specs(settings: Settings) -> list[FeatureViewSpec]:
