@@ -248,17 +248,29 @@ def test_a_black_hole_redis_gets_503_within_twice_the_timeout_while_other_routes
         hole.close()
 
 
-def test_a_corrupted_sqlite_file_is_503_and_the_service_recovers_when_it_is_restored(
-    deployment: Settings, customers: list[str]
+def overwrite_header(path: Path) -> None:
+    with path.open("r+b") as f:  # the real file, overwritten in place
+        f.write(b"\xff" * 100)
+
+
+def truncate(path: Path) -> None:
+    os.truncate(path, 4096)  # the memory-mapped file shrinks under the reader: an error, not a SIGBUS
+
+
+@pytest.mark.parametrize("damage", [overwrite_header, truncate], ids=["overwritten", "truncated"])
+def test_a_damaged_sqlite_file_is_503_and_the_service_recovers_when_it_is_restored(
+    deployment: Settings, customers: list[str], damage: Callable[[Path], None]
 ) -> None:
     path = sqlite_path(deployment)
     with TestClient(create_app(deployment, ServingSettings(online_store="sqlite", **FAULTY))) as c:
         ok = c.post("/rank", json={"customer_id": customers[0], "k": 3})
         assert ok.status_code == 200 and c.get("/ready").status_code == 200
-        header = path.read_bytes()[:100]
+        store = c.app.state.scorer.reader.store
+        conn = store._get_provider().online_store._get_conn(store.config)
+        assert conn.execute("pragma mmap_size").fetchone()[0] > 0  # serving reads through a memory map
+        saved = path.read_bytes()
         try:
-            with path.open("r+b") as f:  # the real file, overwritten in place
-                f.write(b"\xff" * 100)
+            damage(path)
             broken = c.post("/rank", json={"customer_id": customers[0], "k": 3})
             assert broken.status_code == 503 and "DatabaseError" in broken.json()["detail"]
             assert broken.headers["retry-after"].isdigit()
@@ -266,33 +278,10 @@ def test_a_corrupted_sqlite_file_is_503_and_the_service_recovers_when_it_is_rest
             assert not state.ready and not state.online_store_reachable
             assert c.get("/health").status_code == 200
         finally:
-            with path.open("r+b") as f:
-                f.write(header)
-        back = recovered(lambda: c.post("/rank", json={"customer_id": customers[0], "k": 3}))
-        assert back.status_code == 200 and back.json()["products"] == ok.json()["products"]
-        assert c.app.state.readiness.check().ready
-
-
-def test_the_store_is_read_through_a_memory_map_and_a_truncated_file_is_503_until_restored(
-    deployment: Settings, customers: list[str]
-) -> None:
-    path = sqlite_path(deployment)
-    with TestClient(create_app(deployment, ServingSettings(online_store="sqlite", **FAULTY))) as c:
-        ok = c.post("/rank", json={"customer_id": customers[0], "k": 3})
-        assert ok.status_code == 200
-        store = c.app.state.scorer.reader.store
-        conn = store._get_provider().online_store._get_conn(store.config)
-        assert conn.execute("pragma mmap_size").fetchone()[0] > 0  # serving reads through the map
-        saved = path.read_bytes()
-        try:
-            os.truncate(path, 4096)  # the mapped file shrinks under the reader: an error, not a SIGBUS
-            broken = c.post("/rank", json={"customer_id": customers[0], "k": 3})
-            assert broken.status_code == 503 and "DatabaseError" in broken.json()["detail"]
-            assert c.get("/health").status_code == 200
-        finally:
             path.write_bytes(saved)
         back = recovered(lambda: c.post("/rank", json={"customer_id": customers[0], "k": 3}))
         assert back.status_code == 200 and back.json()["products"] == ok.json()["products"]
+        assert c.app.state.readiness.check().ready
 
 
 def test_a_deleted_sqlite_file_makes_the_instance_not_ready_until_it_is_back(
