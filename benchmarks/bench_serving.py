@@ -32,6 +32,7 @@ alike), and ``on/off`` is the ratio of their request rates. ``ops_overhead`` mea
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -214,6 +215,7 @@ def bench_store(settings: Settings, online: str, customer: str, args, tmp: Path)
 def in_process_rate(scorer: Scorer, customers: list[str], seconds: float) -> tuple[float, float, float]:
     """(customers/s, p50 ms, p99 ms) of single-thread ``Scorer.rank`` calls over ``customers`` in turn
     for ``seconds`` (after a warm-up): the peer of the HTTP load figures."""
+    gc.collect()  # not this loop's to pay: what earlier sections left (e.g. ops_overhead's two apps)
     for c in customers[:50]:
         scorer.rank(c)
     times = []
