@@ -31,6 +31,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from nextbest.features.online_tables import OnlineTables
 from nextbest.features.store import apply_definitions, materialize, sqlite_path
 from nextbest.serving.api import create_app
 from nextbest.settings import K_LIMIT, OnlineStoreSettings, ServingSettings, Settings
@@ -265,8 +266,7 @@ def test_a_damaged_sqlite_file_is_503_and_the_service_recovers_when_it_is_restor
     with TestClient(create_app(deployment, ServingSettings(online_store="sqlite", **FAULTY))) as c:
         ok = c.post("/rank", json={"customer_id": customers[0], "k": 3})
         assert ok.status_code == 200 and c.get("/ready").status_code == 200
-        store = c.app.state.scorer.reader.store
-        conn = store._get_provider().online_store._get_conn(store.config)
+        conn = OnlineTables(c.app.state.scorer.reader.store)._conn()  # Feast's connection, as served
         assert conn.execute("pragma mmap_size").fetchone()[0] > 0  # serving reads through a memory map
         saved = path.read_bytes()
         try:
