@@ -70,14 +70,44 @@ class MonotoneCalibrator:
         return state
 
 
+def _isotonic() -> IsotonicRegression:
+    return IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
+
+
+def fit_isotonic(score: np.ndarray, label: np.ndarray, prior_rows: float) -> IsotonicRegression:
+    """Isotonic regression of the 0/1 ``label`` on ``score`` whose steps are shrunk toward the rows'
+    base rate, then made monotone again.
+
+    Plain isotonic regression gives each step its observed rate. A step at the low end with no
+    positive (thousands of rows of a rare product) gets exactly 0, and a short step at the high end
+    with only positives gets 1. Neither is a probability to plan a campaign with. Here each step of
+    ``n`` rows with ``k`` positives gets ``(k + prior_rows * base_rate) / (n + prior_rows)`` (a Beta
+    prior at the base rate worth ``prior_rows`` rows), and isotonic regression weighted by
+    ``n + prior_rows`` over the steps restores monotonicity. Long steps barely move. ``prior_rows = 0``
+    is plain isotonic regression. The result is an ordinary ``IsotonicRegression`` on the steps' end
+    points, so it predicts and pickles as one.
+    """
+    score, label = np.asarray(score, dtype=float), np.asarray(label, dtype=float)
+    plain = _isotonic().fit(score, label)
+    if prior_rows <= 0:
+        return plain
+    order = np.argsort(score, kind="stable")
+    fitted, x, y = plain.predict(score[order]), score[order], label[order]
+    starts = np.flatnonzero(np.r_[True, fitted[1:] != fitted[:-1]])
+    ends = np.r_[starts[1:], len(x)] - 1
+    rows = np.diff(np.r_[starts, len(x)]).astype(float)
+    rate = (np.add.reduceat(y, starts) + prior_rows * y.mean()) / (rows + prior_rows)
+    weight = (rows + prior_rows) / 2  # each step's weight split over its two end points
+    return _isotonic().fit(
+        np.r_[x[starts], x[ends]], np.r_[rate, rate], sample_weight=np.r_[weight, weight]
+    )
+
+
 def _fit_one(inputs: pd.DataFrame, label: np.ndarray, params: CalibrationConfig) -> MonotoneCalibrator:
     cols = list(inputs.columns)
     if len(cols) == 1:
-        model: IsotonicRegression | lgb.LGBMClassifier = IsotonicRegression(
-            y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip"
-        )
-        model.fit(inputs.iloc[:, 0].to_numpy(dtype=float), label)
-        return MonotoneCalibrator(cols, model)
+        isotonic = fit_isotonic(inputs.iloc[:, 0].to_numpy(dtype=float), label, params.prior_rows)
+        return MonotoneCalibrator(cols, isotonic)
     model = lgb.LGBMClassifier(
         objective="binary",
         n_estimators=params.n_estimators,

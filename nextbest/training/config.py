@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from nextbest.errors import UserError
 from nextbest.features.definitions import FEATURE_SERVICE_NAME
 from nextbest.settings import PROJECT_ROOT
-from nextbest.training.constants import DEFAULT_K
+from nextbest.training.constants import CALIBRATION_PRIOR_ROWS, DEFAULT_K
 
 CONFIG_DIR = PROJECT_ROOT / "training" / "configs"
 """Where the shipped per-dataset configs live."""
@@ -102,11 +102,15 @@ class CalibrationConfig(_Strict):
     Attributes:
         min_positives: a product needs this many positives and negatives for its own calibrator.
         feature_cols: customer features used beside the score (empty -> isotonic on the score).
+        prior_rows: the isotonic calibrators' prior: each step's rate is shrunk toward the product's
+            base rate as if it had this many more rows at that rate (``calibration.fit_isotonic``;
+            0 = plain isotonic regression, which gives 0 to a step without a positive).
         n_bins: bins of the reliability diagram and ECE.
     """
 
     min_positives: int = Field(default=50, ge=1)
     feature_cols: list[str] = Field(default_factory=list)
+    prior_rows: float = Field(default=CALIBRATION_PRIOR_ROWS, ge=0)
     n_bins: int = Field(default=10, ge=1)
     n_estimators: int = Field(default=150, ge=1)
     learning_rate: float = Field(default=0.05, gt=0)

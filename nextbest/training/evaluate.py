@@ -142,12 +142,13 @@ def ranking_metrics(df: pd.DataFrame, score: str, k: int = DEFAULT_K) -> dict[st
 def calibration_metrics(
     prob: np.ndarray | pd.Series, label: np.ndarray | pd.Series, n_bins: int = 10
 ) -> dict[str, float]:
-    """ECE, Brier score, base rate and mean probability of probabilities against labels (each 0..1)."""
+    """ECE, Brier score, log loss, base rate and mean probability of probabilities against labels."""
     p = np.clip(np.asarray(prob, dtype=float), 0.0, 1.0)
     y = np.asarray(label, dtype=float)
     return {
         "ece": m.expected_calibration_error(p, y, n_bins),
         "brier": m.brier_score(p, y),
+        "log_loss": m.log_loss(p, y),
         "base_rate": float(y.mean()),
         "mean_probability": float(p.mean()),
     }
@@ -160,8 +161,8 @@ def compare_models(
     popularity: pd.Series | None = None,
 ) -> pd.DataFrame:
     """One row per model present in ``df`` (``MODEL_ORDER``), columns = ``ranking_metrics`` keys, plus
-    ``ece``/``brier`` (the ranker's calibrated ``probability``; the oracle's own probability; NaN for
-    models whose scores are not probabilities) and the RecSys 2025 ``recsys2025`` score when
+    ``ece``/``brier``/``log_loss`` (the ranker's calibrated ``probability``; the oracle's own probability;
+    NaN for models whose scores are not probabilities) and the RecSys 2025 ``recsys2025`` score when
     ``popularity`` (training adoptions per product) is given."""
     rows = {}
     for model in models_in(df):
@@ -170,9 +171,9 @@ def compare_models(
         prob_col = PROBABILITY if model == RANKER else col if model in PROBABILITY_MODELS else None
         if prob_col is not None and prob_col in df.columns:
             cal = calibration_metrics(df[prob_col], df[LABEL], n_bins)
-            row["ece"], row["brier"] = cal["ece"], cal["brier"]
+            row["ece"], row["brier"], row["log_loss"] = cal["ece"], cal["brier"], cal["log_loss"]
         else:
-            row["ece"], row["brier"] = math.nan, math.nan
+            row["ece"], row["brier"], row["log_loss"] = math.nan, math.nan, math.nan
         if popularity is not None and df[PRODUCT_ID].nunique() >= 2:
             pop = popularity.reindex(sorted(set(popularity.index) | set(df[PRODUCT_ID]))).fillna(0)
             row["recsys2025"] = m.recsys2025_score(
@@ -183,7 +184,8 @@ def compare_models(
 
 
 def calibration_by_product(df: pd.DataFrame, prob_col: str = PROBABILITY, n_bins: int = 10) -> pd.DataFrame:
-    """Per product (sorted): n, positives, base_rate, mean_probability, ece, brier of ``prob_col``."""
+    """Per product (sorted): n, positives, base_rate, mean_probability, ece, brier and log_loss of
+    ``prob_col``."""
     rows = {
         str(product): {"n": len(g), "positives": int(g[LABEL].sum())}
         | calibration_metrics(g[prob_col], g[LABEL], n_bins)

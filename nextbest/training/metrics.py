@@ -405,6 +405,19 @@ def brier_score(prob: np.ndarray | pd.Series, label: np.ndarray | pd.Series) -> 
     return float(np.mean((p - y) ** 2))
 
 
+LOG_LOSS_FLOOR = 1e-15
+"""The smallest probability ``log_loss`` charges (sklearn's clip): a 0 given to an adoption costs 34.5."""
+
+
+def log_loss(prob: np.ndarray | pd.Series, label: np.ndarray | pd.Series) -> float:
+    """Mean negative log-likelihood of the 0/1 labels under the probabilities (min=0). Unlike Brier and
+    ECE it punishes a probability of 0 (or 1) that the outcome contradicts: the flaw of an
+    unsmoothed calibrator's empty steps."""
+    p, y = _as_prob_label(prob, label)
+    p = np.clip(p, LOG_LOSS_FLOOR, 1.0 - LOG_LOSS_FLOOR)
+    return float(-np.mean(y * np.log(p) + (1.0 - y) * np.log1p(-p)))
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 

@@ -30,7 +30,7 @@ REPORT_HTML = "report.html"
 MAX_RELIABILITY_PANELS = 24
 """Reliability diagrams drawn for at most this many products (those with the most positives)."""
 
-SUMMARY_METRICS: tuple[str, ...] = ("ndcg@1", "ndcg@3", "ndcg@7", "map@7", "recall@1", "precision@1", "ece")
+SUMMARY_METRICS = ("ndcg@1", "ndcg@3", "ndcg@7", "map@7", "recall@1", "precision@1", "ece", "log_loss")
 
 
 def reports_dir(settings: Settings) -> Path:

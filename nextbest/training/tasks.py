@@ -49,10 +49,13 @@ from nextbest.features.retrieval import historical_features
 from nextbest.features.store import check_applied_build, get_store
 from nextbest.marts import existing_mart, manifest_path
 from nextbest.settings import Settings, dbt_var_defaults
+from nextbest.training.calibration import fit_isotonic
 from nextbest.training.config import RankerConfig, SplitConfig, TrainingConfig
+from nextbest.training.constants import CALIBRATION_PRIOR_ROWS
 from nextbest.training.datasets import Progress
 from nextbest.training.metrics import (
     expected_calibration_error,
+    log_loss,
     ndcg_at_k,
     per_product_metrics,
     recall_at_k,
@@ -233,7 +236,8 @@ def fit_binary(
     train: pd.DataFrame, valid: pd.DataFrame, feature_cols: Sequence[str], params: RankerConfig
 ) -> BinaryModel:
     """LightGBM binary classifier (early stopping on the validation AUC), then isotonic calibration of
-    its score on the validation rows (monotone: the ranking of customers is the classifier's)."""
+    its score on the validation rows (``calibration.fit_isotonic``: monotone, so the ranking of customers
+    is the classifier's)."""
     x_train, x_valid, categories = classifier_matrices(train, valid, feature_cols)
     classifier = lgb.LGBMClassifier(objective="binary", **lightgbm_kwargs(params))
     classifier.fit(
@@ -247,10 +251,10 @@ def fit_binary(
         booster=classifier.booster_,
         feature_cols=list(feature_cols),
         categories=categories,
-        calibrator=IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0),
+        calibrator=IsotonicRegression(),  # replaced below: the calibration needs the model's scores
         best_iteration=int(classifier.best_iteration_ or classifier.n_estimators_),
     )
-    model.calibrator.fit(model.score(valid), valid[LABEL].to_numpy())
+    model.calibrator = fit_isotonic(model.score(valid), valid[LABEL].to_numpy(), CALIBRATION_PRIOR_ROWS)
     return model
 
 
@@ -372,6 +376,7 @@ def evaluate_binary(
     models[reference] |= {
         "brier": float(brier_score_loss(label, probability)),
         "ece": expected_calibration_error(probability, label),
+        "log_loss": log_loss(probability, label),
     }
     return {"rows": len(test), "customers": int(test[CUSTOMER_ID].nunique()),
             "positive_rate": float(label.mean()), "models": models}
@@ -414,7 +419,8 @@ def evaluation_lines(spec: TaskSpec, ev: Mapping[str, Any], best_iteration: int)
             f"{beaten:>11}".rstrip()
         )
     ref = ev["models"][CLASSIFIER]
-    out.append(f"calibrated classifier: Brier {ref['brier']:.4f}, ECE {ref['ece']:.4f}; "
+    log = f", log loss {ref['log_loss']:.4f}" if "log_loss" in ref else ""  # reports before it had none
+    out.append(f"calibrated classifier: Brier {ref['brier']:.4f}, ECE {ref['ece']:.4f}{log}; "
                f"best iteration {best_iteration}")
     if "categories" in ev:
         out += category_lines(ev["categories"])

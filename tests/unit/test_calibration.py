@@ -6,9 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.isotonic import IsotonicRegression
 
-from nextbest.training.calibration import Calibrators, fit_calibrators
-from nextbest.training.metrics import brier_score, expected_calibration_error
+from nextbest.training.calibration import Calibrators, fit_calibrators, fit_isotonic
+from nextbest.training.config import CalibrationConfig
+from nextbest.training.metrics import brier_score, expected_calibration_error, log_loss
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -85,6 +89,66 @@ class TestIsotonic:
         calibrators = fit_calibrators(fit_data, min_positives=50)
         grid = pd.DataFrame({"product_id": "A", "score": np.linspace(0, 1, 201)})
         assert (np.diff(calibrators.predict_proba(grid)) >= 0).all()
+
+
+class TestIsotonicPrior:
+    def test_each_step_is_shrunk_toward_the_base_rate(self) -> None:
+        # plain isotonic: steps {1, 2} at 0/2 and {3, 4} at 2/2; base rate 1/2, prior worth 2 rows:
+        # (0 + 2 * 0.5) / (2 + 2) = 0.25 and (2 + 2 * 0.5) / (2 + 2) = 0.75; linear between the steps
+        model = fit_isotonic(np.array([1.0, 2.0, 3.0, 4.0]), np.array([0, 0, 1, 1]), prior_rows=2)
+        np.testing.assert_allclose(model.predict([0.0, 1.0, 2.0, 2.5, 3.0, 4.0, 9.0]),
+                                   [0.25, 0.25, 0.25, 0.5, 0.75, 0.75, 0.75])
+
+    def test_a_step_shrunk_below_the_one_before_is_pooled_with_it(self) -> None:
+        # plain isotonic: 100 rows at score 0 with no positive, 100 at score 1 with 80, one at score 2
+        # with 1: steps at 0, 0.8 and 1. The base rate b = 81/201 and a prior worth 20 rows give the
+        # middle step (80 + 20b) / 120 but the top one only (1 + 20b) / 21: the two are pooled,
+        # (81 + 40b) / 141, weighted by their rows plus the prior's.
+        score = np.r_[np.zeros(100), np.ones(100), 2.0]
+        label = np.r_[np.zeros(100), np.ones(80), np.zeros(20), 1.0]
+        b = 81 / 201
+        model = fit_isotonic(score, label, prior_rows=20)
+        np.testing.assert_allclose(model.predict([0.0, 1.0, 2.0]),
+                                   [20 * b / 120, (81 + 40 * b) / 141, (81 + 40 * b) / 141])
+
+    def test_no_prior_is_plain_isotonic_regression(self) -> None:
+        rng = np.random.default_rng(5)
+        score, label = rng.normal(size=2_000), (rng.random(2_000) < 0.1).astype(int)
+        plain = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(score, label)
+        grid = np.linspace(-4, 4, 101)
+        no_prior = fit_isotonic(score, label, prior_rows=0)
+        np.testing.assert_array_equal(no_prior.predict(grid), plain.predict(grid))
+
+    @settings(max_examples=60, deadline=None)
+    @given(
+        labels=st.lists(st.integers(0, 1), min_size=2, max_size=200).filter(lambda y: 0 < sum(y) < len(y)),
+        seed=st.integers(0, 2**16),
+        prior_rows=st.floats(0.5, 500),
+    )
+    def test_monotone_and_strictly_between_0_and_1(
+        self, labels: list[int], seed: int, prior_rows: float
+    ) -> None:
+        score = np.round(np.random.default_rng(seed).normal(size=len(labels)), 1)  # ties too
+        model = fit_isotonic(score, np.array(labels), prior_rows)
+        prob = model.predict(np.linspace(-5, 5, 201))
+        assert (np.diff(prob) >= -1e-12).all()
+        assert ((prob > 0) & (prob < 1)).all()
+
+    def test_a_rare_products_empty_low_step_is_small_not_zero(self) -> None:
+        # 20,000 rows at a 0.5 % base rate whose lowest scores never adopted: plain isotonic regression
+        # says 0 there, and one adoption there costs log(1e15) = 34.5 of log loss.
+        rng = np.random.default_rng(7)
+        z = rng.normal(size=40_000)
+        truth = _sigmoid(-6.5 + 1.5 * z)
+        df = pd.DataFrame({"product_id": "A", "score": z, "label": (rng.random(z.size) < truth).astype(int)})
+        fit, test = df.iloc[:20_000], df.iloc[20_000:]
+        plain = fit_calibrators(fit, min_positives=20, params=CalibrationConfig(prior_rows=0))
+        prior = fit_calibrators(fit, min_positives=20)
+        low = pd.DataFrame({"product_id": "A", "score": [fit["score"].min()]})
+        assert plain.predict_proba(low)[0] == 0.0
+        assert 0.0 < prior.predict_proba(low)[0] < fit["label"].mean() / 10
+        y = test["label"]
+        assert log_loss(prior.predict_proba(test), y) < log_loss(plain.predict_proba(test), y)
 
 
 class TestWithFeatures:

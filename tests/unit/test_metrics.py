@@ -13,6 +13,7 @@ from nextbest.training.metrics import (
     brier_score,
     expected_calibration_error,
     gain_share_at_k,
+    log_loss,
     map_at_k,
     ndcg_at_k,
     ndcg_per_group,
@@ -250,6 +251,13 @@ class TestCalibrationMetrics:
         # bin 1: |0.1 - 0.5| * 2/4; bin 9: |0.9 - 1.0| * 2/4.
         assert expected_calibration_error(prob, label) == pytest.approx(0.25)
         assert brier_score(prob, label) == pytest.approx((0.01 + 0.81 + 0.01 + 0.01) / 4)
+
+    def test_log_loss_hand_example_and_a_contradicted_zero(self) -> None:
+        # -(ln 0.9 + ln 0.9 + ln 0.1 + ln 0.9) / 4 for the labels 0, 0, 1, 1 at 0.1, 0.1, 0.1, 0.9
+        prob, label = np.array([0.1, 0.1, 0.1, 0.9]), np.array([0, 0, 1, 1])
+        assert log_loss(prob, label) == pytest.approx(-(3 * math.log(0.9) + math.log(0.1)) / 4)
+        assert log_loss(np.array([0.0, 1.0]), np.array([1, 0])) == pytest.approx(-math.log(1e-15), rel=1e-4)
+        assert log_loss(np.array([0.0, 1.0]), np.array([0, 1])) == pytest.approx(0.0, abs=1e-12)
 
     def test_ece_of_perfect_calibration_is_near_zero(self) -> None:
         rng = np.random.default_rng(1)
