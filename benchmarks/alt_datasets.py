@@ -41,6 +41,7 @@ month 0, so the snapshots (from the first transaction month) start at month 0. D
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -60,6 +61,8 @@ SPEND_SCALE = 20.0
 PRE_WINDOW_YEARS = 8
 """Customers joined before the window joined within this many years before month 0."""
 CUSTOMER_ID_OFFSET = 700_000
+LOGIT_TERMS = ("base", "income", "segment", "life_stage", "season", "tenure", "spend", "sequence", "entry")
+"""The adoption logit's additive terms (``_Sim.logit_terms``), in the order they are summed."""
 
 
 @dataclass(frozen=True)
@@ -295,6 +298,14 @@ def _month_of_day(days: np.ndarray) -> np.ndarray:
     return months + 1970 * 12
 
 
+def logit_of(terms: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The adoption logit: the sum of ``_Sim.logit_terms``, in ``LOGIT_TERMS`` order."""
+    total = terms[LOGIT_TERMS[0]]
+    for name in LOGIT_TERMS[1:]:
+        total = total + terms[name]
+    return total
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -341,7 +352,12 @@ class _Sim:
         for s, name in enumerate(seg_names):
             for pid, value in variant.segments[name].items():
                 seg_off[s, list(a.ids).index(pid)] = value
-        self.static = a.base[None, :] + inc[:, None] * a.income_beta[None, :] + seg_off[self.segment]
+        self.static_terms = {
+            "base": np.broadcast_to(a.base[None, :], (n, n_p)),
+            "income": inc[:, None] * a.income_beta[None, :],
+            "segment": seg_off[self.segment],
+        }
+        self.static = self.static_terms["base"] + self.static_terms["income"] + self.static_terms["segment"]
         self.seq = [(list(a.ids).index(x), list(a.ids).index(y), b, w) for x, y, b, w in variant.sequences]
         # state
         self.owned = np.zeros((n, n_p), dtype=bool)
@@ -364,8 +380,9 @@ class _Sim:
         within = (age >= a.min_age[None, :]) & (age <= a.max_age[None, :]) & self.age_known[:, None]
         return np.where(a.has_bound[None, :], within, True)
 
-    def logit(self, k: int) -> np.ndarray:
-        """Adoption logit of every customer x product at the snapshot of window month k (state at s_k)."""
+    def logit_terms(self, k: int) -> dict[str, np.ndarray]:
+        """The logit's additive terms at the snapshot of window month k, one per mechanism of the module
+        docstring (``LOGIT_TERMS``; customers x products, or broadcastable to it)."""
         a, m = self.a, self.m0 + k
         age = self.ages(m)[:, None]
         life = a.age_weight * np.exp(-(((age - a.age_peak) / a.age_width) ** 2))
@@ -383,7 +400,10 @@ class _Sim:
             since = m - self.last_start_month[:, x]
             seq[:, y] += boost * ((since >= 0) & (since < window))
         entry = a.entry[None, :] * (~self.ever_held)[:, None]
-        return self.static + life + season + tenure_term + spend_term + seq + entry
+        return self.static_terms | {
+            "life_stage": life, "season": season, "tenure": tenure_term, "spend": spend_term,
+            "sequence": seq, "entry": entry,
+        }
 
     def population(self, k: int) -> np.ndarray:
         _, last = _days(self.m0 + k)
@@ -474,7 +494,7 @@ def _write(path: Path, table: pa.Table) -> None:
 
 
 def generate_alt(out_dir: Path, variant: str = "telecom", customers: int = 12_000, months: int = 30,
-                 seed: int = 0) -> AltSummary:
+                 seed: int = 0, terms_path: Path | None = None) -> AltSummary:
     """Simulate ``variant`` and write the dataset (with ``oracle.parquet``) into ``out_dir``.
 
     Args:
@@ -483,6 +503,8 @@ def generate_alt(out_dir: Path, variant: str = "telecom", customers: int = 12_00
         customers: customers, >= 1.
         months: simulated months, >= 2 (snapshots: their last days; the oracle covers all but the last).
         seed: the random seed (the data is a function of variant, customers, months and seed).
+        terms_path: if given, also write there (outside the dataset: not part of the raw contract) the
+            oracle's rows with each of their ``LOGIT_TERMS`` (float64; they sum to the probability's logit).
     """
     if months < 2:
         raise ValueError("months must be >= 2")
@@ -496,24 +518,33 @@ def generate_alt(out_dir: Path, variant: str = "telecom", customers: int = 12_00
     sim.initial_state()
     oracle_schema = pa.schema([("customer_id", pa.int64()), ("snapshot_on", pa.date32()),
                                ("product_id", pa.int64()), ("probability", pa.float32())])
+    terms_schema = pa.schema([*oracle_schema][:3] + [(name, pa.float64()) for name in LOGIT_TERMS])
     oracle_rows = 0
     adopt = None
-    with pq.ParquetWriter(out_dir / "oracle.parquet", oracle_schema) as oracle:
+    with contextlib.ExitStack() as stack:
+        oracle = stack.enter_context(pq.ParquetWriter(out_dir / "oracle.parquet", oracle_schema))
+        terms_out = None
+        if terms_path is not None:
+            terms_out = stack.enter_context(pq.ParquetWriter(terms_path, terms_schema))
         for k in range(months):
             sim.month(k, adopt)
             if k == months - 1:
                 break
             m = sim.m0 + k
             cand = sim.population(k)[:, None] & ~sim.owned & sim.eligible(m)
-            p = _sigmoid(sim.logit(k)).astype(np.float32)
+            terms = sim.logit_terms(k)
+            p = _sigmoid(logit_of(terms)).astype(np.float32)
             who, prod = np.nonzero(cand)
             prob = p[who, prod]
             hit = rng.random(len(who)) < prob
             adopt = (who[hit], prod[hit])
-            snapshot = np.full(len(who), _days(m)[1], dtype=np.int32)
-            oracle.write_table(pa.table({
-                "customer_id": cust_ids[who], "snapshot_on": pa.array(snapshot, pa.date32()),
-                "product_id": a.ids[prod], "probability": prob}, schema=oracle_schema))
+            keys = {"customer_id": cust_ids[who],
+                    "snapshot_on": pa.array(np.full(len(who), _days(m)[1], dtype=np.int32), pa.date32()),
+                    "product_id": a.ids[prod]}
+            oracle.write_table(pa.table(keys | {"probability": prob}, schema=oracle_schema))
+            if terms_out is not None:
+                values = {name: np.broadcast_to(terms[name], p.shape)[who, prod] for name in LOGIT_TERMS}
+                terms_out.write_table(pa.table(keys | values, schema=terms_schema))
             oracle_rows += len(who)
     # customers
     year = np.where(sim.age_known, sim.birth_year, 0)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from benchmarks.alt_datasets import VARIANTS, generate_alt
+from benchmarks.alt_datasets import LOGIT_TERMS, VARIANTS, generate_alt
 from nextbest.ingest.store import ingest_directory
 
 CUSTOMERS, MONTHS = 300, 8
@@ -24,8 +26,12 @@ def dataset(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     return request.param, out
 
 
+def _read_table(directory: Path, name: str) -> pa.Table:
+    return pq.read_table(directory / f"{name}.parquet")
+
+
 def _read(directory: Path, name: str) -> pd.DataFrame:
-    return pq.read_table(directory / f"{name}.parquet").to_pandas(date_as_object=False)
+    return _read_table(directory, name).to_pandas(date_as_object=False)
 
 
 def expected_candidates(directory: Path) -> pd.DataFrame:
@@ -114,3 +120,20 @@ def test_deterministic_for_a_seed(dataset: tuple[str, Path], tmp_path: Path) -> 
     assert not pq.read_table(tmp_path / "other" / "holdings.parquet").equals(
         pq.read_table(directory / "holdings.parquet")
     )
+
+
+def test_the_terms_file_sums_to_the_oracle_and_changes_nothing_else(
+    dataset: tuple[str, Path], tmp_path: Path
+) -> None:
+    variant, directory = dataset
+    terms_path = tmp_path / "terms.parquet"
+    same = tmp_path / "same"
+    generate_alt(same, variant, customers=CUSTOMERS, months=MONTHS, seed=3, terms_path=terms_path)
+    for name in FILES:
+        assert pq.read_table(same / f"{name}.parquet").equals(_read_table(directory, name)), name
+    oracle, terms = _read(directory, "oracle"), pq.read_table(terms_path).to_pandas()
+    keys = ["customer_id", "snapshot_on", "product_id"]
+    assert terms[keys].astype(str).equals(oracle[keys].astype(str))
+    logit = terms[list(LOGIT_TERMS)].sum(axis=1).to_numpy()
+    assert abs(1 / (1 + np.exp(-logit)) - oracle["probability"].to_numpy()).max() < 1e-6
+    assert (terms[list(LOGIT_TERMS)].std() > 0).sum() >= 6  # the mechanisms vary between rows
