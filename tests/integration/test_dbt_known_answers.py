@@ -230,6 +230,23 @@ def test_product_features_one_row_per_product_and_snapshot(marts: dict[str, pd.D
 
 # --- customer x product features -----------------------------------------------------------------------
 
+def _age_log_lift(age: float, starts: list[float], population: list[float], prior: float = 20.0) -> float:
+    """ln N(age; adopters' mean, sd) - ln N(age; population's mean, sd), the adopters' moments shrunk
+    towards the population's by ``prior`` pseudo-adopters (int_product_adopter_profiles)."""
+    mean, var = np.mean(population), np.var(population)
+    adopter_mean = (sum(starts) + prior * mean) / (len(starts) + prior)
+    adopter_square = (sum(a * a for a in starts) + prior * (var + mean**2)) / (len(starts) + prior)
+    adopter_var = adopter_square - adopter_mean**2
+    typical_among_adopters = -0.5 * (age - adopter_mean) ** 2 / adopter_var - 0.5 * np.log(adopter_var)
+    typical_among_all = -0.5 * (age - mean) ** 2 / var - 0.5 * np.log(var)
+    return typical_among_adopters - typical_among_all
+
+
+# P2 at April: started by C5 at 24 (January) and C1 at 44 (March); April's population with a known age:
+# C1 44, C2 14, C5 24
+P2_APRIL_AGE_24_LOG_LIFT = _age_log_lift(24, starts=[24, 44], population=[44, 14, 24])
+
+
 @pytest.mark.parametrize(
     ("customer_id", "product_id", "snapshot_on", "expected"),
     [
@@ -281,7 +298,10 @@ def test_product_features_one_row_per_product_and_snapshot(marts: dict[str, pd.D
         # is the prior: the January population's ages (C1 44, C5 24): mean 34, sd 10
         ("C1", "P4", JAN, {"age_gap_to_adopters_years": 10.0, "age_z_score_among_adopters": 1.0}),
         ("C5", "P4", JAN, {"age_gap_to_adopters_years": -10.0, "age_z_score_among_adopters": -1.0}),
-        ("C3", "P4", MAR, {"age_gap_to_adopters_years": None}),  # unknown age
+        ("C1", "P4", JAN, {"age_log_lift_among_adopters": 0.0}),  # the prior alone: as typical as anyone
+        ("C3", "P4", MAR, {"age_gap_to_adopters_years": None,  # unknown age
+                           "age_log_lift_among_adopters": None}),
+        ("C5", "P2", APR, {"age_log_lift_among_adopters": P2_APRIL_AGE_24_LOG_LIFT}),
         # popularity at the same ownership breadth, P4 at June from the March..May candidates: 1 of the
         # 12 adopted the month after (C3, owning nothing in April); breadth 0 (owning nothing): C3 in March
         # and April, C4 in May, 1 adoption: (1 + 20 / 12) / (3 + 20) = 8 / 69, lift 8 / 69 * 12 = 32 / 23;

@@ -2,7 +2,8 @@
   Who adopts each product, per snapshot s: the age at which customers started it, over every holding
   start on or before s of a customer with a known birth year, shrunk towards the population's age
   distribution at s by adopter_profile_prior_strength pseudo-adopters (so a new or rare product looks like
-  the population until its adopters say otherwise).
+  the population until its adopters say otherwise); and the population's age profile itself, which
+  age_log_lift_among_adopters compares the adopters' with.
 -#}
 {%- set prior = var('adopter_profile_prior_strength') | float -%}
 
@@ -88,7 +89,9 @@ final as (
                 / (starts_cumulative.count_starts + {{ prior }}), 2
             ),
             1.0
-        )) as double) as sd_adopter_age_years
+        )) as double) as sd_adopter_age_years,
+        cast(population_ages.mean_age as double) as mean_population_age_years,
+        cast(sqrt(greatest(population_ages.variance_age, 1.0)) as double) as sd_population_age_years
     from starts_cumulative
     inner join population_ages
         on starts_cumulative.month_index = population_ages.month_index

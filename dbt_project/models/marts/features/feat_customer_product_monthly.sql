@@ -69,6 +69,17 @@ final as (
             (candidates.age_years - adopter_profiles.mean_adopter_age_years)
             / adopter_profiles.sd_adopter_age_years as double
         ) as age_z_score_among_adopters,
+        cast(
+            0.5 * power(
+                (candidates.age_years - adopter_profiles.mean_population_age_years)
+                / adopter_profiles.sd_population_age_years, 2
+            )
+            - 0.5 * power(
+                (candidates.age_years - adopter_profiles.mean_adopter_age_years)
+                / adopter_profiles.sd_adopter_age_years, 2
+            )
+            + ln(adopter_profiles.sd_population_age_years / adopter_profiles.sd_adopter_age_years) as double
+        ) as age_log_lift_among_adopters,
         cast(breadth_adoptions.adoption_rate_same_breadth as double) as adoption_rate_same_breadth_last_3_months,
         cast(breadth_adoptions.adoption_lift_same_breadth as double) as adoption_lift_same_breadth_last_3_months
     from candidates
