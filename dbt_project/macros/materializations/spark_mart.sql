@@ -7,6 +7,11 @@
     {{ return(env_var('NEXTBEST_WAREHOUSE_DIR') ~ '/marts/_spark/' ~ relation.identifier) }}
 {%- endmacro %}
 
+{#- scratch space of a materialization that writes in steps (packed_parquet_spark.sql), in the build -#}
+{% macro spark_scratch_location(relation) -%}
+    {{ return(env_var('NEXTBEST_WAREHOUSE_DIR') ~ '/spark-scratch/' ~ relation.identifier) }}
+{%- endmacro %}
+
 {% macro spark_mart_literal(location) -%}
     {{ return("'" ~ (location | replace("\\", "\\\\") | replace("'", "\\'")) ~ "'") }}
 {%- endmacro %}
