@@ -247,15 +247,15 @@ def fit_binary(
         eval_metric="auc",
         callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)],
     )
-    model = BinaryModel(
+    best_iteration = int(classifier.best_iteration_ or classifier.n_estimators_)
+    valid_score = classifier.booster_.predict(x_valid, raw_score=True, num_iteration=best_iteration)
+    return BinaryModel(
         booster=classifier.booster_,
         feature_cols=list(feature_cols),
         categories=categories,
-        calibrator=IsotonicRegression(),  # replaced below: the calibration needs the model's scores
-        best_iteration=int(classifier.best_iteration_ or classifier.n_estimators_),
+        calibrator=fit_isotonic(valid_score, valid[LABEL].to_numpy(), CALIBRATION_PRIOR_ROWS),
+        best_iteration=best_iteration,
     )
-    model.calibrator = fit_isotonic(model.score(valid), valid[LABEL].to_numpy(), CALIBRATION_PRIOR_ROWS)
-    return model
 
 
 CLASSIFIER_PARAMS = RankerConfig(
