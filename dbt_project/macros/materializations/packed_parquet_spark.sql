@@ -11,8 +11,9 @@
   One snapshot at a time, as the DuckDB materialization packs a few months at a time: each month's rows
   (a filter on the elements' month_index, which every relation of the pair model is joined on, so Spark
   pushes it into each scan) are grouped and written to
-  `spark-scratch/<model>/<dbt invocation id>/month_index=<m>/` in the build. Grouping every month at once shuffled and spilled the whole pair model in one query: at 1M
-  customers x 24 months (250M elements) that passed 59 GB of local disk in 31 minutes without finishing.
+  `spark-scratch/<model>/<dbt invocation id>/month_index=<m>/` in the build. Grouping every month at
+  once shuffled and spilled the whole pair model in one query: at 1M customers x 24 months (250M
+  elements) that passed 59 GB of local disk in 31 minutes without finishing.
   Then one task concatenates the months' files without a shuffle (COALESCE(1)) into the mart, written
   as a mart is (parquet_file_spark.sql): one partition under `marts/_spark/<model>/`, which
   nextbest.dbt.publish_spark_marts links to `marts/<model>.parquet`; the model becomes a view over it.
