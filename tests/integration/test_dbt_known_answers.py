@@ -288,6 +288,15 @@ P2_APRIL_AGE_24_LOG_LIFT = _age_log_lift(24, starts=[24, 44], population=[44, 14
                            # (1 + 20) / (3 * 1 / 3 + 20); C5 owns P1 only: mean log = ln 1
                            "max_coownership_lift_with_owned": 1.0,
                            "mean_log_coownership_lift_with_owned": 0.0}),
+        # a sequence, P1 -> P2 at March from January..February: owners of P1 not owning P2 2 + 3, C1 adopting
+        # in March; base 1 in 3 + 3: rate (1 + 20 / 6) / (5 + 20) = 13 / 75, lift 26 / 25. Of them, those
+        # whose latest start is P1 from the last 3 months: C5 (January; started P1 in January), C2 and C5
+        # (February; C2 started P1 in February), none adopting: shrunk towards the pair's rate,
+        # (0 + 20 * 13 / 75) / (3 + 20) = 52 / 345, lift 52 / 345 * 6 = 104 / 115. C5 started P1 in January,
+        # 2 months before March: recent
+        ("C5", "P2", MAR, {"transition_lift_from_latest_started": 26 / 25,
+                           "transition_lift_from_recent_start": 104 / 115}),
+        ("C5", "P2", APR, {"transition_lift_from_recent_start": 1.0}),  # January is 3 months back: not recent
         # a customer owning nothing relates to nothing: neutral values, not nulls
         ("C3", "P1", APR, {"max_transition_lift_from_owned": 1.0, "sum_log_transition_lift_from_owned": 0.0,
                            "transition_lift_from_latest_started": 1.0,
@@ -332,7 +341,8 @@ def test_customer_product_features_have_the_candidate_keys(marts: dict[str, pd.D
 
 NEUTRAL_CROSS_SELL = {
     "max_transition_lift_from_owned": 1.0, "sum_log_transition_lift_from_owned": 0.0,
-    "transition_lift_from_latest_started": 1.0, "max_coownership_lift_with_owned": 1.0,
+    "transition_lift_from_latest_started": 1.0, "transition_lift_from_recent_start": 1.0,
+    "max_coownership_lift_with_owned": 1.0,
     "mean_log_coownership_lift_with_owned": 0.0,
 }
 
@@ -533,7 +543,7 @@ def test_pair_view_column_tests_run_on_the_sampled_customers_and_fail_on_a_bad_v
     compiled = list(built.build_dir.glob("dbt_target/compiled/**/feat_customer_product_monthly.yml/*.sql"))
     sample = '"test_samples"."feat_customer_product_monthly"' if threads == 1 else "customer_id in ('C1', "
     ranges = [f for f in compiled if f.name.startswith("accepted_range")]  # compiled by this invocation
-    assert len(compiled) == 14 and len(ranges) == 4 and all(sample in f.read_text() for f in ranges)
+    assert len(compiled) == 15 and len(ranges) == 4 and all(sample in f.read_text() for f in ranges)
     build(built.home, select=select, threads=threads)  # restored: passes
     with duckdb.connect(database, read_only=True) as con:
         schemas = con.sql("select schema_name from duckdb_schemas()").fetchall()

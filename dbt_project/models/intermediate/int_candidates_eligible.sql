@@ -33,7 +33,8 @@ population_sets as (
             case when population.count_products_owned = 0 then 0 else floor(log2(population.count_products_owned)) + 1 end
             as integer
         ) as ownership_breadth,
-        owned_sets.owned_set_id
+        owned_sets.owned_set_id,
+        owned_sets.latest_started_month_index
     from population
     left join owned_sets
         on population.customer_key = owned_sets.customer_key
@@ -48,7 +49,8 @@ eligible as (
         population_sets.month_index,
         population_sets.age_years,
         population_sets.ownership_breadth,
-        population_sets.owned_set_id
+        population_sets.owned_set_id,
+        population_sets.latest_started_month_index
     from population_sets
     inner join products
         on (products.min_age is null and products.max_age is null)
@@ -82,6 +84,7 @@ final as (
         age_years,
         ownership_breadth,
         owned_set_id,
+        latest_started_month_index,
         next_start_month_index,
         last_end_month_index
     from located

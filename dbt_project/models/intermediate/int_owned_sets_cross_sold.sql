@@ -36,6 +36,9 @@ final as (
         cast(max(transitions.transition_lift) filter (
             where set_members.from_product_key = set_members.latest_product_key
         ) as double) as latest_transition_lift,
+        cast(max(transitions.recent_start_transition_lift) filter (
+            where set_members.from_product_key = set_members.latest_product_key
+        ) as double) as latest_recent_start_transition_lift,
         cast(max(transitions.coownership_lift) as double) as max_coownership_lift,
         cast(avg(ln(transitions.coownership_lift)) as double) as mean_log_coownership_lift
     from set_members

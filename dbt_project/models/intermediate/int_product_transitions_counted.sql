@@ -4,7 +4,10 @@
   owned set (int_customer_owned_sets) at t:
   - count_exposed: customers whose owned set at t holds j and not c;
   - count_adopted_next_month: those of them whose holding of c started in month t + 1;
-  - count_co_owned: customers whose owned set at t holds both j and c.
+  - count_co_owned: customers whose owned set at t holds both j and c;
+  - count_recent_start_exposed, count_adopted_next_month_after_recent_start: the same as count_exposed and
+    count_adopted_next_month among the customers whose latest started product at t is j, started in the
+    last sequence_recency_months months (t - start < N).
   And, per to-product c and month t, the base rate's parts over the whole population: population customers
   not owning c at t, and those of them starting c in month t + 1. Adoptions of month t + 1 are future
   information at t: int_product_transitions_windowed only uses them at snapshots after t + 1.
@@ -37,6 +40,17 @@ products as (
 
 ownership as (
     select * from {{ ref('int_product_ownership_counted') }}
+),
+
+-- customers whose latest started product started in the last sequence_recency_months months
+recent_starts as (
+    select
+        customer_key,
+        month_index,
+        owned_set_id,
+        latest_product_key as from_product_key
+    from customer_sets
+    where month_index - latest_started_month_index < {{ var('sequence_recency_months') | int }}
 ),
 
 -- each customer's owned set, one row per product in it
@@ -105,6 +119,63 @@ adopted_after_owning as (
     group by all
 ),
 
+-- recent starters co-owning each other product: counted per owned set (which holds the latest product),
+-- then per member of the set
+recent_sets as (
+    select
+        owned_set_id,
+        month_index,
+        count(*) as count_recent_starters
+    from recent_starts
+    group by all
+),
+
+recent_set_members as (
+    select
+        recent_sets.owned_set_id,
+        recent_sets.month_index,
+        recent_sets.count_recent_starters,
+        sets.latest_product_key as from_product_key,
+        {{ list_explode('sets.owned_product_keys') }} as to_product_key
+    from recent_sets
+    inner join sets
+        on recent_sets.owned_set_id = sets.owned_set_id
+),
+
+recent_starters as (
+    select
+        from_product_key,
+        month_index,
+        count(*) as count_recent_starters
+    from recent_starts
+    group by all
+),
+
+recent_co_owned as (
+    select
+        from_product_key,
+        to_product_key,
+        month_index,
+        sum(count_recent_starters) as count_recent_co_owned
+    from recent_set_members
+    where from_product_key != to_product_key
+    group by all
+),
+
+adopted_after_recent_start as (
+    select
+        recent_starts.from_product_key,
+        adoptions.product_key as to_product_key,
+        recent_starts.month_index,
+        count(*) as count_adopted_next_month
+    from adoptions
+    inner join recent_starts
+        on adoptions.customer_key = recent_starts.customer_key
+        and adoptions.adopted_month_index = recent_starts.month_index + 1
+        and adoptions.product_key != recent_starts.from_product_key
+    group by all
+),
+
 base_adopted as (
     select
         adoptions.product_key as to_product_key,
@@ -151,7 +222,13 @@ final as (
         cast(pairs.count_owners as integer) as count_from_owners,
         cast(coalesce(base_exposed.count_base_exposed, 0) as integer) as count_base_exposed,
         cast(coalesce(base_adopted.count_base_adopted_next_month, 0) as integer)
-            as count_base_adopted_next_month
+            as count_base_adopted_next_month,
+        cast(
+            coalesce(recent_starters.count_recent_starters, 0) - coalesce(recent_co_owned.count_recent_co_owned, 0)
+            as integer
+        ) as count_recent_start_exposed,
+        cast(coalesce(adopted_after_recent_start.count_adopted_next_month, 0) as integer)
+            as count_adopted_next_month_after_recent_start
     from pairs
     left join co_owned
         on pairs.from_product_key = co_owned.from_product_key
@@ -167,6 +244,17 @@ final as (
     left join base_adopted
         on pairs.to_product_key = base_adopted.to_product_key
         and pairs.month_index = base_adopted.month_index
+    left join recent_starters
+        on pairs.from_product_key = recent_starters.from_product_key
+        and pairs.month_index = recent_starters.month_index
+    left join recent_co_owned
+        on pairs.from_product_key = recent_co_owned.from_product_key
+        and pairs.to_product_key = recent_co_owned.to_product_key
+        and pairs.month_index = recent_co_owned.month_index
+    left join adopted_after_recent_start
+        on pairs.from_product_key = adopted_after_recent_start.from_product_key
+        and pairs.to_product_key = adopted_after_recent_start.to_product_key
+        and pairs.month_index = adopted_after_recent_start.month_index
 )
 
 select * from final

@@ -6,6 +6,10 @@
   - transition_rate: (adopted + k * base rate) / (exposed + k) among owners of j not owning c, k =
     cross_sell_prior_strength pseudo-customers adopting at the base rate;
   - transition_lift = transition_rate / base_adoption_rate (1 when c has no adoption in the window);
+  - recent_start_transition_lift: the same among customers whose latest started product is j, started in
+    the last sequence_recency_months months (int_product_transitions_counted), its rate shrunk by k
+    pseudo-customers towards transition_rate rather than the base rate: without recent starters it is
+    transition_lift;
   - coownership_lift at s itself (ownership at s is known at s): (co-owners + k) / (expected co-owners under
     independence + k), expected = owners(j) * owners(c) / customers with an owned set.
 -#}
@@ -46,6 +50,9 @@ pair_history as (
         pair_months.month_index,
         coalesce(counted.count_exposed, 0) as count_exposed,
         coalesce(counted.count_adopted_next_month, 0) as count_adopted_next_month,
+        coalesce(counted.count_recent_start_exposed, 0) as count_recent_start_exposed,
+        coalesce(counted.count_adopted_next_month_after_recent_start, 0)
+            as count_adopted_next_month_after_recent_start,
         counted.count_co_owned,
         counted.count_from_owners
     from pair_months
@@ -59,7 +66,10 @@ pair_windowed as (
     select
         *,
         sum(count_exposed) over before_snapshot as count_exposed_windowed,
-        sum(count_adopted_next_month) over before_snapshot as count_adopted_windowed
+        sum(count_adopted_next_month) over before_snapshot as count_adopted_windowed,
+        sum(count_recent_start_exposed) over before_snapshot as count_recent_start_exposed_windowed,
+        sum(count_adopted_next_month_after_recent_start) over before_snapshot
+            as count_adopted_after_recent_start_windowed
     from pair_history
     window before_snapshot as (
         partition by from_product_key, to_product_key order by month_index
@@ -119,25 +129,44 @@ set_customers as (
     group by all
 ),
 
+rated as (
+    select
+        pair_windowed.*,
+        base_windowed.base_adoption_rate,
+        (coalesce(pair_windowed.count_adopted_windowed, 0) + {{ prior }} * base_windowed.base_adoption_rate)
+            / (coalesce(pair_windowed.count_exposed_windowed, 0) + {{ prior }}) as transition_rate
+    from pair_windowed
+    left join base_windowed
+        on pair_windowed.to_product_key = base_windowed.to_product_key
+        and pair_windowed.month_index = base_windowed.month_index
+),
+
 final as (
     select
-        pair_windowed.from_product_key,
-        pair_windowed.to_product_key,
-        pair_windowed.month_index,
-        cast(coalesce(pair_windowed.count_exposed_windowed, 0) as integer) as count_exposed_windowed,
-        cast(coalesce(pair_windowed.count_adopted_windowed, 0) as integer) as count_adopted_windowed,
-        cast(base_windowed.base_adoption_rate as double) as base_adoption_rate,
+        rated.from_product_key,
+        rated.to_product_key,
+        rated.month_index,
+        cast(coalesce(rated.count_exposed_windowed, 0) as integer) as count_exposed_windowed,
+        cast(coalesce(rated.count_adopted_windowed, 0) as integer) as count_adopted_windowed,
+        cast(rated.base_adoption_rate as double) as base_adoption_rate,
         cast(
             case
-                when coalesce(base_windowed.base_adoption_rate, 0) = 0 then 1.0
-                else (
-                    (coalesce(pair_windowed.count_adopted_windowed, 0) + {{ prior }} * base_windowed.base_adoption_rate)
-                    / (coalesce(pair_windowed.count_exposed_windowed, 0) + {{ prior }})
-                ) / base_windowed.base_adoption_rate
+                when coalesce(rated.base_adoption_rate, 0) = 0 then 1.0
+                else rated.transition_rate / rated.base_adoption_rate
             end as double
         ) as transition_lift,
         cast(
-            (coalesce(pair_windowed.count_co_owned, 0) + {{ prior }})
+            case
+                when coalesce(rated.base_adoption_rate, 0) = 0 then 1.0
+                else (
+                    (coalesce(rated.count_adopted_after_recent_start_windowed, 0)
+                        + {{ prior }} * rated.transition_rate)
+                    / (coalesce(rated.count_recent_start_exposed_windowed, 0) + {{ prior }})
+                ) / rated.base_adoption_rate
+            end as double
+        ) as recent_start_transition_lift,
+        cast(
+            (coalesce(rated.count_co_owned, 0) + {{ prior }})
             / (
                 coalesce(
                     cast(from_owners.count_owners as double) * to_owners.count_owners
@@ -147,18 +176,15 @@ final as (
                 + {{ prior }}
             ) as double
         ) as coownership_lift
-    from pair_windowed
-    left join base_windowed
-        on pair_windowed.to_product_key = base_windowed.to_product_key
-        and pair_windowed.month_index = base_windowed.month_index
+    from rated
     left join owner_counts as from_owners
-        on pair_windowed.from_product_key = from_owners.product_key
-        and pair_windowed.month_index = from_owners.month_index
+        on rated.from_product_key = from_owners.product_key
+        and rated.month_index = from_owners.month_index
     left join owner_counts as to_owners
-        on pair_windowed.to_product_key = to_owners.product_key
-        and pair_windowed.month_index = to_owners.month_index
+        on rated.to_product_key = to_owners.product_key
+        and rated.month_index = to_owners.month_index
     left join set_customers
-        on pair_windowed.month_index = set_customers.month_index
+        on rated.month_index = set_customers.month_index
 )
 
 select * from final

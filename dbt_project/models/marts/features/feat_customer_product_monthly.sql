@@ -61,6 +61,15 @@ final as (
         cast(coalesce(cross_sold.max_transition_lift, 1.0) as double) as max_transition_lift_from_owned,
         cast(coalesce(cross_sold.sum_log_transition_lift, 0.0) as double) as sum_log_transition_lift_from_owned,
         cast(coalesce(cross_sold.latest_transition_lift, 1.0) as double) as transition_lift_from_latest_started,
+        -- a sequence: the lift among customers who, like this one, started the same product recently
+        cast(
+            case
+                when candidates.month_index - candidates.latest_started_month_index
+                    < {{ var('sequence_recency_months') | int }}
+                    then coalesce(cross_sold.latest_recent_start_transition_lift, 1.0)
+                else 1.0
+            end as double
+        ) as transition_lift_from_recent_start,
         cast(coalesce(cross_sold.max_coownership_lift, 1.0) as double) as max_coownership_lift_with_owned,
         cast(coalesce(cross_sold.mean_log_coownership_lift, 0.0) as double) as mean_log_coownership_lift_with_owned,
         cast(candidates.age_years - adopter_profiles.mean_adopter_age_years as double)
