@@ -34,7 +34,7 @@ population_sets as (
             as integer
         ) as ownership_breadth,
         owned_sets.owned_set_id,
-        owned_sets.latest_started_month_index
+        owned_sets.is_latest_start_recent
     from population
     left join owned_sets
         on population.customer_key = owned_sets.customer_key
@@ -50,7 +50,7 @@ eligible as (
         population_sets.age_years,
         population_sets.ownership_breadth,
         population_sets.owned_set_id,
-        population_sets.latest_started_month_index
+        population_sets.is_latest_start_recent
     from population_sets
     inner join products
         on (products.min_age is null and products.max_age is null)
@@ -84,7 +84,7 @@ final as (
         age_years,
         ownership_breadth,
         owned_set_id,
-        latest_started_month_index,
+        is_latest_start_recent,
         next_start_month_index,
         last_end_month_index
     from located

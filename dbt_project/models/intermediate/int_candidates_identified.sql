@@ -35,7 +35,7 @@ final as (
         candidates.age_years,
         candidates.ownership_breadth,
         candidates.owned_set_id,
-        candidates.latest_started_month_index,
+        candidates.is_latest_start_recent,
         candidates.product_key,
         candidates.next_start_month_index,
         candidates.last_end_month_index,

@@ -43,7 +43,10 @@ final as (
         {{ stable_hash('month_index', 'latest_product_key', 'owned_product_keys') }} as owned_set_id,
         owned_product_keys,
         cast(latest_product_key as integer) as latest_product_key,
-        cast(latest_started_month_index as integer) as latest_started_month_index
+        cast(latest_started_month_index as integer) as latest_started_month_index,
+        -- the one definition of a recent start (the sequence features)
+        month_index - latest_started_month_index < {{ var('sequence_recency_months') | int }}
+            as is_latest_start_recent
     from sets
 )
 

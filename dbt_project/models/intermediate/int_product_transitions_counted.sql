@@ -50,7 +50,7 @@ recent_starts as (
         owned_set_id,
         latest_product_key as from_product_key
     from customer_sets
-    where month_index - latest_started_month_index < {{ var('sequence_recency_months') | int }}
+    where is_latest_start_recent
 ),
 
 -- each customer's owned set, one row per product in it
@@ -78,6 +78,7 @@ set_members as (
     select
         owned_set_id,
         month_index,
+        latest_product_key,
         count_customers,
         {{ list_explode('owned_product_keys') }} as product_key
     from sets
@@ -124,22 +125,9 @@ adopted_after_owning as (
 recent_sets as (
     select
         owned_set_id,
-        month_index,
         count(*) as count_recent_starters
     from recent_starts
     group by all
-),
-
-recent_set_members as (
-    select
-        recent_sets.owned_set_id,
-        recent_sets.month_index,
-        recent_sets.count_recent_starters,
-        sets.latest_product_key as from_product_key,
-        {{ list_explode('sets.owned_product_keys') }} as to_product_key
-    from recent_sets
-    inner join sets
-        on recent_sets.owned_set_id = sets.owned_set_id
 ),
 
 recent_starters as (
@@ -153,12 +141,14 @@ recent_starters as (
 
 recent_co_owned as (
     select
-        from_product_key,
-        to_product_key,
-        month_index,
-        sum(count_recent_starters) as count_recent_co_owned
-    from recent_set_members
-    where from_product_key != to_product_key
+        set_members.latest_product_key as from_product_key,
+        set_members.product_key as to_product_key,
+        set_members.month_index,
+        sum(recent_sets.count_recent_starters) as count_recent_co_owned
+    from set_members
+    inner join recent_sets
+        on set_members.owned_set_id = recent_sets.owned_set_id
+    where set_members.product_key != set_members.latest_product_key
     group by all
 ),
 

@@ -64,8 +64,7 @@ final as (
         -- a sequence: the lift among customers who, like this one, started the same product recently
         cast(
             case
-                when candidates.month_index - candidates.latest_started_month_index
-                    < {{ var('sequence_recency_months') | int }}
+                when candidates.is_latest_start_recent
                     then coalesce(cross_sold.latest_recent_start_transition_lift, 1.0)
                 else 1.0
             end as double
