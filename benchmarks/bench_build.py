@@ -21,6 +21,8 @@ exactly the new one's rows.
     python benchmarks/bench_build.py --sizes 10000 --no-cj          # quick look
     python benchmarks/bench_build.py --sizes 200000 --no-cj --peer  # new pack vs the old path
     python benchmarks/bench_build.py --sizes 10000 100000 --no-cj --engines duckdb spark
+    NEXTBEST_SPARK_DRIVER_MEMORY=10g NEXTBEST_SPARK_SHUFFLE_PARTITIONS=16 \
+        python benchmarks/bench_build.py --sizes 1000000 --no-cj --engines spark  # one engine alone
 """
 
 from __future__ import annotations
@@ -182,7 +184,7 @@ def main() -> None:
 
     cases: list[tuple[str, list[str], int | None]] = [
         (
-            f"synthetic {n:,} x {args.months}m",
+            f"synthetic {n:,} x {args.months}m" + ("" if args.engines == ["duckdb"] else " on spark"),
             [
                 "synthetic",
                 "--customers",
@@ -205,7 +207,7 @@ def main() -> None:
     summaries = []
     for label, ingest_args, customers in cases:
         with tempfile.TemporaryDirectory(prefix="nextbest-bench-") as tmp:
-            results = run_case(label, ingest_args, Path(tmp))
+            results = run_case(label, ingest_args, Path(tmp), tuple(args.engines))
             for stage, m in results.items():
                 first.setdefault(stage, m.seconds)
                 status = "" if m.returncode == 0 else f"  FAILED exit {m.returncode}"
