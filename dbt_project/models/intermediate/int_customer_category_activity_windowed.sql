@@ -34,7 +34,7 @@ monthly as (
         customers.customer_key,
         products.category_key,
         {{ month_index('transactions.occurred_on') }} as month_index,
-        sum(transactions.amount) as sum_amount,
+        {{ exact_sum('transactions.amount', 6) }} as sum_amount,
         count(*) as count_transactions
     from transactions
     inner join products
@@ -50,8 +50,8 @@ spend as (
         monthly.customer_key,
         monthly.category_key,
         spine.month_index,
-        sum(monthly.sum_amount) as sum_spend_last_12_months,
-        sum(monthly.sum_amount) filter (where monthly.month_index >= spine.month_index - 2)
+        {{ exact_sum('monthly.sum_amount', 6) }} as sum_spend_last_12_months,
+        {{ exact_sum('monthly.sum_amount', 6, where='monthly.month_index >= spine.month_index - 2') }}
             as sum_spend_last_3_months,
         sum(monthly.count_transactions) filter (where monthly.month_index >= spine.month_index - 2)
             as count_transactions_last_3_months
@@ -97,8 +97,8 @@ all_categories as (
     select
         customer_key,
         month_index,
-        sum(sum_spend_last_3_months) as sum_spend_all_categories_last_3_months,
-        sum(sum_spend_last_12_months) as sum_spend_all_categories_last_12_months
+        {{ exact_sum('sum_spend_last_3_months', 6) }} as sum_spend_all_categories_last_3_months,
+        {{ exact_sum('sum_spend_last_12_months', 6) }} as sum_spend_all_categories_last_12_months
     from spend
     group by all
 ),

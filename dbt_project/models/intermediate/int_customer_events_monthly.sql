@@ -67,7 +67,7 @@ final as (
         cast(sum(events.count_holdings_started) as integer) as count_holdings_started,
         cast(sum(events.count_holdings_ended) as integer) as count_holdings_ended,
         cast(sum(events.count_transactions) as integer) as count_transactions,
-        cast(sum(events.sum_amount) as double) as sum_amount
+        {{ exact_sum('events.sum_amount', 6) }} as sum_amount
     from events
     cross join last_month
     where events.month_index <= last_month.last_month_index

@@ -32,7 +32,7 @@ final as (
         set_members.month_index,
         transitions.to_product_key,
         cast(max(transitions.transition_lift) as double) as max_transition_lift,
-        cast(sum(ln(transitions.transition_lift)) as double) as sum_log_transition_lift,
+        {{ exact_sum('ln(transitions.transition_lift)') }} as sum_log_transition_lift,
         cast(max(transitions.transition_lift) filter (
             where set_members.from_product_key = set_members.latest_product_key
         ) as double) as latest_transition_lift,
@@ -40,7 +40,7 @@ final as (
             where set_members.from_product_key = set_members.latest_product_key
         ) as double) as latest_recent_start_transition_lift,
         cast(max(transitions.coownership_lift) as double) as max_coownership_lift,
-        cast(avg(ln(transitions.coownership_lift)) as double) as mean_log_coownership_lift
+        {{ exact_sum('ln(transitions.coownership_lift)') }} / count(transitions.coownership_lift) as mean_log_coownership_lift
     from set_members
     inner join transitions
         on set_members.from_product_key = transitions.from_product_key

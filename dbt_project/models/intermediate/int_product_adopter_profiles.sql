@@ -63,8 +63,9 @@ starts_cumulative as (
 population_ages as (
     select
         month_index,
-        avg(age_years) as mean_age,
-        var_pop(age_years) as variance_age
+        -- from exact integer sums (var_pop combines its threads' partial results in no fixed order)
+        sum(age_years) / count(age_years) as mean_age,
+        sum(age_years * age_years) / count(age_years) - power(sum(age_years) / count(age_years), 2) as variance_age
     from population
     where age_years is not null
     group by all
