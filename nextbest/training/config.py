@@ -77,6 +77,9 @@ class RankerConfig(_Strict):
     colsample_bytree: float = Field(default=1.0, gt=0, le=1)
     reg_lambda: float = Field(default=0.0, ge=0)
     early_stopping_rounds: int = Field(default=50, ge=1)
+    early_stopping_window: int = Field(default=1, ge=1)
+    """Iterations over which the validation metric is averaged before the best one is chosen
+    (``ranker.SmoothedEarlyStopping``); 1 = LightGBM's own early stopping on the single best iteration."""
     n_jobs: int = Field(default=2, ge=1)
     seed: int = 0
     extra: dict[str, Any] = Field(default_factory=dict)

@@ -348,6 +348,56 @@ def eval_kwargs(features: pd.DataFrame, label: np.ndarray) -> dict[str, Any]:
     return {"eval_set": [(features, label)]}
 
 
+def best_window_centre(scores: Sequence[float], half: int) -> int:
+    """The index ``i`` whose window ``scores[i - half : i + half + 1]`` has the highest mean, among full
+    windows only (the first on a tie, to 12 decimals); the best single score when there are fewer than
+    ``2 * half + 1`` scores. The rule ``SmoothedEarlyStopping`` applies as the scores arrive."""
+    if half < 1 or len(scores) < 2 * half + 1:
+        return int(np.argmax(np.round(scores, 12)))
+    means = np.convolve(np.asarray(scores, dtype=float), np.ones(2 * half + 1) / (2 * half + 1), mode="valid")
+    return half + int(np.argmax(np.round(means, 12)))
+
+
+class SmoothedEarlyStopping:
+    """A LightGBM callback: early stopping on the first validation metric averaged over ``window``
+    iterations centred on each one, instead of on its single best iteration.
+
+    On a few hundred validation groups NDCG@k jumps from one tree to the next by more than a hundred
+    trees improve it: plain early stopping kept 1 tree of a ranker whose first tree happened to score
+    high (an alt telecom of 2,000 customers: 0.858 of the oracle's expected DCG against popularity's
+    0.912). The window's mean is a steadier guide: the best iteration is the centre of the best full
+    window (so at least ``window // 2 + 1`` trees), and training stops when no window centred in the
+    last ``stopping_rounds`` iterations beat it. ``window`` 1 is LightGBM's own early stopping.
+    """
+
+    order = 30  # where LightGBM's own early stopping runs
+
+    def __init__(self, stopping_rounds: int, window: int = 1) -> None:
+        self.stopping_rounds = stopping_rounds
+        self.half = window // 2
+        self.scores: list[float] = []
+        self.results: list[list] = []
+        self.best: int | None = None
+        self.best_mean = -np.inf
+
+    def __call__(self, env: lgb.callback.CallbackEnv) -> None:
+        first = env.evaluation_result_list[0]
+        higher_better = first[3]
+        self.scores.append(first[2] if higher_better else -first[2])
+        self.results.append(env.evaluation_result_list)
+        centre = len(self.scores) - 1 - self.half
+        if centre >= self.half:
+            mean = round(float(np.mean(self.scores[centre - self.half : centre + self.half + 1])), 12)
+            if mean > self.best_mean:
+                self.best, self.best_mean = centre, mean
+        last = env.iteration == env.end_iteration - 1
+        if self.best is not None and (centre - self.best >= self.stopping_rounds or last):
+            raise lgb.callback.EarlyStopException(self.best, self.results[self.best])
+        if last:  # fewer iterations than one window: the best single one
+            best = best_window_centre(self.scores, self.half)
+            raise lgb.callback.EarlyStopException(best, self.results[best])
+
+
 class TreeCount:
     """A LightGBM callback: the trees the booster holds after each iteration. LightGBM's training loop
     keeps iterating after a tree found no split, but adds no tree: ``stalled`` then."""
@@ -376,7 +426,8 @@ def fit_ranker(
     *,
     select_trees: bool = True,
 ) -> FittedRanker:
-    """Train ``LGBMRanker(objective="lambdarank")`` with early stopping on the validation NDCG@``eval_at``.
+    """Train ``LGBMRanker(objective="lambdarank")`` with early stopping on the validation NDCG@``eval_at``
+    (averaged over ``params.early_stopping_window`` iterations: ``SmoothedEarlyStopping``).
 
     Categorical features are LightGBM-native (no one-hot), NaN are left to LightGBM. ``valid`` must
     be prepared with ``categories=train.categories``. ``params`` are the config's hyper-parameters
@@ -403,7 +454,8 @@ def fit_ranker(
             eval_at=[eval_at],
             categorical_feature=categorical,
             callbacks=[
-                lgb.early_stopping(params.early_stopping_rounds, first_metric_only=True, verbose=False), count
+                SmoothedEarlyStopping(params.early_stopping_rounds, params.early_stopping_window),
+                count,
             ],
         )
         best_iteration = int(model.best_iteration_ or model.n_estimators_)

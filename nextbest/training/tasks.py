@@ -61,7 +61,7 @@ from nextbest.training.metrics import (
     recall_at_k,
     recsys2025_score,
 )
-from nextbest.training.ranker import eval_kwargs, lightgbm_kwargs
+from nextbest.training.ranker import SmoothedEarlyStopping, eval_kwargs, lightgbm_kwargs
 from nextbest.training.train import SnapshotSplit, split_snapshots
 
 RANKING_TASK = "product_propensity"
@@ -245,7 +245,7 @@ def fit_binary(
         train[LABEL].to_numpy(),
         **eval_kwargs(x_valid, valid[LABEL].to_numpy()),
         eval_metric="auc",
-        callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)],
+        callbacks=[SmoothedEarlyStopping(params.early_stopping_rounds, params.early_stopping_window)],
     )
     best_iteration = int(classifier.best_iteration_ or classifier.n_estimators_)
     valid_score = classifier.booster_.predict(x_valid, raw_score=True, num_iteration=best_iteration)

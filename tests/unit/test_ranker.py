@@ -12,7 +12,10 @@ from nextbest.training.config import RankerConfig
 from nextbest.training.metrics import ndcg_at_k
 from nextbest.training.ranker import (
     FittedRanker,
+    SmoothedEarlyStopping,
+    best_window_centre,
     build_feature_frame,
+    eval_kwargs,
     fit_ranker,
     learn_categories,
     lightgbm_kwargs,
@@ -287,3 +290,73 @@ class TestStall:
         params = RankerConfig(n_estimators=5, early_stopping_rounds=20, n_jobs=1)
         capped = fit_ranker(*self._split(data), params)
         assert capped.best_iteration == 5 and not capped.stalled
+
+
+def stop_on(scores: list[float], stopping_rounds: int, window: int) -> tuple[int, int]:
+    """Feed ``scores`` (a validation NDCG per iteration) to the callback as LightGBM's loop does; the
+    (0-based) iteration it stopped at and the one it chose."""
+    callback = SmoothedEarlyStopping(stopping_rounds, window)
+    for i, score in enumerate(scores):
+        env = lgb.callback.CallbackEnv(
+            model=None,
+            params={},
+            iteration=i,
+            begin_iteration=0,
+            end_iteration=len(scores),
+            evaluation_result_list=[("valid_0", "ndcg@7", score, True)],
+        )
+        try:
+            callback(env)
+        except lgb.callback.EarlyStopException as stop:
+            assert [tuple(r)[:3] for r in stop.best_score] == [
+                ("valid_0", "ndcg@7", scores[stop.best_iteration])
+            ]
+            return i, stop.best_iteration
+    raise AssertionError("the callback never stopped")
+
+
+class TestSmoothedEarlyStopping:
+    SPIKE_FIRST = [0.9, 0.1, 0.2, 0.3, 0.4, 0.5, 0.5, 0.4, 0.3, 0.2, 0.1, 0.1]
+    """A first tree that happens to score high on validation, then a real rise and fall."""
+
+    def test_a_spike_at_the_first_tree_is_not_chosen(self) -> None:
+        # windows of 3 centred on 1..: 0.4, 0.2, 0.3, 0.4 (a tie is no gain), 0.467 (iteration 5), 0.467,
+        # 0.4, 0.3, 0.2: four centres after 5 without a gain -> stopped when the window of 9 is complete (10)
+        assert stop_on(self.SPIKE_FIRST, stopping_rounds=4, window=3) == (10, 5)
+
+    def test_a_window_of_one_is_lightgbm_early_stopping(self) -> None:
+        assert stop_on(self.SPIKE_FIRST, stopping_rounds=4, window=1) == (4, 0)
+
+    def test_fewer_iterations_than_a_window_keep_the_best_one(self) -> None:
+        assert stop_on([0.2, 0.5, 0.3], stopping_rounds=10, window=5) == (2, 1)
+
+    def test_the_end_of_training_stops_at_the_best_window(self) -> None:
+        assert stop_on([0.1, 0.2, 0.3, 0.4, 0.5], stopping_rounds=10, window=3) == (4, 3)
+
+    def test_the_rule_on_a_whole_curve_is_the_callback_rule(self) -> None:
+        assert best_window_centre(self.SPIKE_FIRST, 1) == 5  # as the callback chose, seeing the curve
+        assert best_window_centre(self.SPIKE_FIRST, 0) == 0
+        assert best_window_centre([0.2, 0.5, 0.3], 2) == 1  # too short for one window
+        assert best_window_centre([0.1, 0.3, 0.3, 0.1, 0.3, 0.3, 0.1], 1) == 1  # the first of tied windows
+
+    def test_a_window_of_one_fits_lightgbm_own_early_stopping(self, data: pd.DataFrame) -> None:
+        train = prepare_groups(data[data["event_timestamp"] < "2024-03-01"], FEATURES)
+        later = data[data["event_timestamp"] > "2024-03-01"]
+        valid = prepare_groups(later, FEATURES, categories=train.categories)
+        params = RankerConfig(n_estimators=200, early_stopping_rounds=20, n_jobs=1)
+        ours = fit_ranker(train, valid, params)
+        own = lgb.LGBMRanker(objective="lambdarank", **lightgbm_kwargs(params))
+        own.fit(
+            train.features,
+            train.label,
+            group=train.group_sizes,
+            **eval_kwargs(valid.features, valid.label),
+            eval_group=[valid.group_sizes],
+            eval_at=[7],
+            categorical_feature=["product_id", "segment"],
+            callbacks=[lgb.early_stopping(20, first_metric_only=True, verbose=False)],
+        )
+        assert ours.best_iteration == own.best_iteration_
+        assert ours.best_valid_ndcg == own.best_score_["valid_0"]["ndcg@7"]
+        smoothed = fit_ranker(train, valid, params.model_copy(update={"early_stopping_window": 9}))
+        assert smoothed.best_iteration >= 5  # the centre of a full window of 9
