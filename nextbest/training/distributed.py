@@ -11,7 +11,8 @@ What differs, and why:
     travel as a Dask array chunked like the rows;
   - ``lightgbm.dask`` has no early stopping, so the model is trained to ``n_estimators`` trees and the
     number of trees kept (``best_iteration``) is chosen afterwards on the validation groups: NDCG@k of
-    the booster cut at every ``selection_step`` trees, the best cut wins (ties: fewer trees).
+    the booster cut at every ``selection_step`` trees, the cut with the best validation NDCG averaged over
+    ``early_stopping_window`` trees wins (ties: fewer trees).
 The cluster is the caller's (``distributed.Client``); ``local_client`` starts a ``LocalCluster`` when
 none is given (one worker per core, one thread each, as LightGBM's socket network wants).
 """
@@ -34,6 +35,7 @@ from nextbest.training.metrics import ndcg_at_k
 from nextbest.training.ranker import (
     FittedRanker,
     RankingData,
+    best_window_centre,
     check_same_features,
     fit_ranker,
     lightgbm_kwargs,
@@ -99,20 +101,21 @@ def dask_inputs(data: RankingData, client: Client, n_partitions: int) -> tuple[o
 
 
 def select_iteration(
-    ranker: FittedRanker, valid: RankingData, n_trees: int, step: int, k: int
+    ranker: FittedRanker, valid: RankingData, n_trees: int, step: int, k: int, window: int = 1
 ) -> tuple[int, float]:
-    """The number of trees (a multiple of ``step``, or ``n_trees``) with the best validation NDCG@k,
-    and that NDCG; ties go to fewer trees."""
+    """The number of trees (a multiple of ``step``, or ``n_trees``) with the best validation NDCG@k
+    averaged over the cuts within ``window // 2`` trees either side (full windows only, as
+    ``ranker.SmoothedEarlyStopping`` chooses; every cut when there are too few), and the NDCG at it;
+    ties go to fewer trees."""
     group = np.repeat(np.arange(valid.n_groups), valid.group_sizes)
     frame = pd.DataFrame({GROUP: group, LABEL: valid.label})
     cuts = sorted({*range(step, n_trees, step), n_trees})
-    best = (0, -np.inf)
+    scores = []
     for trees in cuts:
         score = ranker.booster.predict(valid.features, num_iteration=trees)
-        ndcg = ndcg_at_k(frame.assign(**{SCORE: score}), k, group_cols=(GROUP,))
-        if ndcg > best[1] + 1e-12:
-            best = (trees, ndcg)
-    return best
+        scores.append(ndcg_at_k(frame.assign(**{SCORE: score}), k, group_cols=(GROUP,)))
+    best = best_window_centre(scores, (window // 2) // step)
+    return cuts[best], scores[best]
 
 
 def fit_ranker_dask(
@@ -160,7 +163,9 @@ def fit_ranker_dask(
     )
     if not select_trees:
         return ranker
-    trees, ndcg = select_iteration(ranker, valid, booster.num_trees(), selection_step, eval_at)
+    trees, ndcg = select_iteration(
+        ranker, valid, booster.num_trees(), selection_step, eval_at, params.early_stopping_window
+    )
     ranker.best_iteration, ranker.best_valid_ndcg = trees, float(ndcg)
     return ranker
 
@@ -173,7 +178,6 @@ def local_client(n_workers: int = 2) -> Iterator[Client]:
     cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
     with cluster, Client(cluster) as client:
         yield client
-
 
 
 @contextmanager
