@@ -40,7 +40,8 @@ final as (
             where set_members.from_product_key = set_members.latest_product_key
         ) as double) as latest_recent_start_transition_lift,
         cast(max(transitions.coownership_lift) as double) as max_coownership_lift,
-        {{ exact_sum('ln(transitions.coownership_lift)') }} / count(transitions.coownership_lift) as mean_log_coownership_lift
+        {{ exact_sum('ln(transitions.coownership_lift)') }} / count(transitions.coownership_lift)
+            as mean_log_coownership_lift
     from set_members
     inner join transitions
         on set_members.from_product_key = transitions.from_product_key

@@ -65,7 +65,8 @@ population_ages as (
         month_index,
         -- from exact integer sums (var_pop combines its threads' partial results in no fixed order)
         sum(age_years) / count(age_years) as mean_age,
-        sum(age_years * age_years) / count(age_years) - power(sum(age_years) / count(age_years), 2) as variance_age
+        sum(age_years * age_years) / count(age_years) - power(sum(age_years) / count(age_years), 2)
+            as variance_age
     from population
     where age_years is not null
     group by all
