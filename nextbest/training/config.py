@@ -80,6 +80,12 @@ class RankerConfig(_Strict):
     early_stopping_window: int = Field(default=1, ge=1)
     """Iterations over which the validation metric is averaged before the best one is chosen
     (``ranker.SmoothedEarlyStopping``); 1 = LightGBM's own early stopping on the single best iteration."""
+    lambdarank_norm: bool = True
+    """LightGBM's ``lambdarank_norm``: True divides each pair's NDCG change by its score gap (near ties
+    weigh most) and each group's lambdas by log2 of their sum; False weighs every mis-ordered pair by
+    its NDCG change alone."""
+    sigmoid: float = Field(default=1.0, gt=0)
+    """LightGBM's ``sigmoid`` of the lambdarank pairwise loss: lower is a softer pairwise loss."""
     n_jobs: int = Field(default=2, ge=1)
     seed: int = 0
     extra: dict[str, Any] = Field(default_factory=dict)

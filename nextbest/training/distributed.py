@@ -2,7 +2,7 @@
 
 ``fit_ranker_dask`` is ``nextbest.training.ranker.fit_ranker`` for a cluster: the same prepared
 ``RankingData`` (rows sorted by group, categoricals with the training category lists), the same
-LightGBM parameters (``lightgbm_kwargs``), the same ``FittedRanker`` out, so calibration, evaluation,
+LightGBM parameters (``lambdarank_kwargs``), the same ``FittedRanker`` out, so calibration, evaluation,
 the bundle and serving do not know where the ranker was trained.
 
 What differs, and why:
@@ -38,7 +38,7 @@ from nextbest.training.ranker import (
     best_window_centre,
     check_same_features,
     fit_ranker,
-    lightgbm_kwargs,
+    lambdarank_kwargs,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -143,9 +143,9 @@ def fit_ranker_dask(
         raise ValueError("the validation split has no group")
     workers = len(client.scheduler_info()["workers"])
     features, label, groups = dask_inputs(train, client, n_partitions or max(workers, 1))
-    kwargs = lightgbm_kwargs(params)
+    kwargs = lambdarank_kwargs(params)
     kwargs.pop("n_jobs")  # each worker uses its own threads; the cluster is the parallelism
-    model = DaskLGBMRanker(client=client, objective="lambdarank", **kwargs)
+    model = DaskLGBMRanker(client=client, **kwargs)
     with warnings.catch_warnings():  # lightgbm.dask names every thread alias it overrides
         warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored")
         model.fit(

@@ -341,6 +341,17 @@ def lightgbm_kwargs(params: RankerConfig) -> dict[str, Any]:
     }
 
 
+def lambdarank_kwargs(params: RankerConfig) -> dict[str, Any]:
+    """The LightGBM arguments of the ranker: lambdarank with the config's pairwise loss, then
+    ``lightgbm_kwargs`` (one place for ``fit_ranker`` and the Dask ranker)."""
+    return {
+        "objective": "lambdarank",
+        "lambdarank_norm": params.lambdarank_norm,
+        "sigmoid": params.sigmoid,
+        **lightgbm_kwargs(params),
+    }
+
+
 def eval_kwargs(features: pd.DataFrame, label: np.ndarray) -> dict[str, Any]:
     """The validation set in the keyword this LightGBM accepts (``eval_X``/``eval_y`` from 4.7 on)."""
     if "eval_X" in inspect.signature(lgb.LGBMModel.fit).parameters:
@@ -441,7 +452,7 @@ def fit_ranker(
         raise ValueError("the validation split has no group")
     if select_trees and valid.features is train.features:
         raise ValueError("valid is the training split: early stopping needs a held-out split")
-    model = lgb.LGBMRanker(**{"objective": "lambdarank", **lightgbm_kwargs(params)})
+    model = lgb.LGBMRanker(**lambdarank_kwargs(params))
     categorical = [c for c in train.feature_cols if c in train.categories]
     count = TreeCount()
     if select_trees:

@@ -261,6 +261,23 @@ class TestFitRanker:
         expected = own.booster_.predict(train.features)
         np.testing.assert_allclose(ranker.booster.predict(train.features), expected)
 
+    def test_the_pairwise_loss_settings_reach_lightgbm(self, data: pd.DataFrame) -> None:
+        train = prepare_groups(data, FEATURES)
+        default = RankerConfig(n_estimators=25, n_jobs=1)
+        soft = default.model_copy(update={"lambdarank_norm": False, "sigmoid": 0.5})
+        ranker = fit_ranker(train, train, soft, select_trees=False)
+        params = ranker.booster.params
+        assert (params["lambdarank_norm"], params["sigmoid"]) == (False, 0.5)
+        categorical = ["product_id", "segment"]
+        own = lgb.LGBMRanker(
+            objective="lambdarank", lambdarank_norm=False, sigmoid=0.5, **lightgbm_kwargs(soft)
+        )
+        own.fit(train.features, train.label, group=train.group_sizes, categorical_feature=categorical)
+        scores = ranker.booster.predict(train.features)
+        np.testing.assert_allclose(scores, own.booster_.predict(train.features))
+        normed = fit_ranker(train, train, default, select_trees=False)  # LightGBM's defaults: other trees
+        assert not np.allclose(normed.booster.predict(train.features), scores)
+
     def test_extra_categories_are_ignored(self, data: pd.DataFrame) -> None:
         categories = {**learn_categories(data, FEATURES), "region": ["north", "south"]}
         train = prepare_groups(data[data["event_timestamp"] < "2024-03-01"], FEATURES, categories=categories)
