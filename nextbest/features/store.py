@@ -182,7 +182,9 @@ and each page read otherwise is a ``pread`` and a copy into sqlite's small page 
 bank (245 MB store, 12,385 customers in turn) the online read's p99 went from 0.78-0.83 ms to 0.63 ms and
 ``Scorer.rank``'s p99 from 1.42-1.47 ms to 1.30 ms. A file larger than the map is read as before beyond it.
 Writes (materialization, in any process) still go through sqlite's locking; each read is its own
-transaction, at whose start sqlite re-reads the file's size."""
+transaction, at whose start sqlite re-reads the file's size. The one hazard, sqlite's own for any memory
+map: a file shrunk by something other than sqlite while a read is in flight kills the process (SIGBUS);
+sqlite's writers never shrink a file under a reader, and a file damaged between reads is a 503."""
 
 
 def serving_online_client(store: FeatureStore, read_timeout_s: float) -> None:

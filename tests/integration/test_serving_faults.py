@@ -255,7 +255,7 @@ def overwrite_header(path: Path) -> None:
 
 
 def truncate(path: Path) -> None:
-    os.truncate(path, 4096)  # the memory-mapped file shrinks under the reader: an error, not a SIGBUS
+    os.truncate(path, 4096)  # the memory-mapped file shrinks between two reads: an error, not a SIGBUS
 
 
 @pytest.mark.parametrize("damage", [overwrite_header, truncate], ids=["overwritten", "truncated"])
@@ -269,8 +269,12 @@ def test_a_damaged_sqlite_file_is_503_and_the_service_recovers_when_it_is_restor
         conn = OnlineTables(c.app.state.scorer.reader.store)._conn()  # Feast's connection, as served
         assert conn.execute("pragma mmap_size").fetchone()[0] > 0  # serving reads through a memory map
         saved = path.read_bytes()
+        # Between two reads (the readiness thread reads too): a file shrunk under an in-flight read of
+        # its memory map is a SIGBUS, sqlite's documented hazard (``SQLITE_MMAP_BYTES``).
+        between_reads = c.app.state.scorer.reader._lock
         try:
-            damage(path)
+            with between_reads:
+                damage(path)
             broken = c.post("/rank", json={"customer_id": customers[0], "k": 3})
             assert broken.status_code == 503 and "DatabaseError" in broken.json()["detail"]
             assert broken.headers["retry-after"].isdigit()
@@ -278,7 +282,8 @@ def test_a_damaged_sqlite_file_is_503_and_the_service_recovers_when_it_is_restor
             assert not state.ready and not state.online_store_reachable
             assert c.get("/health").status_code == 200
         finally:
-            path.write_bytes(saved)
+            with between_reads:  # write_bytes empties the file first
+                path.write_bytes(saved)
         back = recovered(lambda: c.post("/rank", json={"customer_id": customers[0], "k": 3}))
         assert back.status_code == 200 and back.json()["products"] == ok.json()["products"]
         assert c.app.state.readiness.check().ready
