@@ -4,7 +4,8 @@
   product on or before s, owns none at s, no transaction in the activity_lookback_months months ending at
   s); a prospect who never held one stays in for prospect_window_months after the join month when set.
   Returns every customer x snapshot on which the brute force and feat_customer_monthly disagree, and every
-  population customer x snapshot with an eligible product not owned but no candidate row.
+  population customer x snapshot with an eligible product not owned but no eligible candidate row
+  (int_candidates_eligible: a large catalogue's retrieval stage then keeps the best of them).
 -#}
 {%- set lookback = var('activity_lookback_months') | int -%}
 {%- set prospect_window = var('prospect_window_months') -%}
@@ -35,8 +36,17 @@ customer_features as (
     select * from {{ ref('feat_customer_monthly') }}
 ),
 
-candidates as (
-    select * from {{ ref('fct_candidates') }}
+-- the eligible candidates, before a large catalogue's retrieval stage keeps the best of them
+eligible as (
+    select * from {{ ref('int_candidates_eligible') }}
+),
+
+customers_keyed as (
+    select * from {{ ref('int_customers_keyed') }}
+),
+
+products_keyed as (
+    select * from {{ ref('int_products_keyed') }}
 ),
 
 sampled_customers as (
@@ -147,9 +157,16 @@ without_candidate as (
         select customer_id, event_timestamp, product_id from open_products
         except
         -- only the sample's candidates: reading all of fct_candidates was 65 of the test's 73 s at 1M
-        select customer_id, event_timestamp, product_id from candidates
+        select customers_keyed.customer_id, spine.event_timestamp, products_keyed.product_id
+        from eligible
+        inner join customers_keyed
+            on eligible.customer_key = customers_keyed.customer_key
+        inner join products_keyed
+            on eligible.product_key = products_keyed.product_key
+        inner join spine
+            on eligible.month_index = spine.month_index
         semi join sampled_customers
-            using (customer_id)
+            on customers_keyed.customer_id = sampled_customers.customer_id
     )
 ),
 

@@ -492,23 +492,31 @@ def test_point_in_time_guard_reports_each_wrong_feature_and_candidate(built: Set
 
 
 def test_population_guard_reports_an_open_product_without_its_candidate_row(built: Settings) -> None:
-    """fct_candidates without C1's January candidate P2 (open: C1 owns P1 only then): the population guard
-    (assert_population_is_every_joined_customer_not_dormant, every fixture customer in its sample) returns
-    exactly that row, and passes once restored."""
-    path = mart_path(built, "fct_candidates")
-    original = pq.read_table(path)
-    frame = original.to_pandas()
-    c1_jan = (frame["customer_id"] == "C1") & (frame["event_timestamp"] == ts(JAN))
-    dropped = c1_jan & (frame["product_id"] == "P2")
-    assert dropped.sum() == 1
-    kept = pa.Table.from_pandas(frame[~dropped], schema=original.schema, preserve_index=False)
+    """int_candidates_eligible without C1's January candidate P2 (open: C1 owns P1 only then): the
+    population guard (assert_population_is_every_joined_customer_not_dormant, every fixture customer in its
+    sample) returns exactly that row, and passes once restored."""
+    database = str(built.build_dir / "nextbest.duckdb")
+    the_row = """
+        from int_candidates_eligible
+        where customer_key = (select customer_key from int_customers_keyed where customer_id = 'C1')
+            and product_key = (select product_key from int_products_keyed where product_id = 'P2')
+            and month_index = (select month_index from int_snapshots_spined where snapshot_on = '2024-01-31')
+    """
+    with duckdb.connect(database) as con:
+        dropped = con.sql(f"select * {the_row}").df()
+        assert len(dropped) == 1
+        con.execute(f"delete {the_row}")
     try:
-        pq.write_table(kept, path)
         with pytest.raises(DbtError, match="Got 1 result") as failed:
             build(built.home, select="assert_population_is_every_joined_customer_not_dormant")
         assert "assert_population_is_every_joined_customer_not_dormant" in str(failed.value)
     finally:
-        pq.write_table(original, path)
+        with duckdb.connect(database) as con:
+            con.register("dropped", dropped)
+            con.execute("insert into int_candidates_eligible select * from dropped")
+            # stored in month order again, as the model writes it (the packer's row-group skipping)
+            con.execute("create or replace table int_candidates_eligible as"
+                        " select * from int_candidates_eligible order by month_index")
     build(built.home, select="assert_population_is_every_joined_customer_not_dormant")
 
 
@@ -556,6 +564,71 @@ def test_dim_products(marts: dict[str, pd.DataFrame]) -> None:
     assert products.loc["P2", "min_age"] == 18
     assert products.loc["P3", "max_age"] == 17
     assert products.loc["P3", "category"] == "savings"
+
+
+# --- the candidate retrieval stage of large catalogues -------------------------------------------------
+
+def test_without_retrieval_every_eligible_candidate_is_kept_and_nothing_is_counted(
+        built: Settings, marts: dict[str, pd.DataFrame]) -> None:
+    """4 products, at most candidate_retrieval_above_products (1,000): the stage is off."""
+    recall = read_mart(built, "fct_candidate_retrieval_recall")
+    assert recall.empty and "count_adoptions_retrieved" in recall.columns
+    eligible = read_mart(built, "int_candidates_eligible")
+    assert len(marts["fct_candidates"]) == len(eligible)
+
+
+@pytest.fixture(scope="module")
+def retrieval_built(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The fixture with a catalogue of 4 over a threshold of 2: each customer-month keeps its 1 best."""
+    home = tmp_path_factory.mktemp("dbt_retrieval")
+    write_raw(home / "raw")
+    return build(home, {"candidate_retrieval_above_products": 2, "candidate_retrieval_top_n": 1})
+
+
+def test_retrieval_keeps_each_customer_months_best_ranked_eligible_candidate(
+        retrieval_built: Settings, marts: dict[str, pd.DataFrame]) -> None:
+    settings = retrieval_built
+    ranked = read_mart(settings, "int_products_ranked_by_recent_adoption")
+    keys = read_mart(settings, "int_products_keyed")[["product_key", "product_id"]]
+    spine = read_mart(settings, "int_snapshots_spined")[["month_index", "event_timestamp"]]
+    ranked = ranked.merge(keys, on="product_key").merge(spine, on="month_index")
+    ranked["event_timestamp"] = pd.to_datetime(ranked["event_timestamp"])
+    # the exhaustive build's candidates (the module's other build), each with its product's rank
+    every = marts["fct_candidates"].assign(event_timestamp=lambda f: pd.to_datetime(f["event_timestamp"]))
+    every = every.merge(ranked[["product_id", "event_timestamp", "retrieval_rank"]],
+                        on=["product_id", "event_timestamp"])
+    best = every.sort_values("retrieval_rank").groupby(["customer_id", "event_timestamp"]).head(1)
+    kept = read_mart(settings, "fct_candidates")
+    assert key_set(kept) == key_set(best)
+    assert kept.groupby(["customer_id", "event_timestamp"]).size().max() == 1
+    # the online lists and the pair features hold the kept candidates only
+    packed = read_mart(settings, "feat_customer_product_monthly_packed")
+    listed = {(r.customer_id, p, pd.Timestamp(r.event_timestamp))
+              for r in packed.itertuples() for p in r.candidate_product_ids}
+    assert listed == key_set(kept)
+    assert key_set(read_mart(settings, "feat_customer_product_monthly")) == key_set(kept)
+
+
+def test_retrieval_recall_counts_each_groups_adoptions_the_stage_kept(
+        retrieval_built: Settings, marts: dict[str, pd.DataFrame]) -> None:
+    """Per customer x labelled snapshot: the exhaustive build's candidates and positives, and the
+    retrieval build's."""
+    settings = retrieval_built
+    recall = read_mart(settings, "fct_candidate_retrieval_recall")
+    recall["event_timestamp"] = pd.to_datetime(recall["event_timestamp"])
+    every, kept = marts["fct_ranking_labels"].copy(), read_mart(settings, "fct_ranking_labels")
+    assert len(kept) < len(every)
+    key = ["customer_id", "event_timestamp"]
+    for frame in (every, kept):
+        frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"])
+    expected = every.groupby(key)["label"].agg(count_candidates_eligible="size", count_adoptions="sum")
+    expected = expected.join(
+        kept.groupby(key)["label"].agg(count_candidates_retrieved="size", count_adoptions_retrieved="sum")
+    )
+    actual = recall.set_index(key).sort_index()[expected.columns]
+    pd.testing.assert_frame_equal(actual, expected.sort_index(), check_dtype=False)
+    # the fixture's four adoptions (C1 P2 in March, C2 P3 in April, C3 P4 in May, C5 P2 in June)
+    assert recall["count_adoptions"].sum() == 4
 
 
 # --- error cases ---------------------------------------------------------------------------------------

@@ -101,12 +101,15 @@ def _write_raw(raw_dir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Settings]:
-    """The same raw dataset built (dbt run: every model) on DuckDB and on Spark."""
+    """The same raw dataset built (dbt run: every model) on DuckDB and on Spark. Its 10 products are over
+    a candidate retrieval threshold of 8, so both engines also run the retrieval stage (each
+    customer-month keeps its 3 best-ranked eligible candidates) and count its recall."""
     _require_spark()
     root = tmp_path_factory.mktemp("spark_equivalence")
     raw_dir = root / "raw"
     _write_raw(raw_dir)
-    dbt_vars = {"observed_until": dbt_fixtures.OBSERVED_UNTIL.isoformat(), "burn_in_months": 0}
+    dbt_vars = {"observed_until": dbt_fixtures.OBSERVED_UNTIL.isoformat(), "burn_in_months": 0,
+                "candidate_retrieval_above_products": 8, "candidate_retrieval_top_n": 3}
     built = []
     for engine in ("duckdb", "spark"):
         home = root / engine
@@ -193,6 +196,16 @@ def test_every_mart_built_on_spark_equals_the_duckdb_build(builds: tuple[Setting
             assert len(expected_frame) > 0, f"{name}: empty in the DuckDB build, so proves nothing"
             pd.testing.assert_frame_equal(actual_frame, expected_frame, check_exact=False, rtol=FLOAT_RTOL,
                                           obj=name)
+
+
+def test_both_engines_ran_the_candidate_retrieval_stage(builds: tuple[Settings, Settings]) -> None:
+    """The equivalence above covers the retrieval stage: on, and keeping fewer candidates than eligible."""
+    for build in builds:
+        recall = pd.read_parquet(mart_path(build, "fct_candidate_retrieval_recall"))
+        assert (recall["count_candidates_retrieved"] < recall["count_candidates_eligible"]).any()
+        assert (recall["count_adoptions_retrieved"] < recall["count_adoptions"]).any()
+        candidates = pd.read_parquet(mart_path(build, "fct_candidates"))
+        assert candidates.groupby(["customer_id", "event_timestamp"]).size().max() == 3
 
 
 def test_a_customer_without_candidates_gets_a_packed_row_of_empty_lists_on_both_engines(

@@ -7,7 +7,7 @@
 with
 
 candidates as (
-    select * from {{ ref('int_candidates_eligible') }}
+    select * from {{ ref('int_candidates_retrieved') }}
 ),
 
 customers as (

@@ -1,5 +1,3 @@
-{%- set horizon = var('horizon_months') | int -%}
-
 with
 
 candidates as (
@@ -13,12 +11,12 @@ final as (
         snapshot_on,
         event_timestamp,
         -- a holding starts in (snapshot_on, last_day(snapshot_on + horizon months)]
-        cast(coalesce(next_start_month_index <= month_index + {{ horizon }}, false) as integer) as label
+        cast({{ is_adopted_within_horizon('next_start_month_index', 'month_index') }} as integer) as label
     from candidates
     where is_labelled
         -- burn-in is per customer too: a customer's first burn_in_months months (counting the month
         -- they joined) are observation start-up, not adoptions
-        and month_index >= joined_month_index + {{ var('burn_in_months') }} - 1
+        and {{ is_past_burn_in('month_index', 'joined_month_index') }}
 )
 
 select * from final
