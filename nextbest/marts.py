@@ -27,10 +27,15 @@ FCT_CANDIDATES = "fct_candidates"
 FCT_RANKING_LABELS = "fct_ranking_labels"
 """One row per customer x candidate product x labelled snapshot, with its 0/1 label."""
 
+FCT_CANDIDATE_RETRIEVAL_RECALL = "fct_candidate_retrieval_recall"
+"""One row per labelled snapshot: what a large catalogue's candidate retrieval stage kept of the eligible
+candidates and of their adoptions (recall 1 with the stage off)."""
+
 MART_MODELS: tuple[str, ...] = (
     DIM_PRODUCTS,
     FCT_CANDIDATES,
     FCT_RANKING_LABELS,
+    FCT_CANDIDATE_RETRIEVAL_RECALL,
     "feat_customer_monthly",
     "feat_product_monthly",
     "feat_customer_product_monthly_packed",

@@ -30,6 +30,7 @@ from nextbest.dbt import DbtError, run_dbt
 from nextbest.errors import UserError
 from nextbest.marts import (
     DIM_PRODUCTS,
+    FCT_CANDIDATE_RETRIEVAL_RECALL,
     FCT_CANDIDATES,
     FCT_RANKING_LABELS,
     MART_MODELS,
@@ -261,6 +262,7 @@ class BuildSummary:
     positive_rate: float
     groups_with_positive: int
     build: str = ""
+    retrieval: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
@@ -276,7 +278,7 @@ class BuildSummary:
             f"candidates per group: {self.mean_candidates_per_group:.2f}   "
             f"positive rate: {self.positive_rate:.4%}",
         ]
-        return out
+        return out + ([self.retrieval] if self.retrieval else [])
 
 
 def describe_build(settings: Settings) -> str:
@@ -329,6 +331,7 @@ def summarize_warehouse(settings: Settings) -> BuildSummary:
         "select count(distinct customer_id), count(distinct product_id) from read_parquet(?)", [cand]
     ).fetchone()
     n_products = rows.get(DIM_PRODUCTS, products)
+    recall = mart_path(settings, FCT_CANDIDATE_RETRIEVAL_RECALL)
     return BuildSummary(
         rows=rows,
         snapshots=int(snaps),
@@ -342,6 +345,28 @@ def summarize_warehouse(settings: Settings) -> BuildSummary:
         positive_rate=float(lab[4]),
         groups_with_positive=int(lab[5]),
         build=describe_build(settings),
+        retrieval=describe_candidate_retrieval(con, recall) if recall.exists() else "",
+    )
+
+
+def describe_candidate_retrieval(con: duckdb.DuckDBPyConnection, recall: Path) -> str:
+    """One line on the candidate retrieval stage (fct_candidate_retrieval_recall: no row when it is off):
+    what it kept of the labelled groups' eligible candidates and adoptions."""
+    groups, eligible, kept, adoptions, adoptions_kept = con.execute(
+        """
+        select count(*), sum(count_candidates_eligible), sum(count_candidates_retrieved),
+            sum(count_adoptions), sum(count_adoptions_retrieved)
+        from read_parquet(?)
+        """,
+        [str(recall)],
+    ).fetchone()
+    if not groups:
+        return "candidate retrieval: off (every eligible product is a candidate)"
+    share = f"{adoptions_kept / adoptions:.1%}" if adoptions else "n/a"
+    return (
+        f"candidate retrieval: on, kept {kept:,} of {eligible:,} eligible candidates at the labelled "
+        f"snapshots and {adoptions_kept:,} of their {adoptions:,} adoptions (recall {share}; "
+        "fct_candidate_retrieval_recall)"
     )
 
 

@@ -132,6 +132,40 @@ def ndcg_at_k(
     return float(per_group.mean()) if len(per_group) else math.nan
 
 
+def ndcg_at_k_counting_missed(
+    df: pd.DataFrame,
+    missed: pd.DataFrame,
+    k: int = DEFAULT_K,
+    group_cols: Sequence[str] = GROUP_COLS,
+    label_col: str = LABEL,
+    score_col: str = SCORE,
+) -> float:
+    """Mean nDCG@k over groups with a positive, counting positives left out of the groups' rows.
+
+    ``missed`` has the group columns and ``missed`` (positives a retrieval stage did not put among the
+    group's rows). They raise the group's ideal DCG as if ranked first and are never found, so a group
+    whose positives were all left out scores 0, also one absent from ``df``. Binary labels; with no
+    positive missed it equals ``ndcg_at_k``. NaN when no group has a positive.
+    """
+    _check_k(k)
+    ranked = _ranked(df, group_cols, label_col, score_col)
+    rel = ranked[label_col].to_numpy()
+    if not np.isin(rel, (0, 1)).all():
+        raise ValueError(f"metrics: {label_col!r} must be binary 0/1 for this metric")
+    per_group = ranked.assign(_gain=rel * _discount(ranked[_RANK].to_numpy(), k))
+    per_group = per_group.groupby(_GROUP, sort=True).agg(
+        **{name: (name, "first") for name in group_cols}, dcg=("_gain", "sum"), positives=(label_col, "sum")
+    )
+    both = per_group.merge(missed[[*group_cols, "missed"]], on=list(group_cols), how="outer")
+    both = both.fillna({"dcg": 0.0, "positives": 0, "missed": 0})
+    total = (both["positives"] + both["missed"]).to_numpy(dtype=int)
+    ideal = np.concatenate([[0.0], np.cumsum(_discount(np.arange(1, k + 1), k))])
+    keep = total > 0
+    if not keep.any():
+        return math.nan
+    return float(np.mean(both["dcg"].to_numpy()[keep] / ideal[np.minimum(total[keep], k)]))
+
+
 def _hits(
     df: pd.DataFrame, k: int, group_cols: Sequence[str], label_col: str, score_col: str
 ) -> pd.DataFrame:

@@ -253,12 +253,34 @@ def _cold_start_text(report: Mapping[str, Any], k: int) -> list[str]:
     return out
 
 
+def _retrieval_text(report: Mapping[str, Any], k: int) -> list[str]:
+    retrieval = report.get("context", {}).get("candidate_retrieval")
+    if not retrieval:
+        return []
+    recall = "n/a" if retrieval["recall"] is None else f"{retrieval['recall']:.1%}"
+    suffix = f".ndcg@{k}_end_to_end"
+    metrics = report.get("metrics", {})
+    end_to_end = {key.removesuffix(suffix): value for key, value in metrics.items() if key.endswith(suffix)}
+    out = [
+        "candidate retrieval (dbt, a large catalogue): the test snapshots' candidates hold "
+        f"{retrieval['adoptions_retrieved']:,} of their {retrieval['adoptions']:,} adoptions "
+        f"(recall {recall}); the other metrics are over the retrieved candidates"
+    ]
+    if end_to_end:
+        out.append(
+            f"end-to-end nDCG@{k} (the adoptions left out count as never found): "
+            + ", ".join(f"{model} {_fmt(value)}" for model, value in end_to_end.items())
+        )
+    return out
+
+
 def details_text(report: Mapping[str, Any], max_products: int = 20) -> str:
     """The ablation, per-product-win and cold-start sections of a ``report.json`` as terminal text
     (at most ``max_products`` products; every one is in the report)."""
     k = int(report.get("context", {}).get("k", DEFAULT_K))
     flat = report.get("metrics", {})
-    lines = _oracle_gains_text(flat, k) + _refit_text(flat, k) + _selection_text(report, k)
+    lines = _retrieval_text(report, k) + _oracle_gains_text(flat, k) + _refit_text(flat, k)
+    lines += _selection_text(report, k)
     lines += _ablation_text(report, k)
     lines += _wins_text(report, max_products)
     lines += _cold_start_text(report, k)

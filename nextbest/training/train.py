@@ -28,7 +28,7 @@ import pandas as pd
 
 from nextbest.columns import EVENT_TIMESTAMP, LABEL, ORACLE_PROBABILITY, PROBABILITY, PRODUCT_ID, SCORE
 from nextbest.features.store import check_applied_build, get_store
-from nextbest.marts import build_record, manifest_path
+from nextbest.marts import FCT_CANDIDATE_RETRIEVAL_RECALL, build_record, manifest_path, mart_path
 from nextbest.settings import BuildVars, Settings, TrainingSettings
 from nextbest.training import evaluate as ev
 from nextbest.training.artifacts import ModelBundle, file_sha256, save_bundle
@@ -44,6 +44,7 @@ from nextbest.training.datasets import (
 )
 from nextbest.training.distributed import RankerFit, ranker_fitter
 from nextbest.training.evaluate import Evaluation
+from nextbest.training.metrics import ndcg_at_k_counting_missed
 from nextbest.training.ranker import FittedRanker, RankingData, Sampling, fit_ranker, prepare_groups
 from nextbest.training.report import reports_dir, write_report
 from nextbest.training.scoring import score_bundle
@@ -135,6 +136,44 @@ def split_snapshots(snapshots: Sequence[date], split: SplitConfig) -> SnapshotSp
         valid=ordered[start_valid:end_valid],
         test=ordered[len(ordered) - split.test_snapshots :],
     )
+
+
+def candidate_retrieval_groups(settings: Settings, snapshots: Sequence[date]) -> pd.DataFrame | None:
+    """The ranking groups at ``snapshots`` of a large catalogue's candidate retrieval stage
+    (``fct_candidate_retrieval_recall``): customer, event timestamp, their adoptions, the ones retrieved
+    and ``missed`` (left out: no ranker can find them). None with the stage off (the mart has no row) or
+    a build older than the mart."""
+    path = mart_path(settings, FCT_CANDIDATE_RETRIEVAL_RECALL)
+    if not path.exists():
+        return None
+    groups = pd.read_parquet(path)
+    groups = groups[pd.to_datetime(groups["snapshot_on"]).dt.date.isin(set(snapshots))]
+    if groups.empty:
+        return None
+    return groups.assign(missed=groups["count_adoptions"] - groups["count_adoptions_retrieved"])
+
+
+def _timestamps_like(values: pd.Series, like: pd.Series) -> pd.Series:
+    """``values`` (naive UTC or aware timestamps) in the dtype of ``like``, so that the two join."""
+    values = pd.to_datetime(values)
+    tz = getattr(like.dtype, "tz", None)
+    if tz is not None:
+        values = (values.dt.tz_localize("UTC") if values.dt.tz is None else values).dt.tz_convert(tz)
+    elif values.dt.tz is not None:
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    return values.astype(like.dtype)
+
+
+def candidate_retrieval_summary(groups: pd.DataFrame | None) -> dict[str, Any] | None:
+    """``adoptions``, ``adoptions_retrieved`` and their ``recall`` over ``candidate_retrieval_groups``."""
+    if groups is None:
+        return None
+    adoptions, kept = int(groups["count_adoptions"].sum()), int(groups["count_adoptions_retrieved"].sum())
+    return {
+        "adoptions": adoptions,
+        "adoptions_retrieved": kept,
+        "recall": kept / adoptions if adoptions else None,
+    }
 
 
 @dataclass
@@ -644,12 +683,15 @@ def evaluate_scored(
     config: TrainingConfig,
     groups: Mapping[str, str] | None = None,
     ablation: Ablation | None = None,
+    missed: pd.DataFrame | None = None,
 ) -> Evaluation:
     """Every model on the same test groups, per product, calibration, drift, feature groups, ablation,
     cold-start segments, expected-metric checks.
 
     ``groups`` maps features to feature groups (None: every feature is its own group); ``ablation``
-    comes from ``ablate_feature_groups`` (None: no ablation table).
+    comes from ``ablate_feature_groups`` (None: no ablation table); ``missed``
+    (``candidate_retrieval_groups``: the test groups' adoptions a candidate retrieval stage left out)
+    adds each model's ``ndcg@{k}_end_to_end``, which counts them.
     """
     k, bins = config.k, config.calibration.n_bins
     train_frame = models.train_data.frame
@@ -667,6 +709,14 @@ def evaluate_scored(
                 share = ev.expected_dcg_over_oracle(scored, ev.score_col(model), k)
                 flat[f"{model}.expected_dcg@{k}_over_oracle"] = share
     flat |= ev.derived_metrics(flat, k)
+    if missed is not None:
+        missed = missed.assign(
+            **{EVENT_TIMESTAMP: _timestamps_like(missed[EVENT_TIMESTAMP], scored[EVENT_TIMESTAMP])}
+        )
+        for model in ev.models_in(scored):
+            flat[f"{model}.ndcg@{k}_end_to_end"] = ndcg_at_k_counting_missed(
+                scored, missed, k, score_col=ev.score_col(model)
+            )
     if models.refit is not None:  # what the refit on the validation months changed on the test months
         flat[f"{ev.RANKER}.before_refit.ndcg@{k}"] = ev.ndcg_mean_and_se(scored, BEFORE_REFIT, k)[0]
         diff, se = ev.paired_ndcg_difference(scored, ev.score_col(ev.RANKER), BEFORE_REFIT, k)
@@ -865,7 +915,8 @@ def train(
     if config.ablation.enabled:
         ablation = ablate_feature_groups(models, scored, frames.feature_groups, config, progress)
         seconds["ablation"] = ablation.seconds
-    evaluation = evaluate_scored(scored, models, config, frames.feature_groups, ablation)
+    retrieval = candidate_retrieval_groups(settings, split.test)
+    evaluation = evaluate_scored(scored, models, config, frames.feature_groups, ablation, retrieval)
     seconds["evaluation"] = time.perf_counter() - started
 
     bundle = build_bundle(settings, config, models, split, evaluation)
@@ -891,6 +942,7 @@ def train(
                 "n_trees": models.refit.n_trees,
             },
             "ranker_stalled": models.ranker.stalled,
+            "candidate_retrieval": candidate_retrieval_summary(retrieval),
             "ablation_n_estimators": ablation.n_estimators if ablation else None,
             "seconds": seconds,
         },

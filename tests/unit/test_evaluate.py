@@ -390,6 +390,49 @@ def test_report_json_html_and_text_show_the_new_sections(fitted: dict, tmp_path:
     assert "cold_start: " in text and "warm: " in text
 
 
+def test_the_test_snapshots_retrieval_groups_are_read_from_the_mart_and_reported(tmp_path: Path) -> None:
+    """fct_candidate_retrieval_recall of a build with the stage on: the test snapshots' groups only."""
+    from datetime import date
+
+    from nextbest.settings import Settings
+
+    settings = Settings(home=tmp_path)
+    settings.marts_dir.mkdir(parents=True)
+    pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "b"],
+            "snapshot_on": [date(2024, 1, 31), date(2024, 2, 29), date(2024, 3, 31)],
+            "event_timestamp": pd.to_datetime(["2024-02-01", "2024-03-01", "2024-04-01"]),
+            "count_adoptions": [100, 40, 60],
+            "count_adoptions_retrieved": [10, 30, 45],
+        }
+    ).to_parquet(settings.marts_dir / "fct_candidate_retrieval_recall.parquet")
+    test = [date(2024, 2, 29), date(2024, 3, 31)]
+    groups = train_module.candidate_retrieval_groups(settings, test)
+    assert groups["missed"].tolist() == [10, 15]
+    retrieval = train_module.candidate_retrieval_summary(groups)
+    assert retrieval == {"adoptions": 100, "adoptions_retrieved": 75, "recall": 0.75}
+    metrics = {"ranker.ndcg@7_end_to_end": 0.25, "popularity.ndcg@7_end_to_end": 0.2}
+    text = details_text({"context": {"candidate_retrieval": retrieval, "k": 7}, "metrics": metrics})
+    assert "hold 75 of their 100 adoptions (recall 75.0%)" in text
+    assert "(the adoptions left out count as never found): ranker 0.2500, popularity 0.2000" in text
+    assert train_module.candidate_retrieval_groups(Settings(home=tmp_path / "none"), test) is None
+    assert "candidate retrieval" not in details_text({"context": {"candidate_retrieval": None}})
+
+
+def test_end_to_end_ndcg_counts_the_adoptions_left_out_on_the_scored_test_frame(fitted: dict) -> None:
+    """With nothing missed it is the nDCG of the retrieved rows; each group's missed adoption lowers it."""
+    scored, models, config = fitted["scored"], fitted["models"], fitted["config"]
+    groups = scored[["customer_id", "event_timestamp"]].drop_duplicates()
+    none = groups.assign(missed=0, event_timestamp=groups["event_timestamp"].astype("datetime64[us]"))
+    evaluation = evaluate_scored(scored, models, config, missed=none)
+    flat = evaluation.flat
+    assert flat["ranker.ndcg@7_end_to_end"] == pytest.approx(flat["ranker.ndcg@7"])
+    evaluation = evaluate_scored(scored, models, config, missed=none.assign(missed=1))
+    assert evaluation.flat["ranker.ndcg@7_end_to_end"] < flat["ranker.ndcg@7"]
+    assert "popularity.ndcg@7_end_to_end" in evaluation.flat
+
+
 # --------------------------------------------------------------------------- feature selection
 
 

@@ -8,6 +8,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
+import pandas as pd
 import pytest
 
 from nextbest.marts import BuildRecord
@@ -15,6 +17,7 @@ from nextbest.pipeline import (
     BuildInProgressError,
     build_lock,
     describe_build,
+    describe_candidate_retrieval,
     new_build_id,
     prune_builds,
     switch_live_build,
@@ -119,3 +122,22 @@ def test_unpacks_to_checks_an_eighth_of_the_sampled_customers_only_when_they_are
 
     assert test_sample_vars(20_000, 24) == {"test_sample_modulo": 1, "unpacks_to_sample_divisor": 1}
     assert test_sample_vars(1_000_000, 24) == {"test_sample_modulo": 50, "unpacks_to_sample_divisor": 8}
+
+
+def test_the_retrieval_line_sums_the_recall_mart_over_the_labelled_groups(tmp_path: Path) -> None:
+    path = tmp_path / "fct_candidate_retrieval_recall.parquet"
+    groups = pd.DataFrame(
+        {
+            "customer_id": ["a", "b"],
+            "count_candidates_eligible": [10_000, 12_000],
+            "count_candidates_retrieved": [2_000, 2_000],
+            "count_adoptions": [30, 10],
+            "count_adoptions_retrieved": [24, 6],
+        }
+    )
+    groups.to_parquet(path)
+    line = describe_candidate_retrieval(duckdb.connect(), path)
+    assert line.startswith("candidate retrieval: on, kept 4,000 of 22,000 eligible candidates")
+    assert "30 of their 40 adoptions (recall 75.0%" in line
+    groups.iloc[:0].to_parquet(path)  # the stage off: no row
+    assert describe_candidate_retrieval(duckdb.connect(), path).startswith("candidate retrieval: off")
