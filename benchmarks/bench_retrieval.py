@@ -83,7 +83,9 @@ RETRIEVAL_MARTS: tuple[str, ...] = (
 def build_completejourney(home: Path, grain: str) -> None:
     """Ingest The Complete Journey at ``grain`` into ``home`` and build only ``RETRIEVAL_MARTS`` (and their
     parents) as its live build: at product_type grain the pair features (``feat_customer_product_monthly``,
-    one row per candidate) are not needed to measure retrieval."""
+    one row per candidate) are not needed to measure retrieval. The dbt project's own candidate retrieval
+    stage (``candidate_retrieval_above_products``) is off: the retrievers are measured over every eligible
+    product."""
     env = {**os.environ, "NEXTBEST_HOME": str(home)}
     ingest = [*NEXTBEST, "ingest", "completejourney", "--grain", grain]
     subprocess.run(ingest, env=env, check=True, stdout=subprocess.DEVNULL)
@@ -93,7 +95,8 @@ def build_completejourney(home: Path, grain: str) -> None:
     target = settings.model_copy(update={"build_id": build_id})
     select = " ".join(f"+{m}" for m in RETRIEVAL_MARTS)
     build = ["build", "--select", select, "--indirect-selection", "cautious"]
-    run_dbt(build, target, dbt_vars_for(settings, settings.build), quiet=True)
+    dbt_vars = {**dbt_vars_for(settings, settings.build), "candidate_retrieval_above_products": None}
+    run_dbt(build, target, dbt_vars, quiet=True)
     settings.build.write(target.build_vars_path)
     switch_live_build(settings, build_id)
 
