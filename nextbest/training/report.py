@@ -271,6 +271,12 @@ def _retrieval_text(report: Mapping[str, Any], k: int) -> list[str]:
             f"end-to-end nDCG@{k} (the adoptions left out count as never found): "
             + ", ".join(f"{model} {_fmt(value)}" for model, value in end_to_end.items())
         )
+        out.append(
+            "the baselines are fitted on the retrieved rows too: a product near the cut-off is retrieved "
+            "only for customers who own the more popular ones, so its adoption rate there is not the "
+            "catalogue's (popularity suffers most); to compare with them over the whole catalogue, build "
+            "with the stage off (candidate_retrieval_above_products: null)"
+        )
     return out
 
 
