@@ -4,7 +4,7 @@
   candidate_retrieval_top_n eligible candidates with the best retrieval rank at the snapshot
   (int_products_ranked_by_recent_adoption), so that the candidate-grain marts, the pair features, the
   online candidate lists and the ranker's training rows all hold top_n rows per customer-month instead of
-  the whole catalogue. The adoptions this leaves out are counted per snapshot in
+  the whole catalogue. The adoptions this leaves out are counted per ranking group in
   fct_candidate_retrieval_recall. A view: below the threshold it is the eligible table itself.
 -#}
 {{ config(materialized='view') }}
