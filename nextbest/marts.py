@@ -28,8 +28,8 @@ FCT_RANKING_LABELS = "fct_ranking_labels"
 """One row per customer x candidate product x labelled snapshot, with its 0/1 label."""
 
 FCT_CANDIDATE_RETRIEVAL_RECALL = "fct_candidate_retrieval_recall"
-"""One row per labelled snapshot: what a large catalogue's candidate retrieval stage kept of the eligible
-candidates and of their adoptions (recall 1 with the stage off)."""
+"""One row per ranking group (customer x labelled snapshot): what a large catalogue's candidate retrieval
+stage kept of the eligible candidates and of their adoptions; no row with the stage off."""
 
 MART_MODELS: tuple[str, ...] = (
     DIM_PRODUCTS,
