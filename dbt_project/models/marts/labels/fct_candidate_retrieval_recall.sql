@@ -41,11 +41,14 @@ labelled as (
     from eligible
     inner join customers
         on eligible.customer_key = customers.customer_key
+    inner join spine
+        on eligible.month_index = spine.month_index
     left join retrieved
         on eligible.customer_key = retrieved.customer_key
         and eligible.product_key = retrieved.product_key
         and eligible.month_index = retrieved.month_index
-    where {{ is_past_burn_in('eligible.month_index', 'customers.joined_month_index') }}
+    where spine.is_labelled
+        and {{ is_past_burn_in('eligible.month_index', 'customers.joined_month_index') }}
 ),
 
 counted as (
@@ -74,7 +77,6 @@ final as (
         on counted.customer_key = customers.customer_key
     inner join spine
         on counted.month_index = spine.month_index
-    where spine.is_labelled
 )
 
 {%- else %}
