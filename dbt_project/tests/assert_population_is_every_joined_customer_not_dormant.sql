@@ -5,10 +5,14 @@
   s); a prospect who never held one stays in for prospect_window_months after the join month when set.
   Returns every customer x snapshot on which the brute force and feat_customer_monthly disagree, and every
   population customer x snapshot with an eligible product not owned but no eligible candidate row
-  (int_candidates_eligible: a large catalogue's retrieval stage then keeps the best of them).
+  (int_candidates_eligible). With a large catalogue's retrieval stage on, that table holds only each
+  customer's reach, so the open products are counted instead and compared with the eligible candidates
+  of fct_candidate_retrieval_recall at the labelled snapshots.
 -#}
 {%- set lookback = var('activity_lookback_months') | int -%}
 {%- set prospect_window = var('prospect_window_months') -%}
+-- depends_on: {{ ref('int_products_keyed') }}  (the catalogue's size decides whether the stage is on)
+-- depends_on: {{ ref('fct_candidate_retrieval_recall') }}
 
 with
 
@@ -124,6 +128,8 @@ extra as (
     from (select * from actual except select customer_id, event_timestamp from expected)
 ),
 
+{%- if not candidate_retrieval_is_active() %}
+
 -- a population customer with an eligible product not owned at s must have that candidate row
 open_products as (
     select
@@ -169,6 +175,95 @@ without_candidate as (
             on customers_keyed.customer_id = sampled_customers.customer_id
     )
 ),
+
+{%- else %}
+
+-- a large catalogue (retrieval stage on): int_candidates_eligible holds only each customer's reach, so
+-- the open products are counted, not listed (every customer x product would be billions of rows), and
+-- checked against the retrieval recall mart's eligible candidates at each labelled snapshot past the
+-- customer's burn-in (assert_retrieval_keeps_at_most_top_n_candidates checks which ones are kept)
+recall as (
+    select * from {{ ref('fct_candidate_retrieval_recall') }}
+),
+
+products_open_to_age as (
+    select
+        expected.customer_id,
+        expected.event_timestamp,
+        expected.snapshot_on,
+        count(*) as count_products
+    from expected
+    inner join sampled_customers
+        using (customer_id)
+    cross join products
+    where (products.min_age is not null or products.max_age is not null)
+        and sampled_customers.birth_year is not null
+        and year(expected.snapshot_on) - sampled_customers.birth_year
+            between coalesce(products.min_age, -1000) and coalesce(products.max_age, 1000)
+    group by all
+),
+
+products_owned as (
+    select
+        expected.customer_id,
+        expected.event_timestamp,
+        count(distinct holdings.product_id) as count_products
+    from expected
+    inner join sampled_customers
+        using (customer_id)
+    inner join holdings
+        on holdings.customer_id = expected.customer_id
+        and holdings.started_on <= expected.snapshot_on
+        and (holdings.ended_on is null or expected.snapshot_on < holdings.ended_on)
+    inner join products
+        on holdings.product_id = products.product_id
+        and (
+            (products.min_age is null and products.max_age is null)
+            or (
+                sampled_customers.birth_year is not null
+                and year(expected.snapshot_on) - sampled_customers.birth_year
+                    between coalesce(products.min_age, -1000) and coalesce(products.max_age, 1000)
+            )
+        )
+    group by all
+),
+
+open_counted as (
+    select
+        expected.customer_id,
+        expected.event_timestamp,
+        (select count(*) from products where products.min_age is null and products.max_age is null)
+            + coalesce(products_open_to_age.count_products, 0)
+            - coalesce(products_owned.count_products, 0) as count_open
+    from expected
+    inner join customers_keyed
+        on expected.customer_id = customers_keyed.customer_id
+    inner join spine
+        on expected.event_timestamp = spine.event_timestamp
+    left join products_open_to_age
+        on expected.customer_id = products_open_to_age.customer_id
+        and expected.event_timestamp = products_open_to_age.event_timestamp
+    left join products_owned
+        on expected.customer_id = products_owned.customer_id
+        and expected.event_timestamp = products_owned.event_timestamp
+    where spine.is_labelled
+        and {{ is_past_burn_in('spine.month_index', 'customers_keyed.joined_month_index') }}
+),
+
+without_candidate as (
+    select
+        open_counted.customer_id,
+        open_counted.event_timestamp,
+        'open products not counted as the group''s eligible candidates (fct_candidate_retrieval_recall)'
+            as problem
+    from open_counted
+    left join recall
+        on open_counted.customer_id = recall.customer_id
+        and open_counted.event_timestamp = recall.event_timestamp
+    where coalesce(recall.count_candidates_eligible, 0) <> open_counted.count_open
+),
+
+{%- endif %}
 
 final as (
     select * from missing

@@ -631,6 +631,85 @@ def test_retrieval_recall_counts_each_groups_adoptions_the_stage_kept(
     assert recall["count_adoptions"].sum() == 4
 
 
+def test_adoption_counts_are_the_eligible_candidates_grouped_with_or_without_the_stage(
+        built: Settings, retrieval_built: Settings) -> None:
+    """int_product_adoptions_counted is counted from the population and the holding states, not from
+    int_candidates_eligible's rows: the exhaustive build's eligible candidates grouped by product, breadth
+    and month give it exactly, and the retrieval build (whose eligible table holds only each customer's
+    reach) counts the same."""
+    eligible = read_mart(built, "int_candidates_eligible")
+    month, next_start = eligible["month_index"], eligible["next_start_month_index"].astype(float)
+    grouped = eligible.assign(
+        count_candidates=1,
+        count_adopted_next_month=(next_start <= month + 1).astype(int),
+        count_adopted_within_3_months=(next_start <= month + 3).astype(int),
+        count_adopted_within_12_months=(next_start <= month + 12).astype(int),
+    ).groupby(["product_key", "ownership_breadth", "month_index"], as_index=False)[
+        ["count_candidates", "count_adopted_next_month", "count_adopted_within_3_months",
+         "count_adopted_within_12_months"]
+    ].sum()
+    assert grouped["count_adopted_within_12_months"].sum() > 0
+    order = ["product_key", "ownership_breadth", "month_index"]
+    for settings in (built, retrieval_built):
+        counted = read_mart(settings, "int_product_adoptions_counted")
+        pd.testing.assert_frame_equal(
+            counted.sort_values(order).reset_index(drop=True)[grouped.columns],
+            grouped.sort_values(order).reset_index(drop=True), check_dtype=False,
+        )
+
+
+def test_with_retrieval_each_customer_month_is_expanded_only_within_its_reach(
+        built: Settings, retrieval_built: Settings) -> None:
+    """Top 1 of 4 products, two of them age-bounded (P2, P3): a customer-month's eligible rows are the
+    exhaustive build's of rank <= 1 + products owned + 2, so a customer owning nothing loses its
+    rank-4 candidate."""
+    ranked = read_mart(retrieval_built, "int_products_ranked_by_recent_adoption")
+    population = read_mart(retrieval_built, "int_customers_in_population")
+    key = ["customer_key", "product_key", "month_index"]
+    every = read_mart(built, "int_candidates_eligible").merge(ranked, on=["product_key", "month_index"])
+    every = every.merge(population[["customer_key", "month_index", "count_products_owned"]],
+                        on=["customer_key", "month_index"])
+    within = every[every["retrieval_rank"] <= 1 + every["count_products_owned"] + 2]
+    reached = read_mart(retrieval_built, "int_candidates_eligible")
+    assert set(map(tuple, reached[key].to_numpy())) == set(map(tuple, within[key].to_numpy()))
+    assert len(within) < len(every)
+
+
+def test_retrieval_guard_reports_an_eligible_candidate_passed_over(retrieval_built: Settings) -> None:
+    """C1's best-ranked January candidate removed from int_candidates_eligible: the retrieval view keeps
+    its next best, which assert_retrieval_keeps_at_most_top_n_candidates (counting eligible products
+    without that table) reports as passing over a better one; it passes once restored."""
+    settings = retrieval_built
+    database = str(settings.build_dir / "nextbest.duckdb")
+    the_row = """
+        from int_candidates_eligible
+        where customer_key = (select customer_key from int_customers_keyed where customer_id = 'C1')
+            and month_index = (select month_index from int_snapshots_spined where snapshot_on = '2024-01-31')
+            and product_key = (
+                select customer_retrieved.product_key from int_candidates_retrieved as customer_retrieved
+                where customer_retrieved.customer_key = int_candidates_eligible.customer_key
+                    and customer_retrieved.month_index = int_candidates_eligible.month_index
+            )
+    """
+    with duckdb.connect(database) as con:
+        dropped = con.sql(f"select * {the_row}").df()
+        assert len(dropped) == 1
+        con.execute(f"delete {the_row}")
+    try:
+        with pytest.raises(DbtError, match="Got 1 result") as failed:
+            build(settings.home, {"candidate_retrieval_above_products": 2, "candidate_retrieval_top_n": 1},
+                  select="assert_retrieval_keeps_at_most_top_n_candidates")
+        assert "assert_retrieval_keeps_at_most_top_n_candidates" in str(failed.value)
+    finally:
+        with duckdb.connect(database) as con:
+            con.register("dropped", dropped)
+            con.execute("insert into int_candidates_eligible select * from dropped")
+            con.execute("create or replace table int_candidates_eligible as"
+                        " select * from int_candidates_eligible order by month_index")
+    build(settings.home, {"candidate_retrieval_above_products": 2, "candidate_retrieval_top_n": 1},
+          select="assert_retrieval_keeps_at_most_top_n_candidates")
+
+
 # --- error cases ---------------------------------------------------------------------------------------
 
 def test_overlapping_holdings_fail_the_build(tmp_path) -> None:

@@ -3,7 +3,19 @@
   the string ids (and the customer's segment, int_customers_keyed) back while streaming to parquet (at 1M
   customers x 24 months, the segment's strings stored on every candidate took 12 s of the 41 s of CPU
   writing the table).
+
+  With a large catalogue's candidate retrieval stage on (candidate_retrieval_is_active), a customer-month
+  is expanded only over the products within its reach in the stage's ranking
+  (int_products_ranked_by_recent_adoption): rank <= candidate_retrieval_top_n + the products it owns +
+  the products with an age bound. At most that many products of better rank are owned or ineligible, so
+  the reach holds the customer's top_n eligible products of best rank, which int_candidates_retrieved
+  keeps, and every customer-month with an eligible product keeps one. Without it, Complete Journey's 92,331
+  products would be ~2.6 G rows here. Nothing else reads this table's rows to count candidates: those
+  counts come from int_population_holding_states and the population.
 -#}
+-- depends_on: {{ ref('int_products_keyed') }}  (the catalogue's size decides whether the stage is on)
+-- depends_on: {{ ref('int_products_ranked_by_recent_adoption') }}  (the stage's ranking, when on)
+
 with
 
 population as (
@@ -22,17 +34,51 @@ owned_sets as (
     select * from {{ ref('int_customer_owned_sets') }}
 ),
 
+{%- if candidate_retrieval_is_active() %}
+
+ranked as (
+    select * from {{ ref('int_products_ranked_by_recent_adoption') }}
+),
+
+products_bounded as (
+    select count(*) as count_products_age_bounded
+    from products
+    where {{ has_age_bound('products.min_age', 'products.max_age') }}
+),
+
+-- the products of rank <= reach hold the customer's top_n eligible ones (count_products_owned counts
+-- holdings, so it is at least the number of products owned)
+reach as (
+    select
+        population.customer_key,
+        population.month_index,
+        {{ var('candidate_retrieval_top_n') | int }}
+            + coalesce(population.count_products_owned, 0)
+            + products_bounded.count_products_age_bounded as retrieval_reach
+    from population
+    cross join products_bounded
+),
+
+reachable as (
+    select
+        reach.customer_key,
+        reach.month_index,
+        ranked.product_key
+    from reach
+    inner join ranked
+        on reach.month_index = ranked.month_index
+        and ranked.retrieval_rank <= reach.retrieval_reach
+),
+
+{%- endif %}
+
 -- the owned set a customer's cross-sell features come from (null when the customer owns nothing)
 population_sets as (
     select
         population.customer_key,
         population.month_index,
         population.age_years,
-        -- how many products the customer owns, on a log2 scale: 0, 1, 2-3, 4-7, 8-15 ...
-        cast(
-            case when population.count_products_owned = 0 then 0 else floor(log2(population.count_products_owned)) + 1 end
-            as integer
-        ) as ownership_breadth,
+        {{ ownership_breadth('population.count_products_owned') }} as ownership_breadth,
         owned_sets.owned_set_id,
         owned_sets.is_latest_start_recent
     from population
@@ -52,13 +98,17 @@ eligible as (
         population_sets.owned_set_id,
         population_sets.is_latest_start_recent
     from population_sets
+    {%- if candidate_retrieval_is_active() %}
+    inner join reachable
+        on population_sets.customer_key = reachable.customer_key
+        and population_sets.month_index = reachable.month_index
     inner join products
-        on (products.min_age is null and products.max_age is null)
-        or (
-            population_sets.age_years is not null
-            and population_sets.age_years >= coalesce(products.min_age, population_sets.age_years)
-            and population_sets.age_years <= coalesce(products.max_age, population_sets.age_years)
-        )
+        on reachable.product_key = products.product_key
+        and {{ is_age_eligible('population_sets.age_years', 'products.min_age', 'products.max_age') }}
+    {%- else %}
+    inner join products
+        on {{ is_age_eligible('population_sets.age_years', 'products.min_age', 'products.max_age') }}
+    {%- endif %}
 ),
 
 -- at most one segment contains the snapshot month (segments are disjoint)
