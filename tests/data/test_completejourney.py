@@ -400,6 +400,27 @@ def test_department_grain_gives_fewer_products(built, built_department) -> None:
 
 
 @pytest.mark.integration
+def test_product_grain_makes_every_sku_a_product(
+    built, tmp_path: Path, source_catalogue: pd.DataFrame
+) -> None:
+    """92,331 SKUs, each its own product named by its product type and SKU id; every transaction of a
+    catalogued SKU keeps its product."""
+    _, by_category = built
+    out = tmp_path / "completejourney-product"
+    by_product = build_completejourney(out, grain="product")
+    products = _read(out, "products")
+    assert by_product.products == len(products) == source_catalogue["product_id"].nunique() == 92_331
+    assert (products["n_skus"] == 1).all()
+    sku = source_catalogue.set_index("product_id").loc[source_catalogue["product_id"].iloc[0]]
+    name = f"{sku['product_type'].strip()} {source_catalogue['product_id'].iloc[0]}"
+    assert name in set(products["product_name"])
+    assert by_product.customers == by_category.customers
+    assert by_product.transactions == by_category.transactions
+    assert by_product.holdings > by_category.holdings
+    assert by_product.transactions_without_product < by_category.transactions_without_product
+
+
+@pytest.mark.integration
 def test_output_ingests_cleanly(built, tmp_path: Path) -> None:
     store = pytest.importorskip(
         "nextbest.ingest.store", reason="nextbest.ingest.store (the contract ingest) is not available"
