@@ -4,14 +4,15 @@
   int_candidates_eligible (which with the stage on holds only each customer's reach, so it cannot be the
   judge): every kept candidate is eligible by age and not owned (int_population_holding_states); at
   most top_n are kept; the eligible products of rank up to the worst kept one are exactly the kept ones
-  (none of better rank was passed over); and a customer-month keeping fewer than top_n keeps all its
-  eligible products. Eligible products up to a rank = the products without an age bound up to it, plus
+  (none of better rank was passed over); and a population customer-month keeping fewer than top_n
+  (none included) keeps all its eligible products. Eligible products up to a rank = the products without an age bound up to it, plus
   the bounded ones whose bound holds the customer's age, minus those owned. With the stage off there is
   nothing to check (the view is the eligible table).
 -#}
 -- depends_on: {{ ref('int_products_keyed') }}  (the catalogue's size decides whether the stage is on)
 -- depends_on: {{ ref('int_candidates_retrieved') }}
 -- depends_on: {{ ref('int_population_holding_states') }}
+-- depends_on: {{ ref('int_customers_in_population') }}
 -- depends_on: {{ ref('int_products_ranked_by_recent_adoption') }}
 {%- set top_n = var('candidate_retrieval_top_n') | int %}
 
@@ -26,6 +27,11 @@ retrieved as (
 
 states as (
     select * from {{ ref('int_population_holding_states') }}
+    where {{ customer_sample('customer_key') }}
+),
+
+population as (
+    select * from {{ ref('int_customers_in_population') }}
     where {{ customer_sample('customer_key') }}
 ),
 
@@ -59,15 +65,28 @@ kept as (
         and retrieved.month_index = states.month_index
 ),
 
-groups as (
+kept_counted as (
     select
         customer_key,
         month_index,
-        age_years,
         count(*) as count_kept,
         max(retrieval_rank) as worst_kept_rank
     from kept
     group by all
+),
+
+-- every population customer-month of the sample, with what it kept (none: 0, no worst rank)
+groups as (
+    select
+        population.customer_key,
+        population.month_index,
+        population.age_years,
+        coalesce(kept_counted.count_kept, 0) as count_kept,
+        kept_counted.worst_kept_rank
+    from population
+    left join kept_counted
+        on population.customer_key = kept_counted.customer_key
+        and population.month_index = kept_counted.month_index
 ),
 
 -- per snapshot and rank: the products without an age bound up to that rank
@@ -95,6 +114,7 @@ thresholds as (
         'up_to_worst_kept' as threshold,
         groups.worst_kept_rank as up_to_rank
     from groups
+    where groups.count_kept > 0
     union all
     select
         groups.customer_key,

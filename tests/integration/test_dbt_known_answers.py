@@ -660,16 +660,17 @@ def test_adoption_counts_are_the_eligible_candidates_grouped_with_or_without_the
 
 def test_with_retrieval_each_customer_month_is_expanded_only_within_its_reach(
         built: Settings, retrieval_built: Settings) -> None:
-    """Top 1 of 4 products, two of them age-bounded (P2, P3): a customer-month's eligible rows are the
-    exhaustive build's of rank <= 1 + products owned + 2, so a customer owning nothing loses its
-    rank-4 candidate."""
+    """Top 1 of 4 products, two of them age-bounded (P2 from 18, P3 to 17): a customer-month's eligible
+    rows are the exhaustive build's of rank <= 1 + products owned + the bounded products its age
+    excludes (one of them for a known age, both for C3's unknown age)."""
     ranked = read_mart(retrieval_built, "int_products_ranked_by_recent_adoption")
     population = read_mart(retrieval_built, "int_customers_in_population")
     key = ["customer_key", "product_key", "month_index"]
     every = read_mart(built, "int_candidates_eligible").merge(ranked, on=["product_key", "month_index"])
     every = every.merge(population[["customer_key", "month_index", "count_products_owned"]],
                         on=["customer_key", "month_index"])
-    within = every[every["retrieval_rank"] <= 1 + every["count_products_owned"] + 2]
+    excluded_by_age = np.where(every["age_years"].isna(), 2, 1)
+    within = every[every["retrieval_rank"] <= 1 + every["count_products_owned"] + excluded_by_age]
     reached = read_mart(retrieval_built, "int_candidates_eligible")
     assert set(map(tuple, reached[key].to_numpy())) == set(map(tuple, within[key].to_numpy()))
     assert len(within) < len(every)
@@ -677,8 +678,9 @@ def test_with_retrieval_each_customer_month_is_expanded_only_within_its_reach(
 
 def test_retrieval_guard_reports_an_eligible_candidate_passed_over(retrieval_built: Settings) -> None:
     """C1's best-ranked January candidate removed from int_candidates_eligible: the retrieval view keeps
-    its next best, which assert_retrieval_keeps_at_most_top_n_candidates (counting eligible products
-    without that table) reports as passing over a better one; it passes once restored."""
+    the next best within C1's reach, if any, and assert_retrieval_keeps_at_most_top_n_candidates
+    (counting eligible products without that table) reports the customer-month, whether as a better
+    product passed over or as fewer kept than eligible; it passes once restored."""
     settings = retrieval_built
     database = str(settings.build_dir / "nextbest.duckdb")
     the_row = """

@@ -7,11 +7,11 @@
   With a large catalogue's candidate retrieval stage on (candidate_retrieval_is_active), a customer-month
   is expanded only over the products within its reach in the stage's ranking
   (int_products_ranked_by_recent_adoption): rank <= candidate_retrieval_top_n + the products it owns +
-  the products with an age bound. At most that many products of better rank are owned or ineligible, so
-  the reach holds the customer's top_n eligible products of best rank, which int_candidates_retrieved
-  keeps, and every customer-month with an eligible product keeps one. Without it, Complete Journey's 92,331
-  products would be ~2.6 G rows here. Nothing else reads this table's rows to count candidates: those
-  counts come from int_population_holding_states and the population.
+  the products its age makes it ineligible for. At most that many products of better rank are owned or
+  ineligible, so the reach holds the customer's top_n eligible products of best rank, which
+  int_candidates_retrieved keeps, and every customer-month with an eligible product keeps one. Without
+  it, Complete Journey's 92,331 products would be ~2.6 G rows here. Nothing else reads this table's rows
+  to count candidates: those counts come from int_population_holding_states and the population.
 -#}
 -- depends_on: {{ ref('int_products_keyed') }}  (the catalogue's size decides whether the stage is on)
 -- depends_on: {{ ref('int_products_ranked_by_recent_adoption') }}  (the stage's ranking, when on)
@@ -40,23 +40,31 @@ ranked as (
     select * from {{ ref('int_products_ranked_by_recent_adoption') }}
 ),
 
-products_bounded as (
-    select count(*) as count_products_age_bounded
-    from products
-    where {{ has_age_bound('products.min_age', 'products.max_age') }}
+-- per age (null = unknown) in the population: the products with an age bound it is not eligible for
+ages_ineligible as (
+    select
+        ages.age_years,
+        count(products.product_key) as count_products_ineligible
+    from (select distinct age_years from population) as ages
+    left join products
+        on {{ has_age_bound('products.min_age', 'products.max_age') }}
+        and not {{ is_age_eligible('ages.age_years', 'products.min_age', 'products.max_age') }}
+    group by ages.age_years
 ),
 
--- the products of rank <= reach hold the customer's top_n eligible ones (count_products_owned counts
--- holdings, so it is at least the number of products owned)
+-- the products of rank <= reach hold the customer's top_n eligible ones: at most its owned and its
+-- ineligible products rank better than them (count_products_owned counts holdings, so it is at least
+-- the number of products owned)
 reach as (
     select
         population.customer_key,
         population.month_index,
         {{ var('candidate_retrieval_top_n') | int }}
             + coalesce(population.count_products_owned, 0)
-            + products_bounded.count_products_age_bounded as retrieval_reach
+            + ages_ineligible.count_products_ineligible as retrieval_reach
     from population
-    cross join products_bounded
+    inner join ages_ineligible
+        on population.age_years is not distinct from ages_ineligible.age_years
 ),
 
 reachable as (
