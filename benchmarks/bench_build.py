@@ -4,9 +4,12 @@ Prints wall time and peak memory (whole process tree, dbt included) per stage (i
 its tests, without Feast: see bench_feature_store.py), the growth ratio against the smallest synthetic
 size, and one summary line per dataset: ``customers, months, dbt_s, pack_s, total_s, peak_rss_gib``
 (pack_s: the packed model's own time in dbt's run_results.json). Per build it also prints the seconds
-dbt's nodes ran, summed per kind (models, tests, ...: the work its threads share) and the 12 slowest
-nodes. Target: 1M customers x 24 months builds
-in under 10 minutes within 8 GiB on the 2-core machine.
+dbt's nodes ran, summed per kind (models, tests, ...: the work its threads share), the products and
+candidate rows (with the candidate retrieval stage's counts when it was on) and the 12 slowest nodes.
+Target: 1M customers x 24 months builds in under 10 minutes within 8 GiB on the 2-core machine.
+``--cj-grains`` builds The Complete Journey at several product grains in one run: at 2,378 product types
+and 92,331 SKUs the retrieval stage bounds the candidates, so the build should not grow with the
+catalogue (compare the ``x time vs first`` column).
 
 ``--engines duckdb spark`` builds each ingest on both engines (``NEXTBEST_ENGINE``; Spark ``local[2]``), one
 after the other on the same raw files, and prints each build's time, peak memory, seconds per 1,000
@@ -19,6 +22,7 @@ exactly the new one's rows.
 
     python benchmarks/bench_build.py                                # 10k, 100k, 1M + Complete Journey
     python benchmarks/bench_build.py --sizes 10000 --no-cj          # quick look
+    python benchmarks/bench_build.py --sizes --cj-grains product_category product_type product  # 303-92k
     python benchmarks/bench_build.py --sizes 200000 --no-cj --peer  # new pack vs the old path
     python benchmarks/bench_build.py --sizes 10000 100000 --no-cj --engines duckdb spark
     NEXTBEST_SPARK_DRIVER_MEMORY=10g NEXTBEST_SPARK_SHUFFLE_PARTITIONS=16 \
@@ -95,6 +99,26 @@ def model_seconds(build_dir: Path) -> dict[str, float]:
     return {r["unique_id"].split(".")[-1]: r["execution_time"] for r in models}
 
 
+def candidate_summary(build_dir: Path) -> str:
+    """Products, candidate rows (fct_candidates) and, when the build's candidate retrieval stage was on,
+    the eligible candidates it never expanded and the share of adoptions it kept (labelled snapshots)."""
+    marts = build_dir / "marts"
+    with duckdb.connect() as con:
+        products = con.execute(f"select count(*) from '{marts / 'dim_products.parquet'}'").fetchone()[0]
+        candidates = con.execute(f"select count(*) from '{marts / 'fct_candidates.parquet'}'").fetchone()[0]
+        eligible, kept, adoptions, adoptions_kept = con.execute(
+            "select sum(count_candidates_eligible), sum(count_candidates_retrieved), sum(count_adoptions),"
+            f" sum(count_adoptions_retrieved) from '{marts / 'fct_candidate_retrieval_recall.parquet'}'"
+        ).fetchone()
+    text = f"{products:,} products, {candidates:,} candidate rows"
+    if eligible:
+        text += (
+            f"; retrieval stage on: {kept:,} of {eligible:,} eligible at the labelled snapshots,"
+            f" {adoptions_kept / adoptions:.1%} of the adoptions kept"
+        )
+    return text
+
+
 def old_pack_sql(packed: duckdb.DuckDBPyRelation, pairs_file: str) -> str:
     """The old pack_features: one list() of structs per customer x snapshot, sorted, then one
     list_transform per feature; left-joined to the population (the packed model's own rows)."""
@@ -169,9 +193,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--months", type=int, default=24)
     parser.add_argument("--no-cj", action="store_true", help="skip The Complete Journey")
+    parser.add_argument(
+        "--cj-grains",
+        nargs="+",
+        default=["product_category"],
+        help="Complete Journey product grains to build (product_category, department, product_type, product)",
+    )
     parser.add_argument("--oracle", action="store_true", help="also write the oracle (slower)")
     parser.add_argument("--peer", action="store_true", help="also time the old pair path on each build")
     parser.add_argument(
@@ -198,7 +228,8 @@ def main() -> None:
         for n in args.sizes
     ]
     if not args.no_cj:
-        cases.append(("completejourney (product_category)", ["completejourney"], None))
+        for grain in args.cj_grains:
+            cases.append((f"completejourney ({grain})", ["completejourney", "--grain", grain], None))
 
     header = f"{'dataset':<36} {'stage':<7} {'seconds':>9} {'peak GiB':>9} {'x time vs first':>16}"
     print(header)
@@ -232,6 +263,7 @@ def main() -> None:
                 + f" (sum {sum(s for _, s in kinds):.1f}; build wall {build.seconds:.1f})",
                 flush=True,
             )
+            print(f"{label:<36}   candidates: {candidate_summary(build_dir)}", flush=True)
             for node, seconds in slowest_nodes(build_dir, 12):
                 print(f"{label:<36}   slowest: {seconds:>7.1f} s  {node}", flush=True)
             peak = max(m.peak_gib for m in results.values())
