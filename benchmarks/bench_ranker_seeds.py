@@ -12,29 +12,55 @@ the same test rows:
   calibrated probability instead (ties: the score). The calibrators are monotone in the score within a
   product, so only the order across products changes;
 
+- ``with pooled``: the products ordered by the ranker's score plus the pooled classifier's log-odds,
+  each standardised within its ranking group (a blend of the listwise ranker and the pointwise
+  baseline fitted on the same rows; printed when the config has the pooled baseline);
+
 then the seeds' mean and spread, and ``average of seeds``: the products ordered by the mean of the
 seeds' scores, each standardised within its ranking group (a bag of rankers), with its paired
-difference in nDCG@k against the first seed.
+difference in nDCG@k against the first seed. ``--set NAME=VALUE`` (repeatable) changes a ranker
+hyper-parameter of the config for every seed (a JSON value; ``extra.NAME`` for LightGBM's own), to
+compare variants on the same rows.
 
-    python benchmarks/bench_ranker_seeds.py --home $NEXTBEST_HOME --seeds 4
+    python benchmarks/bench_ranker_seeds.py --home DIR --seeds 4
+    python benchmarks/bench_ranker_seeds.py --home DIR --seeds 1 --set extra.objective='"rank_xendcg"'
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 BAG = "__average_of_seeds"
 BY_PROBABILITY = "__by_probability"
+WITH_POOLED = "__with_pooled"
 
 
-def train_seed(seed: int) -> tuple[pd.DataFrame, int]:
-    """The scored test frame of ``nextbest train`` with ``seed`` (ablation off), and the config's k."""
+def ranker_overrides(settings: list[str]) -> dict[str, Any]:
+    """``NAME=VALUE`` pairs (JSON values) as ranker config fields; ``extra.NAME`` goes to ``extra``."""
+    fields: dict[str, Any] = {}
+    for item in settings:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: expected NAME=VALUE")
+        parsed = json.loads(value)
+        if name.startswith("extra."):
+            fields.setdefault("extra", {})[name.removeprefix("extra.")] = parsed
+        else:
+            fields[name] = parsed
+    return fields
+
+
+def train_seed(seed: int, overrides: dict[str, Any] | None = None) -> tuple[pd.DataFrame, int]:
+    """The scored test frame of ``nextbest train`` with ``seed`` (ablation off) and the ranker's
+    ``overrides``, and the config's k."""
     from nextbest.settings import Settings
     from nextbest.training.cli import resolve_config_path
     from nextbest.training.config import load_config
@@ -42,10 +68,13 @@ def train_seed(seed: int) -> tuple[pd.DataFrame, int]:
 
     settings = Settings()
     config = load_config(resolve_config_path(settings, None))
+    fields = dict(overrides or {})
+    if "extra" in fields:
+        fields["extra"] = {**config.ranker.extra, **fields["extra"]}
     config = config.model_copy(
         update={
             "seed": seed,
-            "ranker": config.ranker.model_copy(update={"seed": seed}),
+            "ranker": config.ranker.model_validate(config.ranker.model_dump() | fields | {"seed": seed}),
             "ablation": config.ablation.model_copy(update={"enabled": False}),
         }
     )
@@ -78,7 +107,12 @@ def main() -> None:
     )
     parser.add_argument("--home", type=Path, required=True, help="a built NEXTBEST_HOME")
     parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE",
+        help="a ranker hyper-parameter for every seed (JSON value; extra.NAME for LightGBM's)",
+    )
     args = parser.parse_args()
+    overrides = ranker_overrides(args.set)
     os.environ["NEXTBEST_HOME"] = str(args.home.resolve())
     from nextbest.columns import PROBABILITY
     from nextbest.training import evaluate as ev
@@ -90,7 +124,7 @@ def main() -> None:
     rows: dict[str, dict[str, float]] = {}
     k = 0
     for seed in range(args.seeds):
-        scored, k = train_seed(seed)
+        scored, k = train_seed(seed, overrides)
         if first is None:
             first = scored
         elif not scored[keys].equals(first[keys]):
@@ -100,6 +134,15 @@ def main() -> None:
         rows[f"seed {seed}"] = figures(scored, score, k) | {
             f"{name} by probability": value for name, value in reordered.items()
         }
+        pooled = ev.score_col(ev.POOLED)
+        if pooled in scored.columns:
+            chance = scored[pooled].clip(1e-9, 1 - 1e-9)
+            log_odds = scored.assign(**{WITH_POOLED: np.log(chance / (1 - chance))})
+            blend = standardised(scored, score) + standardised(log_odds, WITH_POOLED)
+            rows[f"seed {seed}"] |= {
+                f"{name} with pooled": value
+                for name, value in figures(scored.assign(**{WITH_POOLED: blend}), WITH_POOLED, k).items()
+            }
         standard.append(standardised(scored, score))
         print(f"seed {seed}: " + ", ".join(f"{n} {v:.4f}" for n, v in rows[f"seed {seed}"].items()))
     assert first is not None
