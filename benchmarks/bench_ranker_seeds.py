@@ -43,14 +43,24 @@ BY_PROBABILITY = "__by_probability"
 WITH_POOLED = "__with_pooled"
 
 
-def ranker_overrides(settings: list[str]) -> dict[str, Any]:
-    """``NAME=VALUE`` pairs (JSON values) as ranker config fields; ``extra.NAME`` goes to ``extra``."""
+def ranker_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``NAME=VALUE`` pairs (JSON values) as ranker config fields; ``extra.NAME`` goes to ``extra``.
+    A pair that is not one exits with a one-line message."""
+    from nextbest.training.config import RankerConfig
+
     fields: dict[str, Any] = {}
-    for item in settings:
+    for item in pairs:
         name, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"--set {item!r}: expected NAME=VALUE")
-        parsed = json.loads(value)
+        if not name.startswith("extra.") and name not in RankerConfig.model_fields:
+            known = ", ".join(RankerConfig.model_fields)
+            raise SystemExit(f"--set {item!r}: {name!r} is not a ranker field ({known})")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            quoted = "NAME='\"text\"'"
+            raise SystemExit(f"--set {item!r}: not a JSON value (quote a string: {quoted})") from None
         if name.startswith("extra."):
             fields.setdefault("extra", {})[name.removeprefix("extra.")] = parsed
         else:
