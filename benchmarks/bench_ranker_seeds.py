@@ -11,7 +11,6 @@ the same test rows:
 - ``by probability``: the same figures when each customer's products are ordered by the per-product
   calibrated probability instead (ties: the score). The calibrators are monotone in the score within a
   product, so only the order across products changes;
-
 - ``with pooled``: the products ordered by the ranker's score plus the pooled classifier's log-odds,
   each standardised within its ranking group (a blend of the listwise ranker and the pointwise
   baseline fitted on the same rows; printed when the config has the pooled baseline);
@@ -144,16 +143,17 @@ def main() -> None:
         rows[f"seed {seed}"] = figures(scored, score, k) | {
             f"{name} by probability": value for name, value in reordered.items()
         }
+        ranker_standardised = standardised(scored, score)
         pooled = ev.score_col(ev.POOLED)
         if pooled in scored.columns:
             chance = scored[pooled].clip(1e-9, 1 - 1e-9)
             log_odds = scored.assign(**{WITH_POOLED: np.log(chance / (1 - chance))})
-            blend = standardised(scored, score) + standardised(log_odds, WITH_POOLED)
+            blend = ranker_standardised + standardised(log_odds, WITH_POOLED)
             rows[f"seed {seed}"] |= {
                 f"{name} with pooled": value
                 for name, value in figures(scored.assign(**{WITH_POOLED: blend}), WITH_POOLED, k).items()
             }
-        standard.append(standardised(scored, score))
+        standard.append(ranker_standardised)
         print(f"seed {seed}: " + ", ".join(f"{n} {v:.4f}" for n, v in rows[f"seed {seed}"].items()))
     assert first is not None
     bagged = first.assign(**{BAG: np.mean(standard, axis=0)})
