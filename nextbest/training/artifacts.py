@@ -40,8 +40,11 @@ from nextbest.settings import BuildVars, OnlineKind, Settings
 from nextbest.training.calibration import Calibrators
 from nextbest.training.ranker import FittedRanker
 
-BUNDLE_FORMAT = 1
-"""Version of the on-disk layout; bump when it changes incompatibly."""
+BUNDLE_FORMAT = 2
+"""Version of the on-disk layout; bump when it changes incompatibly. 2: the ranker's booster may hold a
+pointwise part after its ``best_iteration`` trees (``pointwise_trees``), which a reader of format 1
+would leave out of every score: a bundle without one is still written as format 1."""
+READABLE_FORMATS = (1, 2)
 
 RANKER_FILE = "ranker.txt"
 CALIBRATORS_FILE = "calibrators.joblib"
@@ -185,11 +188,12 @@ def _json_default(value: Any) -> Any:
 
 def _metadata(bundle: ModelBundle) -> dict[str, Any]:
     return {
-        "bundle_format": BUNDLE_FORMAT,
+        "bundle_format": BUNDLE_FORMAT if bundle.ranker.pointwise_trees else 1,
         "version": bundle.version,
         "feature_cols": bundle.feature_cols,
         "categories": bundle.categories,
         "best_iteration": bundle.ranker.best_iteration,
+        "pointwise_trees": bundle.ranker.pointwise_trees,
         "best_valid_ndcg": bundle.ranker.best_valid_ndcg,
         "eval_at": bundle.ranker.eval_at,
         "has_calibrators": bundle.calibrators is not None,
@@ -270,10 +274,9 @@ def load_bundle(
     if not meta_path.is_file():
         raise FileNotFoundError(f"{path} is not a model bundle (no {METADATA_FILE})")
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if meta.get("bundle_format") != BUNDLE_FORMAT:
-        raise BundleMismatchError(
-            f"{path}: bundle format {meta.get('bundle_format')}, expected {BUNDLE_FORMAT}"
-        )
+    if meta.get("bundle_format") not in READABLE_FORMATS:
+        readable = " or ".join(map(str, READABLE_FORMATS))
+        raise BundleMismatchError(f"{path}: bundle format {meta.get('bundle_format')}, expected {readable}")
     problems: list[str] = []
     if expected_service is not None and meta["feature_service_name"] != expected_service:
         problems.append(
@@ -295,6 +298,7 @@ def load_bundle(
         best_iteration=int(meta["best_iteration"]),
         best_valid_ndcg=float(meta["best_valid_ndcg"]),
         eval_at=int(meta["eval_at"]),
+        pointwise_trees=int(meta.get("pointwise_trees", 0)),  # bundles written before the pointwise part
     )
     calibrators = None
     if meta["has_calibrators"]:

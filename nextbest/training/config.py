@@ -65,6 +65,20 @@ class SplitConfig(_Strict):
     min_train_snapshots: int | None = Field(default=None, ge=1)
 
 
+class PointwiseConfig(_Strict):
+    """The ranker's pointwise part (``nextbest.training.ranker.add_pointwise``): a binary LightGBM fitted
+    on the ranker's own rows, early-stopped on the validation log loss (at most ``n_estimators`` trees),
+    its trees added to the ranker's booster with their within-group spread scaled to ``weight`` times
+    the LambdaMART trees'."""
+
+    n_estimators: int = Field(default=1000, ge=1)
+    learning_rate: float = Field(default=0.05, gt=0)
+    num_leaves: int = Field(default=15, ge=2)
+    min_child_samples: int = Field(default=20, ge=1)
+    early_stopping_rounds: int = Field(default=50, ge=1)
+    weight: float = Field(default=1.0, gt=0)
+
+
 class RankerConfig(_Strict):
     """LambdaMART hyper-parameters (LightGBM names; ``extra`` passed through to ``LGBMRanker``), used
     directly by ``nextbest.training.ranker.fit_ranker``; early stopping on NDCG@``TrainingConfig.k``."""
@@ -89,6 +103,8 @@ class RankerConfig(_Strict):
     n_jobs: int = Field(default=2, ge=1)
     seed: int = 0
     extra: dict[str, Any] = Field(default_factory=dict)
+    pointwise: PointwiseConfig | None = None
+    """A pointwise part added to the LambdaMART trees (None: LambdaMART alone)."""
 
 
 class BaselineConfig(_Strict):

@@ -25,26 +25,23 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import pandas as pd
 
-from nextbest.columns import LABEL, SCORE
 from nextbest.settings import TrainingSettings
 from nextbest.training.config import ConfigError, RankerConfig
 from nextbest.training.constants import DEFAULT_K
-from nextbest.training.metrics import ndcg_at_k
 from nextbest.training.ranker import (
     FittedRanker,
     RankingData,
+    add_pointwise,
     best_window_centre,
     check_same_features,
     fit_ranker,
     lambdarank_kwargs,
+    valid_ndcg,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
     from distributed import Client
-
-GROUP = "group"  # the validation groups' number, for the tree selection
 
 
 class RankerFit(Protocol):
@@ -60,6 +57,7 @@ class RankerFit(Protocol):
         *,
         select_trees: bool = True,
     ) -> FittedRanker: ...
+
 
 def group_partitions(group_sizes: np.ndarray, n_partitions: int) -> list[tuple[int, int]]:
     """``n_partitions`` (or fewer, never empty) consecutive ranges of whole groups, as (first group,
@@ -101,19 +99,14 @@ def dask_inputs(data: RankingData, client: Client, n_partitions: int) -> tuple[o
 
 
 def select_iteration(
-    ranker: FittedRanker, valid: RankingData, n_trees: int, step: int, k: int, window: int = 1
+    ranker: FittedRanker, valid: RankingData, n_trees: int, step: int, window: int = 1
 ) -> tuple[int, float]:
-    """The number of trees (a multiple of ``step``, or ``n_trees``) with the best validation NDCG@k
-    averaged over the cuts within ``window // 2`` trees either side (full windows only, as
-    ``ranker.SmoothedEarlyStopping`` chooses; every cut when there are too few), and the NDCG at it;
-    ties go to fewer trees."""
-    group = np.repeat(np.arange(valid.n_groups), valid.group_sizes)
-    frame = pd.DataFrame({GROUP: group, LABEL: valid.label})
+    """The number of trees (a multiple of ``step``, or ``n_trees``) with the best validation
+    NDCG@``ranker.eval_at`` averaged over the cuts within ``window // 2`` trees either side (full
+    windows only, as ``ranker.SmoothedEarlyStopping`` chooses; every cut when there are too few), and
+    the NDCG at it; ties go to fewer trees."""
     cuts = sorted({*range(step, n_trees, step), n_trees})
-    scores = []
-    for trees in cuts:
-        score = ranker.booster.predict(valid.features, num_iteration=trees)
-        scores.append(ndcg_at_k(frame.assign(**{SCORE: score}), k, group_cols=(GROUP,)))
+    scores = [valid_ndcg(ranker, valid, trees) for trees in cuts]
     best = best_window_centre(scores, (window // 2) // step)
     return cuts[best], scores[best]
 
@@ -162,12 +155,12 @@ def fit_ranker_dask(
         eval_at=eval_at,
     )
     if not select_trees:
-        return ranker
+        return add_pointwise(ranker, train, None, params)
     trees, ndcg = select_iteration(
-        ranker, valid, booster.num_trees(), selection_step, eval_at, params.early_stopping_window
+        ranker, valid, booster.num_trees(), selection_step, params.early_stopping_window
     )
     ranker.best_iteration, ranker.best_valid_ndcg = trees, float(ndcg)
-    return ranker
+    return add_pointwise(ranker, train, valid, params)
 
 
 @contextmanager

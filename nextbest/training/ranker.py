@@ -21,11 +21,15 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from nextbest.columns import GROUP_COLS, LABEL, SORT_COLS
+from nextbest.columns import GROUP_COLS, LABEL, SCORE, SORT_COLS
 from nextbest.training.config import RankerConfig
 from nextbest.training.constants import DEFAULT_K
 from nextbest.training.encoding import Columns, MatrixSpec, n_rows, require_columns
+from nextbest.training.metrics import ndcg_at_k
+from nextbest.training.pointwise import merge_boosters, within_group_sd
 from nextbest.training.row_predictor import MAX_ROWS_ONE_THREAD, RowPredictor
+
+_GROUP = "__group"
 
 Categories = dict[str, list[str]]
 """Categorical feature -> its ordered category list (learned on training data)."""
@@ -255,6 +259,8 @@ class FittedRanker:
             have ended the fit (fewer than ``early_stopping_rounds`` trees after the best one): a tree
             found no split that meets the split rules (e.g. ``min_child_samples`` too large for the
             data), so validation never saw whether more trees would help.
+        pointwise_trees: trees of the pointwise part after the ``best_iteration`` LambdaMART trees
+            (``add_pointwise``; 0: none). The booster holds exactly ``n_trees`` trees then.
     """
 
     booster: lgb.Booster
@@ -264,6 +270,12 @@ class FittedRanker:
     best_valid_ndcg: float
     eval_at: int = DEFAULT_K
     stalled: bool = False
+    pointwise_trees: int = 0
+
+    @property
+    def n_trees(self) -> int:
+        """The trees a score sums: the chosen LambdaMART trees and the pointwise part's."""
+        return self.best_iteration + self.pointwise_trees
 
     @cached_property
     def matrix_spec(self) -> MatrixSpec:
@@ -272,8 +284,8 @@ class FittedRanker:
 
     @cached_property
     def row_predictor(self) -> RowPredictor:
-        """LightGBM's single-row predictor of ``best_iteration`` trees, for the few rows of one customer."""
-        return RowPredictor(self.booster, num_iteration=self.best_iteration)
+        """LightGBM's single-row predictor of ``n_trees`` trees, for the few rows of one customer."""
+        return RowPredictor(self.booster, num_iteration=self.n_trees)
 
     def __getstate__(self) -> dict:
         """Pickled without the row predictor (a C handle of this process)."""
@@ -300,11 +312,12 @@ class FittedRanker:
             return self.row_predictor.predict(matrix)
         threads_kw = {} if threads is None else {"num_threads": threads}
         return np.asarray(
-            self.booster.predict(matrix, num_iteration=self.best_iteration, **threads_kw), dtype=float
+            self.booster.predict(matrix, num_iteration=self.n_trees, **threads_kw), dtype=float
         )
 
     def feature_importance(self, importance_type: str = "gain") -> pd.Series:
-        """Importance of each feature ("gain" or "split"), sorted descending."""
+        """Importance of each feature ("gain" or "split") in the LambdaMART trees, sorted descending (the
+        pointwise part's gains are log-loss gains, on another scale)."""
         values = self.booster.feature_importance(
             importance_type=importance_type, iteration=self.best_iteration
         )
@@ -475,7 +488,7 @@ def fit_ranker(
     else:
         model.fit(train.features, train.label, group=train.group_sizes, categorical_feature=categorical)
         best_iteration, best_score, stalled = int(model.booster_.current_iteration()), float("nan"), False
-    return FittedRanker(
+    ranker = FittedRanker(
         booster=model.booster_,
         feature_cols=list(train.feature_cols),
         categories={k: list(v) for k, v in train.categories.items()},
@@ -484,3 +497,72 @@ def fit_ranker(
         eval_at=eval_at,
         stalled=stalled,
     )
+    return add_pointwise(ranker, train, valid if select_trees else None, params)
+
+
+def add_pointwise(
+    ranker: FittedRanker, train: RankingData, valid: RankingData | None, params: RankerConfig
+) -> FittedRanker:
+    """``ranker`` with the pointwise part of ``params.pointwise`` (unchanged when None): a binary
+    LightGBM fitted on ``train`` (the ranker's own rows and encoding), early-stopped on the log loss
+    of ``valid`` (None: its ``n_estimators`` trees, a refit), its trees appended to the ranker's
+    ``best_iteration`` trees in one booster, each scaled so that the part's spread within a training
+    group is ``weight`` times the LambdaMART trees' (``pointwise.within_group_sd``). The listwise ranker
+    and a pointwise classifier err differently where data is thin; their sum, each on one scale, is
+    steadier than either. ``best_valid_ndcg`` becomes the whole model's on ``valid`` (None: NaN)."""
+    part = params.pointwise
+    if part is None:
+        return ranker
+    classifier = lgb.LGBMClassifier(
+        objective="binary",
+        n_estimators=part.n_estimators,
+        learning_rate=part.learning_rate,
+        num_leaves=part.num_leaves,
+        min_child_samples=part.min_child_samples,
+        n_jobs=params.n_jobs,
+        random_state=params.seed,
+        deterministic=True,
+        force_col_wise=True,
+        verbose=-1,
+    )
+    categorical = [c for c in train.feature_cols if c in train.categories]
+    if valid is None:
+        classifier.fit(train.features, train.label, categorical_feature=categorical)
+    else:
+        stop = lgb.early_stopping(part.early_stopping_rounds, first_metric_only=True, verbose=False)
+        classifier.fit(
+            train.features,
+            train.label,
+            **eval_kwargs(valid.features, valid.label),
+            eval_metric="binary_logloss",
+            categorical_feature=categorical,
+            callbacks=[stop],
+        )
+    n_trees = int(classifier.best_iteration_ or classifier.booster_.current_iteration())
+    pointwise = classifier.booster_
+    listwise = ranker.booster.predict(train.features, num_iteration=ranker.best_iteration)
+    raw = pointwise.predict(train.features, raw_score=True, num_iteration=n_trees)
+    spread = within_group_sd(listwise, train.group_sizes) / within_group_sd(raw, train.group_sizes)
+    scale = part.weight * spread
+    merged = FittedRanker(
+        booster=merge_boosters([(ranker.booster, ranker.best_iteration, 1.0), (pointwise, n_trees, scale)]),
+        feature_cols=ranker.feature_cols,
+        categories=ranker.categories,
+        best_iteration=ranker.best_iteration,
+        best_valid_ndcg=float("nan"),
+        eval_at=ranker.eval_at,
+        stalled=ranker.stalled,
+        pointwise_trees=n_trees,
+    )
+    if valid is not None:
+        merged.best_valid_ndcg = valid_ndcg(merged, valid)
+    return merged
+
+
+def valid_ndcg(ranker: FittedRanker, valid: RankingData, num_iteration: int | None = None) -> float:
+    """NDCG@``ranker.eval_at`` of ``ranker``'s first ``num_iteration`` trees (None: its ``n_trees``) over
+    the groups of ``valid``."""
+    group = np.repeat(np.arange(valid.n_groups), valid.group_sizes)
+    scores = ranker.booster.predict(valid.features, num_iteration=num_iteration or ranker.n_trees)
+    frame = pd.DataFrame({_GROUP: group, LABEL: valid.label, SCORE: scores})
+    return ndcg_at_k(frame, ranker.eval_at, group_cols=(_GROUP,))

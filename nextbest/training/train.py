@@ -284,7 +284,9 @@ def fit_models(
     )
     ranker = fit(train, valid, config.ranker, config.k)
     seconds["ranker"] = time.perf_counter() - started
-    say(f"fit: ranker best iteration {ranker.best_iteration}, valid ndcg {ranker.best_valid_ndcg:.4f}")
+    pointwise = f" + {ranker.pointwise_trees} pointwise trees" if ranker.pointwise_trees else ""
+    ndcg = f"valid ndcg {ranker.best_valid_ndcg:.4f}"
+    say(f"fit: ranker best iteration {ranker.best_iteration}{pointwise}, {ndcg}")
     if ranker.stalled:
         say("fit: WARNING the ranker stopped growing before early stopping: a tree found no split that meets "
             "the rules (lower ranker.min_child_samples or reg_lambda)")
@@ -371,14 +373,27 @@ def groups_with(train: RankingData, frame: pd.DataFrame, config: TrainingConfig)
     return replace(data, n_groups_dropped=data.n_groups_dropped + train.n_groups_dropped)
 
 
-def scaled_trees(selected: FittedRanker, selected_data: RankingData, data: RankingData, cap: int) -> int:
-    """``selected.best_iteration`` scaled by how many more groups ``data`` has (1..``cap``)."""
-    return min(cap, max(1, round(selected.best_iteration * data.n_groups / selected_data.n_groups)))
+def scaled_trees(trees: int, selected_data: RankingData, data: RankingData, cap: int) -> int:
+    """``trees`` (chosen on ``selected_data``) scaled by how many more groups ``data`` has (1..``cap``)."""
+    return min(cap, max(1, round(trees * data.n_groups / selected_data.n_groups)))
 
 
-def fit_trees(fit: RankerFit, data: RankingData, params: RankerConfig, n_trees: int, k: int) -> FittedRanker:
-    """``fit`` of ``n_trees`` trees on ``data``, every one kept (no early stopping, no validation read)."""
-    fixed = params.model_copy(update={"n_estimators": n_trees})
+def fit_trees(
+    fit: RankerFit,
+    data: RankingData,
+    params: RankerConfig,
+    selected: FittedRanker,
+    selected_data: RankingData,
+    k: int,
+) -> FittedRanker:
+    """``fit`` on ``data`` of ``selected``'s trees, each part's count scaled by the groups ``data`` gains
+    over ``selected_data`` (``scaled_trees``), every one kept (no early stopping, no validation read)."""
+    trees = scaled_trees(selected.best_iteration, selected_data, data, params.n_estimators)
+    fixed = params.model_copy(update={"n_estimators": trees})
+    if params.pointwise is not None and selected.pointwise_trees:
+        part = params.pointwise
+        trees = scaled_trees(selected.pointwise_trees, selected_data, data, part.n_estimators)
+        fixed = fixed.model_copy(update={"pointwise": part.model_copy(update={"n_estimators": trees})})
     return fit(data, data, fixed, k, select_trees=False)
 
 
@@ -397,11 +412,12 @@ def refit_on_validation(
     One validation month: its out-of-fold scores are ``selected``'s own (trained without it).
     """
     say = progress or (lambda _msg: None)
-    cap, k = config.ranker.n_estimators, config.k
+    k = config.k
     data = groups_with(train, valid.frame, config)
-    n_trees = scaled_trees(selected, train, data, cap)
-    say(f"refit: ranker on training + validation, {data.n_groups:,} groups, {n_trees} trees")
-    ranker = fit_trees(fit, data, config.ranker, n_trees, k)
+    ranker = fit_trees(fit, data, config.ranker, selected, train, k)
+    n_trees = ranker.best_iteration
+    pointwise = f" + {ranker.pointwise_trees} pointwise" if ranker.pointwise_trees else ""
+    say(f"refit: ranker on training + validation, {data.n_groups:,} groups, {n_trees}{pointwise} trees")
     ranker.best_valid_ndcg = selected.best_valid_ndcg  # the held-out estimate, not the refit's own
     months = sorted(valid_df[EVENT_TIMESTAMP].unique())
     parts = []
@@ -413,7 +429,7 @@ def refit_on_validation(
         else:
             fold = groups_with(train, others, config)
             say(f"refit: calibration fold {i}/{len(months)}, without {pd.Timestamp(month):%Y-%m}")
-            scorer = fit_trees(fit, fold, config.ranker, scaled_trees(selected, train, fold, cap), k)
+            scorer = fit_trees(fit, fold, config.ranker, selected, train, k)
         held_out[SCORE] = scores_by_block(scorer.score, held_out)
         parts.append(held_out)
     out_of_fold = pd.concat(parts, ignore_index=True)
@@ -936,6 +952,7 @@ def train(
             },
             "test": ev.frame_summary(frames.test),
             "best_iteration": models.ranker.best_iteration,
+            "pointwise_trees": models.ranker.pointwise_trees,
             "refit": None if models.refit is None else {
                 "selected_best_iteration": models.refit.selected.best_iteration,
                 "selected_train_groups": float(models.refit.selected_data.n_groups),

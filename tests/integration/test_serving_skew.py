@@ -94,7 +94,7 @@ class TestScoresAgree:
     ) -> None:
         ranker, cal = scorer.bundle.ranker, scorer.bundle.calibrators
         frame = build_feature_frame(offline, ranker.feature_cols, ranker.categories)
-        pandas_score = ranker.booster.predict(frame, num_iteration=ranker.best_iteration)
+        pandas_score = ranker.booster.predict(frame, num_iteration=ranker.n_trees)
         np.testing.assert_allclose(offline["score"], pandas_score, rtol=0, atol=TOLERANCE)
         assert cal is not None
         rows = offline.assign(score=pandas_score)

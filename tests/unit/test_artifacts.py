@@ -22,7 +22,7 @@ from nextbest.training.artifacts import (
     save_bundle,
 )
 from nextbest.training.calibration import fit_calibrators
-from nextbest.training.config import RankerConfig
+from nextbest.training.config import PointwiseConfig, RankerConfig
 from nextbest.training.ranker import fit_ranker, prepare_groups
 
 FEATURES = ["product_id", "segment", "affinity", "income"]
@@ -161,6 +161,28 @@ class TestRoundTrip:
         assert loaded.calibrators is None
         assert not (tmp_path / bare.version / "calibrators.joblib").exists()
 
+    def test_a_ranker_with_a_pointwise_part_scores_every_tree_after_loading(
+        self, bundle: ModelBundle, data: pd.DataFrame, tmp_path: Path
+    ) -> None:
+        train = prepare_groups(data[data["event_timestamp"] < "2024-02-01"], FEATURES)
+        valid = prepare_groups(
+            data[data["event_timestamp"] > "2024-02-01"], FEATURES, categories=train.categories
+        )
+        params = RankerConfig(
+            n_estimators=50, early_stopping_rounds=10, n_jobs=1, pointwise=PointwiseConfig()
+        )
+        ranker = fit_ranker(train, valid, params)
+        path = save_bundle(replace(bundle, ranker=ranker), tmp_path)
+        meta = json.loads((path / "bundle.json").read_text())
+        assert ranker.pointwise_trees > 0
+        assert (meta["bundle_format"], meta["pointwise_trees"]) == (2, ranker.pointwise_trees)  # 1: dropped
+        loaded = load_bundle(path)
+        assert loaded.ranker.n_trees == ranker.n_trees == ranker.best_iteration + ranker.pointwise_trees
+        np.testing.assert_array_equal(loaded.ranker.score(data), ranker.score(data))
+        # a bundle without one is still format 1, readable by the code before it
+        plain = json.loads((save_bundle(bundle, tmp_path / "plain") / "bundle.json").read_text())
+        assert (plain["bundle_format"], plain["pointwise_trees"]) == (1, 0)
+
 
 class TestAtomicity:
     def test_existing_version_not_overwritten(self, bundle: ModelBundle, tmp_path: Path) -> None:
@@ -229,6 +251,13 @@ class TestRefusal:
     def test_not_a_bundle(self, tmp_path: Path) -> None:
         with pytest.raises(FileNotFoundError, match="not a model bundle"):
             load_bundle(tmp_path)
+
+    def test_an_unknown_bundle_format_is_refused(self, bundle: ModelBundle, tmp_path: Path) -> None:
+        path = save_bundle(bundle, tmp_path)
+        meta = json.loads((path / "bundle.json").read_text())
+        (path / "bundle.json").write_text(json.dumps(meta | {"bundle_format": 3}))
+        with pytest.raises(BundleMismatchError, match="bundle format 3, expected 1 or 2"):
+            load_bundle(path)
 
 
 class TestHelpers:

@@ -11,7 +11,7 @@ import pytest
 from nextbest.columns import SCORE
 from nextbest.settings import Settings, TrainingSettings
 from nextbest.training.cli import with_engine
-from nextbest.training.config import ConfigError, RankerConfig
+from nextbest.training.config import ConfigError, PointwiseConfig, RankerConfig
 from nextbest.training.distributed import (
     dask_inputs,
     fit_ranker_dask,
@@ -20,7 +20,7 @@ from nextbest.training.distributed import (
     ranker_fitter,
 )
 from nextbest.training.metrics import ndcg_at_k
-from nextbest.training.ranker import fit_ranker, prepare_groups
+from nextbest.training.ranker import FittedRanker, build_feature_frame, fit_ranker, prepare_groups
 from tests.unit.test_ranker import FEATURES, SNAPSHOTS, simulate
 
 
@@ -73,7 +73,23 @@ def test_dask_ranker_matches_single_machine_ndcg() -> None:
         distributed = fit_ranker_dask(train, valid, client, params, eval_at=5, selection_step=10)
         twenty = params.model_copy(update={"n_estimators": 20})
         every_tree = fit_ranker_dask(train, valid, client, twenty, eval_at=5, select_trees=False)
+        part = PointwiseConfig(n_estimators=40, weight=0.5)
+        pointwise = params.model_copy(update={"pointwise": part})
+        with_part = fit_ranker_dask(train, valid, client, pointwise, eval_at=5)
     assert every_tree.best_iteration == every_tree.booster.num_trees() == 20
+    # the pointwise part is the single machine's, after the trees the cluster chose
+    alone = fit_ranker(train, valid, pointwise, eval_at=5)
+    assert with_part.pointwise_trees == alone.pointwise_trees
+    assert with_part.booster.num_trees() == with_part.n_trees
+    # the same classifier's trees on both, each scaled to its own LambdaMART trees' spread (a cluster's
+    # LambdaMART trees can differ from one run to the next: each model's own are taken out)
+
+    def part_of(ranker: FittedRanker) -> np.ndarray:
+        features = build_feature_frame(test_df, FEATURES, ranker.categories)
+        return ranker.score(test_df) - ranker.booster.predict(features, num_iteration=ranker.best_iteration)
+
+    ratio = part_of(with_part) / part_of(alone)
+    assert np.ptp(ratio) < 1e-6 * np.abs(ratio).mean()
     assert np.isnan(every_tree.best_valid_ndcg)
     assert 10 <= distributed.best_iteration <= 120
     assert distributed.best_valid_ndcg > 0

@@ -6,9 +6,10 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import log_loss
 
 from nextbest.columns import LABEL
-from nextbest.training.config import RankerConfig
+from nextbest.training.config import PointwiseConfig, RankerConfig
 from nextbest.training.metrics import ndcg_at_k
 from nextbest.training.ranker import (
     FittedRanker,
@@ -24,6 +25,12 @@ from nextbest.training.ranker import (
 )
 
 FEATURES = ["product_id", "segment", "income", "affinity"]
+
+
+def ranker_params(params: RankerConfig, trees: int, part: PointwiseConfig) -> RankerConfig:
+    return params.model_copy(update={"n_estimators": trees, "pointwise": part})
+
+
 SNAPSHOTS = ("2024-01-31", "2024-02-29", "2024-03-31")
 
 
@@ -260,6 +267,61 @@ class TestFitRanker:
         own.fit(train.features, train.label, group=train.group_sizes, categorical_feature=categorical)
         expected = own.booster_.predict(train.features)
         np.testing.assert_allclose(ranker.booster.predict(train.features), expected)
+
+    def test_a_pointwise_part_is_the_classifiers_trees_scaled_to_the_rankers_spread(
+        self, data: pd.DataFrame
+    ) -> None:
+        train = prepare_groups(data[data["event_timestamp"] < "2024-03-01"], FEATURES)
+        valid = prepare_groups(
+            data[data["event_timestamp"] > "2024-03-01"], FEATURES, categories=train.categories
+        )
+        alone = RankerConfig(n_estimators=60, early_stopping_rounds=20, n_jobs=1)
+        part = PointwiseConfig(n_estimators=40, num_leaves=7, learning_rate=0.3, weight=0.5)
+        ranker = fit_ranker(train, valid, alone.model_copy(update={"pointwise": part}))
+        listwise = fit_ranker(train, valid, alone)  # the same LambdaMART trees (deterministic)
+        # the classifier of every tree, by hand: the part keeps the trees of least validation log loss
+        classifier = lgb.LGBMClassifier(
+            n_estimators=40,
+            num_leaves=7,
+            learning_rate=0.3,
+            min_child_samples=20,
+            n_jobs=1,
+            random_state=0,
+            deterministic=True,
+            force_col_wise=True,
+            verbose=-1,
+        ).fit(train.features, train.label, categorical_feature=["product_id", "segment"])
+        losses = [
+            log_loss(valid.label, classifier.booster_.predict(valid.features, num_iteration=i))
+            for i in range(1, 41)
+        ]
+        n_trees = int(np.argmin(losses)) + 1
+        assert 1 < n_trees < 40  # a learning rate of 0.3 over-fits before 40 trees
+        assert ranker.best_iteration == listwise.best_iteration and ranker.pointwise_trees == n_trees
+        assert ranker.booster.num_trees() == ranker.n_trees == listwise.best_iteration + n_trees
+
+        def spread(scores: np.ndarray) -> float:  # the mean sd within the training groups
+            groups = np.repeat(np.arange(train.n_groups), train.group_sizes)
+            return float(pd.Series(scores).groupby(groups).std(ddof=0)[train.group_sizes > 1].mean())
+
+        raw = classifier.booster_.predict(train.features, raw_score=True, num_iteration=n_trees)
+        scale = 0.5 * spread(listwise.score(train.frame)) / spread(raw)
+        test = data[data["event_timestamp"] > "2024-03-01"]
+        features = build_feature_frame(test, FEATURES, train.categories)
+        pointwise = classifier.booster_.predict(features, raw_score=True, num_iteration=n_trees)
+        expected = listwise.score(test) + scale * pointwise
+        np.testing.assert_allclose(ranker.score(test), expected, rtol=0, atol=1e-9)
+        assert spread(ranker.score(train.frame) - listwise.score(train.frame)) == pytest.approx(
+            0.5 * spread(listwise.score(train.frame))
+        )
+        # the validation NDCG is the whole model's; a refit (no tree selection) keeps the part's trees
+        valid_groups = test.groupby(["event_timestamp", "customer_id"])[LABEL].transform("max") > 0
+        assert ranker.best_valid_ndcg == pytest.approx(
+            ndcg_at_k(test[valid_groups].assign(score=ranker.score(test[valid_groups])))
+        )
+        refit = fit_ranker(train, train, ranker_params(alone, 25, part), select_trees=False)
+        assert (refit.best_iteration, refit.pointwise_trees, refit.booster.num_trees()) == (25, 40, 65)
+        assert np.isnan(refit.best_valid_ndcg)
 
     def test_the_pairwise_loss_settings_reach_lightgbm(self, data: pd.DataFrame) -> None:
         train = prepare_groups(data, FEATURES)
