@@ -24,6 +24,7 @@ from sklearn.linear_model import LogisticRegression
 
 from nextbest.columns import LABEL, ORACLE_PROBABILITY, PRODUCT_ID
 from nextbest.training.config import BaselineConfig
+from nextbest.training.pointwise import binary_classifier
 from nextbest.training.ranker import Categories, build_feature_frame, learn_categories
 
 
@@ -44,18 +45,8 @@ def _labels(df: pd.DataFrame) -> np.ndarray:
 
 
 def _classifier(params: BaselineConfig) -> lgb.LGBMClassifier:
-    return lgb.LGBMClassifier(
-        objective="binary",
-        n_estimators=params.n_estimators,
-        learning_rate=params.learning_rate,
-        num_leaves=params.num_leaves,
-        min_child_samples=params.min_child_samples,
-        n_jobs=params.n_jobs,
-        random_state=params.seed,
-        deterministic=True,
-        force_col_wise=True,
-        verbose=-1,
-    )
+    leaves = (params.num_leaves, params.min_child_samples)
+    return binary_classifier(params.n_estimators, params.learning_rate, *leaves, params.n_jobs, params.seed)
 
 
 class PopularityBaseline:

@@ -56,6 +56,24 @@ def merge_boosters(parts: Sequence[tuple[lgb.Booster, int | None, float]]) -> lg
     return lgb.Booster(model_str=f"{header}\n\n" + "\n\n".join(trees) + f"\n\n\n{_END_OF_TREES}{foot}")
 
 
+def binary_classifier(
+    n_estimators: int, learning_rate: float, num_leaves: int, min_child_samples: int, n_jobs: int, seed: int
+) -> lgb.LGBMClassifier:
+    """A deterministic, quiet binary LightGBM: the ranker's pointwise part and the binary baselines."""
+    return lgb.LGBMClassifier(
+        objective="binary",
+        n_estimators=n_estimators,
+        learning_rate=learning_rate,
+        num_leaves=num_leaves,
+        min_child_samples=min_child_samples,
+        n_jobs=n_jobs,
+        random_state=seed,
+        deterministic=True,
+        force_col_wise=True,
+        verbose=-1,
+    )
+
+
 def within_group_sd(scores: np.ndarray, group_sizes: np.ndarray) -> float:
     """The mean standard deviation (ddof 0) of ``scores`` within consecutive groups of ``group_sizes``,
     over the groups of two rows or more (1.0 when there is none, or every group is a tie)."""

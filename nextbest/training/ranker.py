@@ -26,7 +26,7 @@ from nextbest.training.config import RankerConfig
 from nextbest.training.constants import DEFAULT_K
 from nextbest.training.encoding import Columns, MatrixSpec, n_rows, require_columns
 from nextbest.training.metrics import ndcg_at_k
-from nextbest.training.pointwise import merge_boosters, within_group_sd
+from nextbest.training.pointwise import binary_classifier, merge_boosters, within_group_sd
 from nextbest.training.row_predictor import MAX_ROWS_ONE_THREAD, RowPredictor
 
 _GROUP = "__group"
@@ -513,18 +513,8 @@ def add_pointwise(
     part = params.pointwise
     if part is None:
         return ranker
-    classifier = lgb.LGBMClassifier(
-        objective="binary",
-        n_estimators=part.n_estimators,
-        learning_rate=part.learning_rate,
-        num_leaves=part.num_leaves,
-        min_child_samples=part.min_child_samples,
-        n_jobs=params.n_jobs,
-        random_state=params.seed,
-        deterministic=True,
-        force_col_wise=True,
-        verbose=-1,
-    )
+    leaves = (part.num_leaves, part.min_child_samples)
+    classifier = binary_classifier(part.n_estimators, part.learning_rate, *leaves, params.n_jobs, params.seed)
     categorical = [c for c in train.feature_cols if c in train.categories]
     if valid is None:
         classifier.fit(train.features, train.label, categorical_feature=categorical)
