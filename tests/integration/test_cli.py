@@ -79,6 +79,9 @@ def test_train_without_config_uses_the_default_config_for_an_unknown_dataset_wit
     assert report["context"]["train"]["groups"] > refit["selected_train_groups"]
     bundle = json.loads((next((home / "models").iterdir()) / "bundle.json").read_text())
     assert bundle["build_vars"] == {"horizon_months": 1, "activity_lookback_months": 3}
+    # default.yaml's ranker has a pointwise part: its trees are in the one booster the bundle holds
+    assert bundle["pointwise_trees"] == report["context"]["pointwise_trees"] >= 1
+    assert bundle["bundle_format"] == 2
 
 
 def test_build_vars_given_once_are_kept_by_the_next_build(home: Path, tmp_path: Path) -> None:
