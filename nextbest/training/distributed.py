@@ -143,7 +143,7 @@ def fit_ranker_dask(
         warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored")
         model.fit(
             features, label, group=groups, eval_at=[eval_at],
-            categorical_feature=[c for c in train.feature_cols if c in train.categories],
+            categorical_feature=train.categorical_cols,
         )
     booster = model.to_local().booster_
     ranker = FittedRanker(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -118,6 +118,11 @@ class RankingData:
     def n_groups(self) -> int:
         """Number of ranking groups."""
         return len(self.group_sizes)
+
+    @property
+    def categorical_cols(self) -> list[str]:
+        """The categorical features, in feature order (LightGBM's ``categorical_feature``)."""
+        return [c for c in self.feature_cols if c in self.categories]
 
 
 def _validate_candidates(df: pd.DataFrame, feature_cols: Sequence[str]) -> None:
@@ -276,6 +281,12 @@ class FittedRanker:
     def n_trees(self) -> int:
         """The trees a score sums: the chosen LambdaMART trees and the pointwise part's."""
         return self.best_iteration + self.pointwise_trees
+
+    @property
+    def tree_counts(self) -> str:
+        """The trees for a log line: ``"231"``, or ``"231 + 131 pointwise"`` with a pointwise part."""
+        part = f" + {self.pointwise_trees} pointwise" if self.pointwise_trees else ""
+        return f"{self.best_iteration}{part}"
 
     @cached_property
     def matrix_spec(self) -> MatrixSpec:
@@ -466,7 +477,7 @@ def fit_ranker(
     if select_trees and valid.features is train.features:
         raise ValueError("valid is the training split: early stopping needs a held-out split")
     model = lgb.LGBMRanker(**lambdarank_kwargs(params))
-    categorical = [c for c in train.feature_cols if c in train.categories]
+    categorical = train.categorical_cols
     count = TreeCount()
     if select_trees:
         model.fit(
@@ -515,7 +526,7 @@ def add_pointwise(
         return ranker
     leaves = (part.num_leaves, part.min_child_samples)
     classifier = binary_classifier(part.n_estimators, part.learning_rate, *leaves, params.n_jobs, params.seed)
-    categorical = [c for c in train.feature_cols if c in train.categories]
+    categorical = train.categorical_cols
     if valid is None:
         classifier.fit(train.features, train.label, categorical_feature=categorical)
     else:
@@ -534,14 +545,10 @@ def add_pointwise(
     raw = pointwise.predict(train.features, raw_score=True, num_iteration=n_trees)
     spread = within_group_sd(listwise, train.group_sizes) / within_group_sd(raw, train.group_sizes)
     scale = part.weight * spread
-    merged = FittedRanker(
+    merged = replace(
+        ranker,
         booster=merge_boosters([(ranker.booster, ranker.best_iteration, 1.0), (pointwise, n_trees, scale)]),
-        feature_cols=ranker.feature_cols,
-        categories=ranker.categories,
-        best_iteration=ranker.best_iteration,
         best_valid_ndcg=float("nan"),
-        eval_at=ranker.eval_at,
-        stalled=ranker.stalled,
         pointwise_trees=n_trees,
     )
     if valid is not None:

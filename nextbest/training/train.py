@@ -284,9 +284,7 @@ def fit_models(
     )
     ranker = fit(train, valid, config.ranker, config.k)
     seconds["ranker"] = time.perf_counter() - started
-    pointwise = f" + {ranker.pointwise_trees} pointwise trees" if ranker.pointwise_trees else ""
-    ndcg = f"valid ndcg {ranker.best_valid_ndcg:.4f}"
-    say(f"fit: ranker best iteration {ranker.best_iteration}{pointwise}, {ndcg}")
+    say(f"fit: ranker best iteration {ranker.tree_counts}, valid ndcg {ranker.best_valid_ndcg:.4f}")
     if ranker.stalled:
         say("fit: WARNING the ranker stopped growing before early stopping: a tree found no split that meets "
             "the rules (lower ranker.min_child_samples or reg_lambda)")
@@ -415,9 +413,7 @@ def refit_on_validation(
     k = config.k
     data = groups_with(train, valid.frame, config)
     ranker = fit_trees(fit, data, config.ranker, selected, train, k)
-    n_trees = ranker.best_iteration
-    pointwise = f" + {ranker.pointwise_trees} pointwise" if ranker.pointwise_trees else ""
-    say(f"refit: ranker on training + validation, {data.n_groups:,} groups, {n_trees}{pointwise} trees")
+    say(f"refit: ranker on training + validation, {data.n_groups:,} groups, {ranker.tree_counts} trees")
     ranker.best_valid_ndcg = selected.best_valid_ndcg  # the held-out estimate, not the refit's own
     months = sorted(valid_df[EVENT_TIMESTAMP].unique())
     parts = []
@@ -433,7 +429,7 @@ def refit_on_validation(
         held_out[SCORE] = scores_by_block(scorer.score, held_out)
         parts.append(held_out)
     out_of_fold = pd.concat(parts, ignore_index=True)
-    return Refit(ranker, data, selected, train, n_trees, out_of_fold)
+    return Refit(ranker, data, selected, train, ranker.best_iteration, out_of_fold)
 
 
 def fit_baselines(

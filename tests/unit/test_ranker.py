@@ -27,10 +27,6 @@ from nextbest.training.ranker import (
 FEATURES = ["product_id", "segment", "income", "affinity"]
 
 
-def ranker_params(params: RankerConfig, trees: int, part: PointwiseConfig) -> RankerConfig:
-    return params.model_copy(update={"n_estimators": trees, "pointwise": part})
-
-
 SNAPSHOTS = ("2024-01-31", "2024-02-29", "2024-03-31")
 
 
@@ -319,7 +315,8 @@ class TestFitRanker:
         assert ranker.best_valid_ndcg == pytest.approx(
             ndcg_at_k(test[valid_groups].assign(score=ranker.score(test[valid_groups])))
         )
-        refit = fit_ranker(train, train, ranker_params(alone, 25, part), select_trees=False)
+        fixed = alone.model_copy(update={"n_estimators": 25, "pointwise": part})
+        refit = fit_ranker(train, train, fixed, select_trees=False)
         assert (refit.best_iteration, refit.pointwise_trees, refit.booster.num_trees()) == (25, 40, 65)
         assert np.isnan(refit.best_valid_ndcg)
 
