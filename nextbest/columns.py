@@ -39,6 +39,11 @@ PROBABILITY = "probability"
 RANK = "rank"
 """1-based position of a product in its customer's ranking (1 = offer first)."""
 
+SEASONAL_INDEX = "seasonal_index_label_month"
+"""A product's seasonal index for the label window's calendar month, from earlier years (dbt
+``int_product_seasonal_indices``, served in ``feat_product_monthly``; null in the first year). Never a
+tree feature: the ranker adds ``seasonal_offset`` x ln(index) to its score (``FittedRanker.score``)."""
+
 ORACLE_PROBABILITY = "oracle_probability"
 """The true adoption probability of synthetic data (``oracle.parquet``), used by evaluation only."""
 

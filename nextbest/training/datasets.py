@@ -20,7 +20,15 @@ import numpy as np
 import pandas as pd
 from feast import FeatureStore
 
-from nextbest.columns import CUSTOMER_ID, LABEL, ORACLE_PROBABILITY, PRODUCT_ID, SNAPSHOT_ON, SORT_COLS
+from nextbest.columns import (
+    CUSTOMER_ID,
+    LABEL,
+    ORACLE_PROBABILITY,
+    PRODUCT_ID,
+    SEASONAL_INDEX,
+    SNAPSHOT_ON,
+    SORT_COLS,
+)
 from nextbest.features.manifest import feature_groups as manifest_feature_groups
 from nextbest.features.retrieval import historical_features, service_dtypes, service_feature_views
 from nextbest.features.schema import normalise_dtypes
@@ -115,10 +123,16 @@ def entity_frame(
     return frame
 
 
-def feature_columns(store: FeatureStore, config: TrainingConfig) -> list[str]:
-    """The ranker's ordered feature list: ``product_id`` (if configured) then the service's features."""
+def served_columns(store: FeatureStore, config: TrainingConfig) -> list[str]:
+    """``product_id`` (if configured) then every feature of the service, in the service's order."""
     served = [f for feats in service_feature_views(store, config.feature_service).values() for f in feats]
     return [PRODUCT_ID, *served] if config.use_product_id else served
+
+
+def feature_columns(store: FeatureStore, config: TrainingConfig) -> list[str]:
+    """The ranker's ordered feature list: ``served_columns`` except ``SEASONAL_INDEX`` (read beside them:
+    the ranker's seasonal offset, never a split)."""
+    return [f for f in served_columns(store, config) if f != SEASONAL_INDEX]
 
 
 def feature_groups(settings: Settings, feature_cols: Sequence[str]) -> dict[str, str]:

@@ -40,6 +40,7 @@ from nextbest.training.datasets import (
     feature_groups,
     labelled_snapshots,
     sampled_training_frame,
+    served_columns,
     training_frame,
 )
 from nextbest.training.distributed import RankerFit, ranker_fitter
@@ -285,6 +286,8 @@ def fit_models(
     ranker = fit(train, valid, config.ranker, config.k)
     seconds["ranker"] = time.perf_counter() - started
     say(f"fit: ranker best iteration {ranker.tree_counts}, valid ndcg {ranker.best_valid_ndcg:.4f}")
+    if ranker.seasonal_offset:
+        say(f"fit: seasonal offset {ranker.seasonal_offset:.3f} x ln(seasonal index)")
     if ranker.stalled:
         say("fit: WARNING the ranker stopped growing before early stopping: a tree found no split that meets "
             "the rules (lower ranker.min_child_samples or reg_lambda)")
@@ -883,7 +886,7 @@ def build_bundle(
         build_id=settings.current_build_id,
         dbt_vars=recorded_dbt_vars(settings),
         metrics={k: v for k, v in evaluation.flat.items() if np.isfinite(v)},
-        unused_features=[f for f in feature_columns(store, config) if f not in models.ranker.feature_cols],
+        unused_features=[f for f in served_columns(store, config) if f not in models.ranker.feature_cols],
     )
 
 
@@ -949,6 +952,7 @@ def train(
             "test": ev.frame_summary(frames.test),
             "best_iteration": models.ranker.best_iteration,
             "pointwise_trees": models.ranker.pointwise_trees,
+            "seasonal_offset": models.ranker.seasonal_offset,
             "refit": None if models.refit is None else {
                 "selected_best_iteration": models.refit.selected.best_iteration,
                 "selected_train_groups": float(models.refit.selected_data.n_groups),
@@ -1003,7 +1007,7 @@ def evaluate_bundle(
     )
     bundle = load_bundle(
         bundle_path,
-        expected_features=feature_columns(get_store(settings), config),
+        expected_features=served_columns(get_store(settings), config),
         expected_service=config.feature_service,
     )
     start = date.fromisoformat(bundle.data_range["test_start"])

@@ -16,6 +16,10 @@ adoptions as (
     select * from {{ ref('int_product_adoptions_aggregated') }}
 ),
 
+seasonal_indices as (
+    select * from {{ ref('int_product_seasonal_indices') }}
+),
+
 owners as (
     select
         product_id,
@@ -81,6 +85,7 @@ final as (
             adoption_rates.adoption_rate_same_month_last_year
             / nullif(adoption_rates.adoption_rate_last_12_months / 12, 0) as double
         ) as seasonality_ratio_same_month_last_year,
+        seasonal_indices.seasonal_index_label_month,
         products.min_age,
         products.max_age
     from products
@@ -91,6 +96,9 @@ final as (
     left join adoption_rates
         on products.product_id = adoption_rates.product_id
         and spine.month_index = adoption_rates.month_index
+    left join seasonal_indices
+        on products.product_id = seasonal_indices.product_id
+        and spine.month_index = seasonal_indices.month_index
 )
 
 select * from final

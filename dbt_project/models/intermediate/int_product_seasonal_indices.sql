@@ -1,0 +1,88 @@
+{#-
+  A product's seasonal index for the label window of each snapshot m (the month after it): how far its
+  adoptions in that calendar month of earlier years (the label windows of the snapshots m - 12, m - 24,
+  ...) stood above or below those expected at each of those years' rates (the snapshot's candidates x the
+  product's adoption rate over its year ahead: its own and the next 11 label windows, all observed by m).
+  Shrunk towards 1 as if var('seasonal_index_prior_adoptions') more adoptions had come exactly as
+  expected; null without an earlier year (the first year's season is unknown, not absent).
+-#}
+{%- set prior = var('seasonal_index_prior_adoptions') -%}
+
+with
+
+products as (
+    select * from {{ ref('stg_raw__products') }}
+),
+
+spine as (
+    select * from {{ ref('int_snapshots_spined') }}
+),
+
+adoptions as (
+    select * from {{ ref('int_product_adoptions_aggregated') }}
+),
+
+product_months as (
+    select
+        products.product_id,
+        spine.month_index,
+        coalesce(adoptions.count_candidates, 0) as count_candidates,
+        coalesce(adoptions.count_adopted_within_1_months, 0) as count_adopted
+    from products
+    cross join spine
+    left join adoptions
+        on products.product_id = adoptions.product_id
+        and spine.month_index = adoptions.month_index
+),
+
+-- each snapshot's year ahead: its label window and the 11 after it, the rate its season is measured against
+years_ahead as (
+    select
+        *,
+        sum(count_candidates) over year_ahead as count_candidates_year_ahead,
+        sum(count_adopted) over year_ahead as count_adopted_year_ahead
+    from product_months
+    window year_ahead as (
+        partition by product_id order by month_index range between current row and 11 following
+    )
+),
+
+expected as (
+    select
+        *,
+        count_candidates * count_adopted_year_ahead / nullif(count_candidates_year_ahead, 0)
+            as count_expected_at_year_rate
+    from years_ahead
+),
+
+-- the snapshots 12, 24, ... months before m: their label windows are in the calendar month of m's
+same_month_earlier_years as (
+    select
+        product_id,
+        month_index,
+        sum(count_adopted) over earlier_years as count_adopted_same_month_earlier_years,
+        -- in fixed point (as macro exact_sum): a rebuild, or another engine, sums to the same double
+        cast(
+            sum(cast(count_expected_at_year_rate as decimal(18, 9))) over earlier_years as double
+        ) as count_expected_same_month_earlier_years
+    from expected
+    window earlier_years as (
+        partition by product_id, month_index % 12
+        order by month_index range between unbounded preceding and 12 preceding
+    )
+),
+
+final as (
+    select
+        product_id,
+        month_index,
+        cast(count_adopted_same_month_earlier_years as integer) as count_adopted_same_month_earlier_years,
+        cast(count_expected_same_month_earlier_years as double) as count_expected_same_month_earlier_years,
+        cast(
+            (count_adopted_same_month_earlier_years + {{ prior }})
+            / (count_expected_same_month_earlier_years + {{ prior }}) as double
+        ) as seasonal_index_label_month
+    from same_month_earlier_years
+)
+
+select * from final
