@@ -40,11 +40,13 @@ from nextbest.settings import BuildVars, OnlineKind, Settings
 from nextbest.training.calibration import Calibrators
 from nextbest.training.ranker import FittedRanker
 
-BUNDLE_FORMAT = 2
+BUNDLE_FORMAT = 3
 """Version of the on-disk layout; bump when it changes incompatibly. 2: the ranker's booster may hold a
 pointwise part after its ``best_iteration`` trees (``pointwise_trees``), which a reader of format 1
-would leave out of every score: a bundle without one is still written as format 1."""
-READABLE_FORMATS = (1, 2)
+would leave out of every score. 3: the ranker's score may add a seasonal offset (``seasonal_offset``),
+which a reader of format 2 would leave out. A bundle is written in the oldest format that holds it
+(``bundle_format``)."""
+READABLE_FORMATS = (1, 2, 3)
 
 RANKER_FILE = "ranker.txt"
 CALIBRATORS_FILE = "calibrators.joblib"
@@ -186,14 +188,23 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
+def bundle_format(ranker: FittedRanker) -> int:
+    """The oldest format that scores ``ranker`` in full: 3 with a seasonal offset, 2 with a pointwise
+    part, else 1 (``BUNDLE_FORMAT``)."""
+    if ranker.seasonal_offset:
+        return BUNDLE_FORMAT
+    return 2 if ranker.pointwise_trees else 1
+
+
 def _metadata(bundle: ModelBundle) -> dict[str, Any]:
     return {
-        "bundle_format": BUNDLE_FORMAT if bundle.ranker.pointwise_trees else 1,
+        "bundle_format": bundle_format(bundle.ranker),
         "version": bundle.version,
         "feature_cols": bundle.feature_cols,
         "categories": bundle.categories,
         "best_iteration": bundle.ranker.best_iteration,
         "pointwise_trees": bundle.ranker.pointwise_trees,
+        "seasonal_offset": bundle.ranker.seasonal_offset,
         "best_valid_ndcg": bundle.ranker.best_valid_ndcg,
         "eval_at": bundle.ranker.eval_at,
         "has_calibrators": bundle.calibrators is not None,
@@ -299,6 +310,7 @@ def load_bundle(
         best_valid_ndcg=float(meta["best_valid_ndcg"]),
         eval_at=int(meta["eval_at"]),
         pointwise_trees=int(meta.get("pointwise_trees", 0)),  # bundles written before the pointwise part
+        seasonal_offset=float(meta.get("seasonal_offset", 0.0)),  # and before the seasonal offset
     )
     calibrators = None
     if meta["has_calibrators"]:

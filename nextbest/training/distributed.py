@@ -32,7 +32,7 @@ from nextbest.training.constants import DEFAULT_K
 from nextbest.training.ranker import (
     FittedRanker,
     RankingData,
-    add_pointwise,
+    add_parts,
     best_window_centre,
     check_same_features,
     fit_ranker,
@@ -155,12 +155,12 @@ def fit_ranker_dask(
         eval_at=eval_at,
     )
     if not select_trees:
-        return add_pointwise(ranker, train, None, params)
+        return add_parts(ranker, train, None, params)
     trees, ndcg = select_iteration(
         ranker, valid, booster.num_trees(), selection_step, params.early_stopping_window
     )
     ranker.best_iteration, ranker.best_valid_ndcg = trees, float(ndcg)
-    return add_pointwise(ranker, train, valid, params)
+    return add_parts(ranker, train, valid, params)
 
 
 @contextmanager

@@ -21,13 +21,14 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from nextbest.columns import GROUP_COLS, LABEL, SCORE, SORT_COLS
+from nextbest.columns import GROUP_COLS, LABEL, PRODUCT_ID, SCORE, SEASONAL_INDEX, SORT_COLS
 from nextbest.training.config import RankerConfig
 from nextbest.training.constants import DEFAULT_K
 from nextbest.training.encoding import Columns, MatrixSpec, n_rows, require_columns
 from nextbest.training.metrics import ndcg_at_k
 from nextbest.training.pointwise import binary_classifier, merge_boosters, within_group_sd
 from nextbest.training.row_predictor import MAX_ROWS_ONE_THREAD, RowPredictor
+from nextbest.training.seasonal import log_base_rates, log_index, within_group_slope
 
 _GROUP = "__group"
 
@@ -266,6 +267,8 @@ class FittedRanker:
             data), so validation never saw whether more trees would help.
         pointwise_trees: trees of the pointwise part after the ``best_iteration`` LambdaMART trees
             (``add_pointwise``; 0: none). The booster holds exactly ``n_trees`` trees then.
+        seasonal_offset: score units added per unit of ln(``SEASONAL_INDEX``), a column read beside the
+            features (``add_seasonal_offset``; 0: none, the column is not read).
     """
 
     booster: lgb.Booster
@@ -276,6 +279,16 @@ class FittedRanker:
     eval_at: int = DEFAULT_K
     stalled: bool = False
     pointwise_trees: int = 0
+    seasonal_offset: float = 0.0
+
+    @property
+    def input_cols(self) -> list[str]:
+        """Every column ``score`` reads: the features, then ``SEASONAL_INDEX`` with a seasonal offset."""
+        return [*self.feature_cols, SEASONAL_INDEX] if self.seasonal_offset else list(self.feature_cols)
+
+    def seasonal_term(self, data: Columns) -> np.ndarray | float:
+        """What the seasonal offset adds to each row's score (0.0 without one)."""
+        return self.seasonal_offset * log_index(data, SEASONAL_INDEX) if self.seasonal_offset else 0.0
 
     @property
     def n_trees(self) -> int:
@@ -314,17 +327,18 @@ class FittedRanker:
         Raises:
             KeyError: a feature column is missing.
         """
-        require_columns(data, self.feature_cols, "ranker")
+        require_columns(data, self.input_cols, "ranker")
         n = n_rows(data, self.feature_cols[0])
         if n == 0:
             return np.empty(0)
         matrix = self.matrix_spec.matrix(data, n)
         if n <= MAX_ROWS_ONE_THREAD and threads in (None, 1):
-            return self.row_predictor.predict(matrix)
-        threads_kw = {} if threads is None else {"num_threads": threads}
-        return np.asarray(
-            self.booster.predict(matrix, num_iteration=self.n_trees, **threads_kw), dtype=float
-        )
+            trees = self.row_predictor.predict(matrix)
+        else:
+            threads_kw = {} if threads is None else {"num_threads": threads}
+            predicted = self.booster.predict(matrix, num_iteration=self.n_trees, **threads_kw)
+            trees = np.asarray(predicted, dtype=float)
+        return trees + self.seasonal_term(data) if self.seasonal_offset else trees
 
     def feature_importance(self, importance_type: str = "gain") -> pd.Series:
         """Importance of each feature ("gain" or "split") in the LambdaMART trees, sorted descending (the
@@ -508,7 +522,33 @@ def fit_ranker(
         eval_at=eval_at,
         stalled=stalled,
     )
-    return add_pointwise(ranker, train, valid if select_trees else None, params)
+    return add_parts(ranker, train, valid if select_trees else None, params)
+
+
+def add_parts(
+    ranker: FittedRanker, train: RankingData, valid: RankingData | None, params: RankerConfig
+) -> FittedRanker:
+    """``ranker``'s LambdaMART trees completed as ``params`` say: the pointwise part (``add_pointwise``),
+    then the seasonal offset (``add_seasonal_offset``); ``best_valid_ndcg`` is the whole model's."""
+    ranker = add_pointwise(ranker, train, valid, params)
+    with_offset = add_seasonal_offset(ranker, train, params.seasonal_offset)
+    if valid is not None and with_offset.seasonal_offset:
+        with_offset.best_valid_ndcg = valid_ndcg(with_offset, valid)
+    return with_offset
+
+
+def add_seasonal_offset(ranker: FittedRanker, train: RankingData, weight: float) -> FittedRanker:
+    """``ranker`` whose score adds ``weight`` x ln(``SEASONAL_INDEX``) in the units of a log adoption rate:
+    ``seasonal_offset`` = ``weight`` x the within-group slope of the ranker's training scores on the log
+    of each product's adoption rate in ``train`` (``nextbest.training.seasonal``). Unchanged when
+    ``weight`` is 0, when ``train`` has no ``SEASONAL_INDEX`` column (a feature service without it), or
+    when the scores do not rise with the products' rates."""
+    if not weight or SEASONAL_INDEX not in train.frame.columns:
+        return ranker
+    scores = ranker.booster.predict(train.features, num_iteration=ranker.n_trees)
+    rates = log_base_rates(train.frame[PRODUCT_ID].to_numpy(), train.label)
+    slope = within_group_slope(scores, rates, train.group_sizes)
+    return replace(ranker, seasonal_offset=weight * slope) if slope > 0 else ranker
 
 
 def add_pointwise(
@@ -557,9 +597,11 @@ def add_pointwise(
 
 
 def valid_ndcg(ranker: FittedRanker, valid: RankingData, num_iteration: int | None = None) -> float:
-    """NDCG@``ranker.eval_at`` of ``ranker``'s first ``num_iteration`` trees (None: its ``n_trees``) over
-    the groups of ``valid``."""
+    """NDCG@``ranker.eval_at`` of ``ranker``'s first ``num_iteration`` trees (None: the whole model, its
+    ``n_trees`` and its seasonal offset) over the groups of ``valid``."""
     group = np.repeat(np.arange(valid.n_groups), valid.group_sizes)
     scores = ranker.booster.predict(valid.features, num_iteration=num_iteration or ranker.n_trees)
+    if num_iteration is None:
+        scores = scores + ranker.seasonal_term(valid.frame)
     frame = pd.DataFrame({_GROUP: group, LABEL: valid.label, SCORE: scores})
     return ndcg_at_k(frame, ranker.eval_at, group_cols=(_GROUP,))

@@ -46,8 +46,9 @@ class ScoredFrame:
 
 
 def input_columns(bundle: Scorable) -> list[str]:
-    """Every column ``score_bundle`` reads: the ranker's features, the product, calibration features."""
-    cols = dict.fromkeys(bundle.ranker.feature_cols)
+    """Every column ``score_bundle`` reads: the ranker's (``FittedRanker.input_cols``), the product,
+    calibration features."""
+    cols = dict.fromkeys(bundle.ranker.input_cols)
     cal = bundle.calibrators
     if cal is not None:
         cols.update(dict.fromkeys([cal.product_col, *cal.feature_cols]))

@@ -81,7 +81,11 @@ def test_train_without_config_uses_the_default_config_for_an_unknown_dataset_wit
     assert bundle["build_vars"] == {"horizon_months": 1, "activity_lookback_months": 3}
     # default.yaml's ranker has a pointwise part: its trees are in the one booster the bundle holds
     assert bundle["pointwise_trees"] == report["context"]["pointwise_trees"] >= 1
-    assert bundle["bundle_format"] == 2
+    # and a seasonal offset: the season's index is read beside the features, never split on
+    assert bundle["seasonal_offset"] == report["context"]["seasonal_offset"] > 0
+    assert bundle["bundle_format"] == 3
+    assert "seasonal_index_label_month" in bundle["unused_features"]
+    assert "seasonal_index_label_month" not in bundle["feature_cols"]
 
 
 def test_build_vars_given_once_are_kept_by_the_next_build(home: Path, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from nextbest.columns import SEASONAL_INDEX
 from nextbest.training import artifacts
 from nextbest.training.artifacts import (
     BundleMismatchError,
@@ -183,6 +184,22 @@ class TestRoundTrip:
         plain = json.loads((save_bundle(bundle, tmp_path / "plain") / "bundle.json").read_text())
         assert (plain["bundle_format"], plain["pointwise_trees"]) == (1, 0)
 
+    def test_a_seasonal_offset_round_trips_as_format_3(
+        self, bundle: ModelBundle, data: pd.DataFrame, tmp_path: Path
+    ) -> None:
+        ranker = replace(bundle.ranker, seasonal_offset=0.75)
+        path = save_bundle(replace(bundle, ranker=ranker), tmp_path)
+        meta = json.loads((path / "bundle.json").read_text())
+        assert (meta["bundle_format"], meta["seasonal_offset"]) == (3, 0.75)  # 2 would score without it
+        loaded = load_bundle(path)
+        assert loaded.ranker.seasonal_offset == 0.75
+        assert loaded.ranker.input_cols == [*bundle.ranker.feature_cols, SEASONAL_INDEX]
+        seasonal = data.assign(**{SEASONAL_INDEX: np.where(np.arange(len(data)) % 2, np.e, np.nan)})
+        expected = bundle.ranker.score(data) + 0.75 * (np.arange(len(data)) % 2)  # ln e = 1, missing adds 0
+        np.testing.assert_allclose(loaded.ranker.score(seasonal), expected, rtol=0, atol=1e-12)
+        with pytest.raises(KeyError, match=SEASONAL_INDEX):
+            loaded.ranker.score(data)
+
 
 class TestAtomicity:
     def test_existing_version_not_overwritten(self, bundle: ModelBundle, tmp_path: Path) -> None:
@@ -255,8 +272,8 @@ class TestRefusal:
     def test_an_unknown_bundle_format_is_refused(self, bundle: ModelBundle, tmp_path: Path) -> None:
         path = save_bundle(bundle, tmp_path)
         meta = json.loads((path / "bundle.json").read_text())
-        (path / "bundle.json").write_text(json.dumps(meta | {"bundle_format": 3}))
-        with pytest.raises(BundleMismatchError, match="bundle format 3, expected 1 or 2"):
+        (path / "bundle.json").write_text(json.dumps(meta | {"bundle_format": 4}))
+        with pytest.raises(BundleMismatchError, match="bundle format 4, expected 1 or 2 or 3"):
             load_bundle(path)
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import log_loss
 
-from nextbest.columns import LABEL
+from nextbest.columns import LABEL, SEASONAL_INDEX
 from nextbest.training.config import PointwiseConfig, RankerConfig
 from nextbest.training.metrics import ndcg_at_k
 from nextbest.training.ranker import (
@@ -319,6 +319,46 @@ class TestFitRanker:
         refit = fit_ranker(train, train, fixed, select_trees=False)
         assert (refit.best_iteration, refit.pointwise_trees, refit.booster.num_trees()) == (25, 40, 65)
         assert np.isnan(refit.best_valid_ndcg)
+
+    def test_a_seasonal_offset_adds_its_weight_times_the_rate_slope_times_ln_index(
+        self, data: pd.DataFrame
+    ) -> None:
+        # a season on one product: index e for P01 in odd snapshot months, unknown in others
+        month = pd.to_datetime(data["event_timestamp"]).dt.month
+        index = np.where(data["product_id"] == "P01", np.where(month % 2 == 1, np.e, 1.0), np.nan)
+        seasonal = data.assign(**{SEASONAL_INDEX: index})
+        train_df = seasonal[seasonal["event_timestamp"] < "2024-03-01"]
+        valid_df = seasonal[seasonal["event_timestamp"] > "2024-03-01"]
+        train = prepare_groups(train_df, FEATURES)
+        valid = prepare_groups(valid_df, FEATURES, categories=train.categories)
+        alone = RankerConfig(n_estimators=40, early_stopping_rounds=20, n_jobs=1)
+        plain = fit_ranker(train, valid, alone)
+        ranker = fit_ranker(train, valid, alone.model_copy(update={"seasonal_offset": 0.5}))
+        assert ranker.best_iteration == plain.best_iteration  # the same trees; the index is no feature
+        assert SEASONAL_INDEX not in ranker.feature_cols and ranker.input_cols[-1] == SEASONAL_INDEX
+        # the slope by hand: the training scores on ln of each product's (positives + 1) / (rows + 2)
+        frame = train.frame.assign(score=plain.score(train.frame))
+        stats = frame.groupby("product_id")[LABEL].agg(["sum", "count"])
+        rate = np.log((stats["sum"] + 1) / (stats["count"] + 2))
+        frame["rate"] = frame["product_id"].map(rate).astype(float)
+        keys = ["event_timestamp", "customer_id"]
+        centred = frame[["score", "rate"]] - frame.groupby(keys)[["score", "rate"]].transform("mean")
+        slope = float((centred["score"] * centred["rate"]).sum() / (centred["rate"] ** 2).sum())
+        assert slope > 0 and ranker.seasonal_offset == pytest.approx(0.5 * slope, rel=1e-9)
+        valid_month = pd.to_datetime(valid_df["event_timestamp"]).dt.month
+        lifted = (valid_df["product_id"] == "P01") & (valid_month % 2 == 1)
+        expected = plain.score(valid_df) + 0.5 * slope * lifted.to_numpy()
+        np.testing.assert_allclose(ranker.score(valid_df), expected, rtol=0, atol=1e-9)
+        assert lifted.any() and (ranker.score(valid_df) != plain.score(valid_df)).any()
+        # the validation NDCG is the whole model's, offset included
+        valid_groups = valid_df.groupby(keys)[LABEL].transform("max") > 0
+        assert ranker.best_valid_ndcg == pytest.approx(
+            ndcg_at_k(valid_df[valid_groups].assign(score=ranker.score(valid_df[valid_groups])))
+        )
+        # without the column (a feature service without it) there is no offset
+        no_index = prepare_groups(data[data["event_timestamp"] < "2024-03-01"], FEATURES)
+        without = fit_ranker(no_index, valid, alone.model_copy(update={"seasonal_offset": 0.5}))
+        assert without.seasonal_offset == 0.0 and without.input_cols == without.feature_cols
 
     def test_the_pairwise_loss_settings_reach_lightgbm(self, data: pd.DataFrame) -> None:
         train = prepare_groups(data, FEATURES)

@@ -1,0 +1,49 @@
+"""The ranker's seasonal offset: a product's seasonal index (dbt ``int_product_seasonal_indices``) added
+to the ranker's score in log space, at a scale the ranker's own scores set.
+
+With two years of monthly snapshots, a product x calendar-month effect is seen once in training: the
+trees weigh it by what one year shows them, and the seasonal index of the same month last year (known
+only in the second year) is missing from most training rows. The index is the multiplicative season of a
+seasonal-naive forecast, shrunk by its prior (``seasonal_index_prior_adoptions``); the offset adds
+``weight`` x ln(index) in the units of a log adoption rate, converted to score units by how the ranker's
+score moves with the log of a product's base rate within a group (``log_rate_slope``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nextbest.training.encoding import Columns, float_column
+
+
+def log_index(data: Columns, column: str) -> np.ndarray:
+    """ln of the seasonal index ``column`` of ``data``; 0 where it is missing or not positive (no season
+    known: the score is left as it is)."""
+    values = float_column(data[column])
+    out = np.zeros(len(values))
+    known = np.isfinite(values) & (values > 0)
+    out[known] = np.log(values[known])
+    return out
+
+
+def log_base_rates(product_ids: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """Per row, ln of its product's adoption rate over these rows, (positives + 1) / (rows + 2)."""
+    codes, inverse = np.unique(np.asarray(product_ids).astype(str), return_inverse=True)
+    positives = np.bincount(inverse, weights=np.asarray(label, dtype=float), minlength=len(codes))
+    rows = np.bincount(inverse, minlength=len(codes))
+    return np.log((positives + 1.0) / (rows + 2.0))[inverse]
+
+
+def within_group_slope(y: np.ndarray, x: np.ndarray, group_sizes: np.ndarray) -> float:
+    """The least-squares slope of ``y`` on ``x`` with both centred within consecutive groups of
+    ``group_sizes`` (how much ``y`` moves with ``x`` inside a group); 0 when ``x`` never varies there."""
+    sizes = np.asarray(group_sizes, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+
+    def centred(values: np.ndarray) -> np.ndarray:
+        values = np.asarray(values, dtype=float)
+        return values - np.repeat(np.add.reduceat(values, starts) / sizes, sizes)
+
+    xc, yc = centred(x), centred(y)
+    denominator = float(xc @ xc)
+    return float(xc @ yc) / denominator if denominator > 0 else 0.0
