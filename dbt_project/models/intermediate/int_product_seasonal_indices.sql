@@ -2,7 +2,8 @@
   A product's seasonal index for the label window of each snapshot m (the month after it): how far its
   adoptions in that calendar month of earlier years (the label windows of the snapshots m - 12, m - 24,
   ...) stood above or below those expected at each of those years' rates (the snapshot's candidates x the
-  product's adoption rate over its year ahead: its own and the next 11 label windows, all observed by m).
+  product's adoption rate over the 12 label windows centred on it, j - 6 .. j + 5, all observed by m: a
+  product that grows or shrinks over the year gets no season from its trend).
   Shrunk towards 1 as if var('seasonal_index_prior_adoptions') more adoptions had come exactly as
   expected; null without an earlier year (the first year's season is unknown, not absent).
 -#}
@@ -35,24 +36,25 @@ product_months as (
         and spine.month_index = adoptions.month_index
 ),
 
--- each snapshot's year ahead: its label window and the 11 after it, the rate its season is measured against
-years_ahead as (
+-- the year centred on each snapshot (its label window, the 6 before and the 5 after): the rate its season
+-- is measured against
+years_around as (
     select
         *,
-        sum(count_candidates) over year_ahead as count_candidates_year_ahead,
-        sum(count_adopted) over year_ahead as count_adopted_year_ahead
+        sum(count_candidates) over year_around as count_candidates_year_around,
+        sum(count_adopted) over year_around as count_adopted_year_around
     from product_months
-    window year_ahead as (
-        partition by product_id order by month_index range between current row and 11 following
+    window year_around as (
+        partition by product_id order by month_index range between 6 preceding and 5 following
     )
 ),
 
 expected as (
     select
         *,
-        count_candidates * count_adopted_year_ahead / nullif(count_candidates_year_ahead, 0)
+        count_candidates * count_adopted_year_around / nullif(count_candidates_year_around, 0)
             as count_expected_at_year_rate
-    from years_ahead
+    from years_around
 ),
 
 -- the snapshots 12, 24, ... months before m: their label windows are in the calendar month of m's
