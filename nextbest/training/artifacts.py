@@ -205,6 +205,7 @@ def _metadata(bundle: ModelBundle) -> dict[str, Any]:
         "best_iteration": bundle.ranker.best_iteration,
         "pointwise_trees": bundle.ranker.pointwise_trees,
         "seasonal_offset": bundle.ranker.seasonal_offset,
+        "seasonal_weight": bundle.ranker.seasonal_weight,
         "best_valid_ndcg": bundle.ranker.best_valid_ndcg,
         "eval_at": bundle.ranker.eval_at,
         "has_calibrators": bundle.calibrators is not None,
@@ -311,6 +312,7 @@ def load_bundle(
         eval_at=int(meta["eval_at"]),
         pointwise_trees=int(meta.get("pointwise_trees", 0)),  # bundles written before the pointwise part
         seasonal_offset=float(meta.get("seasonal_offset", 0.0)),  # and before the seasonal offset
+        seasonal_weight=float(meta.get("seasonal_weight", 0.0)),
     )
     calibrators = None
     if meta["has_calibrators"]:

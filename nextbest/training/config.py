@@ -106,8 +106,9 @@ class RankerConfig(_Strict):
     pointwise: PointwiseConfig | None = None
     """A pointwise part added to the LambdaMART trees (None: LambdaMART alone)."""
     seasonal_offset: float = Field(default=0.0, ge=0)
-    """Weight of the seasonal offset (``ranker.add_seasonal_offset``): the score gains this times
-    ln(``seasonal_index_label_month``) in the units of a log adoption rate; 0: none."""
+    """Weight of the season in the ranker's score (``ranker.add_seasonal_offset``): the score gains this
+    times ln(``seasonal_index_label_month``) in the units of a log adoption rate, less what the trees
+    already give of it; 0: none."""
 
 
 class BaselineConfig(_Strict):

@@ -28,7 +28,7 @@ from nextbest.training.encoding import Columns, MatrixSpec, n_rows, require_colu
 from nextbest.training.metrics import ndcg_at_k
 from nextbest.training.pointwise import binary_classifier, merge_boosters, within_group_sd
 from nextbest.training.row_predictor import MAX_ROWS_ONE_THREAD, RowPredictor
-from nextbest.training.seasonal import log_base_rates, log_index, within_group_slope
+from nextbest.training.seasonal import log_base_rates, log_index, within_group_slopes
 
 _GROUP = "__group"
 
@@ -269,6 +269,8 @@ class FittedRanker:
             (``add_pointwise``; 0: none). The booster holds exactly ``n_trees`` trees then.
         seasonal_offset: score units added per unit of ln(``SEASONAL_INDEX``), a column read beside the
             features (``add_seasonal_offset``; 0: none, the column is not read).
+        seasonal_weight: ``seasonal_offset`` in log-rate units (the season's weight the trees miss); a
+            refit keeps the one validation chose.
     """
 
     booster: lgb.Booster
@@ -280,6 +282,7 @@ class FittedRanker:
     stalled: bool = False
     pointwise_trees: int = 0
     seasonal_offset: float = 0.0
+    seasonal_weight: float = 0.0
 
     @property
     def input_cols(self) -> list[str]:
@@ -531,24 +534,47 @@ def add_parts(
     """``ranker``'s LambdaMART trees completed as ``params`` say: the pointwise part (``add_pointwise``),
     then the seasonal offset (``add_seasonal_offset``); ``best_valid_ndcg`` is the whole model's."""
     ranker = add_pointwise(ranker, train, valid, params)
-    with_offset = add_seasonal_offset(ranker, train, params.seasonal_offset)
+    with_offset = add_seasonal_offset(ranker, train, valid, params.seasonal_offset)
     if valid is not None and with_offset.seasonal_offset:
         with_offset.best_valid_ndcg = valid_ndcg(with_offset, valid)
     return with_offset
 
 
-def add_seasonal_offset(ranker: FittedRanker, train: RankingData, weight: float) -> FittedRanker:
-    """``ranker`` whose score adds ``weight`` x ln(``SEASONAL_INDEX``) in the units of a log adoption rate:
-    ``seasonal_offset`` = ``weight`` x the within-group slope of the ranker's training scores on the log
-    of each product's adoption rate in ``train`` (``nextbest.training.seasonal``). Unchanged when
-    ``weight`` is 0, when ``train`` has no ``SEASONAL_INDEX`` column (a feature service without it), or
-    when the scores do not rise with the products' rates."""
+def add_seasonal_offset(
+    ranker: FittedRanker, train: RankingData, valid: RankingData | None, weight: float
+) -> FittedRanker:
+    """``ranker`` whose score adds what its trees miss of the season, w x ln(``SEASONAL_INDEX``) in the
+    units of a log adoption rate: ``seasonal_offset`` = w x a, a the within-group least-squares slope of
+    the ranker's training scores on the log of each product's adoption rate in ``train``
+    (``nextbest.training.seasonal``), which converts a log rate into score units.
+
+    w = ``weight`` less the season the trees already give on ``valid``, months they were not fitted
+    on: b / a' from the within-group slopes of their scores there on the log rates (a') and on
+    ln(index) (b), floored at 0 (trees fitted on several years of a calendar month learn its season;
+    the offset would count it twice). Without ``valid`` (a refit, whose weight validation chose),
+    w = ``weight``. ``seasonal_weight`` records w. Unchanged when w is 0, when ``train`` has no
+    ``SEASONAL_INDEX`` column (a feature service without it), or when the scores do not rise with the
+    products' rates."""
     if not weight or SEASONAL_INDEX not in train.frame.columns:
         return ranker
-    scores = ranker.booster.predict(train.features, num_iteration=ranker.n_trees)
-    rates = log_base_rates(train.frame[PRODUCT_ID].to_numpy(), train.label)
-    slope = within_group_slope(scores, rates, train.group_sizes)
-    return replace(ranker, seasonal_offset=weight * slope) if slope > 0 else ranker
+    rate_slope = _seasonal_slopes(ranker, train)[0]
+    if rate_slope <= 0:
+        return ranker
+    if valid is not None:
+        valid_rate, valid_season = _seasonal_slopes(ranker, valid)
+        weight = max(0.0, weight - valid_season / valid_rate) if valid_rate > 0 else weight
+    if weight == 0:
+        return ranker
+    return replace(ranker, seasonal_offset=weight * rate_slope, seasonal_weight=weight)
+
+
+def _seasonal_slopes(ranker: FittedRanker, data: RankingData) -> np.ndarray:
+    """The within-group slopes of ``ranker``'s trees' scores on ``data`` on the log of each product's
+    adoption rate there and on ln(``SEASONAL_INDEX``)."""
+    scores = ranker.booster.predict(data.features, num_iteration=ranker.n_trees)
+    rates = log_base_rates(data.frame[PRODUCT_ID].to_numpy(), data.label)
+    terms = np.column_stack([rates, log_index(data.frame, SEASONAL_INDEX)])
+    return within_group_slopes(scores, terms, data.group_sizes)
 
 
 def add_pointwise(

@@ -34,16 +34,21 @@ def log_base_rates(product_ids: np.ndarray, label: np.ndarray) -> np.ndarray:
     return np.log((positives + 1.0) / (rows + 2.0))[inverse]
 
 
-def within_group_slope(y: np.ndarray, x: np.ndarray, group_sizes: np.ndarray) -> float:
-    """The least-squares slope of ``y`` on ``x`` with both centred within consecutive groups of
-    ``group_sizes`` (how much ``y`` moves with ``x`` inside a group); 0 when ``x`` never varies there."""
+def within_group_slopes(y: np.ndarray, x: np.ndarray, group_sizes: np.ndarray) -> np.ndarray:
+    """The least-squares coefficients of ``y`` on the columns of ``x`` (rows x k), every column centred
+    within consecutive groups of ``group_sizes`` (how ``y`` moves with each inside a group, the others
+    held); a column that never varies inside a group gets 0."""
     sizes = np.asarray(group_sizes, dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
 
     def centred(values: np.ndarray) -> np.ndarray:
         values = np.asarray(values, dtype=float)
-        return values - np.repeat(np.add.reduceat(values, starts) / sizes, sizes)
+        means = np.add.reduceat(values, starts, axis=0) / sizes.reshape(-1, *([1] * (values.ndim - 1)))
+        return values - np.repeat(means, sizes, axis=0)
 
-    xc, yc = centred(x), centred(y)
-    denominator = float(xc @ xc)
-    return float(xc @ yc) / denominator if denominator > 0 else 0.0
+    xc, yc = centred(np.asarray(x, dtype=float).reshape(len(y), -1)), centred(y)
+    varies = (xc**2).sum(axis=0) > 1e-12
+    out = np.zeros(xc.shape[1])
+    if varies.any():
+        out[varies] = np.linalg.lstsq(xc[:, varies], yc, rcond=None)[0]
+    return out

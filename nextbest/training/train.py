@@ -286,8 +286,9 @@ def fit_models(
     ranker = fit(train, valid, config.ranker, config.k)
     seconds["ranker"] = time.perf_counter() - started
     say(f"fit: ranker best iteration {ranker.tree_counts}, valid ndcg {ranker.best_valid_ndcg:.4f}")
-    if ranker.seasonal_offset:
-        say(f"fit: seasonal offset {ranker.seasonal_offset:.3f} x ln(seasonal index)")
+    if config.ranker.seasonal_offset:
+        say(f"fit: seasonal offset {ranker.seasonal_offset:.3f} x ln(seasonal index), weight "
+            f"{ranker.seasonal_weight:.2f} of {config.ranker.seasonal_offset:g} (the rest the trees give)")
     if ranker.stalled:
         say("fit: WARNING the ranker stopped growing before early stopping: a tree found no split that meets "
             "the rules (lower ranker.min_child_samples or reg_lambda)")
@@ -395,6 +396,7 @@ def fit_trees(
         part = params.pointwise
         trees = scaled_trees(selected.pointwise_trees, selected_data, data, part.n_estimators)
         fixed = fixed.model_copy(update={"pointwise": part.model_copy(update={"n_estimators": trees})})
+    fixed = fixed.model_copy(update={"seasonal_offset": selected.seasonal_weight})  # as validation chose
     return fit(data, data, fixed, k, select_trees=False)
 
 
@@ -953,6 +955,7 @@ def train(
             "best_iteration": models.ranker.best_iteration,
             "pointwise_trees": models.ranker.pointwise_trees,
             "seasonal_offset": models.ranker.seasonal_offset,
+            "seasonal_weight": models.ranker.seasonal_weight,
             "refit": None if models.refit is None else {
                 "selected_best_iteration": models.refit.selected.best_iteration,
                 "selected_train_groups": float(models.refit.selected_data.n_groups),

@@ -187,12 +187,12 @@ class TestRoundTrip:
     def test_a_seasonal_offset_round_trips_as_format_3(
         self, bundle: ModelBundle, data: pd.DataFrame, tmp_path: Path
     ) -> None:
-        ranker = replace(bundle.ranker, seasonal_offset=0.75)
+        ranker = replace(bundle.ranker, seasonal_offset=0.75, seasonal_weight=0.25)
         path = save_bundle(replace(bundle, ranker=ranker), tmp_path)
         meta = json.loads((path / "bundle.json").read_text())
         assert (meta["bundle_format"], meta["seasonal_offset"]) == (3, 0.75)  # 2 would score without it
         loaded = load_bundle(path)
-        assert loaded.ranker.seasonal_offset == 0.75
+        assert (loaded.ranker.seasonal_offset, loaded.ranker.seasonal_weight) == (0.75, 0.25)
         assert loaded.ranker.input_cols == [*bundle.ranker.feature_cols, SEASONAL_INDEX]
         seasonal = data.assign(**{SEASONAL_INDEX: np.where(np.arange(len(data)) % 2, np.e, np.nan)})
         expected = bundle.ranker.score(data) + 0.75 * (np.arange(len(data)) % 2)  # ln e = 1, missing adds 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
@@ -13,7 +15,9 @@ from nextbest.training.config import PointwiseConfig, RankerConfig
 from nextbest.training.metrics import ndcg_at_k
 from nextbest.training.ranker import (
     FittedRanker,
+    RankingData,
     SmoothedEarlyStopping,
+    add_seasonal_offset,
     best_window_centre,
     build_feature_frame,
     eval_kwargs,
@@ -320,42 +324,59 @@ class TestFitRanker:
         assert (refit.best_iteration, refit.pointwise_trees, refit.booster.num_trees()) == (25, 40, 65)
         assert np.isnan(refit.best_valid_ndcg)
 
-    def test_a_seasonal_offset_adds_its_weight_times_the_rate_slope_times_ln_index(
-        self, data: pd.DataFrame
-    ) -> None:
-        # a season on one product: index e for P01 in odd snapshot months, unknown in others
-        month = pd.to_datetime(data["event_timestamp"]).dt.month
-        index = np.where(data["product_id"] == "P01", np.where(month % 2 == 1, np.e, 1.0), np.nan)
+    def test_a_seasonal_offset_adds_the_season_the_trees_miss(self, data: pd.DataFrame) -> None:
+        # an index the trees cannot see (no feature carries it), unknown (null) on a tenth of the rows
+        rng = np.random.default_rng(5)
+        index = np.exp(rng.normal(0, 0.3, len(data)))
+        index[rng.random(len(data)) < 0.1] = np.nan
         seasonal = data.assign(**{SEASONAL_INDEX: index})
-        train_df = seasonal[seasonal["event_timestamp"] < "2024-03-01"]
+        train = prepare_groups(seasonal[seasonal["event_timestamp"] < "2024-03-01"], FEATURES)
         valid_df = seasonal[seasonal["event_timestamp"] > "2024-03-01"]
-        train = prepare_groups(train_df, FEATURES)
         valid = prepare_groups(valid_df, FEATURES, categories=train.categories)
         alone = RankerConfig(n_estimators=40, early_stopping_rounds=20, n_jobs=1)
         plain = fit_ranker(train, valid, alone)
         ranker = fit_ranker(train, valid, alone.model_copy(update={"seasonal_offset": 0.5}))
         assert ranker.best_iteration == plain.best_iteration  # the same trees; the index is no feature
         assert SEASONAL_INDEX not in ranker.feature_cols and ranker.input_cols[-1] == SEASONAL_INDEX
-        # the slope by hand: the training scores on ln of each product's (positives + 1) / (rows + 2)
-        frame = train.frame.assign(score=plain.score(train.frame))
-        stats = frame.groupby("product_id")[LABEL].agg(["sum", "count"])
-        rate = np.log((stats["sum"] + 1) / (stats["count"] + 2))
-        frame["rate"] = frame["product_id"].map(rate).astype(float)
-        keys = ["event_timestamp", "customer_id"]
-        centred = frame[["score", "rate"]] - frame.groupby(keys)[["score", "rate"]].transform("mean")
-        slope = float((centred["score"] * centred["rate"]).sum() / (centred["rate"] ** 2).sum())
-        assert slope > 0 and ranker.seasonal_offset == pytest.approx(0.5 * slope, rel=1e-9)
-        valid_month = pd.to_datetime(valid_df["event_timestamp"]).dt.month
-        lifted = (valid_df["product_id"] == "P01") & (valid_month % 2 == 1)
-        expected = plain.score(valid_df) + 0.5 * slope * lifted.to_numpy()
-        np.testing.assert_allclose(ranker.score(valid_df), expected, rtol=0, atol=1e-9)
-        assert lifted.any() and (ranker.score(valid_df) != plain.score(valid_df)).any()
+
+        def slopes(split: RankingData) -> tuple[pd.DataFrame, float, float]:
+            """By hand: the trees' scores on ln of each product's (positives + 1) / (rows + 2) and on
+            ln index (0 where unknown), all centred within groups."""
+            frame = split.frame.assign(score=plain.score(split.frame))
+            stats = frame.groupby("product_id")[LABEL].agg(["sum", "count"])
+            rate = np.log((stats["sum"] + 1) / (stats["count"] + 2))
+            frame["rate"] = frame["product_id"].map(rate).astype(float)
+            frame["season"] = np.log(frame[SEASONAL_INDEX].astype(float).fillna(1.0))
+            cols = ["score", "rate", "season"]
+            centred = frame[cols] - frame.groupby(["event_timestamp", "customer_id"])[cols].transform("mean")
+            terms = centred[["rate", "season"]].to_numpy()
+            rate_slope, season_slope = np.linalg.lstsq(terms, centred["score"].to_numpy(), rcond=None)[0]
+            return frame, float(rate_slope), float(season_slope)
+
+        _, a, _ = slopes(train)  # score units per log rate, on the training rows
+        valid_frame, a_valid, b_valid = slopes(valid)  # what the trees give of the season, held out
+        assert a > 0 and abs(b_valid) < 0.5 * a_valid  # next to none of a season they cannot see
+        w = 0.5 - b_valid / a_valid
+        assert ranker.seasonal_weight == pytest.approx(w, rel=1e-9)
+        assert ranker.seasonal_offset == pytest.approx(w * a, rel=1e-9)
+        season = np.log(valid_df[SEASONAL_INDEX].fillna(1.0)).to_numpy()
+        np.testing.assert_allclose(ranker.score(valid_df), plain.score(valid_df) + w * a * season, atol=1e-9)
         # the validation NDCG is the whole model's, offset included
-        valid_groups = valid_df.groupby(keys)[LABEL].transform("max") > 0
+        valid_groups = valid_df.groupby(["event_timestamp", "customer_id"])[LABEL].transform("max") > 0
         assert ranker.best_valid_ndcg == pytest.approx(
             ndcg_at_k(valid_df[valid_groups].assign(score=ranker.score(valid_df[valid_groups])))
         )
-        # without the column (a feature service without it) there is no offset
+        # trees that already give the season on the held-out months: with ln index = (score - a' rate) / a'
+        # their scores are exactly a' rate + a' ln index, weight 1 of it, so 0.5 adds nothing and 1.5 half
+        given = (valid_frame["score"] - a_valid * valid_frame["rate"]) / a_valid
+        covered = replace(valid, frame=valid.frame.assign(**{SEASONAL_INDEX: np.exp(given)}))
+        assert add_seasonal_offset(plain, train, covered, 0.5).seasonal_offset == 0.0
+        assert add_seasonal_offset(plain, train, covered, 1.5).seasonal_weight == pytest.approx(0.5, rel=1e-6)
+        # a refit (no validation) takes the weight validation chose, in its own scores' units
+        refit = fit_ranker(train, train, alone.model_copy(update={"seasonal_offset": w}), select_trees=False)
+        assert refit.seasonal_weight == w and refit.seasonal_offset > 0
+        # weight 0, or a feature service without the column: no offset
+        assert plain.seasonal_offset == 0.0
         no_index = prepare_groups(data[data["event_timestamp"] < "2024-03-01"], FEATURES)
         without = fit_ranker(no_index, valid, alone.model_copy(update={"seasonal_offset": 0.5}))
         assert without.seasonal_offset == 0.0 and without.input_cols == without.feature_cols
