@@ -269,8 +269,7 @@ class FittedRanker:
             (``add_pointwise``; 0: none). The booster holds exactly ``n_trees`` trees then.
         seasonal_offset: score units added per unit of ln(``SEASONAL_INDEX``), a column read beside the
             features (``add_seasonal_offset``; 0: none, the column is not read).
-        seasonal_weight: ``seasonal_offset`` in log-rate units (the season's weight the trees miss); a
-            refit keeps the one validation chose.
+        seasonal_weight: ``seasonal_offset`` in log-rate units (the season's weight the trees miss).
     """
 
     booster: lgb.Booster
@@ -534,35 +533,27 @@ def add_parts(
     """``ranker``'s LambdaMART trees completed as ``params`` say: the pointwise part (``add_pointwise``),
     then the seasonal offset (``add_seasonal_offset``); ``best_valid_ndcg`` is the whole model's."""
     ranker = add_pointwise(ranker, train, valid, params)
-    with_offset = add_seasonal_offset(ranker, train, valid, params.seasonal_offset)
+    with_offset = add_seasonal_offset(ranker, train, params.seasonal_offset)
     if valid is not None and with_offset.seasonal_offset:
         with_offset.best_valid_ndcg = valid_ndcg(with_offset, valid)
     return with_offset
 
 
-def add_seasonal_offset(
-    ranker: FittedRanker, train: RankingData, valid: RankingData | None, weight: float
-) -> FittedRanker:
+def add_seasonal_offset(ranker: FittedRanker, train: RankingData, weight: float) -> FittedRanker:
     """``ranker`` whose score adds what its trees miss of the season, w x ln(``SEASONAL_INDEX``) in the
-    units of a log adoption rate: ``seasonal_offset`` = w x a, a the within-group least-squares slope of
-    the ranker's training scores on the log of each product's adoption rate in ``train``
-    (``nextbest.training.seasonal``), which converts a log rate into score units.
-
-    w = ``weight`` less the season the trees already give on ``valid``, months they were not fitted
-    on: b / a' from the within-group slopes of their scores there on the log rates (a') and on
-    ln(index) (b), floored at 0 (trees fitted on several years of a calendar month learn its season;
-    the offset would count it twice). Without ``valid`` (a refit, whose weight validation chose),
-    w = ``weight``. ``seasonal_weight`` records w. Unchanged when w is 0, when ``train`` has no
-    ``SEASONAL_INDEX`` column (a feature service without it), or when the scores do not rise with the
-    products' rates."""
+    units of a log adoption rate: ``seasonal_offset`` = w x a, where a and b are the within-group
+    least-squares slopes of the ranker's training scores on the log of each product's adoption rate in
+    ``train`` and on ln(index) (``nextbest.training.seasonal``): a converts a log rate into score units,
+    b / a is the season the trees already give, and w = ``weight`` - b / a, floored at 0 (trees fitted on
+    several years of a calendar month learn its season; the offset would count it twice).
+    ``seasonal_weight`` records w. Unchanged when w is 0, when ``train`` has no ``SEASONAL_INDEX`` column
+    (a feature service without it), or when the scores do not rise with the products' rates."""
     if not weight or SEASONAL_INDEX not in train.frame.columns:
         return ranker
-    rate_slope = _seasonal_slopes(ranker, train)[0]
+    rate_slope, season_slope = _seasonal_slopes(ranker, train)
     if rate_slope <= 0:
         return ranker
-    if valid is not None:
-        valid_rate, valid_season = _seasonal_slopes(ranker, valid)
-        weight = max(0.0, weight - valid_season / valid_rate) if valid_rate > 0 else weight
+    weight = max(0.0, weight - season_slope / rate_slope)
     if weight == 0:
         return ranker
     return replace(ranker, seasonal_offset=weight * rate_slope, seasonal_weight=weight)

@@ -396,7 +396,6 @@ def fit_trees(
         part = params.pointwise
         trees = scaled_trees(selected.pointwise_trees, selected_data, data, part.n_estimators)
         fixed = fixed.model_copy(update={"pointwise": part.model_copy(update={"n_estimators": trees})})
-    fixed = fixed.model_copy(update={"seasonal_offset": selected.seasonal_weight})  # as validation chose
     return fit(data, data, fixed, k, select_trees=False)
 
 

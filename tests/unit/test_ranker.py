@@ -353,10 +353,9 @@ class TestFitRanker:
             rate_slope, season_slope = np.linalg.lstsq(terms, centred["score"].to_numpy(), rcond=None)[0]
             return frame, float(rate_slope), float(season_slope)
 
-        _, a, _ = slopes(train)  # score units per log rate, on the training rows
-        valid_frame, a_valid, b_valid = slopes(valid)  # what the trees give of the season, held out
-        assert a > 0 and abs(b_valid) < 0.5 * a_valid  # next to none of a season they cannot see
-        w = 0.5 - b_valid / a_valid
+        train_frame, a, b = slopes(train)  # score units per log rate, and the season the trees give
+        assert a > 0 and abs(b) < 0.5 * a  # next to none of a season they cannot see
+        w = 0.5 - b / a
         assert ranker.seasonal_weight == pytest.approx(w, rel=1e-9)
         assert ranker.seasonal_offset == pytest.approx(w * a, rel=1e-9)
         season = np.log(valid_df[SEASONAL_INDEX].fillna(1.0)).to_numpy()
@@ -366,15 +365,16 @@ class TestFitRanker:
         assert ranker.best_valid_ndcg == pytest.approx(
             ndcg_at_k(valid_df[valid_groups].assign(score=ranker.score(valid_df[valid_groups])))
         )
-        # trees that already give the season on the held-out months: with ln index = (score - a' rate) / a'
-        # their scores are exactly a' rate + a' ln index, weight 1 of it, so 0.5 adds nothing and 1.5 half
-        given = (valid_frame["score"] - a_valid * valid_frame["rate"]) / a_valid
-        covered = replace(valid, frame=valid.frame.assign(**{SEASONAL_INDEX: np.exp(given)}))
-        assert add_seasonal_offset(plain, train, covered, 0.5).seasonal_offset == 0.0
-        assert add_seasonal_offset(plain, train, covered, 1.5).seasonal_weight == pytest.approx(0.5, rel=1e-6)
-        # a refit (no validation) takes the weight validation chose, in its own scores' units
-        refit = fit_ranker(train, train, alone.model_copy(update={"seasonal_offset": w}), select_trees=False)
-        assert refit.seasonal_weight == w and refit.seasonal_offset > 0
+        # trees that already give the season: with ln index = (score - a rate) / a their training scores
+        # are exactly a rate + a ln index, weight 1 of it, so 0.5 adds nothing and 1.5 half
+        given = (train_frame["score"] - a * train_frame["rate"]) / a
+        covered = replace(train, frame=train.frame.assign(**{SEASONAL_INDEX: np.exp(given)}))
+        assert add_seasonal_offset(plain, covered, 0.5).seasonal_offset == 0.0
+        assert add_seasonal_offset(plain, covered, 1.5).seasonal_weight == pytest.approx(0.5, rel=1e-6)
+        # a refit (no validation) measures the same on its own trees
+        half = alone.model_copy(update={"seasonal_offset": 0.5})
+        refit = fit_ranker(train, train, half, select_trees=False)
+        assert 0 < refit.seasonal_weight < 1 and refit.seasonal_offset > 0
         # weight 0, or a feature service without the column: no offset
         assert plain.seasonal_offset == 0.0
         no_index = prepare_groups(data[data["event_timestamp"] < "2024-03-01"], FEATURES)
