@@ -531,12 +531,12 @@ def add_parts(
     ranker: FittedRanker, train: RankingData, valid: RankingData | None, params: RankerConfig
 ) -> FittedRanker:
     """``ranker``'s LambdaMART trees completed as ``params`` say: the pointwise part (``add_pointwise``),
-    then the seasonal offset (``add_seasonal_offset``); ``best_valid_ndcg`` is the whole model's."""
-    ranker = add_pointwise(ranker, train, valid, params)
-    with_offset = add_seasonal_offset(ranker, train, params.seasonal_offset)
-    if valid is not None and with_offset.seasonal_offset:
-        with_offset.best_valid_ndcg = valid_ndcg(with_offset, valid)
-    return with_offset
+    then the seasonal offset (``add_seasonal_offset``). With either, ``best_valid_ndcg`` becomes the whole
+    model's on ``valid`` (None: NaN), scored once."""
+    whole = add_seasonal_offset(add_pointwise(ranker, train, valid, params), train, params.seasonal_offset)
+    if whole is not ranker:
+        whole.best_valid_ndcg = float("nan") if valid is None else valid_ndcg(whole, valid)
+    return whole
 
 
 def add_seasonal_offset(ranker: FittedRanker, train: RankingData, weight: float) -> FittedRanker:
@@ -577,7 +577,7 @@ def add_pointwise(
     ``best_iteration`` trees in one booster, each scaled so that the part's spread within a training
     group is ``weight`` times the LambdaMART trees' (``pointwise.within_group_sd``). The listwise ranker
     and a pointwise classifier err differently where data is thin; their sum, each on one scale, is
-    steadier than either. ``best_valid_ndcg`` becomes the whole model's on ``valid`` (None: NaN)."""
+    steadier than either. ``best_valid_ndcg`` is left for ``add_parts`` to score on the whole model."""
     part = params.pointwise
     if part is None:
         return ranker
@@ -602,15 +602,12 @@ def add_pointwise(
     raw = pointwise.predict(train.features, raw_score=True, num_iteration=n_trees)
     spread = within_group_sd(listwise, train.group_sizes) / within_group_sd(raw, train.group_sizes)
     scale = part.weight * spread
-    merged = replace(
+    return replace(
         ranker,
         booster=merge_boosters([(ranker.booster, ranker.best_iteration, 1.0), (pointwise, n_trees, scale)]),
         best_valid_ndcg=float("nan"),
         pointwise_trees=n_trees,
     )
-    if valid is not None:
-        merged.best_valid_ndcg = valid_ndcg(merged, valid)
-    return merged
 
 
 def valid_ndcg(ranker: FittedRanker, valid: RankingData, num_iteration: int | None = None) -> float:
