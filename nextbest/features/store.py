@@ -40,6 +40,7 @@ from nextbest.columns import EVENT_TIMESTAMP
 from nextbest.errors import UserError
 from nextbest.features.definitions import Definitions, build_definitions
 from nextbest.features.manifest import FeatureViewSpec, feature_specs_from_manifest
+from nextbest.features.registry_store import REGISTRY_STORE_TYPE
 from nextbest.marts import manifest_path
 from nextbest.settings import BUILDS_DIR, FEATURE_REPO_DIR, ONLINE_KINDS, OnlineKind, Settings
 
@@ -102,6 +103,7 @@ def repo_config(
         provider="local",
         registry={
             "registry_type": "file",
+            "registry_store_type": REGISTRY_STORE_TYPE,
             "path": str(registry_path(settings).resolve()),
             "cache_ttl_seconds": 60,
         },

@@ -356,6 +356,7 @@ class TestDefinitions:
         in_code = repo_config(settings, "sqlite")
         assert from_yaml.project == in_code.project
         assert Path(from_yaml.registry.path).resolve() == Path(in_code.registry.path)
+        assert from_yaml.registry.registry_store_type == in_code.registry.registry_store_type
         assert Path(from_yaml.online_store.path).resolve() == Path(in_code.online_store.path)
         assert from_yaml.offline_store.type == in_code.offline_store.type == "duckdb"
         assert from_yaml.batch_engine.type == in_code.batch_engine.type == "local"
