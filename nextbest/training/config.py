@@ -106,9 +106,12 @@ class RankerConfig(_Strict):
     pointwise: PointwiseConfig | None = None
     """A pointwise part added to the LambdaMART trees (None: LambdaMART alone)."""
     seasonal_offset: float = Field(default=0.0, ge=0)
-    """Weight of the season in the ranker's score (``ranker.add_seasonal_offset``): the score gains this
-    times ln(``seasonal_index_label_month``) in the units of a log adoption rate, less what the trees
-    already give of it; 0: none."""
+    """Weight of the season in the ranker's score (``ranker.fit_with_season``): the trees are fitted on
+    top of this times ln(``seasonal_index_label_month``) in the units of a log adoption rate, and the
+    score adds it; 0: none."""
+    seasonal_units: float | None = Field(default=None, ge=0)
+    """Score units of a log adoption rate for the seasonal offset. None: measured on a first fit without
+    it; refits set their selected ranker's (``ranker.same_season``), so they add the same season."""
 
 
 class BaselineConfig(_Strict):

@@ -12,7 +12,9 @@ What differs, and why:
   - ``lightgbm.dask`` has no early stopping, so the model is trained to ``n_estimators`` trees and the
     number of trees kept (``best_iteration``) is chosen afterwards on the validation groups: NDCG@k of
     the booster cut at every ``selection_step`` trees, the cut with the best validation NDCG averaged over
-    ``early_stopping_window`` trees wins (ties: fewer trees).
+    ``early_stopping_window`` trees wins (ties: fewer trees);
+  - the seasonal offset (``ranker.fit_with_season``) travels as LightGBM's initial score, cut like the
+    rows; the trees are chosen on the validation NDCG of the trees plus the offset.
 The cluster is the caller's (``distributed.Client``); ``local_client`` starts a ``LocalCluster`` when
 none is given (one worker per core, one thread each, as LightGBM's socket network wants).
 """
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from nextbest.columns import SEASONAL_INDEX
 from nextbest.settings import TrainingSettings
 from nextbest.training.config import ConfigError, RankerConfig
 from nextbest.training.constants import DEFAULT_K
@@ -36,9 +39,11 @@ from nextbest.training.ranker import (
     best_window_centre,
     check_same_features,
     fit_ranker,
+    fit_with_season,
     lambdarank_kwargs,
     valid_ndcg,
 )
+from nextbest.training.seasonal import log_index
 
 if TYPE_CHECKING:  # pragma: no cover
     from distributed import Client
@@ -74,10 +79,12 @@ def group_partitions(group_sizes: np.ndarray, n_partitions: int) -> list[tuple[i
     return [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
 
 
-def dask_inputs(data: RankingData, client: Client, n_partitions: int) -> tuple[object, object, object]:
-    """(features, label, group sizes) as Dask collections cut on group boundaries, each part scattered
-    to the cluster once (not embedded in the task graph): a DataFrame and two arrays whose partitions /
-    chunks line up (the rows of partition i are the groups of chunk i)."""
+def dask_inputs(
+    data: RankingData, client: Client, n_partitions: int, init_score: np.ndarray | None = None
+) -> tuple[object, object, object, object]:
+    """(features, label, group sizes, initial scores or None) as Dask collections cut on group
+    boundaries, each part scattered to the cluster once (not embedded in the task graph): a DataFrame
+    and arrays whose partitions / chunks line up (the rows of partition i are the groups of chunk i)."""
     import dask.array as da
     import dask.dataframe as dd
 
@@ -91,11 +98,18 @@ def dask_inputs(data: RankingData, client: Client, n_partitions: int) -> tuple[o
     labels = client.scatter([label[r] for r in rows], hash=False)
     groups = client.scatter([sizes[a:b] for a, b in parts], hash=False)
     features = dd.from_delayed(frames, meta=data.features.iloc[:0], verify_meta=False)
-    label_parts = zip(labels, [r.stop - r.start for r in rows], strict=True)
-    group_parts = zip(groups, [b - a for a, b in parts], strict=True)
-    label_array = da.concatenate([da.from_delayed(f, shape=(n,), dtype=np.float64) for f, n in label_parts])
-    group_array = da.concatenate([da.from_delayed(f, shape=(n,), dtype=np.int64) for f, n in group_parts])
-    return features, label_array, group_array
+    def chunked(futures: list, lengths: list[int], dtype: type) -> object:
+        return da.concatenate(
+            [da.from_delayed(f, shape=(n,), dtype=dtype) for f, n in zip(futures, lengths, strict=True)]
+        )
+
+    row_counts = [r.stop - r.start for r in rows]
+    label_array = chunked(labels, row_counts, np.float64)
+    group_array = chunked(groups, [b - a for a, b in parts], np.int64)
+    if init_score is None:
+        return features, label_array, group_array, None
+    inits = client.scatter([np.asarray(init_score, dtype=np.float64)[r] for r in rows], hash=False)
+    return features, label_array, group_array, chunked(inits, row_counts, np.float64)
 
 
 def select_iteration(
@@ -128,39 +142,52 @@ def fit_ranker_dask(
     Args:
         n_partitions: row partitions (default: one per worker).
     """
-    from lightgbm.dask import DaskLGBMRanker
-
     params = params or RankerConfig()
     check_same_features(train, valid)
     if valid.n_groups == 0:
         raise ValueError("the validation split has no group")
-    workers = len(client.scheduler_info()["workers"])
-    features, label, groups = dask_inputs(train, client, n_partitions or max(workers, 1))
+    partitions = n_partitions or max(len(client.scheduler_info()["workers"]), 1)
+
+    def trees(offset: float) -> FittedRanker:
+        ranker = _fit_trees_dask(train, client, params, eval_at, partitions, offset)
+        if select_trees:
+            n_trees = ranker.booster.num_trees()
+            cut, ndcg = select_iteration(ranker, valid, n_trees, selection_step, params.early_stopping_window)
+            ranker.best_iteration, ranker.best_valid_ndcg = cut, float(ndcg)
+        return ranker
+
+    ranker = fit_with_season(trees, train, params)
+    return add_parts(ranker, train, valid if select_trees else None, params)
+
+
+def _fit_trees_dask(
+    train: RankingData, client: Client, params: RankerConfig, eval_at: int, partitions: int, offset: float
+) -> FittedRanker:
+    """``n_estimators`` LambdaMART trees on the cluster, on top of ``offset`` x ln(``SEASONAL_INDEX``)
+    (0: none), every one kept."""
+    from lightgbm.dask import DaskLGBMRanker
+
+    init = offset * log_index(train.frame, SEASONAL_INDEX) if offset else None
+    features, label, groups, init_score = dask_inputs(train, client, partitions, init)
     kwargs = lambdarank_kwargs(params)
     kwargs.pop("n_jobs")  # each worker uses its own threads; the cluster is the parallelism
     model = DaskLGBMRanker(client=client, **kwargs)
     with warnings.catch_warnings():  # lightgbm.dask names every thread alias it overrides
         warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored")
         model.fit(
-            features, label, group=groups, eval_at=[eval_at],
+            features, label, group=groups, init_score=init_score, eval_at=[eval_at],
             categorical_feature=train.categorical_cols,
         )
     booster = model.to_local().booster_
-    ranker = FittedRanker(
+    return FittedRanker(
         booster=booster,
         feature_cols=list(train.feature_cols),
         categories={k: list(v) for k, v in train.categories.items()},
         best_iteration=booster.num_trees(),
         best_valid_ndcg=float("nan"),
         eval_at=eval_at,
+        seasonal_offset=offset,
     )
-    if not select_trees:
-        return add_parts(ranker, train, None, params)
-    trees, ndcg = select_iteration(
-        ranker, valid, booster.num_trees(), selection_step, params.early_stopping_window
-    )
-    ranker.best_iteration, ranker.best_valid_ndcg = trees, float(ndcg)
-    return add_parts(ranker, train, valid, params)
 
 
 @contextmanager

@@ -12,7 +12,7 @@ Categoricals with a category list learned on the training data. ``fit_ranker`` t
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
@@ -268,8 +268,8 @@ class FittedRanker:
         pointwise_trees: trees of the pointwise part after the ``best_iteration`` LambdaMART trees
             (``add_pointwise``; 0: none). The booster holds exactly ``n_trees`` trees then.
         seasonal_offset: score units added per unit of ln(``SEASONAL_INDEX``), a column read beside the
-            features (``add_seasonal_offset``; 0: none, the column is not read).
-        seasonal_weight: ``seasonal_offset`` in log-rate units (the season's weight the trees miss).
+            features; the trees were fitted on top of it (``fit_with_season``; 0: none, not read).
+        seasonal_weight: ``seasonal_offset`` in log-rate units (the configured weight of the season).
     """
 
     booster: lgb.Booster
@@ -478,7 +478,8 @@ def fit_ranker(
     select_trees: bool = True,
 ) -> FittedRanker:
     """Train ``LGBMRanker(objective="lambdarank")`` with early stopping on the validation NDCG@``eval_at``
-    (averaged over ``params.early_stopping_window`` iterations: ``SmoothedEarlyStopping``).
+    (averaged over ``params.early_stopping_window`` iterations: ``SmoothedEarlyStopping``), on top of the
+    seasonal offset (``fit_with_season``), then its pointwise part (``add_parts``).
 
     Categorical features are LightGBM-native (no one-hot), NaN are left to LightGBM. ``valid`` must
     be prepared with ``categories=train.categories``. ``params`` are the config's hyper-parameters
@@ -492,16 +493,39 @@ def fit_ranker(
         raise ValueError("the validation split has no group")
     if select_trees and valid.features is train.features:
         raise ValueError("valid is the training split: early stopping needs a held-out split")
+
+    def trees(offset: float) -> FittedRanker:
+        return _fit_lambdarank(train, valid, params, eval_at, select_trees=select_trees, offset=offset)
+
+    ranker = fit_with_season(trees, train, params)
+    return add_parts(ranker, train, valid if select_trees else None, params)
+
+
+def _fit_lambdarank(
+    train: RankingData,
+    valid: RankingData,
+    params: RankerConfig,
+    eval_at: int,
+    *,
+    select_trees: bool,
+    offset: float,
+) -> FittedRanker:
+    """The LambdaMART trees of ``fit_ranker``, fitted on top of ``offset`` x ln(``SEASONAL_INDEX``)
+    (LightGBM's initial score of the training and validation rows; 0: none)."""
     model = lgb.LGBMRanker(**lambdarank_kwargs(params))
     categorical = train.categorical_cols
     count = TreeCount()
+    init = (lambda data: offset * log_index(data.frame, SEASONAL_INDEX)) if offset else (lambda _data: None)
     if select_trees:
+        valid_init = init(valid)
         model.fit(
             train.features,
             train.label,
             group=train.group_sizes,
+            init_score=init(train),
             **eval_kwargs(valid.features, valid.label),
             eval_group=[valid.group_sizes],
+            eval_init_score=None if valid_init is None else [valid_init],
             eval_at=[eval_at],
             categorical_feature=categorical,
             callbacks=[
@@ -513,9 +537,15 @@ def fit_ranker(
         best_score = float(model.best_score_["valid_0"][f"ndcg@{eval_at}"])
         stalled = count.stalled and count.trees - best_iteration < params.early_stopping_rounds
     else:
-        model.fit(train.features, train.label, group=train.group_sizes, categorical_feature=categorical)
+        model.fit(
+            train.features,
+            train.label,
+            group=train.group_sizes,
+            init_score=init(train),
+            categorical_feature=categorical,
+        )
         best_iteration, best_score, stalled = int(model.booster_.current_iteration()), float("nan"), False
-    ranker = FittedRanker(
+    return FittedRanker(
         booster=model.booster_,
         feature_cols=list(train.feature_cols),
         categories={k: list(v) for k, v in train.categories.items()},
@@ -523,49 +553,62 @@ def fit_ranker(
         best_valid_ndcg=best_score,
         eval_at=eval_at,
         stalled=stalled,
+        seasonal_offset=offset,
     )
-    return add_parts(ranker, train, valid if select_trees else None, params)
+
+
+def fit_with_season(
+    trees: Callable[[float], FittedRanker], train: RankingData, params: RankerConfig
+) -> FittedRanker:
+    """The LambdaMART trees of ``trees(offset)`` (a fit on top of ``offset`` x ln(``SEASONAL_INDEX``),
+    whose score adds it) with the season ``params.seasonal_offset`` weighs: offset = weight x a, where a
+    (``params.seasonal_units``, else measured on a first fit without the offset: ``rate_units``)
+    converts a log adoption rate into score units. The trees start from the season and learn what it
+    leaves: an index that over- or under-states a product's season is corrected where the training
+    months show it, and a season the features already carry is not counted twice.
+    ``seasonal_weight`` records the weight. No offset (one fit) when the weight is 0, when ``train`` has
+    no ``SEASONAL_INDEX`` column (a feature service without it) or knows no index (the first year),
+    or when the scores do not rise with the products' rates (a <= 0)."""
+    weight = params.seasonal_offset
+    if not weight or SEASONAL_INDEX not in train.frame.columns:
+        return trees(0.0)
+    if not log_index(train.frame, SEASONAL_INDEX).any():
+        return trees(0.0)
+    first = None
+    units = params.seasonal_units
+    if units is None:
+        first = trees(0.0)
+        units = rate_units(first, train)
+    if units <= 0:
+        return first if first is not None else trees(0.0)
+    return replace(trees(weight * units), seasonal_weight=weight)
+
+
+def rate_units(ranker: FittedRanker, data: RankingData) -> float:
+    """Score units of a log adoption rate: the within-group least-squares slope of ``ranker``'s trees'
+    scores on ``data`` on the log of each product's adoption rate there (``nextbest.training.seasonal``)."""
+    scores = ranker.booster.predict(data.features, num_iteration=ranker.n_trees)
+    rates = log_base_rates(data.frame[PRODUCT_ID].to_numpy(), data.label)
+    return float(within_group_slopes(scores, rates.reshape(-1, 1), data.group_sizes)[0])
+
+
+def same_season(params: RankerConfig, ranker: FittedRanker) -> RankerConfig:
+    """``params`` for a refit of ``ranker``: its seasonal offset's score units, so that the refit's trees
+    start from the same season (and no first fit measures them again)."""
+    if not params.seasonal_offset:
+        return params
+    return params.model_copy(update={"seasonal_units": ranker.seasonal_offset / params.seasonal_offset})
 
 
 def add_parts(
     ranker: FittedRanker, train: RankingData, valid: RankingData | None, params: RankerConfig
 ) -> FittedRanker:
-    """``ranker``'s LambdaMART trees completed as ``params`` say: the pointwise part (``add_pointwise``),
-    then the seasonal offset (``add_seasonal_offset``). With either, ``best_valid_ndcg`` becomes the whole
-    model's on ``valid`` (None: NaN), scored once."""
-    whole = add_seasonal_offset(add_pointwise(ranker, train, valid, params), train, params.seasonal_offset)
+    """``ranker``'s LambdaMART trees completed as ``params`` say: the pointwise part (``add_pointwise``).
+    With one, ``best_valid_ndcg`` becomes the whole model's on ``valid`` (None: NaN)."""
+    whole = add_pointwise(ranker, train, valid, params)
     if whole is not ranker:
         whole.best_valid_ndcg = float("nan") if valid is None else valid_ndcg(whole, valid)
     return whole
-
-
-def add_seasonal_offset(ranker: FittedRanker, train: RankingData, weight: float) -> FittedRanker:
-    """``ranker`` whose score adds what its trees miss of the season, w x ln(``SEASONAL_INDEX``) in the
-    units of a log adoption rate: ``seasonal_offset`` = w x a, where a and b are the within-group
-    least-squares slopes of the ranker's training scores on the log of each product's adoption rate in
-    ``train`` and on ln(index) (``nextbest.training.seasonal``): a converts a log rate into score units,
-    b / a is the season the trees already give, and w = ``weight`` - b / a, floored at 0 (trees fitted on
-    several years of a calendar month learn its season; the offset would count it twice).
-    ``seasonal_weight`` records w. Unchanged when w is 0, when ``train`` has no ``SEASONAL_INDEX`` column
-    (a feature service without it), or when the scores do not rise with the products' rates."""
-    if not weight or SEASONAL_INDEX not in train.frame.columns:
-        return ranker
-    rate_slope, season_slope = _seasonal_slopes(ranker, train)
-    if rate_slope <= 0:
-        return ranker
-    weight = max(0.0, weight - season_slope / rate_slope)
-    if weight == 0:
-        return ranker
-    return replace(ranker, seasonal_offset=weight * rate_slope, seasonal_weight=weight)
-
-
-def _seasonal_slopes(ranker: FittedRanker, data: RankingData) -> np.ndarray:
-    """The within-group slopes of ``ranker``'s trees' scores on ``data`` on the log of each product's
-    adoption rate there and on ln(``SEASONAL_INDEX``)."""
-    scores = ranker.booster.predict(data.features, num_iteration=ranker.n_trees)
-    rates = log_base_rates(data.frame[PRODUCT_ID].to_numpy(), data.label)
-    terms = np.column_stack([rates, log_index(data.frame, SEASONAL_INDEX)])
-    return within_group_slopes(scores, terms, data.group_sizes)
 
 
 def add_pointwise(
@@ -611,11 +654,10 @@ def add_pointwise(
 
 
 def valid_ndcg(ranker: FittedRanker, valid: RankingData, num_iteration: int | None = None) -> float:
-    """NDCG@``ranker.eval_at`` of ``ranker``'s first ``num_iteration`` trees (None: the whole model, its
-    ``n_trees`` and its seasonal offset) over the groups of ``valid``."""
+    """NDCG@``ranker.eval_at`` of ``ranker``'s first ``num_iteration`` trees (None: its ``n_trees``) and
+    its seasonal offset (the trees were fitted on top of it) over the groups of ``valid``."""
     group = np.repeat(np.arange(valid.n_groups), valid.group_sizes)
     scores = ranker.booster.predict(valid.features, num_iteration=num_iteration or ranker.n_trees)
-    if num_iteration is None:
-        scores = scores + ranker.seasonal_term(valid.frame)
+    scores = scores + ranker.seasonal_term(valid.frame)
     frame = pd.DataFrame({_GROUP: group, LABEL: valid.label, SCORE: scores})
     return ndcg_at_k(frame, ranker.eval_at, group_cols=(_GROUP,))

@@ -4,11 +4,10 @@ to the ranker's score in log space, at a scale the ranker's own scores set.
 With two years of monthly snapshots, a product x calendar-month effect is seen once in training: the
 trees weigh it by what one year shows them, and the seasonal index of the same month last year (known
 only in the second year) is missing from most training rows. The index is the multiplicative season of a
-seasonal-naive forecast, shrunk by its prior (``seasonal_index_prior_adoptions``); the offset
-(``nextbest.training.ranker.add_seasonal_offset``) adds w x ln(index) in the units of a log adoption
-rate, converted to score units by how the ranker's score moves with the log of a product's base rate
-within a group (``log_base_rates``, ``within_group_slopes``), w being the weight less what the trees'
-scores already give of ln(index).
+seasonal-naive forecast, shrunk by its prior (``seasonal_index_prior_adoptions``). The ranker's trees are
+fitted on top of w x ln(index) in the units of a log adoption rate
+(``nextbest.training.ranker.fit_with_season``), converted to score units by how a first fit's score moves
+with the log of a product's base rate within a group (``log_base_rates``, ``within_group_slopes``).
 """
 
 from __future__ import annotations

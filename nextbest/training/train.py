@@ -46,7 +46,14 @@ from nextbest.training.datasets import (
 from nextbest.training.distributed import RankerFit, ranker_fitter
 from nextbest.training.evaluate import Evaluation
 from nextbest.training.metrics import ndcg_at_k_counting_missed
-from nextbest.training.ranker import FittedRanker, RankingData, Sampling, fit_ranker, prepare_groups
+from nextbest.training.ranker import (
+    FittedRanker,
+    RankingData,
+    Sampling,
+    fit_ranker,
+    prepare_groups,
+    same_season,
+)
 from nextbest.training.report import reports_dir, write_report
 from nextbest.training.scoring import score_bundle
 
@@ -288,7 +295,8 @@ def fit_models(
     say(f"fit: ranker best iteration {ranker.tree_counts}, valid ndcg {ranker.best_valid_ndcg:.4f}")
     if config.ranker.seasonal_offset:
         say(f"fit: seasonal offset {ranker.seasonal_offset:.3f} x ln(seasonal index), weight "
-            f"{ranker.seasonal_weight:.2f} of {config.ranker.seasonal_offset:g} (the rest the trees give)")
+            f"{ranker.seasonal_weight:g} in log-rate units, the trees fitted on top of it (0: no index "
+            "known in the training months)")
     if ranker.stalled:
         say("fit: WARNING the ranker stopped growing before early stopping: a tree found no split that meets "
             "the rules (lower ranker.min_child_samples or reg_lambda)")
@@ -391,7 +399,7 @@ def fit_trees(
     """``fit`` on ``data`` of ``selected``'s trees, each part's count scaled by the groups ``data`` gains
     over ``selected_data`` (``scaled_trees``), every one kept (no early stopping, no validation read)."""
     trees = scaled_trees(selected.best_iteration, selected_data, data, params.n_estimators)
-    fixed = params.model_copy(update={"n_estimators": trees})
+    fixed = same_season(params, selected).model_copy(update={"n_estimators": trees})
     if params.pointwise is not None and selected.pointwise_trees:
         part = params.pointwise
         trees = scaled_trees(selected.pointwise_trees, selected_data, data, part.n_estimators)
@@ -539,13 +547,14 @@ def refittable_groups(members: Mapping[str, Sequence[str]], skip: Sequence[str])
     return [g for g in members if g not in skip and len(members[g]) < n_features]
 
 
-def refit_params(config: TrainingConfig, best_iteration: int) -> RankerConfig:
+def refit_params(config: TrainingConfig, full: FittedRanker) -> RankerConfig:
     """The ranker's parameters for a refit without a group: trees capped at ``config.ablation.n_estimators``,
-    default twice the full ranker's ``best_iteration`` (>= early_stopping_rounds, <= n_estimators)."""
+    default twice the ``full`` ranker's ``best_iteration`` (>= early_stopping_rounds, <= n_estimators),
+    on top of its season (``same_season``)."""
     n_estimators = config.ablation.n_estimators or min(
-        config.ranker.n_estimators, max(2 * best_iteration, config.ranker.early_stopping_rounds)
+        config.ranker.n_estimators, max(2 * full.best_iteration, config.ranker.early_stopping_rounds)
     )
-    return config.ranker.model_copy(update={"n_estimators": n_estimators})
+    return same_season(config.ranker, full).model_copy(update={"n_estimators": n_estimators})
 
 
 def refit_without_groups(
@@ -605,7 +614,7 @@ def select_feature_groups(
     k, rule = config.k, config.feature_selection
     members = group_members(train.feature_cols, groups)
     todo = refittable_groups(members, rule.skip_groups)
-    params = refit_params(config, full.best_iteration)
+    params = refit_params(config, full)
     refits = refit_without_groups(train, valid, members, todo, params, k, progress, "feature selection")
     frame = valid.frame[[*ev.GROUP_COLS, LABEL]].copy()
     frame["__full"] = full.score(valid.frame)
@@ -676,7 +685,7 @@ def ablate_feature_groups(
         full, train = models.refit.selected, models.refit.selected_data
     features = train.feature_cols
     members = group_members(features, groups)
-    params = refit_params(config, full.best_iteration)
+    params = refit_params(config, full)
     todo = refittable_groups(members, config.ablation.skip_groups)
     selection = models.selection
     reused = dict(selection.refits) if selection is not None and not selection.dropped else {}

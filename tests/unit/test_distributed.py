@@ -4,11 +4,13 @@ LocalCluster that scores as well as the single-machine ranker on the same split.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from nextbest.columns import SCORE
+from nextbest.columns import SCORE, SEASONAL_INDEX
 from nextbest.settings import Settings, TrainingSettings
 from nextbest.training.cli import with_engine
 from nextbest.training.config import ConfigError, PointwiseConfig, RankerConfig
@@ -22,6 +24,9 @@ from nextbest.training.distributed import (
 from nextbest.training.metrics import ndcg_at_k
 from nextbest.training.ranker import FittedRanker, build_feature_frame, fit_ranker, prepare_groups
 from tests.unit.test_ranker import FEATURES, SNAPSHOTS, simulate
+
+if TYPE_CHECKING:  # pragma: no cover
+    from distributed import Client
 
 
 def test_partitions_hold_whole_groups_balanced_by_rows() -> None:
@@ -41,8 +46,13 @@ def test_dask_inputs_line_up_rows_and_groups() -> None:
     df = simulate(n_customers=60, n_products=6)
     data = prepare_groups(df, FEATURES, drop_groups_without_positive=True)
     with local_client(1) as client:
-        features, label, groups = dask_inputs(data, client, 3)
+        features, label, groups, init = dask_inputs(data, client, 3)
         check_partitions(data, features, label, groups)
+        assert init is None
+        scores = np.arange(len(data.frame), dtype=float) / 7
+        *_, init = dask_inputs(data, client, 3, scores)
+        assert init.chunks == label.chunks  # the initial scores are cut as the rows are
+        np.testing.assert_array_equal(init.compute(), scores)
 
 
 def check_partitions(data, features, label, groups) -> None:  # noqa: ANN001 - dask collections
@@ -76,6 +86,7 @@ def test_dask_ranker_matches_single_machine_ndcg() -> None:
         part = PointwiseConfig(n_estimators=40, weight=0.5)
         pointwise = params.model_copy(update={"pointwise": part})
         with_part = fit_ranker_dask(train, valid, client, pointwise, eval_at=5)
+        seasonal, flagged = fit_on_a_false_season(train_df, valid_df, client, params)
     assert every_tree.best_iteration == every_tree.booster.num_trees() == 20
     # the pointwise part is the single machine's, after the trees the cluster chose
     alone = fit_ranker(train, valid, pointwise, eval_at=5)
@@ -98,6 +109,31 @@ def test_dask_ranker_matches_single_machine_ndcg() -> None:
     oracle = ndcg_at_k(test_df.assign(**{SCORE: test_df.oracle_probability}), 5)
     assert dask_ndcg >= 0.97 * single_ndcg, (dask_ndcg, single_ndcg, oracle)
     assert dask_ndcg <= oracle + 0.02
+    # the cluster's trees were fitted on top of the seasonal offset: they take back most of a season the
+    # index claims for a fifth of the products (a feature names them) and the labels never show
+    assert seasonal.seasonal_offset == 1.0
+    assert flagged < -0.75  # of the offset's 1.5
+
+
+def fit_on_a_false_season(
+    train_df: pd.DataFrame, valid_df: pd.DataFrame, client: Client, params: RankerConfig
+) -> tuple[FittedRanker, float]:
+    """A cluster fit whose index says ln 1.5 more on every fifth product, a season no label shows (the
+    offset weighs 1 score unit per log rate): the ranker and its trees' mean score on those products'
+    training rows less on the others'."""
+
+    def flag(df: pd.DataFrame) -> pd.DataFrame:
+        flagged = (df["product_id"].str[1:].astype(int) % 5 == 0) * 1.0
+        return df.assign(flagged=flagged, **{SEASONAL_INDEX: np.exp(1.5 * flagged)})
+
+    features = [*FEATURES, "flagged"]
+    train = prepare_groups(flag(train_df), features, True)
+    valid = prepare_groups(flag(valid_df), features, True, categories=train.categories)
+    season = params.model_copy(update={"seasonal_offset": 1.0, "seasonal_units": 1.0, "n_estimators": 300})
+    ranker = fit_ranker_dask(train, valid, client, season, eval_at=5, selection_step=10)
+    trees = ranker.booster.predict(train.features, num_iteration=ranker.n_trees)
+    on = train.frame["flagged"].to_numpy() == 1
+    return ranker, float(trees[on].mean() - trees[~on].mean())
 
 
 def test_the_engine_comes_from_the_settings_unless_the_command_line_gives_one() -> None:

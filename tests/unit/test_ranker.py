@@ -15,16 +15,17 @@ from nextbest.training.config import PointwiseConfig, RankerConfig
 from nextbest.training.metrics import ndcg_at_k
 from nextbest.training.ranker import (
     FittedRanker,
-    RankingData,
     SmoothedEarlyStopping,
-    add_seasonal_offset,
     best_window_centre,
     build_feature_frame,
     eval_kwargs,
     fit_ranker,
+    lambdarank_kwargs,
     learn_categories,
     lightgbm_kwargs,
     prepare_groups,
+    rate_units,
+    same_season,
     sample_groups,
 )
 
@@ -324,7 +325,7 @@ class TestFitRanker:
         assert (refit.best_iteration, refit.pointwise_trees, refit.booster.num_trees()) == (25, 40, 65)
         assert np.isnan(refit.best_valid_ndcg)
 
-    def test_a_seasonal_offset_adds_the_season_the_trees_miss(self, data: pd.DataFrame) -> None:
+    def test_the_trees_are_fitted_on_top_of_the_seasonal_offset(self, data: pd.DataFrame) -> None:
         # an index the trees cannot see (no feature carries it), unknown (null) on a tenth of the rows
         rng = np.random.default_rng(5)
         index = np.exp(rng.normal(0, 0.3, len(data)))
@@ -336,50 +337,87 @@ class TestFitRanker:
         alone = RankerConfig(n_estimators=40, early_stopping_rounds=20, n_jobs=1)
         plain = fit_ranker(train, valid, alone)
         ranker = fit_ranker(train, valid, alone.model_copy(update={"seasonal_offset": 0.5}))
-        assert ranker.best_iteration == plain.best_iteration  # the same trees; the index is no feature
         assert SEASONAL_INDEX not in ranker.feature_cols and ranker.input_cols[-1] == SEASONAL_INDEX
 
-        def slopes(split: RankingData) -> tuple[pd.DataFrame, float, float]:
-            """By hand: the trees' scores on ln of each product's (positives + 1) / (rows + 2) and on
-            ln index (0 where unknown), all centred within groups."""
-            frame = split.frame.assign(score=plain.score(split.frame))
-            stats = frame.groupby("product_id")[LABEL].agg(["sum", "count"])
-            rate = np.log((stats["sum"] + 1) / (stats["count"] + 2))
-            frame["rate"] = frame["product_id"].map(rate).astype(float)
-            frame["season"] = np.log(frame[SEASONAL_INDEX].astype(float).fillna(1.0))
-            cols = ["score", "rate", "season"]
-            centred = frame[cols] - frame.groupby(["event_timestamp", "customer_id"])[cols].transform("mean")
-            terms = centred[["rate", "season"]].to_numpy()
-            rate_slope, season_slope = np.linalg.lstsq(terms, centred["score"].to_numpy(), rcond=None)[0]
-            return frame, float(rate_slope), float(season_slope)
+        # a: by hand, the plain trees' training scores' slope on ln of each product's (positives + 1) /
+        # (rows + 2), centred within groups; the offset is half of it per unit of ln index
+        frame = train.frame.assign(score=plain.score(train.frame))
+        stats = frame.groupby("product_id")[LABEL].agg(["sum", "count"])
+        rate = np.log((stats["sum"] + 1) / (stats["count"] + 2))
+        frame["rate"] = frame["product_id"].map(rate).astype(float)
+        centred = frame[["score", "rate"]] - frame.groupby(["event_timestamp", "customer_id"])[
+            ["score", "rate"]
+        ].transform("mean")
+        a = float((centred["score"] * centred["rate"]).sum() / (centred["rate"] ** 2).sum())
+        assert a > 0 and rate_units(plain, train) == pytest.approx(a, rel=1e-9)
+        assert ranker.seasonal_weight == 0.5 and ranker.seasonal_offset == pytest.approx(0.5 * a, rel=1e-9)
 
-        train_frame, a, b = slopes(train)  # score units per log rate, and the season the trees give
-        assert a > 0 and abs(b) < 0.5 * a  # next to none of a season they cannot see
-        w = 0.5 - b / a
-        assert ranker.seasonal_weight == pytest.approx(w, rel=1e-9)
-        assert ranker.seasonal_offset == pytest.approx(w * a, rel=1e-9)
-        season = np.log(valid_df[SEASONAL_INDEX].fillna(1.0)).to_numpy()
-        np.testing.assert_allclose(ranker.score(valid_df), plain.score(valid_df) + w * a * season, atol=1e-9)
+        # the trees are LightGBM's own fit from that initial score (validation too), and the score adds it
+        in_train, in_valid = (np.log(d.frame[SEASONAL_INDEX].fillna(1.0)).to_numpy() for d in (train, valid))
+        offset = ranker.seasonal_offset
+        model = lgb.LGBMRanker(**lambdarank_kwargs(alone)).fit(
+            train.features, train.label, group=train.group_sizes, init_score=offset * in_train,
+            **eval_kwargs(valid.features, valid.label), eval_group=[valid.group_sizes],
+            eval_init_score=[offset * in_valid], eval_at=[7],
+            categorical_feature=train.categorical_cols,
+            callbacks=[SmoothedEarlyStopping(alone.early_stopping_rounds, alone.early_stopping_window)],
+        )
+        assert ranker.best_iteration == model.best_iteration_
+        trees = model.booster_.predict(valid.features, num_iteration=ranker.best_iteration)
+        np.testing.assert_allclose(ranker.score(valid.frame), trees + offset * in_valid, atol=1e-9)
         # the validation NDCG is the whole model's, offset included
         valid_groups = valid_df.groupby(["event_timestamp", "customer_id"])[LABEL].transform("max") > 0
         assert ranker.best_valid_ndcg == pytest.approx(
             ndcg_at_k(valid_df[valid_groups].assign(score=ranker.score(valid_df[valid_groups])))
         )
-        # trees that already give the season: with ln index = (score - a rate) / a their training scores
-        # are exactly a rate + a ln index, weight 1 of it, so 0.5 adds nothing and 1.5 half
-        given = (train_frame["score"] - a * train_frame["rate"]) / a
-        covered = replace(train, frame=train.frame.assign(**{SEASONAL_INDEX: np.exp(given)}))
-        assert add_seasonal_offset(plain, covered, 0.5).seasonal_offset == 0.0
-        assert add_seasonal_offset(plain, covered, 1.5).seasonal_weight == pytest.approx(0.5, rel=1e-6)
-        # a refit (no validation) measures the same on its own trees
-        half = alone.model_copy(update={"seasonal_offset": 0.5})
-        refit = fit_ranker(train, train, half, select_trees=False)
-        assert 0 < refit.seasonal_weight < 1 and refit.seasonal_offset > 0
-        # weight 0, or a feature service without the column: no offset
-        assert plain.seasonal_offset == 0.0
+
+        # a refit starts from the same season (no first fit measures it again)
+        same = same_season(alone.model_copy(update={"seasonal_offset": 0.5}), ranker)
+        assert same.seasonal_units == pytest.approx(a, rel=1e-9)
+        refit = fit_ranker(train, train, same.model_copy(update={"n_estimators": 25}), select_trees=False)
+        assert refit.seasonal_offset == pytest.approx(offset, rel=1e-12) and refit.best_iteration == 25
+        # weight 0, a feature service without the column, or no index known (a first year): no offset
+        assert plain.seasonal_offset == 0.0 and plain.input_cols == plain.feature_cols
         no_index = prepare_groups(data[data["event_timestamp"] < "2024-03-01"], FEATURES)
         without = fit_ranker(no_index, valid, alone.model_copy(update={"seasonal_offset": 0.5}))
         assert without.seasonal_offset == 0.0 and without.input_cols == without.feature_cols
+        first_year = replace(train, frame=train.frame.assign(**{SEASONAL_INDEX: np.nan}))
+        unknown = fit_ranker(first_year, valid, alone.model_copy(update={"seasonal_offset": 0.5}))
+        assert unknown.seasonal_offset == 0.0
+        np.testing.assert_allclose(unknown.score(valid.frame), plain.score(valid.frame))
+
+    def test_trees_on_top_of_the_season_learn_what_it_leaves(self) -> None:
+        """Adoption follows a season no feature carries; an index that overstates it by 1.5 (log) on every
+        fifth product, which a feature names: the trees fitted on top of the offset take most of the
+        overstatement back on those products' rows, against a fit on the true index."""
+        rng = np.random.default_rng(11)
+        df = simulate(n_customers=600, n_products=12, seed=3)
+        products = df["product_id"].str[1:].astype(int).to_numpy()
+        month = df["event_timestamp"].rank(method="dense").astype(int).to_numpy() - 1
+        season = rng.normal(0, 0.8, (len(SNAPSHOTS), 12))[month, products]
+        logit = np.log(df["oracle_probability"] / (1 - df["oracle_probability"])) + season
+        overstated = products % 5 == 0
+        label = (rng.random(len(df)) < 1 / (1 + np.exp(-logit))).astype(int)
+        df = df.assign(label=label, flagged=overstated * 1.0)
+        params = RankerConfig(n_estimators=300, early_stopping_rounds=50, n_jobs=1)
+        params = params.model_copy(update={"seasonal_offset": 1.0, "seasonal_units": 1.0})
+        features = [*FEATURES, "flagged"]
+
+        def trees_of(index: np.ndarray) -> tuple[np.ndarray, pd.Series]:
+            with_index = df.assign(**{SEASONAL_INDEX: index})
+            early = with_index["event_timestamp"] < "2024-03-01"
+            train = prepare_groups(with_index[early], features)
+            valid = prepare_groups(with_index[~early], features, categories=train.categories)
+            ranker = fit_ranker(train, valid, params)
+            assert ranker.seasonal_offset == 1.0
+            trees = ranker.booster.predict(train.features, num_iteration=ranker.n_trees)
+            return trees, train.frame["flagged"]
+
+        true_trees, flagged = trees_of(np.exp(season))
+        over_trees, _ = trees_of(np.exp(np.where(overstated, season + 1.5, season)))
+        moved = over_trees - true_trees
+        taken_back = moved[flagged.to_numpy() == 1].mean() - moved[flagged.to_numpy() == 0].mean()
+        assert taken_back < -0.75  # of the 1.5 the index added to those products (-1.21 on this seed)
 
     def test_the_pairwise_loss_settings_reach_lightgbm(self, data: pd.DataFrame) -> None:
         train = prepare_groups(data, FEATURES)
