@@ -586,10 +586,12 @@ def fit_with_season(
 
 def rate_units(ranker: FittedRanker, data: RankingData) -> float:
     """Score units of a log adoption rate: the within-group least-squares slope of ``ranker``'s trees'
-    scores on ``data`` on the log of each product's adoption rate there (``nextbest.training.seasonal``)."""
+    scores on ``data`` on the log of each product's adoption rate there, ln(``SEASONAL_INDEX``) held
+    (fitted jointly; ``nextbest.training.seasonal``), so that a season the trees give is not read as rate."""
     scores = ranker.booster.predict(data.features, num_iteration=ranker.n_trees)
     rates = log_base_rates(data.frame[PRODUCT_ID].to_numpy(), data.label)
-    return float(within_group_slopes(scores, rates.reshape(-1, 1), data.group_sizes)[0])
+    terms = np.column_stack([rates, log_index(data.frame, SEASONAL_INDEX)])
+    return float(within_group_slopes(scores, terms, data.group_sizes)[0])
 
 
 def same_season(params: RankerConfig, ranker: FittedRanker) -> RankerConfig:

@@ -340,15 +340,17 @@ class TestFitRanker:
         assert SEASONAL_INDEX not in ranker.feature_cols and ranker.input_cols[-1] == SEASONAL_INDEX
 
         # a: by hand, the plain trees' training scores' slope on ln of each product's (positives + 1) /
-        # (rows + 2), centred within groups; the offset is half of it per unit of ln index
+        # (rows + 2), ln index (0 where unknown) held, all centred within groups; the offset is half of it
+        # per unit of ln index
         frame = train.frame.assign(score=plain.score(train.frame))
         stats = frame.groupby("product_id")[LABEL].agg(["sum", "count"])
         rate = np.log((stats["sum"] + 1) / (stats["count"] + 2))
         frame["rate"] = frame["product_id"].map(rate).astype(float)
-        centred = frame[["score", "rate"]] - frame.groupby(["event_timestamp", "customer_id"])[
-            ["score", "rate"]
-        ].transform("mean")
-        a = float((centred["score"] * centred["rate"]).sum() / (centred["rate"] ** 2).sum())
+        frame["season"] = np.log(frame[SEASONAL_INDEX].fillna(1.0))
+        cols = ["score", "rate", "season"]
+        centred = frame[cols] - frame.groupby(["event_timestamp", "customer_id"])[cols].transform("mean")
+        terms = centred[["rate", "season"]].to_numpy()
+        a = float(np.linalg.lstsq(terms, centred["score"].to_numpy(), rcond=None)[0][0])
         assert a > 0 and rate_units(plain, train) == pytest.approx(a, rel=1e-9)
         assert ranker.seasonal_weight == 0.5 and ranker.seasonal_offset == pytest.approx(0.5 * a, rel=1e-9)
 
