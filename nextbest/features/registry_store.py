@@ -6,10 +6,17 @@ interval in another) parses zero bytes as an EMPTY registry and keeps it for ``c
 feature view is then "not found". ``AtomicFileRegistryStore`` writes a temporary file beside the registry and
 renames it over the old one (``os.replace``), so a reader sees the old registry or the new one, never a part.
 ``repo_config`` and ``feature_repo/feature_store.yaml`` name it as the registry's ``registry_store_type``.
+
+They also set ``serve_features_while_materializing``: ``materialize`` marks each view MATERIALIZING in the
+registry while it loads it (and leaves the mark when killed), and Feast refuses every online read and
+point-in-time retrieval of a view so marked. Feast warns that the flag "typically has no effect" on a file
+registry; it has one (a reader's registry cache holds the views' states: ``tests/integration/
+test_feature_store.py``), so that warning is filtered out here.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import uuid
@@ -21,6 +28,17 @@ from feast.utils import _utc_now
 
 REGISTRY_STORE_TYPE = "nextbest.features.registry_store.AtomicFileRegistryStore"
 """``registry_store_type`` of the nextbest registry (Feast imports the class by this name)."""
+
+FILE_REGISTRY_FLAG_WARNING = "`serve_features_while_materializing` is enabled but `registry_type` is 'file'"
+"""The start of Feast's warning that the flag does nothing on a file registry (it does: module docstring)."""
+
+
+class _FileRegistryFlagWarningFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(FILE_REGISTRY_FLAG_WARNING)
+
+
+logging.getLogger("feast.repo_config").addFilter(_FileRegistryFlagWarningFilter())
 
 
 class AtomicFileRegistryStore(FileRegistryStore):

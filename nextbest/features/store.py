@@ -106,6 +106,9 @@ def repo_config(
             "registry_store_type": REGISTRY_STORE_TYPE,
             "path": str(registry_path(settings).resolve()),
             "cache_ttl_seconds": 60,
+            # a materialize marks its view MATERIALIZING in the registry (and leaves the mark when killed):
+            # other processes keep reading the last materialized values instead of failing every read
+            "serve_features_while_materializing": True,
         },
         offline_store=offline_store_config(settings),
         batch_engine=batch_engine_config(settings, kind),

@@ -357,6 +357,8 @@ class TestDefinitions:
         assert from_yaml.project == in_code.project
         assert Path(from_yaml.registry.path).resolve() == Path(in_code.registry.path)
         assert from_yaml.registry.registry_store_type == in_code.registry.registry_store_type
+        assert from_yaml.registry.serve_features_while_materializing
+        assert in_code.registry.serve_features_while_materializing
         assert Path(from_yaml.online_store.path).resolve() == Path(in_code.online_store.path)
         assert from_yaml.offline_store.type == in_code.offline_store.type == "duckdb"
         assert from_yaml.batch_engine.type == in_code.batch_engine.type == "local"
@@ -425,6 +427,33 @@ class TestMaterialize:
         runs = materialize(handmade, "redis", progress=False)
         assert {r.mode for r in runs} == {"full"}
         assert_online_equals_offline(handmade, "redis", latest_candidates(handmade))
+
+    def test_a_view_being_materialized_elsewhere_still_serves_its_last_values(
+        self, handmade: Settings
+    ) -> None:
+        """Feast marks a view MATERIALIZING in the registry while one process materializes it (and leaves
+        the mark when that process is killed); another process's online read and training retrieval read
+        the registry meanwhile and must still get the last materialized values, not an error."""
+        from feast.feature_view import FeatureViewState
+
+        apply_definitions(handmade, "sqlite")
+        materialize(handmade, "sqlite", progress=False)
+        candidates = latest_candidates(handmade)
+        before = online_frame(handmade, "sqlite", candidates)
+        writer = get_store(handmade, "sqlite")
+        for name in ("customer_monthly", "product_monthly", "customer_product_monthly"):
+            view = writer.registry.get_feature_view(name, writer.project)
+            view.state = FeatureViewState.MATERIALIZING
+            writer.registry.apply_feature_view(view, writer.project, commit=True)
+        reader = get_store(Settings(home=handmade.home), "sqlite")  # another process: reads the file
+        assert reader.registry.get_feature_view("customer_monthly", reader.project).state == (
+            FeatureViewState.MATERIALIZING
+        )
+        pd.testing.assert_frame_equal(online_frame(handmade, "sqlite", candidates), before)
+        entity_df = pd.DataFrame(
+            {"customer_id": ["c03"], "product_id": ["p1"], EVENT_TIMESTAMP: pd.to_datetime(["2024-03-01"])}
+        )
+        assert historical_features(reader, entity_df)["tenure_months"].tolist() == [3 + 2]
 
     def test_materialize_twice_gives_the_same_online_values(self, handmade: Settings) -> None:
         apply_definitions(handmade, "sqlite")
