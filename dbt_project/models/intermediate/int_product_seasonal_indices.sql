@@ -4,10 +4,15 @@
   ...) stood above or below those expected at each of those years' rates (the snapshot's candidates x the
   product's adoption rate over the 12 label windows centred on it, j - 6 .. j + 5, all observed by m: a
   product that grows or shrinks over the year gets no season from its trend).
+  Seasons rarely start and end within one calendar month, and a month's few adoptions are noisy: the
+  index reads the adjacent calendar months of earlier years too (the rows of m - 1 and m + 1, whose
+  earlier years m - 13, m - 11, ... are also observed by m), each weighted
+  var('seasonal_index_neighbour_month_weight') against the label month's own 1 (0 = the label month alone).
   Shrunk towards 1 as if var('seasonal_index_prior_adoptions') more adoptions had come exactly as
   expected; null without an earlier year (the first year's season is unknown, not absent).
 -#}
 {%- set prior = var('seasonal_index_prior_adoptions') -%}
+{%- set neighbour_weight = var('seasonal_index_neighbour_month_weight') | float -%}
 
 with
 
@@ -74,17 +79,52 @@ same_month_earlier_years as (
     )
 ),
 
-final as (
+-- the label month and its calendar neighbours (m - 1 and m + 1, when snapshots with an earlier year),
+-- weighted 1 and neighbour_weight
+around_weighted as (
+    select
+        centre.product_id,
+        centre.month_index,
+        cast(
+            case when around.month_index = centre.month_index then 1.0 else {{ neighbour_weight }} end as double
+        ) as weight,
+        cast(around.count_adopted_same_month_earlier_years as double) as count_adopted,
+        around.count_expected_same_month_earlier_years as count_expected
+    from same_month_earlier_years as centre
+    inner join same_month_earlier_years as around
+        on centre.product_id = around.product_id
+        and around.month_index between centre.month_index - 1 and centre.month_index + 1
+        and around.count_expected_same_month_earlier_years is not null
+    where centre.count_expected_same_month_earlier_years is not null
+),
+
+with_neighbours as (
     select
         product_id,
         month_index,
-        cast(count_adopted_same_month_earlier_years as integer) as count_adopted_same_month_earlier_years,
-        cast(count_expected_same_month_earlier_years as double) as count_expected_same_month_earlier_years,
+        -- in fixed point: a rebuild, or another engine, sums to the same double
+        {{ exact_sum('weight * count_adopted') }} / {{ exact_sum('weight') }} as count_adopted_around,
+        {{ exact_sum('weight * count_expected') }} / {{ exact_sum('weight') }} as count_expected_around
+    from around_weighted
+    group by all
+),
+
+final as (
+    select
+        same_month_earlier_years.product_id,
+        same_month_earlier_years.month_index,
+        cast(same_month_earlier_years.count_adopted_same_month_earlier_years as integer)
+            as count_adopted_same_month_earlier_years,
+        cast(same_month_earlier_years.count_expected_same_month_earlier_years as double)
+            as count_expected_same_month_earlier_years,
         cast(
-            (count_adopted_same_month_earlier_years + {{ prior }})
-            / (count_expected_same_month_earlier_years + {{ prior }}) as double
+            (with_neighbours.count_adopted_around + {{ prior }})
+            / (with_neighbours.count_expected_around + {{ prior }}) as double
         ) as seasonal_index_label_month
     from same_month_earlier_years
+    left join with_neighbours
+        on same_month_earlier_years.product_id = with_neighbours.product_id
+        and same_month_earlier_years.month_index = with_neighbours.month_index
 )
 
 select * from final
