@@ -33,12 +33,14 @@ FILE_REGISTRY_FLAG_WARNING = "`serve_features_while_materializing` is enabled bu
 """The start of Feast's warning that the flag does nothing on a file registry (it does: module docstring)."""
 
 
-class _FileRegistryFlagWarningFilter(logging.Filter):
+class FileRegistryFlagWarningFilter(logging.Filter):
+    """Drops Feast's ``FILE_REGISTRY_FLAG_WARNING`` (installed on its ``feast.repo_config`` logger below)."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith(FILE_REGISTRY_FLAG_WARNING)
 
 
-logging.getLogger("feast.repo_config").addFilter(_FileRegistryFlagWarningFilter())
+logging.getLogger("feast.repo_config").addFilter(FileRegistryFlagWarningFilter())
 
 
 class AtomicFileRegistryStore(FileRegistryStore):

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
+import pytest
 from feast.infra.registry.file import FileRegistryStore
 from feast.infra.registry.registry import get_registry_store_class_from_type
 from feast.protos.feast.core.Registry_pb2 import Registry as RegistryProto
 from feast.repo_config import RegistryConfig
 
-from nextbest.features.registry_store import REGISTRY_STORE_TYPE, AtomicFileRegistryStore
+from nextbest.features.registry_store import (
+    FILE_REGISTRY_FLAG_WARNING,
+    REGISTRY_STORE_TYPE,
+    AtomicFileRegistryStore,
+    FileRegistryFlagWarningFilter,
+)
 
 
 def a_registry(projects: int) -> RegistryProto:
@@ -60,3 +67,25 @@ def test_a_reader_never_sees_a_part_written_registry(tmp_path: Path) -> None:
 def test_feasts_in_place_write_is_what_tears(tmp_path: Path) -> None:
     """The race the store closes is real: Feast's store truncates, then writes (thousands torn per run)."""
     assert torn_reads(FileRegistryStore, tmp_path / "registry.db") > 0
+
+
+def test_feasts_warning_that_the_materializing_flag_does_nothing_here_is_filtered(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    feast_logger = logging.getLogger("feast.repo_config")
+
+    def warnings_of_a_config() -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="feast.repo_config"):
+            RegistryConfig(path=str(tmp_path / "registry.db"), serve_features_while_materializing=True)
+            feast_logger.warning("another warning")
+        return [r.getMessage() for r in caplog.records]
+
+    assert warnings_of_a_config() == ["another warning"]
+    (ours,) = [f for f in feast_logger.filters if isinstance(f, FileRegistryFlagWarningFilter)]
+    feast_logger.removeFilter(ours)
+    try:  # without the filter, Feast's warning is there, with the words the filter matches
+        seen = warnings_of_a_config()
+    finally:
+        feast_logger.addFilter(ours)
+    assert len(seen) == 2 and seen[0].startswith(FILE_REGISTRY_FLAG_WARNING)
