@@ -168,20 +168,15 @@ with_neighbours as (
     group by all
 ),
 
-final as (
+combined as (
     select
         same_month_earlier_years.product_id,
         same_month_earlier_years.month_index,
-        cast(same_month_earlier_years.count_adopted_same_month_earlier_years as integer)
-            as count_adopted_same_month_earlier_years,
-        cast(same_month_earlier_years.count_expected_same_month_earlier_years as double)
-            as count_expected_same_month_earlier_years,
-        cast(coalesce(prior_strength.prior_adoptions, {{ prior }}) as double) as prior_adoptions,
-        cast(
-            (with_neighbours.count_adopted_around + coalesce(prior_strength.prior_adoptions, {{ prior }}))
-            / (with_neighbours.count_expected_around + coalesce(prior_strength.prior_adoptions, {{ prior }}))
-            as double
-        ) as seasonal_index_label_month
+        same_month_earlier_years.count_adopted_same_month_earlier_years,
+        same_month_earlier_years.count_expected_same_month_earlier_years,
+        with_neighbours.count_adopted_around,
+        with_neighbours.count_expected_around,
+        coalesce(prior_strength.prior_adoptions, {{ prior }}) as prior_adoptions
     from same_month_earlier_years
     left join with_neighbours
         on same_month_earlier_years.product_id = with_neighbours.product_id
@@ -189,6 +184,19 @@ final as (
     left join prior_strength
         on same_month_earlier_years.product_id = prior_strength.product_id
         and same_month_earlier_years.month_index = prior_strength.month_index
+),
+
+final as (
+    select
+        product_id,
+        month_index,
+        cast(count_adopted_same_month_earlier_years as integer) as count_adopted_same_month_earlier_years,
+        cast(count_expected_same_month_earlier_years as double) as count_expected_same_month_earlier_years,
+        cast(prior_adoptions as double) as prior_adoptions,
+        cast(
+            (count_adopted_around + prior_adoptions) / (count_expected_around + prior_adoptions) as double
+        ) as seasonal_index_label_month
+    from combined
 )
 
 select * from final
