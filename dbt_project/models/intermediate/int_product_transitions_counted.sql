@@ -30,8 +30,8 @@ population as (
     select * from {{ ref('int_customers_in_population') }}
 ),
 
-segments as (
-    select * from {{ ref('int_holdings_segmented') }}
+adoptions as (
+    select * from {{ ref('int_customer_adoptions') }}
 ),
 
 products as (
@@ -60,18 +60,6 @@ owned as (
         month_index,
         {{ list_explode('owned_product_keys') }} as product_key
     from customer_sets
-),
-
--- a holding start in month m of a product not owned at the end of month m - 1
-adoptions as (
-    select
-        customer_key,
-        product_key,
-        next_start_month_index as adopted_month_index
-    from segments
-    where not is_owned
-        and next_start_month_index is not null
-        and segment_end_month_index = next_start_month_index
 ),
 
 set_members as (
