@@ -297,6 +297,19 @@ P2_APRIL_AGE_24_LOG_LIFT = _age_log_lift(24, starts=[24, 44], population=[44, 14
         ("C5", "P2", MAR, {"transition_lift_from_latest_started": 26 / 25,
                            "transition_lift_from_recent_start": 104 / 115}),
         ("C5", "P2", APR, {"transition_lift_from_recent_start": 1.0}),  # January is 3 months back: not recent
+        # every start of the last 12 months, owned or not: at June, C2 started P3 2 months before (April)
+        # and P1 4 months before (February; closed on 2024-05-20, so no longer in the owned set).
+        # P1 -> P4 at June from January..May: owners of P1 not owning P4 2 + 3 + 3 + 3 + 2, none adopting P4;
+        # P4's base rate 1 adoption (C3, May) in 2 + 4 + 4 + 4 + 4: rate (0 + 20 / 18) / (13 + 20), lift
+        # 20 / 33. Starters of P1 3-5 months before (band 3): C5 in April, C2 and C5 in May, none adopting:
+        # shrunk towards that rate, (0 + 20 * 20 / 33 / 18) / (3 + 20) * 18 = 400 / 759. P3 -> P4: owners of
+        # P3 (C2 in April and May) 2, none adopting: (20 / 18) / 22 * 18 = 10 / 11, and no one started P3 2
+        # months before a snapshot until June: the plain lift
+        ("C2", "P4", JUN, {"max_transition_lift_from_starts_last_12_months": 10 / 11,
+                           "sum_log_transition_lift_from_starts_last_12_months":
+                               np.log(400 / 759) + np.log(10 / 11)}),
+        ("C3", "P1", APR, {"max_transition_lift_from_starts_last_12_months": 1.0,  # P4 started in 2023-01
+                           "sum_log_transition_lift_from_starts_last_12_months": 0.0}),
         # a customer owning nothing relates to nothing: neutral values, not nulls
         ("C3", "P1", APR, {"max_transition_lift_from_owned": 1.0, "sum_log_transition_lift_from_owned": 0.0,
                            "transition_lift_from_latest_started": 1.0,
@@ -342,6 +355,8 @@ def test_customer_product_features_have_the_candidate_keys(marts: dict[str, pd.D
 NEUTRAL_CROSS_SELL = {
     "max_transition_lift_from_owned": 1.0, "sum_log_transition_lift_from_owned": 0.0,
     "transition_lift_from_latest_started": 1.0, "transition_lift_from_recent_start": 1.0,
+    "max_transition_lift_from_starts_last_12_months": 1.0,
+    "sum_log_transition_lift_from_starts_last_12_months": 0.0,
     "max_coownership_lift_with_owned": 1.0,
     "mean_log_coownership_lift_with_owned": 0.0,
 }
@@ -525,7 +540,7 @@ def test_pair_view_column_tests_run_on_the_sampled_customers_and_fail_on_a_bad_v
     built: Settings, threads: int
 ) -> None:
     """The pair view's column tests have where: "__sampled_customers__" (every fixture customer: modulo 1).
-    With one dbt thread each (the 4 accepted_range tests run here) reads the view's sampled rows from
+    With one dbt thread each (the 5 accepted_range tests run here) reads the view's sampled rows from
     the one table sampled_relation fills per dbt invocation (gone after it); with two, each filters the
     view by a literal list of the customers. With P1's owner counts raised above its population
     counts, share_segment_owning exceeds 1 on each P1 candidate that has a count, and the accepted_range
@@ -551,7 +566,7 @@ def test_pair_view_column_tests_run_on_the_sampled_customers_and_fail_on_a_bad_v
     compiled = list(built.build_dir.glob("dbt_target/compiled/**/feat_customer_product_monthly.yml/*.sql"))
     sample = '"test_samples"."feat_customer_product_monthly"' if threads == 1 else "customer_id in ('C1', "
     ranges = [f for f in compiled if f.name.startswith("accepted_range")]  # compiled by this invocation
-    assert len(compiled) == 15 and len(ranges) == 4 and all(sample in f.read_text() for f in ranges)
+    assert len(compiled) == 18 and len(ranges) == 5 and all(sample in f.read_text() for f in ranges)
     build(built.home, select=select, threads=threads)  # restored: passes
     with duckdb.connect(database, read_only=True) as con:
         schemas = con.sql("select schema_name from duckdb_schemas()").fetchall()

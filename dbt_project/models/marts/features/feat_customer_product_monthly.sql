@@ -35,6 +35,14 @@ breadth_adoptions as (
     select * from {{ ref('int_product_adoptions_by_breadth') }}
 ),
 
+recent_start_sets as (
+    select * from {{ ref('int_customer_recent_start_sets') }}
+),
+
+recent_starts_cross_sold as (
+    select * from {{ ref('int_recent_start_sets_cross_sold') }}
+),
+
 final as (
     select
         candidates.customer_id,
@@ -69,6 +77,11 @@ final as (
                 else 1.0
             end as double
         ) as transition_lift_from_recent_start,
+        -- after every recent start, each at its months since the start; no recent start: neutral 1 / 0
+        cast(coalesce(recent_starts_cross_sold.max_start_transition_lift, 1.0) as double)
+            as max_transition_lift_from_starts_last_12_months,
+        cast(coalesce(recent_starts_cross_sold.sum_log_start_transition_lift, 0.0) as double)
+            as sum_log_transition_lift_from_starts_last_12_months,
         cast(coalesce(cross_sold.max_coownership_lift, 1.0) as double) as max_coownership_lift_with_owned,
         cast(coalesce(cross_sold.mean_log_coownership_lift, 0.0) as double) as mean_log_coownership_lift_with_owned,
         cast(candidates.age_years - adopter_profiles.mean_adopter_age_years as double)
@@ -110,6 +123,13 @@ final as (
         on candidates.product_key = breadth_adoptions.product_key
         and candidates.ownership_breadth = breadth_adoptions.ownership_breadth
         and candidates.month_index = breadth_adoptions.month_index
+    left join recent_start_sets
+        on candidates.customer_key = recent_start_sets.customer_key
+        and candidates.month_index = recent_start_sets.month_index
+    left join recent_starts_cross_sold
+        on recent_start_sets.recent_start_set_id = recent_starts_cross_sold.recent_start_set_id
+        and candidates.month_index = recent_starts_cross_sold.month_index
+        and candidates.product_key = recent_starts_cross_sold.to_product_key
 )
 
 select * from final
