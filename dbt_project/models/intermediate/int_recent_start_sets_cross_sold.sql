@@ -5,11 +5,9 @@
   candidate gets the row of its customer's set; a customer without a recent start gets the neutral values
   (lift 1, log-lift sum 0) in feat_customer_product_monthly.
 -#}
-with
+{%- set history = var('sequence_start_history_months') | int -%}
 
-recent_starts as (
-    select * from {{ ref('int_customer_recent_starts') }}
-),
+with
 
 customer_sets as (
     select * from {{ ref('int_customer_recent_start_sets') }}
@@ -19,16 +17,31 @@ transitions as (
     select * from {{ ref('int_product_transitions_after_start_windowed') }}
 ),
 
+-- each distinct set once (far fewer than customers), then one row per start, decoded from its code
+sets as (
+    select
+        recent_start_set_id,
+        any_value(month_index) as month_index,
+        any_value(start_codes) as start_codes
+    from customer_sets
+    group by recent_start_set_id
+),
+
+set_codes as (
+    select
+        recent_start_set_id,
+        month_index,
+        {{ list_explode('start_codes') }} as start_code
+    from sets
+),
+
 set_members as (
-    select distinct
-        customer_sets.recent_start_set_id,
-        recent_starts.month_index,
-        recent_starts.from_product_key,
-        recent_starts.start_band
-    from recent_starts
-    inner join customer_sets
-        on recent_starts.customer_key = customer_sets.customer_key
-        and recent_starts.month_index = customer_sets.month_index
+    select
+        recent_start_set_id,
+        month_index,
+        cast(floor(start_code / {{ history }}) as integer) as from_product_key,
+        cast(start_code - {{ history }} * floor(start_code / {{ history }}) as integer) as start_band
+    from set_codes
 ),
 
 final as (
