@@ -43,6 +43,7 @@ starts as (
 ranked as (
     select
         *,
+        month_index - started_month_index as months_since_start,
         row_number() over (
             partition by customer_key, month_index order by started_month_index desc, product_key
         ) as recency_rank
@@ -54,11 +55,11 @@ final as (
         customer_key,
         month_index,
         cast(product_key as integer) as from_product_key,
-        cast(month_index - started_month_index as integer) as months_since_start,
+        cast(months_since_start as integer) as months_since_start,
         cast(
             case
                 {%- for bound in bands | reverse %}
-                when month_index - started_month_index >= {{ bound | int }} then {{ bound | int }}
+                when months_since_start >= {{ bound | int }} then {{ bound | int }}
                 {%- endfor %}
             end as integer
         ) as start_band
