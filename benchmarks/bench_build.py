@@ -11,6 +11,11 @@ Target: 1M customers x 24 months builds in under 10 minutes within 8 GiB on the 
 and 92,331 SKUs the retrieval stage bounds the candidates, so the build should not grow with the
 catalogue (compare the ``x time vs first`` column).
 
+``--peer-vars NAME=VALUE`` (repeatable) builds each ingest a second time, as a peer in the same run, from a
+copy of the dbt project whose var NAME is VALUE (a JSON value), and prints its time and peak memory with
+the ratio of the build to it: what the models that var turns off or on cost, on the same data and machine
+state (``sequence_start_history_months=0``: the build without the sequence features from recent starts).
+
 ``--engines duckdb spark`` builds each ingest on both engines (``NEXTBEST_ENGINE``; Spark ``local[2]``), one
 after the other on the same raw files, and prints each build's time, peak memory, seconds per 1,000
 customers and its ratio to the DuckDB build of the same dataset measured in the same run.
@@ -25,6 +30,7 @@ exactly the new one's rows.
     python benchmarks/bench_build.py --sizes --cj-grains product_category product_type product  # 303-92k
     python benchmarks/bench_build.py --sizes 200000 --no-cj --peer  # new pack vs the old path
     python benchmarks/bench_build.py --sizes 10000 100000 --no-cj --engines duckdb spark
+    python benchmarks/bench_build.py --sizes 1000000 --no-cj --peer-vars sequence_start_history_months=0
     NEXTBEST_SPARK_DRIVER_MEMORY=10g NEXTBEST_SPARK_SHUFFLE_PARTITIONS=16 \
         python benchmarks/bench_build.py --sizes 1000000 --no-cj --engines spark  # one engine alone
 """
@@ -34,17 +40,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import duckdb
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import Measured, measure  # noqa: E402
 
 NEXTBEST = [sys.executable, "-m", "nextbest.cli"]
+DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
+BUILD_FROM_PROJECT = (
+    "import sys; from pathlib import Path; from nextbest.pipeline import build_warehouse;"
+    " from nextbest.settings import Settings;"
+    " build_warehouse(Settings(), quiet=True, project_dir=Path(sys.argv[1]))"
+)
 PAIR_MODEL = "feat_customer_product_monthly"
 PACKED_MODEL = "feat_customer_product_monthly_packed"
 KEYS = ("customer_id", "event_timestamp")
@@ -174,6 +188,40 @@ def old_path_peer(build_dir: Path, out: Path) -> dict[str, float]:
     return {"old_pair_write_s": write_s, "old_pack_s": pack_s, "rows_differing": float(differ)}
 
 
+def parse_peer_vars(items: list[str]) -> dict[str, object]:
+    """``NAME=VALUE`` pairs (VALUE a JSON value) as dbt var overrides, each NAME a var of the project."""
+    known = yaml.safe_load((DBT_PROJECT / "dbt_project.yml").read_text(encoding="utf-8"))["vars"]
+    overrides: dict[str, object] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--peer-vars {item!r}: expected NAME=VALUE")
+        if name not in known:
+            raise SystemExit(f"--peer-vars {item!r}: {name!r} is not a var of dbt_project.yml")
+        try:
+            overrides[name] = json.loads(value)
+        except json.JSONDecodeError:
+            raise SystemExit(f"--peer-vars {item!r}: not a JSON value") from None
+    return overrides
+
+
+def peer_project(out: Path, overrides: dict[str, object]) -> Path:
+    """A copy of the dbt project under ``out`` whose vars take ``overrides`` (the peer build's project)."""
+    project = out / "dbt_project_peer"
+    shutil.copytree(DBT_PROJECT, project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
+    path = project / "dbt_project.yml"
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    config["vars"].update(overrides)
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return project
+
+
+def peer_build(home: Path, project: Path) -> Measured:
+    """Build ``home``'s ingest again from ``project`` (no Feast), measured like ``nextbest build``."""
+    env = {**os.environ, "NEXTBEST_HOME": str(home)}
+    return measure([sys.executable, "-c", BUILD_FROM_PROJECT, str(project)], env)
+
+
 def run_case(
     label: str, ingest_args: list[str], home: Path, engines: tuple[str, ...] = ("duckdb",)
 ) -> dict[str, Measured]:
@@ -207,7 +255,15 @@ def main() -> None:
     parser.add_argument(
         "--engines", nargs="+", default=["duckdb"], choices=["duckdb", "spark"], help="build on each engine"
     )
+    parser.add_argument(
+        "--peer-vars",
+        nargs="+",
+        default=[],
+        metavar="NAME=VALUE",
+        help="also build each ingest from the project with these dbt vars, as a peer (see above)",
+    )
     args = parser.parse_args()
+    peer_vars = parse_peer_vars(args.peer_vars)
     if len(args.engines) > 1:
         engines_main(args)
         return
@@ -282,6 +338,24 @@ def main() -> None:
                     f"packed rows differing: {int(peer['rows_differing'])}",
                     flush=True,
                 )
+            if peer_vars:
+                build_models = model_seconds(build_dir)
+                peer_m = peer_build(Path(tmp), peer_project(Path(tmp), peer_vars))
+                settings = " ".join(f"{k}={json.dumps(v)}" for k, v in peer_vars.items())
+                status = "" if peer_m.returncode == 0 else f"  FAILED exit {peer_m.returncode}"
+                print(
+                    f"{label:<36} peer build ({settings}): {peer_m.seconds:.1f} s,"
+                    f" peak {peer_m.peak_gib:.2f} GiB;"
+                    f" build / peer {build.seconds / peer_m.seconds:.2f}x time,"
+                    f" {build.peak_gib / peer_m.peak_gib:.2f}x memory{status}",
+                    flush=True,
+                )
+                if peer_m.returncode == 0:
+                    peer_models = model_seconds(live_build_dir(Path(tmp)))
+                    names = build_models.keys() | peer_models.keys()
+                    gaps = {n: build_models.get(n, 0.0) - peer_models.get(n, 0.0) for n in names}
+                    for name, gap in sorted(gaps.items(), key=lambda t: -abs(t[1]))[:8]:
+                        print(f"{label:<36}   build - peer: {gap:>+7.1f} s  {name}", flush=True)
     print("\ncustomers, months, dbt_s, pack_s, total_s, peak_rss_gib")
     for line in summaries:
         print(line)
