@@ -265,6 +265,8 @@ def main() -> None:
     args = parser.parse_args()
     peer_vars = parse_peer_vars(args.peer_vars)
     if len(args.engines) > 1:
+        if peer_vars:
+            raise SystemExit("--peer-vars builds on one engine: give --engines one engine with it")
         engines_main(args)
         return
 
