@@ -24,37 +24,17 @@ spine as (
     select * from {{ ref('int_snapshots_spined') }}
 ),
 
-pairs as (
-    select distinct from_product_key, start_band, to_product_key from counted
-),
-
-pair_history as (
-    select
-        pairs.from_product_key,
-        pairs.start_band,
-        pairs.to_product_key,
-        spine.month_index,
-        coalesce(counted.count_exposed, 0) as count_exposed,
-        coalesce(counted.count_adopted_next_month, 0) as count_adopted_next_month
-    from pairs
-    cross join spine
-    left join counted
-        on pairs.from_product_key = counted.from_product_key
-        and pairs.start_band = counted.start_band
-        and pairs.to_product_key = counted.to_product_key
-        and spine.month_index = counted.month_index
-),
-
 pair_windowed as (
-    select
-        *,
-        sum(count_exposed) over before_snapshot as count_exposed_windowed,
-        sum(count_adopted_next_month) over before_snapshot as count_adopted_windowed
-    from pair_history
-    window before_snapshot as (
-        partition by from_product_key, start_band, to_product_key order by month_index
-        range between {{ history }} preceding and 1 preceding
-    )
+    {{ counts_before_snapshot(
+        'counted',
+        ['from_product_key', 'start_band', 'to_product_key'],
+        {
+            'count_exposed': 'count_exposed_windowed',
+            'count_adopted_next_month': 'count_adopted_windowed',
+        },
+        'spine',
+        history,
+    ) }}
 ),
 
 final as (

@@ -30,51 +30,20 @@ sets as (
     select * from {{ ref('int_owned_sets_distinct') }}
 ),
 
-pairs as (
-    select distinct from_product_key, to_product_key from counted
-),
-
-pair_months as (
-    select
-        pairs.from_product_key,
-        pairs.to_product_key,
-        spine.month_index
-    from pairs
-    cross join spine
-),
-
-pair_history as (
-    select
-        pair_months.from_product_key,
-        pair_months.to_product_key,
-        pair_months.month_index,
-        coalesce(counted.count_exposed, 0) as count_exposed,
-        coalesce(counted.count_adopted_next_month, 0) as count_adopted_next_month,
-        coalesce(counted.count_recent_start_exposed, 0) as count_recent_start_exposed,
-        coalesce(counted.count_adopted_next_month_after_recent_start, 0)
-            as count_adopted_next_month_after_recent_start,
-        counted.count_co_owned,
-        counted.count_from_owners
-    from pair_months
-    left join counted
-        on pair_months.from_product_key = counted.from_product_key
-        and pair_months.to_product_key = counted.to_product_key
-        and pair_months.month_index = counted.month_index
-),
-
 pair_windowed as (
-    select
-        *,
-        sum(count_exposed) over before_snapshot as count_exposed_windowed,
-        sum(count_adopted_next_month) over before_snapshot as count_adopted_windowed,
-        sum(count_recent_start_exposed) over before_snapshot as count_recent_start_exposed_windowed,
-        sum(count_adopted_next_month_after_recent_start) over before_snapshot
-            as count_adopted_after_recent_start_windowed
-    from pair_history
-    window before_snapshot as (
-        partition by from_product_key, to_product_key order by month_index
-        range between {{ history }} preceding and 1 preceding
-    )
+    {{ counts_before_snapshot(
+        'counted',
+        ['from_product_key', 'to_product_key'],
+        {
+            'count_exposed': 'count_exposed_windowed',
+            'count_adopted_next_month': 'count_adopted_windowed',
+            'count_recent_start_exposed': 'count_recent_start_exposed_windowed',
+            'count_adopted_next_month_after_recent_start': 'count_adopted_after_recent_start_windowed',
+        },
+        'spine',
+        history,
+        carried=['count_co_owned', 'count_from_owners'],
+    ) }}
 ),
 
 base_counted as (
@@ -86,30 +55,23 @@ base_counted as (
     from counted
 ),
 
-base_history as (
-    select
-        products.to_product_key,
-        spine.month_index,
-        coalesce(base_counted.count_base_exposed, 0) as count_base_exposed,
-        coalesce(base_counted.count_base_adopted_next_month, 0) as count_base_adopted_next_month
-    from (select distinct to_product_key from counted) as products
-    cross join spine
-    left join base_counted
-        on products.to_product_key = base_counted.to_product_key
-        and spine.month_index = base_counted.month_index
-),
-
 base_windowed as (
     select
         to_product_key,
         month_index,
-        sum(count_base_adopted_next_month) over before_snapshot
-            / nullif(sum(count_base_exposed) over before_snapshot, 0) as base_adoption_rate
-    from base_history
-    window before_snapshot as (
-        partition by to_product_key order by month_index
-        range between {{ history }} preceding and 1 preceding
-    )
+        count_base_adopted_windowed / nullif(count_base_exposed_windowed, 0) as base_adoption_rate
+    from (
+        {{ counts_before_snapshot(
+            'base_counted',
+            ['to_product_key'],
+            {
+                'count_base_exposed': 'count_base_exposed_windowed',
+                'count_base_adopted_next_month': 'count_base_adopted_windowed',
+            },
+            'spine',
+            history,
+        ) }}
+    ) as base_counts_windowed
 ),
 
 owner_counts as (
