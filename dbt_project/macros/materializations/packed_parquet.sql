@@ -66,20 +66,5 @@ def materialize(df, con):
     pass
   {%- endcall %}
 
-  {% if existing_relation is not none and existing_relation.type != 'view' %}
-    {{ adapter.drop_relation(existing_relation) }}
-  {% endif %}
-
-  {% call statement('main') -%}
-    create or replace view {{ target_relation }} as (
-        select * from read_parquet({{ location_literal }})
-    )
-  {%- endcall %}
-
-  {{ run_hooks(post_hooks, inside_transaction=True) }}
-  {% do persist_docs(target_relation, model) %}
-  {{ adapter.commit() }}
-  {{ run_hooks(post_hooks, inside_transaction=False) }}
-
-  {{ return({'relations': [target_relation]}) }}
+  {{ return(parquet_view_in_place(target_relation, existing_relation, location_literal)) }}
 {% endmaterialization %}

@@ -21,6 +21,16 @@
     copy ({{ sql }}) to {{ location_literal }} (format parquet, compression zstd)
   {%- endcall %}
 
+  {{ return(parquet_view_in_place(target_relation, existing_relation, location_literal)) }}
+{% endmaterialization %}
+
+
+{#-
+  The end of both parquet materializations (`parquet_file`, `packed_parquet`), once the file is written at
+  `location_literal`: a view over it takes the model's place (a table of that name is dropped first),
+  then the post-hooks and docs as in dbt's own materializations.
+-#}
+{% macro parquet_view_in_place(target_relation, existing_relation, location_literal) %}
   {% if existing_relation is not none and existing_relation.type != 'view' %}
     {{ adapter.drop_relation(existing_relation) }}
   {% endif %}
@@ -37,4 +47,4 @@
   {{ run_hooks(post_hooks, inside_transaction=False) }}
 
   {{ return({'relations': [target_relation]}) }}
-{% endmaterialization %}
+{% endmacro %}
