@@ -97,7 +97,7 @@
   (in_sampled_customers), which DuckDB pushes into a view's own scans.
   The customers are read from stg_raw__customers by its relation name in the graph: dbt renders a test's
   `where` only when the test runs, too late for a ref() to declare a dependency (the tested models depend
-  on it anyway).
+  on it anyway). A relation with a customer_key is filtered on it too (sampled_rows).
 -#}
 {% macro sampled_relation(relation) -%}
     {%- if not execute -%}
@@ -107,7 +107,7 @@
         | selectattr('name', 'equalto', 'stg_raw__customers') | map(attribute='relation_name') | first -%}
     {%- if target.type != 'duckdb' or target.threads | int > 1 -%}
         {%- set filtered -%}
-            (select * from {{ relation }} where {{ in_sampled_customers(customers) }}) dbt_subquery
+            (select * from {{ relation }} where {{ sampled_rows(relation, customers) }}) dbt_subquery
         {%- endset -%}
         {%- do return(filtered) -%}
     {%- endif -%}
@@ -123,12 +123,33 @@
         {%- call statement('create_test_sample') -%}
             create schema if not exists {{ sample.database }}.{{ sample.schema }};
             create table {{ sample }} as
-            select * from {{ relation }} where {{ in_sampled_customers(customers) }}
+            select * from {{ relation }} where {{ sampled_rows(relation, customers) }}
         {%- endcall -%}
         {#- committed now: the test that renders this runs in a transaction dbt rolls back -#}
         {%- do adapter.commit() -%}
     {%- endif -%}
     {%- do return(sample) -%}
+{%- endmacro %}
+
+
+{#-
+  sampled_rows(relation, customers_relation): sampled_relation's predicate. in_sampled_customers, and where
+  `relation` has a customer_key, that key among the sampled customers' (int_customers_keyed, as a literal
+  list): DuckDB pushes a filter on customer_key through the candidate retrieval stage's window
+  (int_candidates_retrieved, partitioned by customer and snapshot) into its scan, but not the filter on
+  customer_id, which the candidates take from a later join. Without it, the pair view's sample at Complete
+  Journey's product-type grain ranked every customer's candidates and could run out of memory.
+-#}
+{% macro sampled_rows(relation, customers_relation) -%}
+    {{ in_sampled_customers(customers_relation) }}
+    {%- if 'customer_key' in (adapter.get_columns_in_relation(relation) | map(attribute='name') | list) %}
+        {%- set keyed = graph.nodes.values() | selectattr('resource_type', 'equalto', 'model')
+            | selectattr('name', 'equalto', 'int_customers_keyed') | map(attribute='relation_name') | first %}
+        {%- set query -%}
+            select customer_key from {{ keyed }} where {{ customer_sample('customer_id') }} order by customer_key
+        {%- endset %}
+        and customer_key in ({{ run_query(query).columns[0].values() | join(', ') or 'null' }})
+    {%- endif -%}
 {%- endmacro %}
 
 

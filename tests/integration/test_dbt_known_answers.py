@@ -567,6 +567,8 @@ def test_pair_view_column_tests_run_on_the_sampled_customers_and_fail_on_a_bad_v
     sample = '"test_samples"."feat_customer_product_monthly"' if threads == 1 else "customer_id in ('C1', "
     ranges = [f for f in compiled if f.name.startswith("accepted_range")]  # compiled by this invocation
     assert len(compiled) == 18 and len(ranges) == 5 and all(sample in f.read_text() for f in ranges)
+    if threads == 2:  # the view's customer_key too (int_customers_keyed: C1 is 1), which reaches the retrieval
+        assert all("and customer_key in (1, 2, " in f.read_text() for f in ranges)
     build(built.home, select=select, threads=threads)  # restored: passes
     with duckdb.connect(database, read_only=True) as con:
         schemas = con.sql("select schema_name from duckdb_schemas()").fetchall()
