@@ -626,6 +626,15 @@ def test_retrieval_keeps_each_customer_months_best_ranked_eligible_candidate(
     assert key_set(read_mart(settings, "feat_customer_product_monthly")) == key_set(kept)
 
 
+def test_retrieval_stage_is_a_window_not_a_top_n_aggregate_of_whole_rows(retrieval_built: Settings) -> None:
+    """DuckDB turns a row_number() <= n filter into an aggregate keeping each partition's top n rows in
+    memory (arg_min with n), which ran a 35M-candidate labels mart out of memory; rank() stays a window."""
+    database = str(retrieval_built.build_dir / "nextbest.duckdb")
+    with duckdb.connect(database, read_only=True) as con:
+        plan = "\n".join(row[1] for row in con.sql("explain select * from int_candidates_retrieved").fetchall())
+    assert "rank() over" in plan.lower() and "arg_min" not in plan.lower()
+
+
 def test_retrieval_recall_counts_each_groups_adoptions_the_stage_kept(
         retrieval_built: Settings, marts: dict[str, pd.DataFrame]) -> None:
     """Per customer x labelled snapshot: the exhaustive build's candidates and positives, and the
