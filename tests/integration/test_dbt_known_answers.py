@@ -567,7 +567,7 @@ def test_pair_view_column_tests_run_on_the_sampled_customers_and_fail_on_a_bad_v
     sample = '"test_samples"."feat_customer_product_monthly"' if threads == 1 else "customer_id in ('C1', "
     ranges = [f for f in compiled if f.name.startswith("accepted_range")]  # compiled by this invocation
     assert len(compiled) == 18 and len(ranges) == 5 and all(sample in f.read_text() for f in ranges)
-    if threads == 2:  # the view's customer_key too (int_customers_keyed: C1 is 1), which reaches the retrieval
+    if threads == 2:  # and on the view's customer_key (int_customers_keyed: C1 is 1), which reaches retrieval
         assert all("and customer_key in (1, 2, " in f.read_text() for f in ranges)
     build(built.home, select=select, threads=threads)  # restored: passes
     with duckdb.connect(database, read_only=True) as con:
@@ -631,7 +631,8 @@ def test_retrieval_stage_is_a_window_not_a_top_n_aggregate_of_whole_rows(retriev
     memory (arg_min with n), which ran a 35M-candidate labels mart out of memory; rank() stays a window."""
     database = str(retrieval_built.build_dir / "nextbest.duckdb")
     with duckdb.connect(database, read_only=True) as con:
-        plan = "\n".join(row[1] for row in con.sql("explain select * from int_candidates_retrieved").fetchall())
+        rows = con.sql("explain select * from int_candidates_retrieved").fetchall()
+    plan = "\n".join(row[1] for row in rows)
     assert "rank() over" in plan.lower() and "arg_min" not in plan.lower()
 
 
