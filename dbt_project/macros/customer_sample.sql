@@ -103,8 +103,7 @@
     {%- if not execute -%}
         {%- do return(relation) -%}
     {%- endif -%}
-    {%- set customers = graph.nodes.values() | selectattr('resource_type', 'equalto', 'model')
-        | selectattr('name', 'equalto', 'stg_raw__customers') | map(attribute='relation_name') | first -%}
+    {%- set customers = model_relation_name('stg_raw__customers') -%}
     {%- if target.type != 'duckdb' or target.threads | int > 1 -%}
         {%- set filtered -%}
             (select * from {{ relation }} where {{ sampled_rows(relation, customers) }}) dbt_subquery
@@ -143,13 +142,21 @@
 {% macro sampled_rows(relation, customers_relation) -%}
     {{ in_sampled_customers(customers_relation) }}
     {%- if 'customer_key' in (adapter.get_columns_in_relation(relation) | map(attribute='name') | list) %}
-        {%- set keyed = graph.nodes.values() | selectattr('resource_type', 'equalto', 'model')
-            | selectattr('name', 'equalto', 'int_customers_keyed') | map(attribute='relation_name') | first %}
         {%- set query -%}
-            select customer_key from {{ keyed }} where {{ customer_sample('customer_id') }} order by customer_key
+            select customer_key from {{ model_relation_name('int_customers_keyed') }}
+            where {{ customer_sample('customer_id') }}
+            order by customer_key
         {%- endset %}
         and customer_key in ({{ run_query(query).columns[0].values() | join(', ') or 'null' }})
     {%- endif -%}
+{%- endmacro %}
+
+
+{#- model_relation_name(name): the relation of the model `name`, looked up in the graph (a test's `where` is
+    rendered when the test runs, too late for a ref() to declare a dependency). -#}
+{% macro model_relation_name(name) -%}
+    {{ return(graph.nodes.values() | selectattr('resource_type', 'equalto', 'model')
+        | selectattr('name', 'equalto', name) | map(attribute='relation_name') | first) }}
 {%- endmacro %}
 
 
